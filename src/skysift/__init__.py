@@ -1,0 +1,51 @@
+"""skysift: find, localize, classify and segment sources in astronomical images.
+
+The public API is imported lazily, so ``import skysift`` stays fast and only the parts a
+program touches load torch, GalSim or photutils.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0.dev0"
+
+# public name -> module that defines it
+_LAZY = {
+    "Image": "skysift.image",
+    "read_image": "skysift.io",
+    "SkysiftError": "skysift.errors",
+    "simulate_field": "skysift.sim.field",
+    "FieldConfig": "skysift.sim.field",
+    "SimulatedField": "skysift.sim.field",
+    "get_preset": "skysift.sim.presets",
+    "match_catalogs": "skysift.evaluate.matching",
+    "detection_metrics": "skysift.evaluate.metrics",
+    "classification_metrics": "skysift.evaluate.classification",
+}
+
+__all__ = ["__version__", *sorted(_LAZY)]
+
+if TYPE_CHECKING:
+    from skysift.errors import SkysiftError
+    from skysift.evaluate.classification import classification_metrics
+    from skysift.evaluate.matching import match_catalogs
+    from skysift.evaluate.metrics import detection_metrics
+    from skysift.image import Image
+    from skysift.io import read_image
+    from skysift.sim.field import FieldConfig, SimulatedField, simulate_field
+    from skysift.sim.presets import get_preset
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'skysift' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,131 @@
+"""The skysift catalog schema: columns, units, flag bits, and empty catalogs with full schema.
+
+Every detector (the skysift localizer, Mask R-CNN, SEP, photutils) returns a
+:class:`~astropy.table.QTable` with these columns, so benchmarks and writers need no special
+cases. Columns a detector cannot fill hold their missing value (NaN, -1, "" or 0); sky columns
+(``ra``, ``dec``) are present only when a WCS is known.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "COLUMNS",
+    "FLAGS",
+    "Column",
+    "decode_flags",
+    "empty_catalog",
+    "make_catalog",
+]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One catalog column: dtype, unit, missing value and meaning."""
+
+    name: str
+    dtype: str
+    unit: str | None
+    missing: Any
+    description: str
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("id", "i8", None, -1, "source id; equals the label in the segmentation map"),
+    Column("x", "f8", "pix", np.nan, "0-based column of the source centre"),
+    Column("y", "f8", "pix", np.nan, "0-based row of the source centre"),
+    Column("x_peak", "i8", "pix", -1, "column of the brightest pixel / probability peak"),
+    Column("y_peak", "i8", "pix", -1, "row of the brightest pixel / probability peak"),
+    Column("ra", "f8", "deg", np.nan, "right ascension (only with a WCS)"),
+    Column("dec", "f8", "deg", np.nan, "declination (only with a WCS)"),
+    Column("score", "f4", None, np.nan, "detector confidence (probability peak for the U-Net)"),
+    Column("snr", "f4", None, np.nan, "signal-to-noise of the flux measurement"),
+    Column("flux", "f8", "adu", np.nan, "background-subtracted flux in image units"),
+    Column("flux_err", "f8", "adu", np.nan, "1-sigma uncertainty of flux"),
+    Column("p_star", "f4", None, np.nan, "calibrated probability that the source is a star"),
+    Column("p_shred", "f4", None, np.nan, "probability that a galaxy is a shred of another"),
+    Column("morphology", "U10", None, "", "star, elliptical, spiral or other"),
+    Column("morphology_score", "f4", None, np.nan, "confidence of the morphology class"),
+    Column("bbox_xmin", "i8", "pix", -1, "bounding box, first column"),
+    Column("bbox_xmax", "i8", "pix", -1, "bounding box, last column"),
+    Column("bbox_ymin", "i8", "pix", -1, "bounding box, first row"),
+    Column("bbox_ymax", "i8", "pix", -1, "bounding box, last row"),
+    Column("area", "i8", "pix2", -1, "pixels in the source's segmentation footprint"),
+    Column("flags", "i4", None, 0, "bit mask; see skysift.catalog.FLAGS and decode_flags"),
+)
+_SKY = ("ra", "dec")
+
+#: Flag bits of the ``flags`` column.
+FLAGS: dict[str, int] = {
+    "edge": 1,  # cutout or aperture truncated by the image edge
+    "masked": 2,  # masked pixels inside the aperture/cutout
+    "tile_seam": 4,  # merged across a tile seam
+    "blended": 8,  # a neighbour overlaps the aperture/footprint
+    "saturated": 16,  # saturated pixels in the source
+    "unmatched_instance": 32,  # segmenter instance with no localized source
+}
+
+
+def decode_flags(flags: int) -> list[str]:
+    """Names of the bits set in a ``flags`` value: ``decode_flags(17) -> ['edge', 'saturated']``."""
+    return [name for name, bit in FLAGS.items() if int(flags) & bit]
+
+
+def empty_catalog(*, with_sky: bool = False, meta: dict | None = None):
+    """A catalog with the full schema and no rows."""
+    return make_catalog({}, length=0, with_sky=with_sky, meta=meta)
+
+
+def make_catalog(
+    values: dict[str, Any],
+    *,
+    length: int | None = None,
+    with_sky: bool | None = None,
+    meta: dict | None = None,
+):
+    """Build a catalog in the skysift schema from the columns a detector measured.
+
+    Parameters
+    ----------
+    values : dict
+        Column name -> values (array-like, plain numbers or Quantities). Schema columns not
+        given are filled with their missing value; extra columns are appended after the schema.
+    length : int, optional
+        Number of rows when ``values`` is empty.
+    with_sky : bool, optional
+        Include ``ra``/``dec``; default: when they are in ``values``.
+    meta : dict, optional
+        Table metadata (skysift version, detector, configuration).
+    """
+    import astropy.units as u
+    from astropy.table import QTable
+
+    from skysift import __version__
+
+    n = length if length is not None else (len(next(iter(values.values()))) if values else 0)
+    with_sky = ("ra" in values) if with_sky is None else with_sky
+    table = QTable(meta={"skysift_version": __version__, **(meta or {})})
+    for column in COLUMNS:
+        if column.name in _SKY and not with_sky:
+            continue
+        if column.name in values:
+            data = values[column.name]
+            if isinstance(data, u.Quantity):
+                data = data.to_value(column.unit) if column.unit else data.value
+            array = np.asarray(data).astype(column.dtype)
+        else:
+            array = np.full(n, column.missing, dtype=column.dtype)
+        if array.shape != (n,):
+            raise ValueError(f"column {column.name}: {array.shape[0]} values for {n} rows")
+        table[column.name] = array * u.Unit(column.unit) if column.unit else array
+        table[column.name].info.description = column.description
+    for name, data in values.items():
+        if name not in table.colnames and name not in _SKY:
+            table[name] = data
+    if n and (table["id"] < 0).all():
+        table["id"] = np.arange(1, n + 1, dtype=np.int64)
+    return table
