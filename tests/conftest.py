@@ -22,8 +22,15 @@ def artifact_field():
 
     return simulate_field(
         FieldConfig(
-            survey="meerlicht", size=256, density=100, seed=2_000_102, cosmic_rays=400.0,
-            hot_pixels=200.0, bad_columns=2, satellite_trails=1, star_fraction=0.9,
+            survey="meerlicht",
+            size=256,
+            density=100,
+            seed=2_000_102,
+            cosmic_rays=400.0,
+            hot_pixels=200.0,
+            bad_columns=2,
+            satellite_trails=1,
+            star_fraction=0.9,
         )
     )
 

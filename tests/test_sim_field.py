@@ -42,10 +42,12 @@ def test_parallel_and_serial_rendering_agree():
 
         sky = np.full((1, 128, 128), 500.0, np.float32)
         sources = _sources_of(config)
-        one = serial(sources, preset=field.preset, psf=field.psf, shape=(128, 128), sky=sky,
-                     workers=1)
-        two = serial(sources, preset=field.preset, psf=field.psf, shape=(128, 128), sky=sky,
-                     workers=2)
+        one = serial(
+            sources, preset=field.preset, psf=field.psf, shape=(128, 128), sky=sky, workers=1
+        )
+        two = serial(
+            sources, preset=field.preset, psf=field.psf, shape=(128, 128), sky=sky, workers=2
+        )
     finally:
         render.PARALLEL_MIN_SOURCES = original
     np.testing.assert_array_equal(one.noiseless, two.noiseless)
@@ -59,8 +61,13 @@ def _sources_of(config):
     from skysift.sim.psf import VaryingPSF
 
     preset = get_preset(config.survey)
-    psf = VaryingPSF(fwhm_centre=2.5, beta=3.0, centre=(64, 64), reference_radius=90,
-                     pixel_scale=preset.pixel_scale)
+    psf = VaryingPSF(
+        fwhm_centre=2.5,
+        beta=3.0,
+        centre=(64, 64),
+        reference_radius=90,
+        pixel_scale=preset.pixel_scale,
+    )
     depth = point_source_depth(preset, "q", fwhm=2.5)
     return _draw_population(config, preset, psf, depth, np.random.default_rng(1))
 
@@ -77,9 +84,15 @@ def test_truth_positions_are_flux_weighted_centroids(survey):
     rng = np.random.default_rng(5)
     size, spacing = 800, 200
     # strong PSF variation: elongated, larger PSFs away from the centre are the hard case
-    psf = VaryingPSF(fwhm_centre=sum(preset.psf_fwhm_range) / 2, beta=preset.psf_beta,
-                     centre=(0.0, 0.0), reference_radius=800.0, size_growth=0.3,
-                     ellipticity_edge=0.15, pixel_scale=preset.pixel_scale)
+    psf = VaryingPSF(
+        fwhm_centre=sum(preset.psf_fwhm_range) / 2,
+        beta=preset.psf_beta,
+        centre=(0.0, 0.0),
+        reference_radius=800.0,
+        size_growth=0.3,
+        ellipticity_edge=0.15,
+        pixel_scale=preset.pixel_scale,
+    )
     kinds = ["star", "elliptical", "disk", "compact", "spiral", "star", "disk", "elliptical"]
     sources = []
     for number, kind in enumerate(kinds):
@@ -88,8 +101,17 @@ def test_truth_positions_are_flux_weighted_centroids(survey):
         if kind == "star":
             sources.append(make_star(rng, number + 1, x, y, 17.0, preset))
         else:
-            sources += make_galaxy(rng, number + 1, x, y, 17.5, kind, preset,
-                                   psf_fwhm=float(psf.fwhm_at(x, y)), first_clump_id=100)
+            sources += make_galaxy(
+                rng,
+                number + 1,
+                x,
+                y,
+                17.5,
+                kind,
+                preset,
+                psf_fwhm=float(psf.fwhm_at(x, y)),
+                first_clump_id=100,
+            )
     sky = np.full((len(preset.bands), size, size), 100.0, np.float32)
     rendered = render_sources(sources, preset=preset, psf=psf, shape=(size, size), sky=sky)
     light = rendered.noiseless[0].astype(np.float64)
@@ -103,8 +125,9 @@ def test_truth_positions_are_flux_weighted_centroids(survey):
 
 
 def test_background_noise_matches_model():
-    config = FieldConfig(survey="meerlicht", size=256, density=1, seed=2_000_204,
-                         star_fraction=1.0).without_artifacts()
+    config = FieldConfig(
+        survey="meerlicht", size=256, density=1, seed=2_000_204, star_fraction=1.0
+    ).without_artifacts()
     field = simulate_field(config)
     residual = (field.image.data[0] - field.background[0]) / field.noise_sigma[0]
     empty = (field.footprints == 0) & (field.noiseless[0] < 0.01 * field.noise_sigma[0])
@@ -117,14 +140,23 @@ def test_star_snr_matches_aperture_measurement():
     """Truth S/N (PSF-optimal) agrees with the best circular-aperture S/N within 15 %."""
     from photutils.aperture import CircularAperture, aperture_photometry
 
-    config = FieldConfig(survey="meerlicht", size=256, density=8, seed=2_000_205,
-                         star_fraction=1.0, psf_size_growth=0.0,
-                         psf_ellipticity_edge=0.0).without_artifacts()
+    config = FieldConfig(
+        survey="meerlicht",
+        size=256,
+        density=8,
+        seed=2_000_205,
+        star_fraction=1.0,
+        psf_size_growth=0.0,
+        psf_ellipticity_edge=0.0,
+    ).without_artifacts()
     field = simulate_field(config)
     truth = field.truth
     fwhm_px = field.info["psf_fwhm"] / field.preset.pixel_scale
-    chosen = np.flatnonzero((np.asarray(truth["snr"]) > 15) & (np.asarray(truth["snr"]) < 300)
-                            & _isolated(truth, 6 * fwhm_px))
+    chosen = np.flatnonzero(
+        (np.asarray(truth["snr"]) > 15)
+        & (np.asarray(truth["snr"]) < 300)
+        & _isolated(truth, 6 * fwhm_px)
+    )
     assert chosen.size
     data = field.image.data[0] - field.background[0]
     gain = field.preset.gain
@@ -142,8 +174,9 @@ def test_star_snr_matches_aperture_measurement():
         assert best / truth["snr"][index] == pytest.approx(0.93, abs=0.08)
 
 
-@pytest.mark.parametrize("kind", ["cosmic_ray", "hot_pixel", "satellite_trail", "bad_column",
-                                  "saturated"])
+@pytest.mark.parametrize(
+    "kind", ["cosmic_ray", "hot_pixel", "satellite_trail", "bad_column", "saturated"]
+)
 def test_each_artifact_is_where_its_mask_says(artifact_field, kind):
     field = artifact_field
     mask = field.artifact_mask(kind)
@@ -157,7 +190,8 @@ def test_each_artifact_is_where_its_mask_says(artifact_field, kind):
         level = field.preset.saturation
         assert np.all(np.abs(field.image.data[0][mask] - level) <= offset_room)
         bleed = field.artifact_mask("bleed")
-        assert bleed.any() and not (bleed & mask).any()
+        assert bleed.any()
+        assert not (bleed & mask).any()
         assert np.median(field.image.data[0][bleed]) > level - offset_room
         return
     if kind == "bad_column":
@@ -199,22 +233,28 @@ def test_footprints_and_localization_mask(clean_field):
     areas = np.bincount(clean_field.footprints.ravel(), minlength=truth["id"].max() + 1)
     np.testing.assert_array_equal(areas[truth["id"]], truth["footprint_area"])
     localizable = (np.asarray(truth["snr"]) >= 3) & _isolated(truth, 6)
-    inside = ((truth["x"] > 3) & (truth["x"] < 188) & (truth["y"] > 3) & (truth["y"] < 188))
+    inside = (truth["x"] > 3) & (truth["x"] < 188) & (truth["y"] > 3) & (truth["y"] < 188)
     for index in np.flatnonzero(localizable & inside)[:5]:
         row, col = round(truth["y"][index]), round(truth["x"][index])
         patch = clean_field.localization_mask[row - 2 : row + 3, col - 2 : col + 3]
-        assert patch.sum() == 13 and patch[2, 2] and not patch[0, 0]
+        assert patch.sum() == 13
+        assert patch[2, 2]
+        assert not patch[0, 0]
 
 
 def test_psf_grows_towards_the_edges():
-    config = FieldConfig(survey="meerlicht", size=256, density=30, seed=2_000_207,
-                         psf_size_growth=0.3)
+    config = FieldConfig(
+        survey="meerlicht", size=256, density=30, seed=2_000_207, psf_size_growth=0.3
+    )
     field = simulate_field(config.without_artifacts())
     radius = np.hypot(field.truth["x"] - 127.5, field.truth["y"] - 127.5)
     fwhm = field.truth["psf_fwhm"].value
     assert fwhm[radius > 150].mean() > 1.15 * fwhm[radius < 40].mean()
-    flat = simulate_field(dataclasses.replace(config, psf_size_growth=0.0,
-                                              psf_ellipticity_edge=0.0).without_artifacts())
+    flat = simulate_field(
+        dataclasses.replace(
+            config, psf_size_growth=0.0, psf_ellipticity_edge=0.0
+        ).without_artifacts()
+    )
     assert np.ptp(flat.truth["psf_fwhm"].value) == 0
 
 
@@ -224,15 +264,24 @@ def test_density_counts_sources_brighter_than_depth(name):
     field = simulate_field(config.without_artifacts())
     truth = field.truth
     area = (320 * field.preset.pixel_scale / 60) ** 2
-    detectable = np.sum((truth[f"mag_{field.preset.detection_band}"].value
-                         < field.info["depth_5sigma"]) & ~truth["is_shred"])
+    detectable = np.sum(
+        (truth[f"mag_{field.preset.detection_band}"].value < field.info["depth_5sigma"])
+        & ~truth["is_shred"]
+    )
     expected = DENSITIES[name] * area
     assert abs(detectable - expected) < 4 * np.sqrt(expected) + 2
 
 
 def test_cluster_concentrates_stars():
-    config = FieldConfig(survey="meerlicht", size=256, density=60, seed=2_000_209,
-                         star_fraction=1.0, cluster_fraction=0.8, cluster_radius=15.0)
+    config = FieldConfig(
+        survey="meerlicht",
+        size=256,
+        density=60,
+        seed=2_000_209,
+        star_fraction=1.0,
+        cluster_fraction=0.8,
+        cluster_radius=15.0,
+    )
     truth = simulate_field(config.without_artifacts()).truth
     radius = np.hypot(truth["x"] - 127.5, truth["y"] - 127.5)
     inner = np.sum(radius < 40) / (np.pi * 40**2)
@@ -241,26 +290,36 @@ def test_cluster_concentrates_stars():
 
 
 def test_clumpy_galaxy_has_shreds_pointing_at_it():
-    config = FieldConfig(survey="decals", size=256, density=3, seed=2_000_210,
-                         central_galaxy="clumpy", central_mag=17.0)
+    config = FieldConfig(
+        survey="decals",
+        size=256,
+        density=3,
+        seed=2_000_210,
+        central_galaxy="clumpy",
+        central_mag=17.0,
+    )
     truth = simulate_field(config.without_artifacts()).truth
     central = truth[truth["id"] == 1][0]
-    assert central["galaxy_type"] == "clumpy" and central["morphology"] == "other"
+    assert central["galaxy_type"] == "clumpy"
+    assert central["morphology"] == "other"
     shreds = truth[truth["parent_id"] == 1]
     assert len(shreds) >= 2
-    assert np.all(shreds["is_shred"]) and np.all(shreds["morphology"] == "clump")
+    assert np.all(shreds["is_shred"])
+    assert np.all(shreds["morphology"] == "clump")
     assert np.all(shreds["class"] == "galaxy")
     separation = np.hypot(shreds["x"] - central["x"], shreds["y"] - central["y"])
     assert np.all(separation * 0.262 <= 2.5 * central["hlr"].value * 1.01)
     # clumps are blue star-forming regions: bluer g - z than their parent
-    assert np.all((shreds["mag_g"] - shreds["mag_z"]).value
-                  < (central["mag_g"] - central["mag_z"]).value)
+    assert np.all(
+        (shreds["mag_g"] - shreds["mag_z"]).value < (central["mag_g"] - central["mag_z"]).value
+    )
 
 
 @pytest.mark.parametrize("kind", ["elliptical", "spiral"])
 def test_central_galaxy_morphology(kind):
-    config = FieldConfig(survey="sdss", size=128, density=2, seed=2_000_211,
-                         central_galaxy=kind, central_mag=15.5)
+    config = FieldConfig(
+        survey="sdss", size=128, density=2, seed=2_000_211, central_galaxy=kind, central_mag=15.5
+    )
     field = simulate_field(config.without_artifacts())
     central = field.truth[field.truth["id"] == 1][0]
     assert central["morphology"] == kind

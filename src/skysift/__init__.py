@@ -25,7 +25,19 @@ _LAZY = {
     "classification_metrics": "skysift.evaluate.classification",
 }
 
-__all__ = ["__version__", *sorted(_LAZY)]
+__all__ = [
+    "FieldConfig",
+    "Image",
+    "SimulatedField",
+    "SkysiftError",
+    "__version__",
+    "classification_metrics",
+    "detection_metrics",
+    "get_preset",
+    "match_catalogs",
+    "read_image",
+    "simulate_field",
+]
 
 if TYPE_CHECKING:
     from skysift.errors import SkysiftError

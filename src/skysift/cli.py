@@ -37,13 +37,18 @@ def _root(
 
 @app.command()
 def simulate(
-    out: Path = typer.Option(Path("skysift-field"), "--out", "-o",
-                             help="Directory for the FITS images, truth, masks and preview."),
+    out: Path = typer.Option(
+        Path("skysift-field"),
+        "--out",
+        "-o",
+        help="Directory for the FITS images, truth, masks and preview.",
+    ),
     survey: str = typer.Option("meerlicht", help="Survey preset: meerlicht, decals or sdss."),
     size: int = typer.Option(1024, help="Image side in pixels."),
     density: str = typer.Option(
-        "30", help="Sources per arcmin^2 brighter than the 5-sigma depth, or sparse (3), "
-        "medium (40), crowded (150), cluster (250)."
+        "30",
+        help="Sources per arcmin^2 brighter than the 5-sigma depth, or sparse (3), "
+        "medium (40), crowded (150), cluster (250).",
     ),
     seed: int = typer.Option(2_000_000, help="Random seed; see skysift.sim.seeds for ranges."),
     star_fraction: float = typer.Option(0.6, help="Fraction of detectable sources that are stars."),
@@ -58,8 +63,9 @@ def simulate(
         True, help="PSF size and elongation grow towards the edges (--no-psf-variation: fixed)."
     ),
     artifacts: bool = typer.Option(
-        True, help="Cosmic rays, trails, hot pixels, bad columns, spikes, bleeding "
-        "(--no-artifacts: none)."
+        True,
+        help="Cosmic rays, trails, hot pixels, bad columns, spikes, bleeding "
+        "(--no-artifacts: none).",
     ),
     noise: bool = typer.Option(True, help="Poisson and read noise (--no-noise: expected image)."),
     name: str = typer.Option("field", help="Prefix of the output file names."),
@@ -79,9 +85,14 @@ def simulate(
     def run() -> None:
         density_value: float | str = float(density) if _is_number(density) else density
         config = FieldConfig(
-            survey=survey, size=size, density=density_value, seed=seed,
-            star_fraction=star_fraction, central_galaxy=central_galaxy,
-            cluster_fraction=cluster_fraction, psf_fwhm=psf_fwhm,
+            survey=survey,
+            size=size,
+            density=density_value,
+            seed=seed,
+            star_fraction=star_fraction,
+            central_galaxy=central_galaxy,
+            cluster_fraction=cluster_fraction,
+            psf_fwhm=psf_fwhm,
             **({} if psf_variation else {"psf_size_growth": 0.0, "psf_ellipticity_edge": 0.0}),
             noise=noise,
         )
@@ -96,7 +107,7 @@ def simulate(
                 f"Simulated {config.survey} {size}x{size} seed {seed} in "
                 f"{time.perf_counter() - start:.1f} s: {info['n_stars']} stars, "
                 f"{info['n_galaxies']} galaxies, {info['n_shreds']} clumps (shreds), "
-                f"{info['n_artifacts']} artifacts; PSF FWHM {info['psf_fwhm']:.2f}\", "
+                f'{info["n_artifacts"]} artifacts; PSF FWHM {info["psf_fwhm"]:.2f}", '
                 f"5-sigma depth {info['depth_5sigma']:.2f} mag"
             )
             for kind, path in paths.items():

@@ -213,7 +213,7 @@ def pixel_scale_from_wcs(wcs: WCS) -> float | None:
         if celestial.naxis != 2:
             return None
         scales = proj_plane_pixel_scales(celestial)
-    except Exception:  # noqa: BLE001 - any failure here means "scale unknown"
+    except Exception:
         return None
     units = celestial.wcs.cunit
     factor = 3600.0 if str(units[0]) in ("deg", "") else 1.0

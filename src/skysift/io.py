@@ -160,7 +160,7 @@ def read_wcs(header: Any, *, name: str = "header", section: tuple[slice, slice] 
             sky = wcs.all_pix2world(centre, 0)
             if not np.isfinite(sky).all():
                 raise ValueError("the image centre has no finite sky position")
-    except Exception as exc:  # noqa: BLE001 - astropy raises many types for a bad WCS
+    except Exception as exc:
         warnings.warn(
             f"{name}: the WCS in the header could not be used ({type(exc).__name__}: {exc}); "
             "sky coordinates will be omitted",
@@ -230,10 +230,8 @@ def _open_fits(path: Path):
             warnings.simplefilter("always")
             # scaling (BZERO/BSCALE/BLANK) is applied by _Layer.read_into: astropy refuses to
             # scale memory-mapped data
-            hdul = fits.open(
-                path, memmap=True, lazy_load_hdus=False, do_not_scale_image_data=True
-            )
-    except Exception as exc:  # noqa: BLE001 - astropy raises OSError, ValueError, ...
+            hdul = fits.open(path, memmap=True, lazy_load_hdus=False, do_not_scale_image_data=True)
+    except Exception as exc:
         raise FitsFormatError(
             f"{path}: unreadable FITS file, truncated or corrupt ({type(exc).__name__}: {exc})"
         ) from exc
@@ -299,7 +297,7 @@ class _Layer:
                 raw = np.asarray(self.hdu.section[self.index]).reshape(out.shape)
                 out[...] = raw
                 _apply_scaling(out, raw, self.header)
-        except Exception as exc:  # noqa: BLE001 - short reads surface as several types
+        except Exception as exc:
             raise FitsFormatError(
                 f"{self.where}: could not read the image data; the file is probably truncated "
                 f"({type(exc).__name__}: {exc})"

@@ -59,8 +59,13 @@ def as_image(image: Image | np.ndarray, mask=None) -> Image:
         if extra.shape != image.shape:
             raise InvalidParameterError(f"mask has shape {extra.shape}; image is {image.shape}")
         return Image.from_array(
-            image.data, mask=image.mask | extra, wcs=image.wcs, bands=image.bands,
-            pixel_scale=image.pixel_scale, header=image.header, min_size=1,
+            image.data,
+            mask=image.mask | extra,
+            wcs=image.wcs,
+            bands=image.bands,
+            pixel_scale=image.pixel_scale,
+            header=image.header,
+            min_size=1,
         )
     return Image.from_array(image, mask=mask, min_size=1)
 
@@ -77,10 +82,9 @@ def default_fwhm_pixels(image: Image, fallback: float = 3.0) -> float:
 
 
 def _band_pixels(image: Image, band: str | int | None) -> np.ndarray:
-    pixels = image.band(0 if band is None else band)
-    data = np.ascontiguousarray(pixels, dtype=np.float32)
-    if image.mask.any():  # SEP and photutils must not see NaN/inf even where masked
-        data = np.where(image.mask, 0.0, data).astype(np.float32)
+    # a writable copy: SEP's buffers refuse the read-only Image arrays
+    data = np.array(image.band(0 if band is None else band), dtype=np.float32, order="C")
+    data[image.mask] = 0.0  # SEP and photutils must not see NaN/inf even where masked
     return data
 
 
@@ -90,7 +94,12 @@ def _aperture_snr(data_sub, x, y, err, mask, radius):
     if len(x) == 0:
         return np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int32)
     flux, flux_err, flag = sep.sum_circle(
-        data_sub, np.asarray(x, float), np.asarray(y, float), radius, err=err, mask=mask,
+        data_sub,
+        np.asarray(x, float),
+        np.asarray(y, float),
+        radius,
+        err=np.array(err, dtype=np.float32, order="C"),
+        mask=np.array(mask, order="C"),
         subpix=5,
     )
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -162,19 +171,28 @@ class SepDetector:
 
         image = as_image(image, mask)
         data = _band_pixels(image, self.band)
-        bad = np.ascontiguousarray(image.mask)
+        bad = np.array(image.mask, order="C")
         try:
             background = sep.Background(
-                data, mask=bad, bw=self.back_size, bh=self.back_size,
-                fw=self.back_filter_size, fh=self.back_filter_size,
+                data,
+                mask=bad,
+                bw=self.back_size,
+                bh=self.back_size,
+                fw=self.back_filter_size,
+                fh=self.back_filter_size,
             )
             data_sub = data - background.back()
             rms = background.rms()
             sep.set_extract_pixstack(max(300_000, data.size // 2))
             sep.set_sub_object_limit(4096)
             objects = sep.extract(
-                data_sub, self.threshold, err=rms, mask=bad, minarea=self.min_area,
-                deblend_nthresh=self.deblend_nthresh, deblend_cont=self.deblend_cont,
+                data_sub,
+                self.threshold,
+                err=rms,
+                mask=bad,
+                minarea=self.min_area,
+                deblend_nthresh=self.deblend_nthresh,
+                deblend_cont=self.deblend_cont,
                 clean=True,
             )
         except Exception as exc:  # SEP raises bare Exception for its C status codes
@@ -259,9 +277,10 @@ class SourceFinderDetector:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NoDetectionsWarning)
-            segments = finder(convolved, self.threshold * background.background_rms,
-                              mask=image.mask)
-        config = {k: v for k, v in self.__dict__.items()} | {"fwhm_used": fwhm}
+            segments = finder(
+                convolved, self.threshold * background.background_rms, mask=image.mask
+            )
+        config = dict(self.__dict__.items()) | {"fwhm_used": fwhm}
         if segments is None:
             return _finish({"x": np.zeros(0), "y": np.zeros(0)}, image, self.name, config)
         catalog = SourceCatalog(data_sub, segments, convolved_data=convolved, mask=image.mask)
@@ -269,8 +288,9 @@ class SourceFinderDetector:
         y = np.asarray(catalog.y_centroid, dtype=float)
         finite = np.isfinite(x) & np.isfinite(y)
         rms = background.background_rms.astype(np.float32)
-        snr, _, flags = _aperture_snr(data_sub, x[finite], y[finite], rms, image.mask,
-                                      self.aperture_radius)
+        snr, _, flags = _aperture_snr(
+            data_sub, x[finite], y[finite], rms, image.mask, self.aperture_radius
+        )
         boxes = catalog.bbox
         values = {
             "id": np.asarray(catalog.label)[finite],
@@ -338,8 +358,14 @@ class DaoStarFinderDetector:
             return _finish({"x": np.zeros(0), "y": np.zeros(0)}, image, self.name, config)
         x = np.asarray(found["x_centroid"], dtype=float)
         y = np.asarray(found["y_centroid"], dtype=float)
-        snr, _, flags = _aperture_snr(data_sub, x, y, background.background_rms.astype(np.float32),
-                                      image.mask, self.aperture_radius)
+        snr, _, flags = _aperture_snr(
+            data_sub,
+            x,
+            y,
+            background.background_rms.astype(np.float32),
+            image.mask,
+            self.aperture_radius,
+        )
         values = {
             "x": x,
             "y": y,

@@ -8,6 +8,8 @@ bins: ``ECE = sum_b (n_b / N) |mean(y)_b - mean(p)_b|``.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from skysift.errors import InvalidParameterError
@@ -105,9 +107,14 @@ def binned_classification_metrics(y_true, p, values, *, bins, name: str = "snr")
     if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0):
         raise InvalidParameterError(f"bins must be increasing edges; got {bins}")
     rows = []
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges):
         last = hi == edges[-1]
         selected = (values >= lo) & ((values <= hi) if last else (values < hi))
-        rows.append({f"{name}_lo": lo, f"{name}_hi": hi,
-                     **classification_metrics(y[selected], prob[selected])})
+        rows.append(
+            {
+                f"{name}_lo": lo,
+                f"{name}_hi": hi,
+                **classification_metrics(y[selected], prob[selected]),
+            }
+        )
     return Table(rows=rows)

@@ -134,12 +134,20 @@ def match_catalogs(
         candidates = det_tree.sparse_distance_matrix(truth_tree, radius, output_type="ndarray")
         if candidates.size:
             pairs_det, pairs_truth = _assign(
-                candidates["i"], candidates["j"], candidates["v"], n_det, n_truth,
-                linear_sum_assignment, coo_matrix, connected_components,
+                candidates["i"],
+                candidates["j"],
+                candidates["v"],
+                n_det,
+                n_truth,
+                linear_sum_assignment,
+                coo_matrix,
+                connected_components,
             )
     order = np.argsort(pairs_det, kind="stable")
     pairs_det, pairs_truth = pairs_det[order], pairs_truth[order]
-    distance = np.hypot(dx_in[pairs_det] - tx_in[pairs_truth], dy_in[pairs_det] - ty_in[pairs_truth])
+    distance = np.hypot(
+        dx_in[pairs_det] - tx_in[pairs_truth], dy_in[pairs_det] - ty_in[pairs_truth]
+    )
     counted = required[pairs_truth]
     matched_det = np.zeros(n_det, dtype=bool)
     matched_det[pairs_det] = True
@@ -186,8 +194,9 @@ def _assign(rows, cols, dist, n_det, n_truth, linear_sum_assignment, coo_matrix,
     bounds = np.flatnonzero(np.diff(group)) + 1
     out_det, out_truth = [], []
     # a cost larger than any sum of real distances makes the solver maximize the match count
-    for r, c, d in zip(np.split(rows, bounds), np.split(cols, bounds), np.split(dist, bounds),
-                       strict=True):
+    for r, c, d in zip(
+        np.split(rows, bounds), np.split(cols, bounds), np.split(dist, bounds), strict=True
+    ):
         if r.size == 1:
             out_det.append(r)
             out_truth.append(c)

@@ -114,8 +114,7 @@ def binned_detection_metrics(
 
     n_bins = edges.size - 1
     truth_bin = bin_of(truth_values)
-    tp = np.bincount(truth_bin[match.tp_truth][truth_bin[match.tp_truth] >= 0],
-                     minlength=n_bins)
+    tp = np.bincount(truth_bin[match.tp_truth][truth_bin[match.tp_truth] >= 0], minlength=n_bins)
     fn_bins = truth_bin[match.fn_truth]
     fn = np.bincount(fn_bins[fn_bins >= 0], minlength=n_bins)
     fp_bins = bin_of(detection_values)[match.fp_detections]
@@ -139,9 +138,7 @@ def binned_detection_metrics(
     )
 
 
-def local_density(
-    x, y, truth_x, truth_y, *, radius: float, pixel_scale: float
-) -> np.ndarray:
+def local_density(x, y, truth_x, truth_y, *, radius: float, pixel_scale: float) -> np.ndarray:
     """Truth sources per arcmin^2 within ``radius`` pixels of each ``(x, y)``.
 
     A position's own truth source is counted, so an isolated source has density

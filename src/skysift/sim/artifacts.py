@@ -37,11 +37,11 @@ import numpy as np
 __all__ = [
     "ARTIFACT_KINDS",
     "ArtifactTruth",
+    "bad_columns",
     "bleed_columns",
     "cosmic_rays",
     "diffraction_spikes",
     "hot_pixels",
-    "bad_columns",
     "satellite_trail",
 ]
 
@@ -81,8 +81,15 @@ class ArtifactTruth:
         x = float(info.pop("x", cols.mean() if cols.size else np.nan))
         y = float(info.pop("y", rows.mean() if rows.size else np.nan))
         self.records.append(
-            {"id": artifact_id, "kind": kind, "band": band, "x": x, "y": y,
-             "npix": int(rows.size), **info}
+            {
+                "id": artifact_id,
+                "kind": kind,
+                "band": band,
+                "x": x,
+                "y": y,
+                "npix": int(rows.size),
+                **info,
+            }
         )
         self.label_map[rows, cols] = artifact_id
         mask = self._kind_masks.setdefault(kind, np.zeros(self.shape, dtype=bool))
@@ -99,13 +106,23 @@ class ArtifactTruth:
         """Artifact records as an astropy Table (id, kind, band, x, y, npix, ...)."""
         from astropy.table import Table
 
-        columns = {"id": [], "kind": [], "band": [], "x": [], "y": [], "npix": [],
-                   "length": [], "angle": [], "peak": []}
+        columns = {
+            "id": [],
+            "kind": [],
+            "band": [],
+            "x": [],
+            "y": [],
+            "npix": [],
+            "length": [],
+            "angle": [],
+            "peak": [],
+        }
         for record in self.records:
             for name in columns:
                 columns[name].append(record.get(name, np.nan))
-        table = Table(columns, dtype=[np.int32, "U17", "U8", float, float, np.int32, float,
-                                      float, float])
+        table = Table(
+            columns, dtype=[np.int32, "U17", "U8", float, float, np.int32, float, float, float]
+        )
         table["x"].description = "0-based column of the artifact centre"
         table["y"].description = "0-based row of the artifact centre"
         table["length"].description = "track length in pixels (cosmic rays, trails, columns)"
@@ -147,8 +164,17 @@ def cosmic_rays(
             continue
         rows, cols = pixels[0][keep], pixels[1][keep]
         deposit[rows, cols] += values[keep]
-        truth.add("cosmic_ray", band, rows, cols, x=x0, y=y0, length=length,
-                  angle=math.degrees(angle), peak=float(values.max()))
+        truth.add(
+            "cosmic_ray",
+            band,
+            rows,
+            cols,
+            x=x0,
+            y=y0,
+            length=length,
+            angle=math.degrees(angle),
+            peak=float(values.max()),
+        )
     return deposit
 
 
@@ -191,9 +217,17 @@ def bad_columns(
         level = 0.0 if kind == "dead" else float(rng.uniform(50, 200)) * sigma
         columns.append((int(column), rows, kind, level))
         row_index = np.arange(height)[rows]
-        truth.add("bad_column", "", row_index, np.full(row_index.size, column),
-                  x=float(column), y=float(row_index.mean()), length=float(row_index.size),
-                  angle=90.0, peak=level)
+        truth.add(
+            "bad_column",
+            "",
+            row_index,
+            np.full(row_index.size, column),
+            x=float(column),
+            y=float(row_index.mean()),
+            length=float(row_index.size),
+            angle=90.0,
+            peak=level,
+        )
     return columns
 
 
@@ -219,8 +253,17 @@ def satellite_trail(
     light = (peak * np.exp(-0.5 * (distance / width_sigma) ** 2)).astype(np.float32)
     light[distance > 6 * width_sigma] = 0.0
     rows, cols = np.nonzero(light >= nsigma * noise_sigma)
-    truth.add("satellite_trail", band, rows, cols, x=x0, y=y0,
-              length=float(math.hypot(height, width)), angle=math.degrees(angle), peak=peak)
+    truth.add(
+        "satellite_trail",
+        band,
+        rows,
+        cols,
+        x=x0,
+        y=y0,
+        length=float(math.hypot(height, width)),
+        angle=math.degrees(angle),
+        peak=peak,
+    )
     return light
 
 
@@ -250,14 +293,19 @@ def diffraction_spikes(
         length_px = min(3.0 * fwhm_px * math.sqrt(flux / 2e5), 250.0)
         length_px = max(length_px, 3.0 * fwhm_px)
         across = 0.3 * fwhm_px
-        spike = galsim.Sum([
-            galsim.Gaussian(sigma=math.sqrt(length_px * across) * pixel_scale)
-            .shear(q=across / length_px, beta=(angle + turn) * galsim.degrees)
-            for turn in (0.0, 90.0)
-        ]).withFlux(0.005 * flux)
+        spike = galsim.Sum(
+            [
+                galsim.Gaussian(sigma=math.sqrt(length_px * across) * pixel_scale).shear(
+                    q=across / length_px, beta=(angle + turn) * galsim.degrees
+                )
+                for turn in (0.0, 90.0)
+            ]
+        ).withFlux(0.005 * flux)
         half = int(3 * length_px)
-        bounds = galsim.BoundsI(round(x) - half, round(x) + half,
-                                round(y) - half, round(y) + half) & full
+        bounds = (
+            galsim.BoundsI(round(x) - half, round(x) + half, round(y) - half, round(y) + half)
+            & full
+        )
         if not bounds.isDefined():
             continue
         stamp = galsim.ImageF(bounds, scale=pixel_scale)
@@ -270,9 +318,18 @@ def diffraction_spikes(
         )
         spike_rows, spike_cols = np.nonzero(owned)
         if spike_rows.size:
-            truth.add("diffraction_spike", band, spike_rows + bounds.ymin,
-                      spike_cols + bounds.xmin, x=x, y=y, length=2 * length_px, angle=angle,
-                      peak=float(stamp.array.max()), star_id=star_id)
+            truth.add(
+                "diffraction_spike",
+                band,
+                spike_rows + bounds.ymin,
+                spike_cols + bounds.xmin,
+                x=x,
+                y=y,
+                length=2 * length_px,
+                angle=angle,
+                peak=float(stamp.array.max()),
+                star_id=star_id,
+            )
     return light
 
 

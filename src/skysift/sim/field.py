@@ -44,7 +44,14 @@ from skysift.sim.background import amplifier_offsets, sky_model
 from skysift.sim.presets import SurveyPreset, get_preset, point_source_depth
 from skysift.sim.psf import VaryingPSF
 from skysift.sim.render import render_sources
-from skysift.sim.sources import GALAXY_TYPES, Source, count_fraction, draw_magnitudes, make_galaxy, make_star
+from skysift.sim.sources import (
+    GALAXY_TYPES,
+    Source,
+    count_fraction,
+    draw_magnitudes,
+    make_galaxy,
+    make_star,
+)
 from skysift.sim.truth import build_truth_table, localization_mask
 
 __all__ = ["DENSITIES", "FieldConfig", "SimulatedField", "simulate_field"]
@@ -210,8 +217,14 @@ class FieldConfig:
     def without_artifacts(self) -> FieldConfig:
         """The same field with every artifact switched off (sources and noise unchanged)."""
         return dataclasses.replace(
-            self, cosmic_rays=0.0, hot_pixels=0.0, bad_columns=0, satellite_trails=0,
-            diffraction_spikes=False, saturation=False, amplifier_offset=0.0,
+            self,
+            cosmic_rays=0.0,
+            hot_pixels=0.0,
+            bad_columns=0,
+            satellite_trails=0,
+            diffraction_spikes=False,
+            saturation=False,
+            amplifier_offset=0.0,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -319,8 +332,13 @@ def simulate_field(config: FieldConfig | None = None, *, progress: bool = False,
 
     sky_e, sky_info = sky_model(preset, (height, width), rng_sky, gradient=config.sky_gradient)
     rendered = render_sources(
-        sources, preset=preset, psf=psf, shape=(height, width), sky=sky_e,
-        footprint_nsigma=config.footprint_nsigma, progress=progress,
+        sources,
+        preset=preset,
+        psf=psf,
+        shape=(height, width),
+        sky=sky_e,
+        footprint_nsigma=config.footprint_nsigma,
+        progress=progress,
     )
     noise_e = np.sqrt(sky_e + preset.read_noise**2)
     artifacts = ArtifactTruth((height, width))
@@ -330,32 +348,52 @@ def simulate_field(config: FieldConfig | None = None, *, progress: bool = False,
     if config.diffraction_spikes:
         angle = float(rng_artifacts.uniform(0, 90))
         bright = [
-            i for i, s in enumerate(sources)
+            i
+            for i, s in enumerate(sources)
             if s.kind == "star" and rendered.peak[i] > 0.3 * full_well
         ]
         for b, band in enumerate(preset.band_names):
             stars = [
-                (sources[i].id, sources[i].x, sources[i].y, float(rendered.flux[i, b]),
-                 float(rendered.psf_fwhm[i]) / preset.pixel_scale)
+                (
+                    sources[i].id,
+                    sources[i].x,
+                    sources[i].y,
+                    float(rendered.flux[i, b]),
+                    float(rendered.psf_fwhm[i]) / preset.pixel_scale,
+                )
                 for i in bright
             ]
             light[b] += diffraction_spikes(
-                stars, shape=(height, width), pixel_scale=preset.pixel_scale, angle=angle,
-                noise_sigma=noise_e[b], nsigma=config.footprint_nsigma,
-                footprints=rendered.footprints, band=band,
+                stars,
+                shape=(height, width),
+                pixel_scale=preset.pixel_scale,
+                angle=angle,
+                noise_sigma=noise_e[b],
+                nsigma=config.footprint_nsigma,
+                footprints=rendered.footprints,
+                band=band,
                 truth=artifacts if b == det else ArtifactTruth((height, width)),
             )
     for _ in range(config.satellite_trails):
         b = det if preset.band_names.__len__() == 1 else int(rng_artifacts.integers(len(light)))
         light[b] += satellite_trail(
-            rng_artifacts, (height, width), psf_sigma_px=fwhm / preset.pixel_scale / 2.355,
-            noise_sigma=noise_e[b], nsigma=config.footprint_nsigma,
-            band=preset.band_names[b], truth=artifacts,
+            rng_artifacts,
+            (height, width),
+            psf_sigma_px=fwhm / preset.pixel_scale / 2.355,
+            noise_sigma=noise_e[b],
+            nsigma=config.footprint_nsigma,
+            band=preset.band_names[b],
+            truth=artifacts,
         )
     dark = np.zeros((height, width), dtype=np.float32)
     if config.hot_pixels:
-        dark = hot_pixels(rng_artifacts, (height, width), per_megapixel=config.hot_pixels,
-                          sigma=float(np.median(noise_e[det])), truth=artifacts)
+        dark = hot_pixels(
+            rng_artifacts,
+            (height, width),
+            per_megapixel=config.hot_pixels,
+            sigma=float(np.median(noise_e[det])),
+            truth=artifacts,
+        )
 
     observed = np.empty_like(light)
     for b, band in enumerate(preset.band_names):
@@ -367,13 +405,20 @@ def simulate_field(config: FieldConfig | None = None, *, progress: bool = False,
             counts = expected.astype(np.float32)
         if config.cosmic_rays:
             counts += cosmic_rays(
-                rng_artifacts, (height, width), per_megapixel=config.cosmic_rays,
-                threshold=config.footprint_nsigma * float(np.median(noise_e[b])), band=band,
+                rng_artifacts,
+                (height, width),
+                per_megapixel=config.cosmic_rays,
+                threshold=config.footprint_nsigma * float(np.median(noise_e[b])),
+                band=band,
                 truth=artifacts,
             )
         if config.saturation:
-            counts = bleed_columns(counts, full_well, band=band,
-                                   truth=artifacts if b == det else ArtifactTruth((height, width)))
+            counts = bleed_columns(
+                counts,
+                full_well,
+                band=band,
+                truth=artifacts if b == det else ArtifactTruth((height, width)),
+            )
         observed[b] = counts / preset.gain
 
     offsets = (
@@ -385,7 +430,10 @@ def simulate_field(config: FieldConfig | None = None, *, progress: bool = False,
     if config.bad_columns:
         typical = float(np.median(noise_e[det]))
         for column, rows, kind, level in bad_columns(
-            rng_artifacts, (height, width), count=config.bad_columns, sigma=typical,
+            rng_artifacts,
+            (height, width),
+            count=config.bad_columns,
+            sigma=typical,
             truth=artifacts,
         ):
             for b in range(len(observed)):
@@ -408,8 +456,12 @@ def simulate_field(config: FieldConfig | None = None, *, progress: bool = False,
         np.asarray(truth["x"])[localizable], np.asarray(truth["y"])[localizable], (height, width)
     )
     image = Image.from_array(
-        observed, wcs=wcs, bands=preset.band_names, pixel_scale=preset.pixel_scale,
-        min_size=16, copy=False,
+        observed,
+        wcs=wcs,
+        bands=preset.band_names,
+        pixel_scale=preset.pixel_scale,
+        min_size=16,
+        copy=False,
     )
     info = {
         "psf_fwhm": fwhm,
@@ -451,11 +503,11 @@ def _draw_population(
     faint = depth + config.faint_margin
     star_bright, galaxy_bright = depth - 13.0, depth - 9.0
     n_stars = rng.poisson(
-        detectable * config.star_fraction
-        / count_fraction(_STAR_SLOPE, star_bright, depth, faint)
+        detectable * config.star_fraction / count_fraction(_STAR_SLOPE, star_bright, depth, faint)
     )
     n_galaxies = rng.poisson(
-        detectable * (1 - config.star_fraction)
+        detectable
+        * (1 - config.star_fraction)
         / count_fraction(_GALAXY_SLOPE, galaxy_bright, depth, faint)
     )
     star_mags = draw_magnitudes(rng, n_stars, bright=star_bright, faint=faint, slope=_STAR_SLOPE)
@@ -475,8 +527,15 @@ def _draw_population(
     def add_galaxy(x: float, y: float, mag: float, kind: str) -> None:
         nonlocal next_id
         made = make_galaxy(
-            rng, next_id, x, y, mag, kind, preset,
-            psf_fwhm=float(psf.fwhm_at(x, y)), first_clump_id=-1,
+            rng,
+            next_id,
+            x,
+            y,
+            mag,
+            kind,
+            preset,
+            psf_fwhm=float(psf.fwhm_at(x, y)),
+            first_clump_id=-1,
         )
         sources.append(made[0])
         clumps.extend(made[1:])
@@ -485,8 +544,9 @@ def _draw_population(
     if config.central_galaxy is not None:
         mag = config.central_mag or float(rng.uniform(depth - 8.0, depth - 6.0))
         offset = rng.uniform(-1.0, 1.0, 2)
-        add_galaxy((width - 1) / 2 + offset[0], (height - 1) / 2 + offset[1], mag,
-                   config.central_galaxy)
+        add_galaxy(
+            (width - 1) / 2 + offset[0], (height - 1) / 2 + offset[1], mag, config.central_galaxy
+        )
     for x, y, mag in zip(star_x, star_y, star_mags, strict=True):
         sources.append(make_star(rng, next_id, float(x), float(y), float(mag), preset))
         next_id += 1
@@ -505,7 +565,7 @@ def _star_positions(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Uniform field stars plus a projected Plummer cluster, all inside the image."""
     height, width = config.shape
-    n_cluster = int(round(n * config.cluster_fraction))
+    n_cluster = round(n * config.cluster_fraction)
     x = rng.uniform(-0.5, width - 0.5, n)
     y = rng.uniform(-0.5, height - 0.5, n)
     if n_cluster:

@@ -48,8 +48,11 @@ def _image_header(field: SimulatedField, band: str):
         ("SATURATE", preset.saturation, "[adu] saturation level"),
         ("MAGZP", round(preset.zero_point_adu(band), 4), "AB mag giving 1 adu in the exposure"),
         ("PIXSCALE", preset.pixel_scale, "[arcsec/pixel] pixel scale"),
-        ("SEEING", round(preset.fwhm_in_band(field.info["psf_fwhm"], band), 4),
-         "[arcsec] PSF FWHM at the optical centre"),
+        (
+            "SEEING",
+            round(preset.fwhm_in_band(field.info["psf_fwhm"], band), 4),
+            "[arcsec] PSF FWHM at the optical centre",
+        ),
         ("SKYLEVEL", round(sky_adu, 3), "[adu] median sky + offsets (not subtracted)"),
         ("ORIGIN", f"skysift {__version__}", "simulated with skysift.sim (GalSim)"),
         ("SIMSURV", preset.name, "survey preset"),
@@ -120,13 +123,13 @@ def write_field(
     wcs_header = field.image.wcs.to_header()
     extensions = [
         fits.ImageHDU(field.footprints, header=wcs_header, name="FOOTPRINTS"),
-        fits.ImageHDU(field.localization_mask.astype(np.uint8), header=wcs_header,
-                      name="LOCMASK"),
+        fits.ImageHDU(field.localization_mask.astype(np.uint8), header=wcs_header, name="LOCMASK"),
         fits.ImageHDU(field.artifacts.label_map, header=wcs_header, name="ARTIFACTS"),
     ]
     extensions += [
-        fits.ImageHDU(field.artifact_mask(kind).astype(np.uint8), header=wcs_header,
-                      name=kind.upper())
+        fits.ImageHDU(
+            field.artifact_mask(kind).astype(np.uint8), header=wcs_header, name=kind.upper()
+        )
         for kind in ARTIFACT_KINDS
     ]
     with atomic_write(targets["masks"]) as tmp:

@@ -82,8 +82,12 @@ def preview_png(
     truth = field.truth
     for kind in mark:
         if kind == "artifacts":
-            ax.contour(field.artifacts.label_map[rows, cols] > 0, levels=[0.5],
-                       colors="#e040fb", linewidths=0.6)
+            ax.contour(
+                field.artifacts.label_map[rows, cols] > 0,
+                levels=[0.5],
+                colors="#e040fb",
+                linewidths=0.6,
+            )
             continue
         if kind == "shred":
             selected = np.asarray(truth["is_shred"])
@@ -93,9 +97,16 @@ def preview_png(
         x = np.asarray(truth["x"])[selected] - col0
         y = np.asarray(truth["y"])[selected] - row0
         inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
-        ax.scatter(x[inside], y[inside], s=40, marker=marker, facecolors="none"
-                   if marker != "x" else colour, edgecolors=colour, linewidths=0.8,
-                   label=kind)
+        ax.scatter(
+            x[inside],
+            y[inside],
+            s=40,
+            marker=marker,
+            facecolors="none" if marker != "x" else colour,
+            edgecolors=colour,
+            linewidths=0.8,
+            label=kind,
+        )
     if mark and any(k != "artifacts" for k in mark):
         ax.legend(loc="upper right", fontsize=8, framealpha=0.6)
     ax.set_xlabel("x (column)")

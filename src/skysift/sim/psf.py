@@ -1,8 +1,9 @@
 """A PSF that changes across the field, as wide-field optics make it.
 
-The PSF is a Moffat profile truncated at ``TRUNCATION_FWHM`` times its FWHM. It is the *effective* PSF (atmosphere, optics and pixel response
-together), so sources are drawn with ``method="no_pixel"``. Its size and elongation grow with
-the distance ``rho`` from the optical centre, measured in units of ``reference_radius``::
+The PSF is a Moffat profile truncated at ``TRUNCATION_FWHM`` times its FWHM. It is the
+*effective* PSF (atmosphere, optics and pixel response together), so sources are drawn with
+``method="no_pixel"``. Its size and elongation grow with the distance ``rho`` from the optical
+centre, measured in units of ``reference_radius``::
 
     fwhm(rho) = fwhm_centre * (1 + size_growth * rho**2)
     |e|(rho)  = ellipticity_edge * rho**2          (distortion-style shear e, not axis ratio)
@@ -97,7 +98,6 @@ class VaryingPSF:
         ``fwhm_scale`` rescales the size, e.g. for another band (see
         :meth:`SurveyPreset.fwhm_in_band`).
         """
-        import galsim
 
         fwhm = float(self.fwhm_at(x, y)) * fwhm_scale
         e1, e2 = self.shear_at(x, y)

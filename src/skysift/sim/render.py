@@ -171,9 +171,7 @@ def _render_chunk(task) -> tuple[RenderedSources, np.ndarray]:
     for index, source in enumerate(progress_iter(chunk, "drawing sources", enabled=show)):
         fwhm = float(psf.fwhm_at(source.x, source.y))
         fwhm_at[index] = fwhm
-        fluxes = [
-            sum(preset.electrons(c.mags[b], b) for c in source.components) for b in bands
-        ]
+        fluxes = [sum(preset.electrons(c.mags[b], b) for c in source.components) for b in bands]
         flux[index] = fluxes
         half = _stamp_half_size(source, fwhm, fluxes[det], preset, typical_sigma)
         ix, iy = round(source.x), round(source.y)
@@ -188,10 +186,12 @@ def _render_chunk(task) -> tuple[RenderedSources, np.ndarray]:
             if source.kind == "star":
                 profile = local_psf.withFlux(fluxes[b])
             else:
-                light = galsim.Add([
-                    c.profile.withFlux(preset.electrons(c.mags[band], band))
-                    for c in source.components
-                ])
+                light = galsim.Add(
+                    [
+                        c.profile.withFlux(preset.electrons(c.mags[band], band))
+                        for c in source.components
+                    ]
+                )
                 profile = galsim.Convolve(light, local_psf)
             stamp = galsim.ImageF(bounds, scale=preset.pixel_scale)
             profile.drawImage(image=stamp, method="no_pixel", center=centre)

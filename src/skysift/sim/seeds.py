@@ -20,7 +20,7 @@ from skysift.errors import InvalidParameterError
 __all__ = ["SEED_RANGES", "check_seed_role", "seed_role"]
 
 SEED_RANGES = {
-    "train": range(0, 900_000),
+    "train": range(900_000),
     "validation": range(900_000, 1_000_000),
     "test": range(1_000_000, 2_000_000),
 }

@@ -105,9 +105,7 @@ class Source:
 def combined_mags(components: list[Component]) -> dict[str, float]:
     """Total magnitude per band of several components."""
     bands = components[0].mags.keys()
-    return {
-        b: -2.5 * math.log10(sum(10 ** (-0.4 * c.mags[b]) for c in components)) for b in bands
-    }
+    return {b: -2.5 * math.log10(sum(10 ** (-0.4 * c.mags[b]) for c in components)) for b in bands}
 
 
 def draw_magnitudes(
@@ -204,8 +202,9 @@ def make_galaxy(
         hlr *= 0.8
         q = float(rng.uniform(0.5, 1.0))
         n = 4.0
-        components = [Component(orient(_unit_sersic(4.0).dilate(hlr), q),
-                                colours("elliptical", mag))]
+        components = [
+            Component(orient(_unit_sersic(4.0).dilate(hlr), q), colours("elliptical", mag))
+        ]
     elif galaxy_type == "compact":
         hlr = float(rng.uniform(0.1, 0.4)) * psf_fwhm
         q = float(rng.uniform(0.5, 1.0))
@@ -223,9 +222,11 @@ def make_galaxy(
         bulge_fraction = float(rng.uniform(0.05, 0.35))
         disk = _spiral_disk(rng, hlr, preset.pixel_scale, psf_fwhm)
         bulge = _unit_sersic(4.0).dilate(0.25 * hlr)
+        disk_mag = mag - 2.5 * math.log10(1 - bulge_fraction)
+        bulge_mag = mag - 2.5 * math.log10(bulge_fraction)
         components = [
-            Component(orient(disk, q), colours("disk", mag - 2.5 * math.log10(1 - bulge_fraction))),
-            Component(orient(bulge, q), colours("elliptical", mag - 2.5 * math.log10(bulge_fraction))),
+            Component(orient(disk, q), colours("disk", disk_mag)),
+            Component(orient(bulge, q), colours("elliptical", bulge_mag)),
         ]
     elif galaxy_type == "clumpy":
         hlr *= 1.3
@@ -236,12 +237,16 @@ def make_galaxy(
         knot_fraction = 0.15
         disk_fraction = 1.0 - knot_fraction - clump_fractions.sum()
         knots = galsim.RandomKnots(
-            npoints=30, half_light_radius=hlr, flux=1.0,
+            npoints=30,
+            half_light_radius=hlr,
+            flux=1.0,
             rng=galsim.BaseDeviate(int(rng.integers(1, 2**31))),
         )
         components = [
-            Component(orient(_unit_sersic(1.0).dilate(hlr), q),
-                      colours("disk", mag - 2.5 * math.log10(disk_fraction))),
+            Component(
+                orient(_unit_sersic(1.0).dilate(hlr), q),
+                colours("disk", mag - 2.5 * math.log10(disk_fraction)),
+            ),
             Component(orient(knots, q), colours("clump", mag - 2.5 * math.log10(knot_fraction))),
         ]
         scale_length = hlr / 1.678
@@ -261,7 +266,9 @@ def make_galaxy(
                     y=y + dy,
                     kind="galaxy",
                     galaxy_type="clump",
-                    components=[Component(galsim.Gaussian(sigma=sigma), colours("clump", clump_mag))],
+                    components=[
+                        Component(galsim.Gaussian(sigma=sigma), colours("clump", clump_mag))
+                    ],
                     hlr=sigma * 1.1774,
                     sersic_n=0.5,
                     is_shred=True,
@@ -318,7 +325,7 @@ def _spiral_disk(rng: np.random.Generator, hlr: float, pixel_scale: float, psf_f
         return _unit_sersic(1.0).dilate(hlr)
     scale_length = hlr / 1.678
     grid_scale = max(pixel_scale / 2.0, 12.0 * hlr / 256.0)
-    half = int(math.ceil(6.0 * hlr / grid_scale))
+    half = math.ceil(6.0 * hlr / grid_scale)
     coords = (np.arange(-half, half + 1)) * grid_scale
     xx, yy = np.meshgrid(coords, coords)
     r = np.hypot(xx, yy)

@@ -68,7 +68,7 @@ def build_truth_table(
     table["galaxy_type"] = np.array([s.galaxy_type for s in sources], dtype="U10")
     table["is_shred"] = np.array([s.is_shred for s in sources], dtype=bool)
     table["parent_id"] = np.array([s.parent_id for s in sources], dtype=np.int64)
-    for b, band in enumerate(bands):
+    for band in bands:
         table[f"mag_{band}"] = np.array([s.mags[band] for s in sources], dtype=float) * u.ABmag
     for b, band in enumerate(bands):
         table[f"flux_{band}"] = rendered.flux[:, b] / preset.gain * u.adu
@@ -85,8 +85,10 @@ def build_truth_table(
     rows = np.clip(np.rint(y).astype(int), 0, sky_electrons.shape[1] - 1) if n else []
     cols = np.clip(np.rint(x).astype(int), 0, sky_electrons.shape[2] - 1) if n else []
     full_well = preset.saturation * preset.gain
-    table["saturated"] = (rendered.peak + sky_electrons[det][rows, cols]) > full_well if n else (
-        np.zeros(0, dtype=bool)
+    table["saturated"] = (
+        (rendered.peak + sky_electrons[det][rows, cols]) > full_well
+        if n
+        else (np.zeros(0, dtype=bool))
     )
     areas = np.bincount(rendered.footprints.ravel(), minlength=int(table["id"].max(initial=0)) + 1)
     table["footprint_area"] = areas[table["id"]].astype(np.int64) if n else np.zeros(0, np.int64)

@@ -1,0 +1,35 @@
+# skysift developer entry points. Every target creates .venv first (idempotent): a fresh clone
+# needs only Python 3.11 and this Makefile.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.skysift-installed
+
+.PHONY: install demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The README's first command: simulate a default field and write it with its truth.
+demo: $(STAMP)
+	$(BIN)/skysift simulate --survey meerlicht --size 1024 --density 40 --out skysift-demo --overwrite
+
+# The README's second command (and what CI runs).
+test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_simulation.py
+
+clean:
+	rm -rf $(VENV) skysift-demo .pytest_cache .ruff_cache

@@ -1,0 +1,84 @@
+"""The command line, run the way users run it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from skysift.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "simulate" in result.output
+
+
+def test_simulate_writes_a_field(tmp_path):
+    out = tmp_path / "field"
+    result = runner.invoke(
+        app,
+        [
+            "simulate",
+            "--survey",
+            "decals",
+            "--size",
+            "64",
+            "--density",
+            "30",
+            "--seed",
+            "7",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [
+            "field_g.fits",
+            "field_r.fits",
+            "field_z.fits",
+            "field_truth.ecsv",
+            "field_artifacts.ecsv",
+            "field_masks.fits",
+            "field_config.json",
+            "field_preview.png",
+        ]
+    )
+    again = runner.invoke(
+        app, ["simulate", "--size", "64", "--out", str(out), "--survey", "decals", "--quiet"]
+    )
+    assert again.exit_code == 2
+    assert "already exist" in again.output
+
+
+def test_bad_option_is_one_line_not_a_traceback(tmp_path):
+    result = runner.invoke(app, ["simulate", "--survey", "hubble", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "unknown survey preset 'hubble'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_import_is_light():
+    """``import skysift`` must not pull in torch, GalSim, photutils or matplotlib."""
+    code = (
+        "import sys, skysift; heavy = {'torch', 'galsim', 'photutils', 'matplotlib', "
+        "'astropy.table', 'scipy'}; print(sorted(heavy & set(sys.modules)))"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert output == "[]"
+
+
+def test_console_script_help():
+    result = subprocess.run(
+        [sys.executable, "-m", "skysift.cli", "--help"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0
+    assert "simulate" in result.stdout

@@ -1,0 +1,120 @@
+"""Writing fields to disk, datasets on disk, presets and seeds."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import QTable
+
+from skysift import read_image
+from skysift.errors import InvalidParameterError
+from skysift.sim import PRESETS, FieldConfig, point_source_depth, seed_role, simulate_field
+from skysift.sim.dataset import LocalizerPatches, iter_shards, robust_level_scale, write_dataset
+from skysift.sim.seeds import check_seed_role
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    field = simulate_field(FieldConfig(survey="decals", size=96, density=40, seed=2_000_301))
+    out = tmp_path_factory.mktemp("field")
+    return field, field.write(out), out
+
+
+def test_written_images_read_back_with_wcs_and_keywords(written):
+    field, paths, _ = written
+    image = read_image([paths["image_g"], paths["image_r"], paths["image_z"]])
+    assert image.bands == ("g", "r", "z")
+    np.testing.assert_array_equal(image.data, field.image.data)
+    assert image.pixel_scale == pytest.approx(0.262)
+    header = image.header
+    assert header["SIMSURV"] == "decals"
+    assert header["SIMSEED"] == 2_000_301
+    assert header["GAIN"] == field.preset.gain
+    assert header["BUNIT"] == "adu"
+    # truth sky positions agree with the written WCS
+    truth = QTable.read(paths["truth"], format="ascii.ecsv")
+    sky = image.wcs.pixel_to_world(truth["x"], truth["y"])
+    np.testing.assert_allclose(sky.ra.deg, truth["ra"].value, atol=1e-9)
+    assert truth["hlr"].unit == "arcsec"
+    assert truth["flux_r"].unit == "adu"
+
+
+def test_masks_file_and_config_round_trip(written):
+    field, paths, _ = written
+    with fits.open(paths["masks"]) as hdul:
+        names = [hdu.name for hdu in hdul]
+        assert {"FOOTPRINTS", "LOCMASK", "ARTIFACTS", "COSMIC_RAY", "SATELLITE_TRAIL"} <= set(names)
+        np.testing.assert_array_equal(hdul["FOOTPRINTS"].data, field.footprints)
+        np.testing.assert_array_equal(hdul["LOCMASK"].data.astype(bool), field.localization_mask)
+    config = json.loads(paths["config"].read_text())
+    rebuilt = FieldConfig(
+        **{
+            **config,
+            "size": tuple(config["size"]),
+            "galaxy_mix": tuple(tuple(p) for p in config["galaxy_mix"]),
+        }
+    )
+    assert rebuilt == field.config
+    assert paths["preview"].stat().st_size > 1000
+
+
+def test_existing_outputs_are_not_overwritten(written):
+    field, _, out = written
+    with pytest.raises(FileExistsError, match="already exist"):
+        field.write(out)
+    field.write(out, overwrite=True)
+
+
+def test_presets_reach_their_published_depths():
+    for preset in PRESETS.values():
+        for band in preset.bands:
+            depth = point_source_depth(preset, band.name)
+            assert depth == pytest.approx(band.reference_depth, abs=0.3), (preset.name, band)
+
+
+def test_seed_roles():
+    assert seed_role(0) == "train"
+    assert seed_role(950_000) == "validation"
+    assert seed_role(1_500_000) == "test"
+    assert seed_role(2_000_000) == "free"
+    check_seed_role([1, 2, 3], "train")
+    with pytest.raises(InvalidParameterError, match=r"not train seeds.*a test seed"):
+        check_seed_role([1, 1_000_001], "train")
+
+
+def test_robust_level_scale_ignores_sources_and_nans(rng):
+    data = rng.normal(10.0, 2.0, (200, 200)).astype(np.float32)
+    data[50:60, 50:60] = 1e5
+    data[0, :] = np.nan
+    level, scale = robust_level_scale(data)
+    assert level == pytest.approx(10.0, abs=0.05)
+    assert scale == pytest.approx(2.0, rel=0.05)
+
+
+def test_dataset_shards_resume_without_redoing(tmp_path, monkeypatch):
+    configs = [FieldConfig(survey="meerlicht", size=64, density=30, seed=s) for s in (11, 12)]
+    extract = LocalizerPatches(size=32, stride=32)
+    manifest = write_dataset(tmp_path, configs[:1], extract, progress=False)
+    assert manifest["n_samples"] == 4
+    first_shard = tmp_path / manifest["shards"][0]["file"]
+    stamp = first_shard.stat().st_mtime_ns
+
+    calls = []
+    import skysift.sim.dataset as dataset
+
+    original = dataset.simulate_field
+    monkeypatch.setattr(dataset, "simulate_field", lambda c: calls.append(c.seed) or original(c))
+    manifest = write_dataset(tmp_path, configs, extract, progress=False)
+    assert calls == [12]  # the finished field was skipped
+    assert first_shard.stat().st_mtime_ns == stamp
+    assert manifest["n_samples"] == 8
+    shards = list(iter_shards(tmp_path))
+    assert [s["seed"][0] for s in shards] == [11, 12]
+    sample = shards[0]
+    assert sample["image"].shape == (4, 1, 32, 32)
+    assert sample["target"].shape == (4, 32, 32)
+    assert sample["level"].shape == (4, 1)
+    assert not list(tmp_path.glob("*.part*"))
