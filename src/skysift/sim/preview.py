@@ -97,16 +97,8 @@ def preview_png(
         x = np.asarray(truth["x"])[selected] - col0
         y = np.asarray(truth["y"])[selected] - row0
         inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
-        ax.scatter(
-            x[inside],
-            y[inside],
-            s=40,
-            marker=marker,
-            facecolors="none" if marker != "x" else colour,
-            edgecolors=colour,
-            linewidths=0.8,
-            label=kind,
-        )
+        style = {"c": colour} if marker == "x" else {"facecolors": "none", "edgecolors": colour}
+        ax.scatter(x[inside], y[inside], s=40, marker=marker, linewidths=0.8, label=kind, **style)
     if mark and any(k != "artifacts" for k in mark):
         ax.legend(loc="upper right", fontsize=8, framealpha=0.6)
     ax.set_xlabel("x (column)")
