@@ -116,6 +116,136 @@ def simulate(
     _guarded(run)
 
 
+@app.command()
+def localize(
+    images: list[Path] = typer.Argument(..., help="FITS file(s); several files are bands."),
+    out: Path = typer.Option(..., "--out", "-o", help="Catalog file (.ecsv, .fits or .csv)."),
+    hdu: str = typer.Option(None, help="HDU name or number (default: first image HDU)."),
+    mask: Path = typer.Option(None, help="FITS mask: non-zero pixels are ignored."),
+    weight: Path = typer.Option(None, help="FITS weight map: pixels with weight <= 0 ignored."),
+    probability_map: Path = typer.Option(
+        None, "--probability-map", help="Also write the U-Net probability map to this FITS file."
+    ),
+    threshold: float = typer.Option(None, help="LoG threshold (default: the model card's)."),
+    overwrite: bool = typer.Option(False, help="Replace existing output files."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
+) -> None:
+    """Localize sources with the shipped U-Net + Laplacian-of-Gaussian localizer.
+
+    Writes one row per source: id, x, y (0-based pixels), x_peak, y_peak, ra, dec (with a
+    WCS), score (probability peak), flux, flux_err, snr (local-background aperture) and flags.
+
+    Example: skysift localize frame.fits --out frame_sources.ecsv
+    """
+    from skysift.io import read_image
+    from skysift.localize import LocalizeConfig, Localizer
+
+    def run() -> None:
+        for target in (out, probability_map):
+            if target is not None and target.exists() and not overwrite:
+                raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
+        hdu_value = int(hdu) if hdu is not None and hdu.isdigit() else hdu
+        image = read_image(images, hdu=hdu_value, mask=mask, weight=weight)
+        start = time.perf_counter()
+        localizer = Localizer(LocalizeConfig(threshold=threshold))
+        catalog, probability = localizer(image, progress=not quiet)
+        _write_table(catalog, out)
+        if probability_map is not None:
+            _write_map(probability, image, probability_map)
+        if not quiet:
+            typer.echo(f"{len(catalog)} sources in {time.perf_counter() - start:.1f} s -> {out}")
+
+    _guarded(run)
+
+
+@app.command()
+def models() -> None:
+    """List the shipped models with their cards (task, architecture, metrics)."""
+    from skysift.models.registry import list_models
+
+    cards = list_models()
+    if not cards:
+        typer.echo("no shipped models")
+    for card in cards:
+        architecture = card["architecture"]
+        typer.echo(f"{card['name']}: {card['task']}")
+        typer.echo(
+            f"  architecture {architecture['kind']} {architecture['config']}, "
+            f"{card.get('parameters', '?')} parameters, {card.get('dtype', '')}"
+        )
+        for key, value in card.get("metrics", {}).items():
+            typer.echo(f"  {key}: {value}")
+        typer.echo(f"  reproduce: {card['training']['command']}")
+
+
+train_app = typer.Typer(help="Train skysift's networks on simulated fields (CPU).")
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("localizer")
+def train_localizer_command(
+    steps: int = typer.Option(3000, help="Optimizer steps (batches of 8 crops of 256x256)."),
+    seed: int = typer.Option(0, help="Seed of the network initialization and crop sampling."),
+    n_train_fields: int = typer.Option(400, help="Simulated 512x512 training fields."),
+    data_dir: Path = typer.Option(Path("data"), help="Where simulated fields are cached."),
+    run_dir: Path = typer.Option(Path("runs/localizer"), help="Checkpoints and the log."),
+    out: Path = typer.Option(
+        None, help="Write weights + card here (default: the package's weights folder)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Simulate the training/validation fields, train the localizer, tune LoG, write weights.
+
+    Every stage resumes: simulated fields already on disk and the last checkpoint are reused.
+    """
+    from skysift.train.localizer import (
+        LocalizerTrainingConfig,
+        finish_localizer,
+        prepare_data,
+    )
+    from skysift.train.localizer import train_localizer as train
+
+    def run() -> None:
+        config = LocalizerTrainingConfig(
+            steps=steps,
+            seed=seed,
+            n_train_fields=n_train_fields,
+            train_dir=str(data_dir / "localizer_train"),
+            val_dir=str(data_dir / "localizer_val"),
+            run_dir=str(run_dir),
+        )
+        prepare_data(config, progress=not quiet)
+        best = train(config, progress=not quiet)
+        weights = finish_localizer(config, best, out_dir=out)
+        typer.echo(f"wrote {weights}")
+
+    _guarded(run)
+
+
+def _write_table(table, path: Path) -> None:
+    from skysift.io import atomic_write
+
+    formats = {".ecsv": "ascii.ecsv", ".csv": "ascii.csv", ".fits": "fits"}
+    if path.suffix.lower() not in formats:
+        from skysift.errors import InvalidParameterError
+
+        raise InvalidParameterError(
+            f"--out {path}: unknown catalog format; use one of {sorted(formats)}"
+        )
+    with atomic_write(path) as tmp:
+        table.write(tmp, format=formats[path.suffix.lower()])
+
+
+def _write_map(probability, image, path: Path) -> None:
+    from astropy.io import fits
+
+    from skysift.io import atomic_write
+
+    header = image.wcs.to_header() if image.wcs is not None else None
+    with atomic_write(path) as tmp:
+        fits.PrimaryHDU(probability, header=header).writeto(tmp)
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)

@@ -64,10 +64,18 @@ class LocalizerPatches:
         Patch side in pixels.
     stride : int, optional
         Step between patches (default ``size``: a non-overlapping grid covering the field).
+    detection_band_only : bool
+        Keep only the preset's detection band (the band the targets' S/N refers to).
+    with_truth : bool
+        Also store the truth sources of each patch (for detection metrics during training):
+        flat arrays ``truth_x, truth_y`` (patch pixels), ``truth_snr``, ``truth_is_star`` and
+        ``truth_patch`` (the patch index of each row).
     """
 
     size: int = 256
     stride: int | None = None
+    detection_band_only: bool = False
+    with_truth: bool = False
 
     def __call__(self, field: SimulatedField) -> dict[str, np.ndarray]:
         height, width = field.image.shape
@@ -79,6 +87,9 @@ class LocalizerPatches:
         rows = _starts(height, self.size, stride)
         cols = _starts(width, self.size, stride)
         data = np.asarray(field.image.data)
+        if self.detection_band_only:
+            band = field.image.bands.index(field.preset.detection_band)
+            data = data[band : band + 1]
         stats = np.array(
             [robust_level_scale(band, field.image.mask) for band in data], dtype=np.float32
         )
@@ -92,7 +103,8 @@ class LocalizerPatches:
                 artifact_masks.append(artifacts[window])
                 origins.append((r, c))
         n = len(images)
-        return {
+        extra = self._truth(field, origins) if self.with_truth else {}
+        return extra | {
             "image": np.stack(images).astype(np.float32),
             "target": np.stack(targets).astype(np.uint8),
             "artifact": np.stack(artifact_masks).astype(np.uint8),
@@ -101,6 +113,26 @@ class LocalizerPatches:
             "origin": np.array(origins, dtype=np.int32),
             "seed": np.full(n, field.config.seed, dtype=np.int64),
         }
+
+    def _truth(self, field: SimulatedField, origins) -> dict[str, np.ndarray]:
+        truth = field.truth
+        x, y = np.asarray(truth["x"]), np.asarray(truth["y"])
+        parts: dict[str, list[np.ndarray]] = {
+            k: [] for k in ("truth_x", "truth_y", "truth_snr", "truth_is_star", "truth_patch")
+        }
+        for index, (r, c) in enumerate(origins):
+            inside = (
+                (x >= c - 0.5)
+                & (x < c + self.size - 0.5)
+                & (y >= r - 0.5)
+                & (y < r + self.size - 0.5)
+            )
+            parts["truth_x"].append(x[inside] - c)
+            parts["truth_y"].append(y[inside] - r)
+            parts["truth_snr"].append(np.asarray(truth["snr"])[inside])
+            parts["truth_is_star"].append(np.asarray(truth["class"] == "star")[inside])
+            parts["truth_patch"].append(np.full(int(inside.sum()), index))
+        return {k: np.concatenate(v) for k, v in parts.items()}
 
 
 def _starts(length: int, size: int, stride: int) -> list[int]:

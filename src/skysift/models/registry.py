@@ -1,0 +1,124 @@
+"""Shipped models: safetensors weights with JSON model cards, verified on load.
+
+Every shipped model is two files in ``skysift/weights/``: ``<name>.safetensors`` (never a
+pickle) and ``<name>.json``, its card: architecture, normalization, bands and pixel scales it was
+trained on, metrics on held-out fields, the command and seed that reproduce it, and the sha256
+of the weights file. :func:`load_model` refuses a weights file whose hash differs from the card.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from skysift.errors import SkysiftError
+
+__all__ = [
+    "ModelIntegrityError",
+    "list_models",
+    "load_card",
+    "load_model",
+    "save_model",
+    "weights_dir",
+]
+
+
+class ModelIntegrityError(SkysiftError):
+    """A weights file does not match its model card (tampered, truncated or mismatched)."""
+
+
+def weights_dir() -> Path:
+    """Directory of the shipped weights and cards."""
+    return Path(str(resources.files("skysift") / "weights"))
+
+
+def _builders() -> dict[str, Callable[[dict], Any]]:
+    from skysift.models.unet import UNet, UNetConfig
+
+    return {"unet": lambda arch: UNet(UNetConfig(**{**arch, "widths": tuple(arch["widths"])}))}
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_card(name: str, *, directory: Path | None = None) -> dict[str, Any]:
+    """The model card of a shipped (or ``directory``) model."""
+    folder = directory or weights_dir()
+    path = folder / f"{name}.json"
+    if not path.exists():
+        known = sorted(p.stem for p in folder.glob("*.json"))
+        raise SkysiftError(f"no model called {name!r} in {folder}; available: {known}")
+    return json.loads(path.read_text())
+
+
+def list_models(*, directory: Path | None = None) -> list[dict[str, Any]]:
+    """Cards of every shipped model."""
+    folder = directory or weights_dir()
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+
+def load_model(name: str, *, directory: Path | None = None):
+    """Build a model and load its verified weights; returns ``(module, card)`` in eval mode.
+
+    Raises
+    ------
+    ModelIntegrityError
+        The weights file is missing or its sha256 differs from the card's.
+    """
+    from safetensors.torch import load_file
+
+    folder = directory or weights_dir()
+    card = load_card(name, directory=folder)
+    path = folder / card["weights"]
+    if not path.exists():
+        raise ModelIntegrityError(f"{name}: weights file {path} is missing")
+    actual = sha256_of(path)
+    if actual != card["sha256"]:
+        raise ModelIntegrityError(
+            f"{name}: {path.name} has sha256 {actual[:16]}..., but its card expects "
+            f"{card['sha256'][:16]}...; the file was modified or does not belong to this card. "
+            "Refusing to load it."
+        )
+    builder = _builders()[card["architecture"]["kind"]]
+    module = builder(card["architecture"]["config"])
+    state = {k: v.float() for k, v in load_file(str(path)).items()}
+    module.load_state_dict(state)
+    module.eval()
+    return module, card
+
+
+def save_model(module, card: dict[str, Any], directory: Path, *, fp16: bool = True) -> Path:
+    """Write ``module``'s weights (fp16 by default) and its card with the sha256 filled in."""
+    from safetensors.torch import save_file
+
+    from skysift.io import atomic_write
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    name = card["name"]
+    weights = directory / f"{name}.safetensors"
+    state = {
+        k: (v.half() if fp16 and v.is_floating_point() else v).contiguous()
+        for k, v in module.state_dict().items()
+    }
+    with atomic_write(weights) as tmp:
+        save_file(state, str(tmp))
+    card = {
+        **card,
+        "weights": weights.name,
+        "sha256": sha256_of(weights),
+        "dtype": "float16" if fp16 else "float32",
+    }
+    with atomic_write(directory / f"{name}.json") as tmp:
+        tmp.write_text(json.dumps(card, indent=2) + "\n")
+    return weights

@@ -1,0 +1,201 @@
+"""Tiling, stitching, peaks, positions and photometry of the localizer.
+
+These tests use an *oracle* network (a fixed Gaussian matched filter) so that the machinery
+around the U-Net is checked independently of training; tests of the shipped weights are in
+test_localizer_model.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import uniform_filter
+
+from skysift.errors import EmptyCatalogWarning, InvalidParameterError
+from skysift.image import Image
+from skysift.localize import LocalizeConfig, Localizer
+from skysift.models.unet import UNet, UNetConfig
+from skysift.tiling import predict_tiled, tile_grid
+
+
+class Oracle(torch.nn.Module):
+    """Matched filter + local maxima, drawn as 13-pixel blobs (what a trained U-Net outputs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config = UNetConfig(widths=(4, 4, 4, 4, 4))
+        radius = np.arange(-3, 4)
+        kernel = np.exp(-(radius[:, None] ** 2 + radius[None, :] ** 2) / (2 * 1.5**2))
+        self.conv = torch.nn.Conv2d(1, 1, 7, padding=3, bias=False)
+        self.conv.weight.data[:] = torch.from_numpy(kernel / kernel.sum()).float()
+
+        self.cross = torch.nn.Conv2d(1, 1, 5, padding=2, bias=False)
+        stencil = np.zeros((5, 5), np.float32)
+        stencil[1:4, 1:4] = 1.0
+        stencil[0, 2] = stencil[4, 2] = stencil[2, 0] = stencil[2, 4] = 1.0
+        self.cross.weight.data[:] = torch.from_numpy(stencil)
+
+    def forward(self, x):
+        smooth = self.conv(x)
+        local_max = torch.nn.functional.max_pool2d(smooth, 5, stride=1, padding=2)
+        peaks = ((smooth >= local_max) & (smooth > 0.5)).float()
+        return 12.0 * (self.cross(peaks) - 0.5)
+
+
+ORACLE_CARD = {
+    "name": "oracle",
+    "architecture": {"kind": "unet", "config": {"in_channels": 1, "widths": [4, 4, 4, 4, 4]}},
+    "normalization": {"softening": 4.0},
+    "peaks": {"sigma": 1.43, "threshold": 0.2, "overlap": 0.8},
+}
+
+
+def oracle_localizer(**options) -> Localizer:
+    config = LocalizeConfig(**{"backend": "torch", **options})
+    return Localizer(config, module=Oracle().eval(), card=ORACLE_CARD)
+
+
+def star_image(positions, shape, *, flux=4000.0, sky=100.0, noise=5.0, seed=0):
+    import galsim
+
+    image = galsim.ImageF(shape[1], shape[0], scale=1.0, xmin=0, ymin=0)
+    for x, y in positions:
+        galsim.Gaussian(fwhm=3.0, flux=flux).drawImage(
+            image=image, center=galsim.PositionD(x, y), add_to_image=True, method="no_pixel"
+        )
+    rng = np.random.default_rng(seed)
+    return (image.array + sky + rng.normal(0, noise, shape)).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape", [(100, 100), (256, 256), (300, 517), (1000, 700)])
+def test_tiles_partition_the_image(shape):
+    coverage = np.zeros(shape, dtype=int)
+    for tile in tile_grid(shape, tile=256, margin=16):
+        coverage[tile.out_rows, tile.out_cols] += 1
+        assert tile.keep_rows.stop - tile.keep_rows.start == tile.out_rows.stop - (
+            tile.out_rows.start
+        )
+    assert np.all(coverage == 1)
+
+
+def test_stitching_has_no_seams(rng):
+    image = rng.normal(size=(600, 530)).astype(np.float32)
+
+    def blur(batch):  # needs 4 px of context on every side
+        return np.stack([uniform_filter(b, size=(1, 9, 9), mode="reflect") for b in batch])
+
+    stitched = predict_tiled(image, blur, tile=128, margin=8, batch_size=3)
+    np.testing.assert_allclose(stitched, uniform_filter(image, size=9, mode="reflect"), atol=1e-6)
+    same = predict_tiled(image[:50, :70], lambda b: b, tile=128, margin=8)
+    np.testing.assert_array_equal(same, image[:50, :70])
+
+
+def test_invalid_tiles():
+    with pytest.raises(InvalidParameterError, match="larger than twice the margin"):
+        tile_grid((100, 100), tile=32, margin=16)
+    with pytest.raises(InvalidParameterError, match="multiple of 16"):
+        oracle_localizer(tile=200, margin=16)
+
+
+def test_sources_on_tile_seams_are_found_once():
+    # with tile 256 / margin 16 the kept regions meet at rows and columns 240 and 464
+    positions = [(240.3, 240.2), (239.6, 100.0), (464.1, 300.4), (100.0, 463.7), (350.5, 350.5)]
+    data = star_image(positions, (600, 600))
+    catalog, _ = oracle_localizer()(data)
+    assert len(catalog) == len(positions)
+    for x, y in positions:
+        distance = np.hypot(catalog["x"].value - x, catalog["y"].value - y)
+        assert np.sum(distance < 1.5) == 1
+        assert distance.min() < 0.15
+
+
+def test_masked_pixels_never_produce_detections():
+    data = star_image([(60.0, 60.0), (150.0, 150.0)], (200, 200))
+    mask = np.zeros(data.shape, dtype=bool)
+    mask[130:170, 130:170] = True
+    catalog, probability = oracle_localizer()(data, mask=mask)
+    assert len(catalog) == 1
+    assert catalog["x"][0].value == pytest.approx(60.0, abs=0.2)
+    assert probability[mask].max() == 0.0
+
+
+def test_nan_pixels_are_masked_not_fatal():
+    data = star_image([(60.0, 60.0)], (128, 128))
+    data[10:20, :] = np.nan
+    catalog, _ = oracle_localizer()(data)
+    assert len(catalog) == 1
+
+
+def test_image_smaller_than_a_tile():
+    data = star_image([(20.2, 17.7)], (40, 48))
+    catalog, probability = oracle_localizer()(data)
+    assert probability.shape == (40, 48)
+    assert len(catalog) == 1
+    assert catalog["x"][0].value == pytest.approx(20.2, abs=0.15)
+
+
+def test_empty_field_gives_full_schema_and_warning():
+    data = star_image([], (128, 128))
+    with pytest.warns(EmptyCatalogWarning, match="no sources"):
+        catalog, _ = oracle_localizer()(data)
+    assert len(catalog) == 0
+    assert catalog.colnames[:6] == ["id", "x", "y", "x_peak", "y_peak", "score"]
+
+
+def test_photometry_snr_and_flux():
+    data = star_image([(64.0, 64.0)], (128, 128), flux=4000.0, noise=5.0)
+    catalog, _ = oracle_localizer(aperture_radius=6.0)(data)
+    row = catalog[0]
+    assert row["flux"].value == pytest.approx(4000.0, rel=0.05)
+    # noise-limited S/N of a 6-px aperture: 4000 / (5 * sqrt(pi * 36))
+    assert row["snr"] == pytest.approx(4000.0 / (5.0 * np.sqrt(np.pi * 36)), rel=0.15)
+    assert row["id"] == 1
+    assert row["flags"] == 0
+
+
+def test_multiband_detection_image_and_wcs():
+    from astropy.wcs import WCS
+
+    g = star_image([(50.0, 50.0)], (96, 96), seed=1)
+    r = star_image([(50.0, 50.0)], (96, 96), seed=2)
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = [10.0, -5.0]
+    wcs.wcs.cdelt = [-1e-4, 1e-4]
+    image = Image.from_array(np.stack([g, r]), bands=["g", "r"])
+    catalog, _ = oracle_localizer()(image, wcs=wcs)
+    assert len(catalog) == 1
+    sky = wcs.pixel_to_world(catalog["x"][0].value, catalog["y"][0].value)
+    assert catalog["ra"][0].value == pytest.approx(sky.ra.deg)
+
+
+def test_onnx_and_torch_backends_agree(rng):
+    from skysift.models.runtime import make_runner
+
+    module = UNet(UNetConfig(widths=(4, 8, 16))).eval()
+    batch = rng.normal(size=(2, 1, 64, 64)).astype(np.float32)
+    onnx = make_runner(module, "onnx")(batch)
+    eager = make_runner(module, "torch")(batch)
+    np.testing.assert_allclose(onnx, eager, atol=1e-5)
+
+
+def test_weights_round_trip_and_tampering_is_refused(tmp_path):
+    from skysift.models.registry import ModelIntegrityError, load_model, save_model
+
+    module = UNet(UNetConfig(widths=(4, 8))).eval()
+    card = {
+        "name": "tiny",
+        "architecture": {"kind": "unet", "config": {"in_channels": 1, "widths": [4, 8]}},
+    }
+    path = save_model(module, card, tmp_path, fp16=False)
+    loaded, loaded_card = load_model("tiny", directory=tmp_path)
+    for key, value in module.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value.to(loaded.state_dict()[key]))
+    assert loaded_card["sha256"]
+    assert loaded_card["dtype"] == "float32"
+    blob = bytearray(path.read_bytes())
+    blob[-5] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(ModelIntegrityError, match="Refusing to load"):
+        load_model("tiny", directory=tmp_path)
