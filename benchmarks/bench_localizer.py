@@ -22,7 +22,7 @@ from skysift.evaluate.baselines import DaoStarFinderDetector, SepDetector, Sourc
 from skysift.evaluate.matching import match_catalogs
 from skysift.evaluate.metrics import detection_metrics
 from skysift.image import Image
-from skysift.localize import LocalizeConfig, Localizer
+from skysift.localizer import LocalizeConfig, Localizer
 from skysift.sim import FieldConfig, simulate_field
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ from scipy.ndimage import uniform_filter
 
 from skysift.errors import EmptyCatalogWarning, InvalidParameterError
 from skysift.image import Image
-from skysift.localize import LocalizeConfig, Localizer
+from skysift.localizer import LocalizeConfig, Localizer
 from skysift.models.unet import UNet, UNetConfig
 from skysift.tiling import predict_tiled, tile_grid
 

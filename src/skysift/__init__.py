@@ -20,6 +20,8 @@ _LAZY = {
     "FieldConfig": "skysift.sim.field",
     "SimulatedField": "skysift.sim.field",
     "get_preset": "skysift.sim.presets",
+    "localize": "skysift.localizer",
+    "Localizer": "skysift.localizer",
     "match_catalogs": "skysift.evaluate.matching",
     "detection_metrics": "skysift.evaluate.metrics",
     "classification_metrics": "skysift.evaluate.classification",
@@ -28,12 +30,14 @@ _LAZY = {
 __all__ = [
     "FieldConfig",
     "Image",
+    "Localizer",
     "SimulatedField",
     "SkysiftError",
     "__version__",
     "classification_metrics",
     "detection_metrics",
     "get_preset",
+    "localize",
     "match_catalogs",
     "read_image",
     "simulate_field",
@@ -46,6 +50,7 @@ if TYPE_CHECKING:
     from skysift.evaluate.metrics import detection_metrics
     from skysift.image import Image
     from skysift.io import read_image
+    from skysift.localizer import Localizer, localize
     from skysift.sim.field import FieldConfig, SimulatedField, simulate_field
     from skysift.sim.presets import get_preset
 

@@ -138,7 +138,7 @@ def localize(
     Example: skysift localize frame.fits --out frame_sources.ecsv
     """
     from skysift.io import read_image
-    from skysift.localize import LocalizeConfig, Localizer
+    from skysift.localizer import LocalizeConfig, Localizer
 
     def run() -> None:
         for target in (out, probability_map):

@@ -1,5 +1,8 @@
 """Localize sources: U-Net probability map, Laplacian-of-Gaussian peaks, sub-pixel positions.
 
+(The module is ``localizer`` rather than DESIGN.md's ``localize`` so that the package-level
+function ``skysift.localize`` is not shadowed by a submodule of the same name.)
+
 The flow (AutoSourceID-Light, done better):
 
 1. **Detection image.** One band is used as is; several bands are each normalized and averaged
