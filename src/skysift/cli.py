@@ -159,6 +159,32 @@ def localize(
 
 
 @app.command()
+def demo(
+    out: Path = typer.Option(Path("skysift-demo"), "--out", "-o", help="Output directory."),
+    size: int = typer.Option(1024, help="Side of the simulated field in pixels."),
+    density: float = typer.Option(60.0, help="Sources per arcmin^2 above the 5-sigma depth."),
+    seed: int = typer.Option(2_000_000, help="Seed of the simulated field."),
+    overwrite: bool = typer.Option(True, help="Replace earlier demo outputs."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Simulate a MeerLICHT-like field, localize its sources, and score them against the truth.
+
+    Writes the field (FITS, truth, masks), the skysift catalog (ECSV), the probability map and
+    an overlay PNG into --out, and prints precision/recall/F1 for skysift and for SEP run on
+    the same image.
+    """
+    from skysift.demo import run_demo
+
+    def run() -> None:
+        summary = run_demo(out, size=size, density=density, seed=seed, overwrite=overwrite,
+                           progress=not quiet)
+        if not quiet:
+            typer.echo(summary)
+
+    _guarded(run)
+
+
+@app.command()
 def models() -> None:
     """List the shipped models with their cards (task, architecture, metrics)."""
     from skysift.models.registry import list_models
