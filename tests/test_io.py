@@ -284,3 +284,24 @@ def test_errors_share_one_base_and_value_error():
         assert issubclass(error, SkysiftError)
         assert issubclass(error, ValueError)
     assert issubclass(FitsFileNotFoundError, FileNotFoundError)
+
+
+def test_atomic_write_leaves_nothing_on_failure_and_normal_permissions(tmp_path):
+    import os
+
+    from skysift.io import atomic_write
+
+    target = tmp_path / "out.txt"
+    with pytest.raises(RuntimeError), atomic_write(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash while writing")
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+    with atomic_write(target) as tmp:
+        tmp.write_text("whole")
+    assert target.read_text() == "whole"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+    with pytest.raises(FileExistsError), atomic_write(target, overwrite=False):
+        pass

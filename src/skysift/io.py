@@ -198,6 +198,7 @@ def atomic_write(path: PathLike, *, overwrite: bool = True) -> Iterator[Path]:
     tmp.unlink()  # writers such as astropy refuse to overwrite; hand them a fresh name
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make outputs private
         os.replace(tmp, target)
     finally:
         if tmp.exists():
@@ -205,6 +206,12 @@ def atomic_write(path: PathLike, *, overwrite: bool = True) -> Iterator[Path]:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def _describe(path: Path, hdu: HduSpec) -> str:
