@@ -292,9 +292,14 @@ def test_atomic_write_leaves_nothing_on_failure_and_normal_permissions(tmp_path)
     from skysift.io import atomic_write
 
     target = tmp_path / "out.txt"
-    with pytest.raises(RuntimeError), atomic_write(target) as tmp:
-        tmp.write_text("half")
-        raise RuntimeError("crash while writing")
+
+    def crash_while_writing():
+        with atomic_write(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash while writing")
+
+    with pytest.raises(RuntimeError, match="crash"):
+        crash_while_writing()
     assert not target.exists()
     assert list(tmp_path.iterdir()) == []
     with atomic_write(target) as tmp:
