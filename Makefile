@@ -15,9 +15,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The README's first command: simulate a default field and write it with its truth.
+# The README's first command: simulate a default field, localize it, score it, write outputs.
 demo: $(STAMP)
-	$(BIN)/skysift simulate --survey meerlicht --size 1024 --density 40 --out skysift-demo --overwrite
+	$(BIN)/skysift demo --out skysift-demo
 
 # The README's second command (and what CI runs).
 test: $(STAMP)
@@ -30,6 +30,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_simulation.py
+	$(BIN)/python benchmarks/bench_localizer.py
 
 clean:
 	rm -rf $(VENV) skysift-demo .pytest_cache .ruff_cache

@@ -1,0 +1,46 @@
+"""The shipped localizer weights: integrity, card, and accuracy on a seeded small field."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from skysift.evaluate.matching import match_catalogs
+from skysift.evaluate.metrics import detection_metrics
+from skysift.localizer import LocalizeConfig, Localizer
+from skysift.models.registry import list_models, load_card
+from skysift.sim import FieldConfig, simulate_field
+
+
+@pytest.fixture(scope="module")
+def localizer():
+    return Localizer(LocalizeConfig())
+
+
+def test_card_documents_reproduction_and_held_out_metrics():
+    card = load_card("localizer")
+    assert card["training"]["command"].startswith("skysift train localizer")
+    assert "seed" in card["training"]
+    # regression guard on held-out test fields (mixed presets, 1-300/arcmin^2, all artifacts)
+    assert card["metrics"]["test_f1"] > 0.65
+    assert card["normalization"]["kind"] == "asinh_mad"
+    assert any(c["name"] == "localizer" for c in list_models())
+
+
+@pytest.mark.parametrize(("survey", "density"), [("meerlicht", 20), ("decals", 20)])
+def test_shipped_model_finds_sources_on_a_seeded_field(localizer, survey, density):
+    field = simulate_field(FieldConfig(survey=survey, size=256, density=density,
+                                       seed=2_000_401))
+    band = field.image.bands.index(field.preset.detection_band)
+    catalog, _ = localizer(field.image.data[band])
+    truth = field.truth
+    snr = np.asarray(truth["snr"])
+    keep = snr >= 2
+    match = match_catalogs(catalog["x"].value, catalog["y"].value, np.asarray(truth["x"])[keep],
+                           np.asarray(truth["y"])[keep], radius=1.5, required=snr[keep] >= 5)
+    metrics = detection_metrics(match)
+    # Regression guard: the first shipped model reaches 0.74-0.76 here. Issue 7 asks for 0.9;
+    # docs/models.md says what limits it (blends and offsets > 1.5 px on galaxies).
+    assert metrics["f1"] >= 0.7, metrics
+    assert metrics["precision"] >= 0.75, metrics
+    assert metrics["centroid_rms"] < 0.8
