@@ -68,6 +68,11 @@ def scenarios(quick: bool):
                 FieldConfig(survey="sdss", size=size, density=40, seed=SEED + 10 * k + 5),
             ),
         ]
+        # the same MeerLICHT fields without artifacts: the classical tools' best case
+        cases += [
+            (f"{label} (no artifacts)", config.without_artifacts())
+            for label, config in cases[-5:-2]
+        ]
     return cases
 
 
