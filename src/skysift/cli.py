@@ -176,8 +176,9 @@ def demo(
     from skysift.demo import run_demo
 
     def run() -> None:
-        summary = run_demo(out, size=size, density=density, seed=seed, overwrite=overwrite,
-                           progress=not quiet)
+        summary = run_demo(
+            out, size=size, density=density, seed=seed, overwrite=overwrite, progress=not quiet
+        )
         if not quiet:
             typer.echo(summary)
 

@@ -17,14 +17,22 @@ from skysift.sim import FieldConfig, simulate_field
 __all__ = ["run_demo"]
 
 
-def run_demo(out_dir, *, size: int = 1024, density: float = 60.0, seed: int = 2_000_000,
-             overwrite: bool = True, progress: bool = True) -> str:
+def run_demo(
+    out_dir,
+    *,
+    size: int = 1024,
+    density: float = 60.0,
+    seed: int = 2_000_000,
+    overwrite: bool = True,
+    progress: bool = True,
+) -> str:
     """Run the demo and return a printable summary (the paths written and the scores)."""
     from astropy.io import fits
 
     out = Path(out_dir)
-    config = FieldConfig(survey="meerlicht", size=size, density=density, seed=seed,
-                         star_fraction=0.8)
+    config = FieldConfig(
+        survey="meerlicht", size=size, density=density, seed=seed, star_fraction=0.8
+    )
     start = time.perf_counter()
     field = simulate_field(config, progress=progress)
     simulated = time.perf_counter() - start
@@ -45,18 +53,26 @@ def run_demo(out_dir, *, size: int = 1024, density: float = 60.0, seed: int = 2_
     with atomic_write(overlay_path) as tmp:
         _overlay(field, catalog, tmp)
 
-    lines = [f"Simulated a {size}x{size} MeerLICHT-like field (seed {seed}, "
-             f"{field.info['n_sources']} truth sources) in {simulated:.1f} s; localized "
-             f"{len(catalog)} sources in {localized:.1f} s.",
-             "Scored against truth (S/N >= 5 required, 2-5 neutral, 1.5 px):"]
+    lines = [
+        f"Simulated a {size}x{size} MeerLICHT-like field (seed {seed}, "
+        f"{field.info['n_sources']} truth sources) in {simulated:.1f} s; localized "
+        f"{len(catalog)} sources in {localized:.1f} s.",
+        "Scored against truth (S/N >= 5 required, 2-5 neutral, 1.5 px):",
+    ]
     for name, table in (("skysift", catalog), ("SEP (ASID-L settings)", sep_catalog)):
         metrics = _score(table, field)
-        lines.append(f"  {name:24s} precision {metrics['precision']:.3f}  recall "
-                     f"{metrics['recall']:.3f}  F1 {metrics['f1']:.3f}")
+        lines.append(
+            f"  {name:24s} precision {metrics['precision']:.3f}  recall "
+            f"{metrics['recall']:.3f}  F1 {metrics['f1']:.3f}"
+        )
     lines.append("Wrote:")
-    for label, path in (("catalog", catalog_path), ("probability map", probability_path),
-                        ("overlay", overlay_path), ("image", paths["image_q"]),
-                        ("truth", paths["truth"])):
+    for label, path in (
+        ("catalog", catalog_path),
+        ("probability map", probability_path),
+        ("overlay", overlay_path),
+        ("image", paths["image_q"]),
+        ("truth", paths["truth"]),
+    ):
         lines.append(f"  {label:16s} {path}")
     return "\n".join(lines)
 
@@ -65,9 +81,14 @@ def _score(catalog, field) -> dict:
     truth = field.truth
     snr = np.asarray(truth["snr"])
     keep = snr >= 2
-    match = match_catalogs(np.asarray(catalog["x"].value), np.asarray(catalog["y"].value),
-                           np.asarray(truth["x"])[keep], np.asarray(truth["y"])[keep],
-                           radius=1.5, required=snr[keep] >= 5)
+    match = match_catalogs(
+        np.asarray(catalog["x"].value),
+        np.asarray(catalog["y"].value),
+        np.asarray(truth["x"])[keep],
+        np.asarray(truth["y"])[keep],
+        radius=1.5,
+        required=snr[keep] >= 5,
+    )
     return detection_metrics(match)
 
 
@@ -80,20 +101,30 @@ def _overlay(field, catalog, path) -> None:
     from skysift.sim.preview import display_image
 
     crop = slice(0, min(512, field.image.shape[0])), slice(0, min(512, field.image.shape[1]))
-    shown = display_image(np.asarray(field.image.data)[:, crop[0], crop[1]],
-                          np.asarray(field.background)[:, crop[0], crop[1]])
+    shown = display_image(
+        np.asarray(field.image.data)[:, crop[0], crop[1]],
+        np.asarray(field.background)[:, crop[0], crop[1]],
+    )
     fig, ax = plt.subplots(figsize=(8, 8), dpi=100)
     ax.imshow(shown, origin="lower", cmap="gray", interpolation="nearest")
     x, y = np.asarray(catalog["x"].value), np.asarray(catalog["y"].value)
     inside = (x < crop[1].stop) & (y < crop[0].stop)
-    ax.scatter(x[inside], y[inside], s=60, facecolors="none", edgecolors="#00e5ff",
-               linewidths=0.8, label="skysift")
+    ax.scatter(
+        x[inside],
+        y[inside],
+        s=60,
+        facecolors="none",
+        edgecolors="#00e5ff",
+        linewidths=0.8,
+        label="skysift",
+    )
     truth = field.truth
     faint = np.asarray(truth["snr"]) >= 5
     tx, ty = np.asarray(truth["x"])[faint], np.asarray(truth["y"])[faint]
     inside = (tx < crop[1].stop) & (ty < crop[0].stop)
-    ax.scatter(tx[inside], ty[inside], s=8, c="#ff4081", marker="+", linewidths=0.6,
-               label="truth S/N >= 5")
+    ax.scatter(
+        tx[inside], ty[inside], s=8, c="#ff4081", marker="+", linewidths=0.6, label="truth S/N >= 5"
+    )
     ax.legend(loc="upper right", fontsize=8)
     ax.set_title("skysift localizer on a simulated MeerLICHT field (first 512x512 pixels)")
     fig.tight_layout()
