@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from skysift.evaluate.baselines import DaoStarFinderDetector, SepDetector, SourceFinderDetector
-from skysift.evaluate.matching import match_catalogs
+from skysift.evaluate.matching import match_to_truth
 from skysift.evaluate.metrics import detection_metrics
 from skysift.image import Image
 from skysift.localizer import LocalizeConfig, Localizer
@@ -115,19 +115,12 @@ def _header(field, band):
 
 def score(catalog, field):
     truth = field.truth
-    snr = np.asarray(truth["snr"])
-    keep = snr >= 2.0
-    x, y = np.asarray(truth["x"])[keep], np.asarray(truth["y"])[keep]
-    match = match_catalogs(
-        np.asarray(catalog["x"].value),
-        np.asarray(catalog["y"].value),
-        x,
-        y,
-        radius=1.5,
-        required=snr[keep] >= 5.0,
+    match, kept = match_to_truth(
+        catalog["x"].value, catalog["y"].value, truth["x"], truth["y"], truth["snr"]
     )
+    snr = np.asarray(truth["snr"])[kept]
     metrics = detection_metrics(match)
-    stars = (np.asarray(truth["class"])[keep] == "star") & (snr[keep] >= 20)
+    stars = (np.asarray(truth["class"])[kept] == "star") & (snr >= 20)
     bright_star = stars[match.tp_truth]
     metrics["centroid_rms_star_snr20"] = (
         float(np.sqrt(np.mean(match.dx[bright_star] ** 2 + match.dy[bright_star] ** 2)))

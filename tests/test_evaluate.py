@@ -173,3 +173,15 @@ def test_classification_input_validation():
         classification_metrics([0, 2], [0.1, 0.2])
     with pytest.raises(InvalidParameterError, match="within \\[0, 1\\]"):
         classification_metrics([0, 1], [0.1, 1.2])
+
+
+def test_match_to_truth_applies_the_standard_rules():
+    from skysift.evaluate.matching import match_to_truth
+
+    truth_x, truth_y = [0.0, 10.0, 20.0, 30.0], [0.0, 0.0, 0.0, 0.0]
+    snr = [50.0, 3.0, 1.0, 8.0]  # required, neutral, left out, required
+    detected = [0.2, 10.1, 20.0]  # finds the bright one, the neutral one and the too-faint one
+    match, kept = match_to_truth(detected, [0.0] * 3, truth_x, truth_y, snr)
+    assert list(kept) == [0, 1, 3]
+    assert (match.tp, match.fp, match.fn) == (1, 1, 1)
+    assert list(match.neutral_detections) == [1]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from skysift.evaluate.baselines import SepDetector
-from skysift.evaluate.matching import match_catalogs
+from skysift.evaluate.matching import match_to_truth
 from skysift.evaluate.metrics import detection_metrics
 from skysift.io import atomic_write
 from skysift.localizer import LocalizeConfig, Localizer
@@ -79,15 +79,8 @@ def run_demo(
 
 def _score(catalog, field) -> dict:
     truth = field.truth
-    snr = np.asarray(truth["snr"])
-    keep = snr >= 2
-    match = match_catalogs(
-        np.asarray(catalog["x"].value),
-        np.asarray(catalog["y"].value),
-        np.asarray(truth["x"])[keep],
-        np.asarray(truth["y"])[keep],
-        radius=1.5,
-        required=snr[keep] >= 5,
+    match, _ = match_to_truth(
+        catalog["x"].value, catalog["y"].value, truth["x"], truth["y"], truth["snr"]
     )
     return detection_metrics(match)
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from skysift.errors import InvalidParameterError
 
-__all__ = ["MatchResult", "match_catalogs"]
+__all__ = ["MatchResult", "match_catalogs", "match_to_truth"]
 
 
 @dataclass(frozen=True)
@@ -211,3 +211,40 @@ def _assign(rows, cols, dist, n_det, n_truth, linear_sum_assignment, coo_matrix,
         out_det.append(det_ids[chosen_r[real]])
         out_truth.append(truth_ids[chosen_c[real]])
     return np.concatenate(out_det), np.concatenate(out_truth)
+
+
+def match_to_truth(
+    detected_x,
+    detected_y,
+    truth_x,
+    truth_y,
+    truth_snr,
+    *,
+    required_snr: float = 5.0,
+    neutral_snr: float = 2.0,
+    radius: float = 1.5,
+) -> tuple[MatchResult, np.ndarray]:
+    """Match with skysift's standard detection scoring (the ASID-L rules).
+
+    Truth with ``snr >= required_snr`` is required; truth with ``neutral_snr <= snr <
+    required_snr`` is neutral (matching it is neither TP nor FP); truth fainter than
+    ``neutral_snr`` is left out, so a detection of it counts as a false positive.
+
+    Returns
+    -------
+    match : MatchResult
+        Truth indices refer to the kept truth rows.
+    kept : numpy.ndarray
+        Indices of the kept truth rows in the input.
+    """
+    snr = np.asarray(truth_snr, dtype=float)
+    kept = np.flatnonzero(snr >= neutral_snr)
+    match = match_catalogs(
+        detected_x,
+        detected_y,
+        np.asarray(truth_x)[kept],
+        np.asarray(truth_y)[kept],
+        radius=radius,
+        required=snr[kept] >= required_snr,
+    )
+    return match, kept

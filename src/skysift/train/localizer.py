@@ -148,7 +148,7 @@ def evaluate_fields(
     probability_maps: list[np.ndarray] | None = None,
 ) -> dict[str, float]:
     """Localize every field of a dataset with truth and score it (summed TP/FP/FN -> F1)."""
-    from skysift.evaluate.matching import match_catalogs
+    from skysift.evaluate.matching import match_to_truth
     from skysift.image import Image
 
     tp = fp = fn = 0
@@ -163,14 +163,15 @@ def evaluate_fields(
                 probability_maps.append(probability)
         peaks = localizer.peaks(probability)
         x, y = peaks[:, 1].astype(float), peaks[:, 0].astype(float)
-        keep = shard["truth_snr"] >= neutral_snr
-        match = match_catalogs(
+        match, _ = match_to_truth(
             x,
             y,
-            shard["truth_x"][keep],
-            shard["truth_y"][keep],
+            shard["truth_x"],
+            shard["truth_y"],
+            shard["truth_snr"],
+            required_snr=required_snr,
+            neutral_snr=neutral_snr,
             radius=radius,
-            required=shard["truth_snr"][keep] >= required_snr,
         )
         tp, fp, fn = tp + match.tp, fp + match.fp, fn + match.fn
         offsets.append(np.hypot(match.dx, match.dy))
