@@ -96,3 +96,10 @@ def test_flags_and_empty_catalog():
     assert "ra" in table.colnames
     assert len(table) == 0
     assert table["flux"].unit == "adu"
+
+
+def test_integer_pixel_columns_stay_integers(synthetic):
+    image, _ = synthetic
+    catalog = SepDetector()(image)
+    for name in ("id", "x_peak", "y_peak", "bbox_xmin", "bbox_ymax", "area", "flags"):
+        assert catalog[name].dtype.kind == "i", name

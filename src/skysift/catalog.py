@@ -1,5 +1,8 @@
 """The skysift catalog schema: columns, units, flag bits, and empty catalogs with full schema.
 
+Integer pixel columns (peaks, bounding boxes, areas) carry no astropy unit: a unit would turn
+them into float Quantities. Their descriptions say they are pixels.
+
 Every detector (the skysift localizer, Mask R-CNN, SEP, photutils) returns a
 :class:`~astropy.table.QTable` with these columns, so benchmarks and writers need no special
 cases. Columns a detector cannot fill hold their missing value (NaN, -1, "" or 0); sky columns
@@ -38,8 +41,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("id", "i8", None, -1, "source id; equals the label in the segmentation map"),
     Column("x", "f8", "pix", np.nan, "0-based column of the source centre"),
     Column("y", "f8", "pix", np.nan, "0-based row of the source centre"),
-    Column("x_peak", "i8", "pix", -1, "column of the brightest pixel / probability peak"),
-    Column("y_peak", "i8", "pix", -1, "row of the brightest pixel / probability peak"),
+    Column("x_peak", "i8", None, -1, "column (pixel) of the brightest pixel / probability peak"),
+    Column("y_peak", "i8", None, -1, "row (pixel) of the brightest pixel / probability peak"),
     Column("ra", "f8", "deg", np.nan, "right ascension (only with a WCS)"),
     Column("dec", "f8", "deg", np.nan, "declination (only with a WCS)"),
     Column("score", "f4", None, np.nan, "detector confidence (probability peak for the U-Net)"),
@@ -50,11 +53,11 @@ COLUMNS: tuple[Column, ...] = (
     Column("p_shred", "f4", None, np.nan, "probability that a galaxy is a shred of another"),
     Column("morphology", "U10", None, "", "star, elliptical, spiral or other"),
     Column("morphology_score", "f4", None, np.nan, "confidence of the morphology class"),
-    Column("bbox_xmin", "i8", "pix", -1, "bounding box, first column"),
-    Column("bbox_xmax", "i8", "pix", -1, "bounding box, last column"),
-    Column("bbox_ymin", "i8", "pix", -1, "bounding box, first row"),
-    Column("bbox_ymax", "i8", "pix", -1, "bounding box, last row"),
-    Column("area", "i8", "pix2", -1, "pixels in the source's segmentation footprint"),
+    Column("bbox_xmin", "i8", None, -1, "bounding box, first column (pixel)"),
+    Column("bbox_xmax", "i8", None, -1, "bounding box, last column (pixel)"),
+    Column("bbox_ymin", "i8", None, -1, "bounding box, first row (pixel)"),
+    Column("bbox_ymax", "i8", None, -1, "bounding box, last row (pixel)"),
+    Column("area", "i8", None, -1, "number of pixels in the source's segmentation footprint"),
     Column("flags", "i4", None, 0, "bit mask; see skysift.catalog.FLAGS and decode_flags"),
 )
 _SKY = ("ra", "dec")
