@@ -250,17 +250,9 @@ def train_localizer_command(
 
 
 def _write_table(table, path: Path) -> None:
-    from skysift.io import atomic_write
+    from skysift.io import write_catalog
 
-    formats = {".ecsv": "ascii.ecsv", ".csv": "ascii.csv", ".fits": "fits"}
-    if path.suffix.lower() not in formats:
-        from skysift.errors import InvalidParameterError
-
-        raise InvalidParameterError(
-            f"--out {path}: unknown catalog format; use one of {sorted(formats)}"
-        )
-    with atomic_write(path) as tmp:
-        table.write(tmp, format=formats[path.suffix.lower()])
+    write_catalog(table, path, overwrite=True)  # existence was checked before the run
 
 
 def _write_map(probability, image, path: Path) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 from skysift.evaluate.baselines import SepDetector
 from skysift.evaluate.matching import match_to_truth
 from skysift.evaluate.metrics import detection_metrics
-from skysift.io import atomic_write
+from skysift.io import atomic_write, write_catalog, write_regions
 from skysift.localizer import LocalizeConfig, Localizer
 from skysift.sim import FieldConfig, simulate_field
 
@@ -42,9 +42,8 @@ def run_demo(
     start = time.perf_counter()
     catalog, probability = localizer(field.image, progress=progress)
     localized = time.perf_counter() - start
-    catalog_path = out / "skysift_catalog.ecsv"
-    with atomic_write(catalog_path) as tmp:
-        catalog.write(tmp, format="ascii.ecsv")
+    catalog_path = write_catalog(catalog, out / "skysift_catalog.ecsv", overwrite=overwrite)
+    regions_path = write_regions(catalog, out / "skysift_sources.reg", overwrite=overwrite)
     probability_path = out / "probability_map.fits"
     with atomic_write(probability_path) as tmp:
         fits.PrimaryHDU(probability, header=field.image.wcs.to_header()).writeto(tmp)
@@ -68,6 +67,7 @@ def run_demo(
     lines.append("Wrote:")
     for label, path in (
         ("catalog", catalog_path),
+        ("DS9 regions", regions_path),
         ("probability map", probability_path),
         ("overlay", overlay_path),
         ("image", paths["image_q"]),

@@ -26,7 +26,22 @@ from skysift.errors import (
 )
 from skysift.image import MIN_IMAGE_SIZE, Image, pixel_scale_from_wcs
 
-__all__ = ["atomic_write", "read_image", "read_wcs"]
+__all__ = [
+    "CATALOG_FORMATS",
+    "atomic_write",
+    "read_image",
+    "read_wcs",
+    "write_catalog",
+    "write_regions",
+]
+
+#: Catalog formats: name -> (file suffix, astropy Table writer format).
+CATALOG_FORMATS = {
+    "fits": (".fits", "fits"),
+    "ecsv": (".ecsv", "ascii.ecsv"),
+    "csv": (".csv", "ascii.csv"),
+    "parquet": (".parquet", "parquet"),
+}
 
 HduSpec = int | str | tuple[str, int] | None
 PathLike = str | os.PathLike[str]
@@ -203,6 +218,98 @@ def atomic_write(path: PathLike, *, overwrite: bool = True) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_catalog(table, path: PathLike, *, format: str | None = None, overwrite: bool = False):
+    """Write a catalog atomically as FITS, ECSV, CSV or Parquet.
+
+    Parameters
+    ----------
+    table : astropy.table.Table or QTable
+    path : path
+        Output file; the format follows its suffix unless ``format`` is given.
+    format : str, optional
+        One of :data:`CATALOG_FORMATS`.
+    overwrite : bool
+        Replace an existing file.
+
+    Notes
+    -----
+    Units survive in FITS (TUNIT), ECSV and Parquet (astropy's metadata); CSV keeps only values.
+    """
+    target = Path(path)
+    if format is None:
+        by_suffix = {suffix: name for name, (suffix, _) in CATALOG_FORMATS.items()}
+        format = by_suffix.get(target.suffix.lower())
+        if format is None:
+            raise InvalidParameterError(
+                f"{target}: cannot tell the catalog format from the suffix; use one of "
+                f"{sorted(s for s, _ in CATALOG_FORMATS.values())} or pass format="
+            )
+    if format not in CATALOG_FORMATS:
+        raise InvalidParameterError(f"format {format!r} is not one of {sorted(CATALOG_FORMATS)}")
+    writer = CATALOG_FORMATS[format][1]
+    if format == "fits":
+        table = _fits_ready(table)
+    with atomic_write(target, overwrite=overwrite) as tmp:
+        table.write(tmp, format=writer)
+    return target
+
+
+def _fits_ready(table):
+    """A copy whose metadata fits FITS headers: the whole meta as one JSON card."""
+    import json
+
+    copy = table.copy(copy_data=False)
+    copy.meta = {"SKYMETA": json.dumps(dict(table.meta), default=str)} if table.meta else {}
+    return copy
+
+
+def write_regions(
+    table,
+    path: PathLike,
+    *,
+    radius: float = 5.0,
+    colors: dict[str, str] | None = None,
+    overwrite: bool = False,
+):
+    """Write sources as a DS9 region file (circles labelled by id) through ``regions``.
+
+    Positions are the catalog's 0-based ``x``, ``y``; ``regions`` writes DS9's 1-based image
+    coordinates. Circles are coloured by ``morphology`` (or by ``p_star`` >= 0.5 when there is
+    no morphology): stars cyan, galaxies orange, unknown green.
+    """
+    from regions import CirclePixelRegion, PixCoord, RegionMeta, Regions, RegionVisual
+
+    palette = {"star": "cyan", "galaxy": "orange", "": "green"} | (colors or {})
+    x = np.asarray(getattr(table["x"], "value", table["x"]), dtype=float)
+    y = np.asarray(getattr(table["y"], "value", table["y"]), dtype=float)
+    ids = np.asarray(table["id"]) if "id" in table.colnames else np.arange(1, len(x) + 1)
+    kinds = _region_kinds(table)
+    shapes = [
+        CirclePixelRegion(
+            center=PixCoord(float(xi), float(yi)),
+            radius=radius,
+            meta=RegionMeta({"text": str(int(i))}),
+            visual=RegionVisual({"color": palette.get(kind, palette[""])}),
+        )
+        for xi, yi, i, kind in zip(x, y, ids, kinds, strict=True)
+    ]
+    with atomic_write(path, overwrite=overwrite) as tmp:
+        tmp.write_text(Regions(shapes).serialize(format="ds9"))
+    return Path(path)
+
+
+def _region_kinds(table) -> list[str]:
+    n = len(table)
+    if "morphology" in table.colnames:
+        kinds = [str(m) for m in table["morphology"]]
+        if any(kinds):
+            return ["star" if k == "star" else ("galaxy" if k else "") for k in kinds]
+    if "p_star" in table.colnames:
+        p = np.asarray(table["p_star"], dtype=float)
+        return ["" if not np.isfinite(v) else ("star" if v >= 0.5 else "galaxy") for v in p]
+    return [""] * n
 
 
 # -- helpers ---------------------------------------------------------------------------------

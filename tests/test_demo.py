@@ -1,0 +1,23 @@
+"""``skysift demo`` end to end on a small field (shipped localizer, no training)."""
+
+from __future__ import annotations
+
+from astropy.table import QTable
+from regions import Regions
+from typer.testing import CliRunner
+
+from skysift.cli import app
+
+
+def test_demo_writes_catalog_regions_and_scores(tmp_path):
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(
+        app, ["demo", "--out", str(out), "--size", "192", "--density", "20", "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    catalog = QTable.read(out / "skysift_catalog.ecsv")
+    assert len(catalog) > 10
+    regions = Regions.read(out / "skysift_sources.reg", format="ds9")
+    assert len(regions) == len(catalog)
+    assert (out / "overlay.png").stat().st_size > 10_000
+    assert (out / "probability_map.fits").exists()
