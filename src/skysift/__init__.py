@@ -21,6 +21,10 @@ _LAZY = {
     "SimulatedField": "skysift.sim.field",
     "get_preset": "skysift.sim.presets",
     "localize": "skysift.localizer",
+    "Pipeline": "skysift.pipeline",
+    "PipelineConfig": "skysift.config",
+    "Result": "skysift.result",
+    "run": "skysift.pipeline",
     "Localizer": "skysift.localizer",
     "match_catalogs": "skysift.evaluate.matching",
     "detection_metrics": "skysift.evaluate.metrics",
@@ -31,6 +35,9 @@ __all__ = [
     "FieldConfig",
     "Image",
     "Localizer",
+    "Pipeline",
+    "PipelineConfig",
+    "Result",
     "SimulatedField",
     "SkysiftError",
     "__version__",
@@ -40,10 +47,12 @@ __all__ = [
     "localize",
     "match_catalogs",
     "read_image",
+    "run",
     "simulate_field",
 ]
 
 if TYPE_CHECKING:
+    from skysift.config import PipelineConfig
     from skysift.errors import SkysiftError
     from skysift.evaluate.classification import classification_metrics
     from skysift.evaluate.matching import match_catalogs
@@ -51,6 +60,8 @@ if TYPE_CHECKING:
     from skysift.image import Image
     from skysift.io import read_image
     from skysift.localizer import Localizer, localize
+    from skysift.pipeline import Pipeline, run
+    from skysift.result import Result
     from skysift.sim.field import FieldConfig, SimulatedField, simulate_field
     from skysift.sim.presets import get_preset
 

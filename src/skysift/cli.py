@@ -116,6 +116,60 @@ def simulate(
     _guarded(run)
 
 
+@app.command("run")
+def run_command(
+    images: list[Path] = typer.Argument(..., help="FITS file(s); several files are bands."),
+    out: Path = typer.Option(Path("skysift-out"), "--out", "-o", help="Output directory."),
+    stages: str = typer.Option(
+        None, help="Comma-separated stages (localize, classify, shreds, segment)."
+    ),
+    format: str = typer.Option(
+        None, "--format", help="Catalog formats, comma-separated: fits, ecsv, csv, parquet."
+    ),
+    regions: bool = typer.Option(None, help="Write a DS9 region file (default on)."),
+    probability_map: bool = typer.Option(None, help="Write the localizer probability map."),
+    config: Path = typer.Option(None, help="YAML configuration file; options override it."),
+    hdu: str = typer.Option(None, help="HDU name or number (default: first image HDU)."),
+    mask: Path = typer.Option(None, help="FITS mask: non-zero pixels are ignored."),
+    weight: Path = typer.Option(None, help="FITS weight map: pixels with weight <= 0 ignored."),
+    name: str = typer.Option(None, help="Output file prefix (default: the image file stem)."),
+    overwrite: bool = typer.Option(False, help="Replace existing output files."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
+) -> None:
+    """Run the skysift pipeline on an image and write the catalog, regions and config.
+
+    Stages that have no shipped model yet are skipped with a message. The effective
+    configuration is written next to the catalog (NAME_config.yaml) and can be passed back
+    with --config.
+
+    Example: skysift run frame.fits --out results/ --format fits,ecsv --probability-map
+    """
+    from skysift.config import PipelineConfig
+    from skysift.io import read_image
+    from skysift.pipeline import Pipeline
+
+    def run() -> None:
+        base = PipelineConfig.from_yaml(config.read_text()) if config else PipelineConfig()
+        effective = base.with_overrides(
+            stages=tuple(stages.split(",")) if stages else None,
+            formats=tuple(format.split(",")) if format else None,
+            regions=regions,
+            probability_map=probability_map,
+        )
+        hdu_value = int(hdu) if hdu is not None and hdu.isdigit() else hdu
+        image = read_image(images, hdu=hdu_value, mask=mask, weight=weight)
+        result = Pipeline(effective)(image, progress=not quiet)
+        paths = result.write(out, name=name or images[0].name.split(".")[0], overwrite=overwrite)
+        if not quiet:
+            typer.echo(f"{len(result.catalog)} sources in {sum(result.timings.values()):.1f} s")
+            for stage, reason in result.skipped.items():
+                typer.echo(f"  skipped {stage}: {reason}")
+            for kind, path in paths.items():
+                typer.echo(f"  {kind:<16} {path}")
+
+    _guarded(run)
+
+
 @app.command()
 def localize(
     images: list[Path] = typer.Argument(..., help="FITS file(s); several files are bands."),

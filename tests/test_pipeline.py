@@ -1,0 +1,93 @@
+"""Pipeline, configuration round trip and ``skysift run`` end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import QTable
+from regions import Regions
+from typer.testing import CliRunner
+
+import skysift
+from skysift.cli import app
+from skysift.config import PipelineConfig
+from skysift.errors import InvalidParameterError
+from skysift.localizer import LocalizeConfig
+from skysift.sim import FieldConfig, simulate_field
+
+
+@pytest.fixture(scope="module")
+def frame(tmp_path_factory):
+    field = simulate_field(FieldConfig(survey="meerlicht", size=160, density=30, seed=2_000_501))
+    return field, field.write(tmp_path_factory.mktemp("frame"), name="frame")["image_q"]
+
+
+def test_config_yaml_round_trip_and_unknown_keys():
+    config = PipelineConfig(
+        stages=("localize", "classify"),
+        formats=("fits", "ecsv"),
+        localize=LocalizeConfig(threshold=0.25, tile=128),
+    )
+    assert PipelineConfig.from_yaml(config.to_yaml()) == config
+    with pytest.raises(InvalidParameterError, match=r"unknown option\(s\) \['treshold'\]"):
+        PipelineConfig.from_yaml("localize: {treshold: 0.3}")
+    with pytest.raises(InvalidParameterError, match="unknown stage"):
+        PipelineConfig(stages=("localize", "photometry"))
+    with pytest.raises(InvalidParameterError, match="unknown catalog format"):
+        PipelineConfig(formats=("xlsx",))
+
+
+def test_pipeline_skips_unshipped_stages_with_a_reason(frame):
+    field, _ = frame
+    config = PipelineConfig(stages=("localize", "classify"))
+    result = skysift.Pipeline(config)(field.image)
+    assert len(result.catalog) > 10
+    assert "classify" in result.skipped
+    assert "no shipped weights" in result.skipped["classify"]
+    assert result.catalog.meta["stages_skipped"] == result.skipped
+
+
+def test_run_cli_writes_every_format_and_they_read_back(frame, tmp_path):
+    _, image_path = frame
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            str(image_path),
+            "--out",
+            str(out),
+            "--format",
+            "fits,ecsv,csv,parquet",
+            "--probability-map",
+            "--quiet",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    ecsv = QTable.read(out / "frame_q.ecsv")
+    fits_table = QTable.read(out / "frame_q.fits")
+    assert len(ecsv) == len(fits_table) > 10
+    np.testing.assert_allclose(fits_table["x"].value, ecsv["x"].value)
+    assert len(Regions.read(out / "frame_q.reg", format="ds9")) == len(ecsv)
+    with fits.open(out / "frame_q_probability.fits") as hdul:
+        assert hdul[0].header["CTYPE1"] == "RA---TAN"
+    config = PipelineConfig.from_yaml((out / "frame_q_config.yaml").read_text())
+    assert config.formats == ("fits", "ecsv", "csv", "parquet")
+    again = CliRunner().invoke(app, ["run", str(image_path), "--out", str(out), "--quiet"])
+    assert again.exit_code == 2
+    assert "exists" in again.output
+
+
+def test_output_name_cannot_escape_the_directory(frame, tmp_path):
+    field, _ = frame
+    result = skysift.Pipeline()(field.image)
+    with pytest.raises(InvalidParameterError, match="plain file name"):
+        result.write(tmp_path, name="../outside")
+
+
+def test_run_function_on_a_path(frame):
+    _, image_path = frame
+    result = skysift.run(image_path)
+    assert result.wcs is not None
+    assert "ra" in result.catalog.colnames
