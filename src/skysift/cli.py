@@ -171,6 +171,41 @@ def run_command(
 
 
 @app.command()
+def batch(
+    pattern: list[str] = typer.Argument(..., help="Image files or glob patterns ('dir/*.fits')."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory (resumable)."),
+    scheduler: str = typer.Option(
+        None, help="dask.distributed scheduler address; default: a LocalCluster on this machine."
+    ),
+    workers: int = typer.Option(2, help="Worker processes of the local cluster."),
+    config: Path = typer.Option(None, help="YAML pipeline configuration."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Run the pipeline on many images with Dask; re-running skips finished images.
+
+    Writes OUT/<image>/ (catalog, regions, config per image), OUT/catalogs/ (one partitioned
+    Parquet dataset of all catalogs) and OUT/manifest.json (status, timings, counts, errors).
+    Exits with code 1 if any image failed; a bad file fails only itself.
+    """
+    import glob
+
+    from skysift.batch import run_batch
+    from skysift.config import PipelineConfig
+
+    def run() -> None:
+        paths = sorted({p for item in pattern for p in (glob.glob(item) or [item])})
+        base = PipelineConfig.from_yaml(config.read_text()) if config else PipelineConfig()
+        summary = run_batch(
+            paths, out, config=base, scheduler=scheduler, workers=workers, progress=not quiet
+        )
+        typer.echo(str(summary))
+        if not summary.ok:
+            raise typer.Exit(code=1)
+
+    _guarded(run)
+
+
+@app.command()
 def localize(
     images: list[Path] = typer.Argument(..., help="FITS file(s); several files are bands."),
     out: Path = typer.Option(..., "--out", "-o", help="Catalog file (.ecsv, .fits or .csv)."),
