@@ -21,3 +21,4 @@ def test_demo_writes_catalog_regions_and_scores(tmp_path):
     assert len(regions) == len(catalog)
     assert (out / "overlay.png").stat().st_size > 10_000
     assert (out / "probability_map.fits").exists()
+    assert "<table" in (out / "report.html").read_text()

@@ -128,6 +128,7 @@ def run_command(
     ),
     regions: bool = typer.Option(None, help="Write a DS9 region file (default on)."),
     probability_map: bool = typer.Option(None, help="Write the localizer probability map."),
+    report: bool = typer.Option(None, help="Write the self-contained HTML report."),
     config: Path = typer.Option(None, help="YAML configuration file; options override it."),
     hdu: str = typer.Option(None, help="HDU name or number (default: first image HDU)."),
     mask: Path = typer.Option(None, help="FITS mask: non-zero pixels are ignored."),
@@ -155,6 +156,7 @@ def run_command(
             formats=tuple(format.split(",")) if format else None,
             regions=regions,
             probability_map=probability_map,
+            report=report,
         )
         hdu_value = int(hdu) if hdu is not None and hdu.isdigit() else hdu
         image = read_image(images, hdu=hdu_value, mask=mask, weight=weight)

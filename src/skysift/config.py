@@ -43,6 +43,8 @@ class PipelineConfig:
         Also write a DS9 region file.
     probability_map : bool
         Also write the localizer's probability map (FITS, with the image WCS).
+    report : bool
+        Also write the self-contained HTML report (overlay, histograms, sortable table).
     """
 
     stages: tuple[str, ...] = ("localize",)
@@ -50,6 +52,7 @@ class PipelineConfig:
     formats: tuple[str, ...] = ("ecsv",)
     regions: bool = True
     probability_map: bool = False
+    report: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(self.stages))

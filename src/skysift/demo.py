@@ -7,11 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
+from skysift.config import PipelineConfig
 from skysift.evaluate.baselines import SepDetector
 from skysift.evaluate.matching import match_to_truth
 from skysift.evaluate.metrics import detection_metrics
 from skysift.io import atomic_write, write_catalog, write_regions
 from skysift.localizer import LocalizeConfig, Localizer
+from skysift.report import write_report
+from skysift.result import Result
 from skysift.sim import FieldConfig, simulate_field
 
 __all__ = ["run_demo"]
@@ -51,6 +54,21 @@ def run_demo(
     overlay_path = out / "overlay.png"
     with atomic_write(overlay_path) as tmp:
         _overlay(field, catalog, tmp)
+    report_path = write_report(
+        Result(
+            catalog=catalog,
+            probability_map=probability,
+            config=PipelineConfig(),
+            wcs=field.image.wcs,
+            timings={"simulate": simulated, "localize": localized},
+            skipped={},
+            image=field.image,
+        ),
+        field.image,
+        out / "report.html",
+        title="skysift demo: simulated MeerLICHT field",
+        overwrite=overwrite,
+    )
 
     lines = [
         f"Simulated a {size}x{size} MeerLICHT-like field (seed {seed}, "
@@ -70,6 +88,7 @@ def run_demo(
         ("DS9 regions", regions_path),
         ("probability map", probability_path),
         ("overlay", overlay_path),
+        ("HTML report", report_path),
         ("image", paths["image_q"]),
         ("truth", paths["truth"]),
     ):

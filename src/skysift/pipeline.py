@@ -75,6 +75,7 @@ class Pipeline:
             wcs=image.wcs,
             timings=timings,
             skipped=skipped,
+            image=image,
         )
 
 

@@ -34,6 +34,8 @@ class Result:
         Seconds per stage.
     skipped : dict
         Stage -> why it did not run.
+    image : Image or None
+        The input image (a read-only view, not a copy), for the report.
     """
 
     catalog: Any
@@ -43,6 +45,7 @@ class Result:
     wcs: Any = None
     timings: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    image: Any = None
 
     def write(
         self,
@@ -74,6 +77,8 @@ class Result:
             targets["probability_map"] = out / f"{name}_probability.fits"
         if self.segmentation is not None:
             targets["segmentation"] = out / f"{name}_segmentation.fits"
+        if self.config.report and self.image is not None:
+            targets["report"] = out / f"{name}_report.html"
         targets["config"] = out / f"{name}_config.yaml"
         existing = [str(p) for p in targets.values() if p.exists()]
         if existing and not overwrite:
@@ -88,6 +93,12 @@ class Result:
         for kind in ("probability_map", "segmentation"):
             if kind in targets:
                 self._write_map(getattr(self, kind), targets[kind])
+        if "report" in targets:
+            from skysift.report import write_report
+
+            write_report(
+                self, self.image, targets["report"], title=f"skysift: {name}", overwrite=True
+            )
         with atomic_write(targets["config"]) as tmp:
             tmp.write_text(self.config.to_yaml())
         return targets

@@ -1,0 +1,86 @@
+"""The HTML report: self-contained, right number of rows, renders in headless Chromium."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from html.parser import HTMLParser
+
+import pytest
+
+import skysift
+from skysift.config import PipelineConfig
+from skysift.sim import FieldConfig, simulate_field
+
+
+class _Counter(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows = 0
+        self.in_body = False
+        self.external = []
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if tag == "tbody":
+            self.in_body = True
+        if tag == "tr" and self.in_body:
+            self.rows += 1
+        for key in ("src", "href"):
+            value = attributes.get(key)
+            if value and not value.startswith("data:"):
+                self.external.append(value)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    field = simulate_field(FieldConfig(survey="meerlicht", size=160, density=30, seed=2_000_701))
+    result = skysift.Pipeline(PipelineConfig(report=True))(field.image)
+    out = tmp_path_factory.mktemp("report")
+    paths = result.write(out, name="frame")
+    return paths["report"], result
+
+
+def test_report_is_self_contained_with_all_rows(report):
+    path, result = report
+    parser = _Counter()
+    parser.feed(path.read_text())
+    assert parser.rows == len(result.catalog) > 5
+    assert parser.external == []  # no file or network references: it can be mailed
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None,
+    reason="Debian chromium is not installed (.ci/run installs it)",
+)
+def test_report_renders_in_headless_chromium(report, tmp_path):
+    path, result = report
+    screenshot = tmp_path / "report.png"
+    common = [
+        "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    subprocess.run(
+        [*common, f"--screenshot={screenshot}", "--window-size=1200,2000", path.as_uri()],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    assert screenshot.stat().st_size > 20_000
+    dom = subprocess.run(
+        [*common, "--dump-dom", path.as_uri()],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    parser = _Counter()
+    parser.feed(dom)
+    assert parser.rows == len(result.catalog)
