@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from astropy.io.fits import Header
     from astropy.wcs import WCS
 
-__all__ = ["MIN_IMAGE_SIZE", "Image"]
+__all__ = ["MIN_IMAGE_SIZE", "Image", "as_image"]
 
 #: Smallest image side (pixels) skysift accepts: one classifier cutout (32 px) must fit.
 MIN_IMAGE_SIZE = 32
@@ -219,3 +219,37 @@ def pixel_scale_from_wcs(wcs: WCS) -> float | None:
     factor = 3600.0 if str(units[0]) in ("deg", "") else 1.0
     scale = float(np.sqrt(abs(scales[0] * scales[1]))) * factor
     return scale if np.isfinite(scale) and scale > 0 else None
+
+
+def as_image(image: Image | np.ndarray, mask=None, wcs=None) -> Image:
+    """Accept an :class:`Image` or an array; merge an extra ``mask``; attach a ``wcs``.
+
+    The input is never modified: a new :class:`Image` is returned when anything changes.
+    """
+    if not isinstance(image, Image):
+        image = Image.from_array(image, mask=mask, wcs=wcs, min_size=1)
+        return image
+    if mask is not None:
+        extra = np.asarray(mask, dtype=bool)
+        if extra.shape != image.shape:
+            raise InvalidParameterError(f"mask has shape {extra.shape}; image is {image.shape}")
+        image = Image(
+            data=image.data,
+            mask=image.mask | extra,
+            wcs=image.wcs,
+            bands=image.bands,
+            pixel_scale=image.pixel_scale,
+            header=image.header,
+            path=image.path,
+        )
+    if wcs is not None:
+        image = Image(
+            data=image.data,
+            mask=image.mask,
+            wcs=wcs,
+            bands=image.bands,
+            pixel_scale=image.pixel_scale or pixel_scale_from_wcs(wcs),
+            header=image.header,
+            path=image.path,
+        )
+    return image

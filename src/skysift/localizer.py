@@ -198,19 +198,9 @@ class Localizer:
 
     def __call__(self, image: Image | np.ndarray, *, mask=None, wcs=None, progress: bool = False):
         """Localize the sources of ``image``; returns a catalog (QTable, skysift schema)."""
-        from skysift.evaluate.baselines import as_image
+        from skysift.image import as_image
 
-        image = as_image(image, mask)
-        if wcs is not None:
-            image = Image(
-                data=image.data,
-                mask=image.mask,
-                wcs=wcs,
-                bands=image.bands,
-                pixel_scale=image.pixel_scale,
-                header=image.header,
-                path=image.path,
-            )
+        image = as_image(image, mask, wcs)
         probability = self.probability_map(image, progress=progress)
         return self.catalog(image, probability), probability
 

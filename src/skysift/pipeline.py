@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 
 from skysift.config import PipelineConfig
-from skysift.image import Image
 from skysift.result import Result
 
 __all__ = ["Pipeline", "run"]
@@ -40,20 +39,10 @@ class Pipeline:
 
     def __call__(self, image, *, mask=None, wcs=None, progress: bool = False) -> Result:
         """Run the configured stages on ``image`` (an :class:`Image`, array or cube)."""
-        from skysift.evaluate.baselines import as_image
+        from skysift.image import as_image
         from skysift.localizer import Localizer
 
-        image = as_image(image, mask)
-        if wcs is not None:
-            image = Image(
-                data=image.data,
-                mask=image.mask,
-                wcs=wcs,
-                bands=image.bands,
-                pixel_scale=image.pixel_scale,
-                header=image.header,
-                path=image.path,
-            )
+        image = as_image(image, mask, wcs)
         timings: dict[str, float] = {}
         skipped: dict[str, str] = {}
         if self._localizer is None:

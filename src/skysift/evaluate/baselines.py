@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 
 from skysift.catalog import FLAGS, empty_catalog, make_catalog
-from skysift.errors import EmptyCatalogWarning, InvalidParameterError, SkysiftError
-from skysift.image import Image
+from skysift.errors import EmptyCatalogWarning, SkysiftError
+from skysift.image import Image, as_image
 
 __all__ = [
     "DaoStarFinderDetector",
@@ -48,26 +48,6 @@ __all__ = [
     "as_image",
     "default_fwhm_pixels",
 ]
-
-
-def as_image(image: Image | np.ndarray, mask=None) -> Image:
-    """Accept an :class:`Image` or an array; merge an extra ``mask``."""
-    if isinstance(image, Image):
-        if mask is None:
-            return image
-        extra = np.asarray(mask, dtype=bool)
-        if extra.shape != image.shape:
-            raise InvalidParameterError(f"mask has shape {extra.shape}; image is {image.shape}")
-        return Image.from_array(
-            image.data,
-            mask=image.mask | extra,
-            wcs=image.wcs,
-            bands=image.bands,
-            pixel_scale=image.pixel_scale,
-            header=image.header,
-            min_size=1,
-        )
-    return Image.from_array(image, mask=mask, min_size=1)
 
 
 def default_fwhm_pixels(image: Image, fallback: float = 3.0) -> float:
