@@ -227,17 +227,20 @@ def _measure(
     data = np.array(image.data[band], dtype=np.float32, order="C")
     data[image.mask] = 0.0
     bad = np.array(image.mask, order="C")
-    background = sep.Background(data, mask=bad, bw=64, bh=64)
-    data_sub = data - background.back()
-    sigma = background.globalrms
     rows, cols = peaks[:, 0], peaks[:, 1]
+    raw_peaks = np.asarray(image.data[band])[rows, cols]
+    background = sep.Background(data, mask=bad, bw=64, bh=64)
+    background.subfrom(data)  # in place: one image-sized array for centroids and photometry
+    data_sub = data
+    sigma = background.globalrms
     x0, y0 = cols.astype(float), rows.astype(float)
     fwhm = _fwhm_pixels(image, data_sub, x0, y0, probability[rows, cols])
     x, y = _refine(data_sub, probability, x0, y0, fwhm)
     radius = config.aperture_radius or max(1.5, 1.0 * fwhm)
     gain = image.header.get("GAIN") if image.header is not None else None
+    # the annulus removes what the mesh background left locally (neighbours' wings, gradients)
     flux, flux_err, aperture_flags = sep.sum_circle(
-        data,
+        data_sub,
         x,
         y,
         radius,
@@ -252,8 +255,7 @@ def _measure(
     flags[(aperture_flags & sep.APER_HASMASKED) != 0] |= FLAGS["masked"]
     saturation = image.header.get("SATURATE") if image.header is not None else None
     if saturation:
-        peak_values = data[rows, cols]
-        flags[peak_values >= 0.98 * float(saturation)] |= FLAGS["saturated"]
+        flags[raw_peaks >= 0.98 * float(saturation)] |= FLAGS["saturated"]
     with np.errstate(invalid="ignore", divide="ignore"):
         snr = np.where(flux_err > 0, flux / flux_err, np.nan)
     values: dict[str, Any] = {
