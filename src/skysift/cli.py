@@ -334,7 +334,13 @@ def train_localizer_command(
         )
         prepare_data(config, progress=not quiet)
         best = train(config, progress=not quiet)
-        weights = finish_localizer(config, best, out_dir=out)
+        weights = finish_localizer(
+            config,
+            best,
+            out_dir=out,
+            test_dir=str(data_dir / "localizer_test"),
+            progress=not quiet,
+        )
         typer.echo(f"wrote {weights}")
 
     _guarded(run)
