@@ -11,8 +11,9 @@ from astropy.table import QTable
 
 from skysift import read_image
 from skysift.errors import InvalidParameterError
+from skysift.normalization import robust_level_scale
 from skysift.sim import PRESETS, FieldConfig, point_source_depth, seed_role, simulate_field
-from skysift.sim.dataset import LocalizerPatches, iter_shards, robust_level_scale, write_dataset
+from skysift.sim.dataset import LocalizerPatches, iter_shards, write_dataset
 from skysift.sim.seeds import check_seed_role
 
 

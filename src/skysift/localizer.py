@@ -33,18 +33,11 @@ import numpy as np
 from skysift.catalog import FLAGS, empty_catalog, make_catalog
 from skysift.errors import EmptyCatalogWarning, InvalidParameterError
 from skysift.image import Image
-from skysift.sim.dataset import robust_level_scale
+from skysift.normalization import normalize, robust_level_scale
 
 __all__ = ["LocalizeConfig", "Localizer", "localize", "normalize"]
 
 log = logging.getLogger(__name__)
-
-
-def normalize(data: np.ndarray, level: float, scale: float, softening: float) -> np.ndarray:
-    """``asinh((data - level) / (softening * scale))`` as float32 (the network's input)."""
-    out = np.asarray(data, dtype=np.float32) - np.float32(level)
-    out /= np.float32(softening * scale)
-    return np.arcsinh(out, out=out)
 
 
 @dataclass(frozen=True)

@@ -23,31 +23,12 @@ import numpy as np
 
 from skysift.errors import InvalidParameterError
 from skysift.io import atomic_write
+from skysift.normalization import robust_level_scale
 from skysift.sim.field import FieldConfig, SimulatedField, simulate_field
 
-__all__ = ["LocalizerPatches", "iter_shards", "robust_level_scale", "write_dataset"]
+__all__ = ["LocalizerPatches", "iter_shards", "write_dataset"]
 
 MANIFEST = "manifest.json"
-
-
-def robust_level_scale(data: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, float]:
-    """Median and MAD-based standard deviation of the finite, unmasked pixels.
-
-    The one normalization statistic of skysift's networks: computed once per image (never per
-    tile), NaN-aware, and insensitive to sources and artifacts.
-    """
-    values = np.asarray(data, dtype=np.float32)
-    good = np.isfinite(values)
-    if mask is not None:
-        good &= ~np.asarray(mask, dtype=bool)
-    sample = values[good]
-    if sample.size > 2_000_000:  # a strided subsample is as good and much faster
-        sample = sample[:: sample.size // 1_000_000]
-    if sample.size == 0:
-        return 0.0, 1.0
-    level = float(np.median(sample))
-    scale = 1.4826 * float(np.median(np.abs(sample - level)))
-    return level, scale if scale > 0 else 1.0
 
 
 @dataclass(frozen=True)

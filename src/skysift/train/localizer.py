@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from skysift.localizer import LocalizeConfig, Localizer, normalize
+from skysift.localizer import LocalizeConfig, Localizer
+from skysift.normalization import normalize
 from skysift.sim.dataset import LocalizerPatches, iter_shards, write_dataset
 from skysift.train.fields import localizer_field_configs
 
