@@ -31,6 +31,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_simulation.py
 	$(BIN)/python benchmarks/bench_localizer.py
+	$(BIN)/python benchmarks/bench_stargalaxy.py
+	$(BIN)/python benchmarks/bench_large_image.py
 
 clean:
 	rm -rf $(VENV) skysift-demo .pytest_cache .ruff_cache

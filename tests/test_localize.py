@@ -110,6 +110,22 @@ def test_sources_on_tile_seams_are_found_once():
         assert distance.min() < 0.15
 
 
+def test_block_wise_peaks_equal_whole_map_peaks(rng):
+    # a probability map full of blobs, some straddling the block seams, some close pairs
+    from scipy.ndimage import gaussian_filter
+
+    spikes = np.zeros((700, 900), np.float32)
+    rows, cols = rng.integers(0, 700, 1500), rng.integers(0, 900, 1500)
+    spikes[rows, cols] = rng.uniform(0.5, 3.0, rows.size)
+    probability = np.clip(gaussian_filter(spikes, 1.5) * 12.0, 0, 1).astype(np.float32)
+    localizer = oracle_localizer()
+    whole = localizer.peaks(probability, block=10_000)
+    blocks = localizer.peaks(probability, block=200)
+    assert len(whole) > 500
+    key = lambda p: sorted(map(tuple, p.tolist()))  # noqa: E731
+    assert key(blocks) == key(whole)
+
+
 def test_masked_pixels_never_produce_detections():
     data = star_image([(60.0, 60.0), (150.0, 150.0)], (200, 200))
     mask = np.zeros(data.shape, dtype=bool)

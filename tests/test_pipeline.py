@@ -40,12 +40,25 @@ def test_config_yaml_round_trip_and_unknown_keys():
 
 def test_pipeline_skips_unshipped_stages_with_a_reason(frame):
     field, _ = frame
-    config = PipelineConfig(stages=("localize", "classify"))
+    config = PipelineConfig(stages=("localize", "classify", "segment"))
     result = skysift.Pipeline(config)(field.image)
     assert len(result.catalog) > 10
-    assert "classify" in result.skipped
-    assert "no shipped weights" in result.skipped["classify"]
+    assert "segment" in result.skipped
+    assert "classify" not in result.skipped
+    assert "no shipped weights" in result.skipped["segment"]
     assert result.catalog.meta["stages_skipped"] == result.skipped
+    assert result.catalog.meta["stages_run"] == ["localize", "classify"]
+
+
+def test_classify_stage_fills_calibrated_p_star(frame):
+    field, _ = frame
+    result = skysift.Pipeline()(field.image)  # default stages: localize, classify
+    p_star = np.asarray(result.catalog["p_star"])
+    assert np.isfinite(p_star).all()
+    assert ((p_star >= 0) & (p_star <= 1)).all()
+    assert "classify" in result.timings
+    localized_only = skysift.Pipeline(PipelineConfig(stages=("localize",)))(field.image)
+    assert np.isnan(np.asarray(localized_only.catalog["p_star"])).all()
 
 
 def test_run_cli_writes_every_format_and_they_read_back(frame, tmp_path):
@@ -61,10 +74,12 @@ def test_run_cli_writes_every_format_and_they_read_back(frame, tmp_path):
             "--format",
             "fits,ecsv,csv,parquet",
             "--probability-map",
+            "--overlay",
             "--quiet",
         ],
     )
     assert result.exit_code == 0, result.output
+    assert (out / "frame_q_overlay.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     ecsv = QTable.read(out / "frame_q.ecsv")
     fits_table = QTable.read(out / "frame_q.fits")
     assert len(ecsv) == len(fits_table) > 10
@@ -74,6 +89,8 @@ def test_run_cli_writes_every_format_and_they_read_back(frame, tmp_path):
         assert hdul[0].header["CTYPE1"] == "RA---TAN"
     config = PipelineConfig.from_yaml((out / "frame_q_config.yaml").read_text())
     assert config.formats == ("fits", "ecsv", "csv", "parquet")
+    assert config.stages == ("localize", "classify")
+    assert np.isfinite(np.asarray(ecsv["p_star"])).all()
     again = CliRunner().invoke(app, ["run", str(image_path), "--out", str(out), "--quiet"])
     assert again.exit_code == 2
     assert "exists" in again.output

@@ -26,12 +26,16 @@ _LAZY = {
     "Result": "skysift.result",
     "run": "skysift.pipeline",
     "Localizer": "skysift.localizer",
+    "classify_stars": "skysift.stargalaxy",
+    "StarGalaxyClassifier": "skysift.stargalaxy",
+    "DetectorGeometry": "skysift.stargalaxy",
     "match_catalogs": "skysift.evaluate.matching",
     "detection_metrics": "skysift.evaluate.metrics",
     "classification_metrics": "skysift.evaluate.classification",
 }
 
 __all__ = [
+    "DetectorGeometry",
     "FieldConfig",
     "Image",
     "Localizer",
@@ -40,8 +44,10 @@ __all__ = [
     "Result",
     "SimulatedField",
     "SkysiftError",
+    "StarGalaxyClassifier",
     "__version__",
     "classification_metrics",
+    "classify_stars",
     "detection_metrics",
     "get_preset",
     "localize",
@@ -64,6 +70,7 @@ if TYPE_CHECKING:
     from skysift.result import Result
     from skysift.sim.field import FieldConfig, SimulatedField, simulate_field
     from skysift.sim.presets import get_preset
+    from skysift.stargalaxy import DetectorGeometry, StarGalaxyClassifier, classify_stars
 
 
 def __getattr__(name: str) -> Any:

@@ -19,11 +19,12 @@ from typing import Any
 from skysift.errors import InvalidParameterError
 from skysift.io import CATALOG_FORMATS
 from skysift.localizer import LocalizeConfig
+from skysift.stargalaxy import ClassifyConfig
 
 __all__ = ["KNOWN_STAGES", "PipelineConfig"]
 
-#: Stages in pipeline order. Only ``localize`` has a shipped model so far; the others are
-#: skipped with a message until their models ship.
+#: Stages in pipeline order. ``localize`` and ``classify`` have shipped models; the others
+#: are skipped with a message until their models ship.
 KNOWN_STAGES = ("localize", "classify", "shreds", "segment")
 
 
@@ -37,21 +38,27 @@ class PipelineConfig:
         Stages to run, from :data:`KNOWN_STAGES`.
     localize : LocalizeConfig
         Localizer options.
+    classify : ClassifyConfig
+        Star/galaxy classifier options (detector geometry for the position input).
     formats : tuple of str
         Catalog formats written by :meth:`Result.write` (fits, ecsv, csv, parquet).
     regions : bool
         Also write a DS9 region file.
     probability_map : bool
         Also write the localizer's probability map (FITS, with the image WCS).
+    overlay : bool
+        Also write the overlay PNG (the image, asinh/zscale, sources marked by class).
     report : bool
         Also write the self-contained HTML report (overlay, histograms, sortable table).
     """
 
-    stages: tuple[str, ...] = ("localize",)
+    stages: tuple[str, ...] = ("localize", "classify")
     localize: LocalizeConfig = field(default_factory=LocalizeConfig)
+    classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     formats: tuple[str, ...] = ("ecsv",)
     regions: bool = True
     probability_map: bool = False
+    overlay: bool = False
     report: bool = False
 
     def __post_init__(self) -> None:
@@ -75,20 +82,18 @@ class PipelineConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists, dicts, numbers, strings)."""
-        data = dataclasses.asdict(self)
-        data["stages"] = list(self.stages)
-        data["formats"] = list(self.formats)
-        return data
+        return _plain(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> PipelineConfig:
         """Build from plain data, refusing unknown keys at every level."""
         data = dict(data or {})
         _check_keys(data, cls, "pipeline config")
-        if "localize" in data:
-            localize = dict(data["localize"] or {})
-            _check_keys(localize, LocalizeConfig, "localize")
-            data["localize"] = LocalizeConfig(**localize)
+        for name, stage_cls in (("localize", LocalizeConfig), ("classify", ClassifyConfig)):
+            if name in data:
+                options = dict(data[name] or {})
+                _check_keys(options, stage_cls, name)
+                data[name] = stage_cls(**options)
         return cls(**data)
 
     def to_yaml(self) -> str:
@@ -114,6 +119,14 @@ class PipelineConfig:
         """A copy with top-level fields replaced (``None`` values are ignored)."""
         changes = {k: v for k, v in overrides.items() if v is not None}
         return dataclasses.replace(self, **changes)
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _check_keys(data: dict, cls, where: str) -> None:

@@ -1,4 +1,4 @@
-"""``skysift demo``: simulate a field, localize it, compare with the truth and with SEP."""
+"""``skysift demo``: simulate a field, run every shipped stage, compare with truth and SEP."""
 
 from __future__ import annotations
 
@@ -11,10 +11,8 @@ from skysift.config import PipelineConfig
 from skysift.evaluate.baselines import SepDetector
 from skysift.evaluate.matching import match_to_truth
 from skysift.evaluate.metrics import detection_metrics
-from skysift.io import atomic_write, write_catalog, write_regions
-from skysift.localizer import LocalizeConfig, Localizer
-from skysift.report import write_report
-from skysift.result import Result
+from skysift.io import atomic_write
+from skysift.pipeline import Pipeline
 from skysift.sim import FieldConfig, simulate_field
 
 __all__ = ["run_demo"]
@@ -30,7 +28,6 @@ def run_demo(
     progress: bool = True,
 ) -> str:
     """Run the demo and return a printable summary (the paths written and the scores)."""
-    from astropy.io import fits
 
     out = Path(out_dir)
     config = FieldConfig(
@@ -41,40 +38,31 @@ def run_demo(
     simulated = time.perf_counter() - start
     paths = field.write(out, name="field", overwrite=overwrite)
 
-    localizer = Localizer(LocalizeConfig())
-    start = time.perf_counter()
-    catalog, probability = localizer(field.image, progress=progress)
-    localized = time.perf_counter() - start
-    catalog_path = write_catalog(catalog, out / "skysift_catalog.ecsv", overwrite=overwrite)
-    regions_path = write_regions(catalog, out / "skysift_sources.reg", overwrite=overwrite)
-    probability_path = out / "probability_map.fits"
-    with atomic_write(probability_path) as tmp:
-        fits.PrimaryHDU(probability, header=field.image.wcs.to_header()).writeto(tmp)
-    sep_catalog = SepDetector.asid_l_comparison()(field.image)
-    overlay_path = out / "overlay.png"
-    with atomic_write(overlay_path) as tmp:
-        _overlay(field, catalog, tmp)
-    report_path = write_report(
-        Result(
-            catalog=catalog,
-            probability_map=probability,
-            config=PipelineConfig(),
-            wcs=field.image.wcs,
-            timings={"simulate": simulated, "localize": localized},
-            skipped={},
-            image=field.image,
-        ),
-        field.image,
-        out / "report.html",
-        title="skysift demo: simulated MeerLICHT field",
-        overwrite=overwrite,
+    pipeline = Pipeline(
+        PipelineConfig(
+            stages=("localize", "classify"),
+            formats=("ecsv",),
+            regions=True,
+            probability_map=True,
+            overlay=True,
+            report=True,
+        )
     )
+    result = pipeline(field.image, progress=progress)
+    result.timings = {"simulate": simulated, **result.timings}
+    catalog = result.catalog
+    written = result.write(out, name="skysift", overwrite=overwrite)
+    sep_catalog = SepDetector.asid_l_comparison()(field.image)
+    truth_overlay = out / "truth_overlay.png"
+    with atomic_write(truth_overlay) as tmp:
+        _overlay(field, catalog, tmp)
+    localized = sum(v for k, v in result.timings.items() if k != "simulate")
 
     lines = [
         f"Simulated a {size}x{size} MeerLICHT-like field (seed {seed}, "
         f"{field.info['n_sources']} truth sources) in {simulated:.1f} s; localized "
-        f"{len(catalog)} sources in {localized:.1f} s.",
-        "Scored against truth (S/N >= 5 required, 2-5 neutral, 1.5 px):",
+        f"{len(catalog)} sources and classified them in {localized:.1f} s.",
+        "Detection scored against truth (S/N >= 5 required, 2-5 neutral, 1.5 px):",
     ]
     for name, table in (("skysift", catalog), ("SEP (ASID-L settings)", sep_catalog)):
         metrics = _score(table, field)
@@ -82,18 +70,41 @@ def run_demo(
             f"  {name:24s} precision {metrics['precision']:.3f}  recall "
             f"{metrics['recall']:.3f}  F1 {metrics['f1']:.3f}"
         )
+    lines.append(_star_galaxy_summary(catalog, field))
     lines.append("Wrote:")
     for label, path in (
-        ("catalog", catalog_path),
-        ("DS9 regions", regions_path),
-        ("probability map", probability_path),
-        ("overlay", overlay_path),
-        ("HTML report", report_path),
+        ("catalog", written["catalog_ecsv"]),
+        ("DS9 regions", written["regions"]),
+        ("probability map", written["probability_map"]),
+        ("overlay", written["overlay"]),
+        ("truth overlay", truth_overlay),
+        ("HTML report", written["report"]),
         ("image", paths["image_q"]),
         ("truth", paths["truth"]),
     ):
         lines.append(f"  {label:16s} {path}")
     return "\n".join(lines)
+
+
+def _star_galaxy_summary(catalog, field) -> str:
+    """ROC-AUC and accuracy of p_star on the detections matched to truth."""
+    from skysift.evaluate.classification import classification_metrics
+
+    truth = field.truth
+    match, kept = match_to_truth(
+        catalog["x"].value, catalog["y"].value, truth["x"], truth["y"], truth["snr"]
+    )
+    p = np.asarray(catalog["p_star"], dtype=float)[match.detection_index]
+    stars = np.asarray(truth["class"])[kept][match.truth_index] == "star"
+    if stars.all() or not stars.any():
+        return "Star/galaxy: the matched sources are all of one class; nothing to score."
+    metrics = classification_metrics(stars, p)
+    accuracy = float(np.mean((p >= 0.5) == stars))
+    return (
+        f"Star/galaxy on {stars.size} matched sources ({int(stars.sum())} stars): ROC-AUC "
+        f"{metrics['roc_auc']:.3f}, accuracy at p_star 0.5 {accuracy:.3f}, Brier "
+        f"{metrics['brier']:.3f}"
+    )
 
 
 def _score(catalog, field) -> dict:

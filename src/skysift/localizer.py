@@ -40,6 +40,13 @@ __all__ = ["LocalizeConfig", "Localizer", "localize", "normalize"]
 log = logging.getLogger(__name__)
 
 
+#: LoG peaks are searched in blocks of this many pixels (bounded memory on large images) ...
+PEAK_BLOCK = 2048
+#: ... each with at least this much context on every side (8 sigma: the Laplacian's 4-sigma
+#: kernel plus the 2.8-sigma reach of the overlap pruning).
+PEAK_MARGIN = 24
+
+
 @dataclass(frozen=True)
 class LocalizeConfig:
     """Options of the localizer (defaults come from the model card when ``None``).
@@ -173,8 +180,33 @@ class Localizer:
         probability[image.mask] = 0.0
         return probability
 
-    def peaks(self, probability: np.ndarray) -> np.ndarray:
-        """Integer ``(row, col)`` of LoG peaks in a probability map."""
+    def peaks(self, probability: np.ndarray, *, block: int = PEAK_BLOCK) -> np.ndarray:
+        """Integer ``(row, col)`` of LoG peaks in a probability map.
+
+        Large maps are searched in overlapping blocks of ``block`` pixels (each peak kept by
+        the one block whose interior holds it, with enough context on every side for the
+        Laplacian and the overlap pruning), which gives the same peaks as one
+        :func:`skimage.feature.blob_log` call on the whole map while holding only a block's
+        float64 work arrays instead of the map's.
+        """
+        from skysift.tiling import tile_grid
+
+        if max(probability.shape) <= block:
+            return self._block_peaks(probability)
+        margin = max(PEAK_MARGIN, int(np.ceil(8 * self.log_parameters[0])))
+        found = []
+        for t in tile_grid(probability.shape, tile=block, margin=margin):
+            peaks = self._block_peaks(probability[t.rows, t.cols])
+            inside = (
+                (peaks[:, 0] >= t.keep_rows.start)
+                & (peaks[:, 0] < t.keep_rows.stop)
+                & (peaks[:, 1] >= t.keep_cols.start)
+                & (peaks[:, 1] < t.keep_cols.stop)
+            )
+            found.append(peaks[inside] + [t.rows.start, t.cols.start])
+        return np.concatenate(found).astype(np.intp)
+
+    def _block_peaks(self, probability: np.ndarray) -> np.ndarray:
         from skimage.feature import blob_log
 
         sigma, threshold, overlap = self.log_parameters
@@ -187,7 +219,7 @@ class Localizer:
             overlap=overlap,
             exclude_border=False,
         )
-        return blobs[:, :2].astype(np.intp)
+        return blobs[:, :2].astype(np.intp).reshape(-1, 2)
 
     def __call__(self, image: Image | np.ndarray, *, mask=None, wcs=None, progress: bool = False):
         """Localize the sources of ``image``; returns a catalog (QTable, skysift schema)."""

@@ -19,7 +19,6 @@ __all__ = ["Pipeline", "run"]
 log = logging.getLogger(__name__)
 
 _NOT_SHIPPED = {
-    "classify": "the star/galaxy classifier has no shipped weights yet (issue 4)",
     "shreds": "the shred classifier has no shipped weights yet",
     "segment": "the Mask R-CNN segmenter has no shipped weights yet (issue 5)",
 }
@@ -36,6 +35,7 @@ class Pipeline:
 
     config: PipelineConfig = field(default_factory=PipelineConfig)
     _localizer: object = field(default=None, init=False, repr=False)
+    _classifier: object = field(default=None, init=False, repr=False)
 
     def __call__(self, image, *, mask=None, wcs=None, progress: bool = False) -> Result:
         """Run the configured stages on ``image`` (an :class:`Image`, array or cube)."""
@@ -50,11 +50,21 @@ class Pipeline:
         start = time.perf_counter()
         catalog, probability = self._localizer(image, progress=progress)
         timings["localize"] = time.perf_counter() - start
+        stages_run = ["localize"]
         for stage in self.config.stages[1:]:
-            reason = _NOT_SHIPPED.get(stage, "not implemented")
-            skipped[stage] = reason
-            log.warning("skipping stage %r: %s", stage, reason)
-        catalog.meta["stages_run"] = ["localize"]
+            start = time.perf_counter()
+            if stage == "classify" and len(catalog):
+                catalog = self._classify(image, catalog, progress)
+            elif stage == "classify":
+                pass  # nothing to classify; the empty catalog already has the column
+            else:
+                reason = _NOT_SHIPPED.get(stage, "not implemented")
+                skipped[stage] = reason
+                log.warning("skipping stage %r: %s", stage, reason)
+                continue
+            timings[stage] = time.perf_counter() - start
+            stages_run.append(stage)
+        catalog.meta["stages_run"] = stages_run
         catalog.meta["stages_skipped"] = skipped
         catalog.meta["config"] = self.config.to_dict()
         return Result(
@@ -65,6 +75,21 @@ class Pipeline:
             timings=timings,
             skipped=skipped,
             image=image,
+        )
+
+    def _classify(self, image, catalog, progress: bool):
+        from skysift.stargalaxy import StarGalaxyClassifier, classify_stars
+
+        options = self.config.classify
+        if self._classifier is None:
+            self._classifier = StarGalaxyClassifier(options.model, calibrated=options.calibrated)
+        return classify_stars(
+            image,
+            catalog,
+            geometry=options.geometry(image.shape),
+            band=options.band,
+            classifier=self._classifier,
+            progress=progress,
         )
 
 

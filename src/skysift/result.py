@@ -77,6 +77,8 @@ class Result:
             targets["probability_map"] = out / f"{name}_probability.fits"
         if self.segmentation is not None:
             targets["segmentation"] = out / f"{name}_segmentation.fits"
+        if self.config.overlay and self.image is not None:
+            targets["overlay"] = out / f"{name}_overlay.png"
         if self.config.report and self.image is not None:
             targets["report"] = out / f"{name}_report.html"
         targets["config"] = out / f"{name}_config.yaml"
@@ -93,6 +95,11 @@ class Result:
         for kind in ("probability_map", "segmentation"):
             if kind in targets:
                 self._write_map(getattr(self, kind), targets[kind])
+        if "overlay" in targets:
+            from skysift.report import overlay_png
+
+            with atomic_write(targets["overlay"]) as tmp:
+                tmp.write_bytes(overlay_png(self.image, self.catalog))
         if "report" in targets:
             from skysift.report import write_report
 

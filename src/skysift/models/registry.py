@@ -37,9 +37,17 @@ def weights_dir() -> Path:
 
 
 def _builders() -> dict[str, Callable[[dict], Any]]:
+    from skysift.models.stargalaxy import StarGalaxyConfig, StarGalaxyNet
     from skysift.models.unet import UNet, UNetConfig
 
-    return {"unet": lambda arch: UNet(UNetConfig(**{**arch, "widths": tuple(arch["widths"])}))}
+    def stargalaxy(arch: dict) -> StarGalaxyNet:
+        tuples = {k: tuple(v) for k, v in arch.items() if isinstance(v, list)}
+        return StarGalaxyNet(StarGalaxyConfig(**{**arch, **tuples}))
+
+    return {
+        "unet": lambda arch: UNet(UNetConfig(**{**arch, "widths": tuple(arch["widths"])})),
+        "stargalaxy": stargalaxy,
+    }
 
 
 def sha256_of(path: Path) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-__all__ = ["make_runner", "tune_malloc"]
+__all__ = ["make_multi_input_runner", "make_runner", "tune_malloc"]
 
 
 @functools.cache
@@ -66,33 +66,77 @@ def _torch_runner(module) -> Callable[[np.ndarray], np.ndarray]:
     return run
 
 
-def _onnx_runner(module) -> Callable[[np.ndarray], np.ndarray]:
+def _onnx_session(module, examples: dict, dynamic_axes: dict):
+    """An ONNX Runtime session of ``module`` exported in memory with named inputs."""
     import onnxruntime
     import torch
 
-    channels = module.config.in_channels
-    example = torch.zeros(1, channels, 64, 64)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # exporter deprecation chatter, not ours
         torch.onnx.export(
             module.eval(),
-            example,
+            tuple(examples.values()),
             buffer,
-            input_names=["image"],
+            input_names=list(examples),
             output_names=["logits"],
-            dynamic_axes={"image": {0: "n", 2: "h", 3: "w"}, "logits": {0: "n", 2: "h", 3: "w"}},
+            dynamic_axes=dynamic_axes,
             dynamo=False,
         )
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = _threads()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = onnxruntime.InferenceSession(
+    return onnxruntime.InferenceSession(
         buffer.getvalue(), options, providers=["CPUExecutionProvider"]
     )
 
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+
+
+def _onnx_runner(module) -> Callable[[np.ndarray], np.ndarray]:
+    import torch
+
+    example = torch.zeros(1, module.config.in_channels, 64, 64)
+    axes = {"image": {0: "n", 2: "h", 3: "w"}, "logits": {0: "n", 2: "h", 3: "w"}}
+    session = _onnx_session(module, {"image": example}, axes)
+
     def run(batch: np.ndarray) -> np.ndarray:
-        logits = session.run(None, {"image": batch})[0]
-        return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+        return _sigmoid(session.run(None, {"image": batch})[0])
 
     return run
+
+
+def make_multi_input_runner(
+    module, examples: dict, backend: str = "auto"
+) -> Callable[..., np.ndarray]:
+    """Like :func:`make_runner` for a network of several inputs, batched on axis 0.
+
+    ``examples`` maps input names, in ``forward`` order, to example tensors; the returned
+    function takes float32 arrays by those names and gives sigmoid probabilities.
+    """
+    if backend in ("auto", "onnx"):
+        try:
+            axes = {name: {0: "n"} for name in examples} | {"logits": {0: "n"}}
+            session = _onnx_session(module, examples, axes)
+
+            def run_onnx(**inputs: np.ndarray) -> np.ndarray:
+                return _sigmoid(session.run(None, inputs)[0])
+
+            return run_onnx
+        except ImportError:
+            if backend == "onnx":
+                raise
+            log.info("onnxruntime is not installed; running the network with PyTorch")
+    import torch
+
+    tune_malloc()
+    module = module.eval()
+
+    def run_torch(**inputs: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            tensors = [torch.from_numpy(inputs[name]) for name in examples]
+            return torch.sigmoid(module(*tensors)).numpy()
+
+    return run_torch

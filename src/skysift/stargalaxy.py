@@ -1,0 +1,354 @@
+"""Star/galaxy classification of localized sources (AutoSourceID-Classifier).
+
+Every source gets a calibrated ``p_star``: a 32x32 cutout of the background-subtracted,
+noise-normalized detection band around the source and the source's position on the detector go
+through the dual-branch network (:mod:`skysift.models.stargalaxy`); its raw sigmoid output is
+then calibrated with the logit-transformed Platt map stored in the model card
+(:mod:`skysift.calibration`).
+
+The position branch needs to know where a source sits relative to the optical axis. By default
+the image is taken to be the whole detector with the optical axis at its centre; for a cutout
+of a larger detector pass a :class:`DetectorGeometry` with the cutout's ``origin``.
+
+>>> import skysift
+>>> catalog = skysift.localize(image)              # doctest: +SKIP
+>>> catalog = skysift.classify_stars(image, catalog)  # doctest: +SKIP
+>>> galaxies = catalog[catalog["p_star"] < 0.5]    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from skysift.errors import EmptyCatalogWarning, InvalidParameterError
+from skysift.image import Image
+
+__all__ = [
+    "ClassifyConfig",
+    "DetectorGeometry",
+    "StarGalaxyClassifier",
+    "classifier_inputs",
+    "classify_stars",
+]
+
+#: Cutouts are cut this size and centre-cropped to the network's 32 x 32 (training shifts the
+#: crop by up to 1 pixel as augmentation).
+CUTOUT_MARGIN = 1
+
+
+@dataclass(frozen=True)
+class DetectorGeometry:
+    """Where an image sits on its detector, for the classifier's position input.
+
+    Parameters
+    ----------
+    optical_centre : (float, float)
+        ``(x, y)`` of the optical axis in 0-based *detector* pixels.
+    half_size : (float, float)
+        Half the detector's ``(width, height)``: positions are scaled by it, so the corners of
+        a detector centred on the axis map to (+-1, +-1).
+    origin : (float, float)
+        Detector pixel of the image's pixel (0, 0) (non-zero for a cutout of a larger frame).
+    """
+
+    optical_centre: tuple[float, float]
+    half_size: tuple[float, float]
+    origin: tuple[float, float] = (0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        if min(self.half_size) <= 0:
+            raise InvalidParameterError(f"half_size must be positive; got {self.half_size}")
+
+    @classmethod
+    def whole_image(cls, shape: tuple[int, int]) -> DetectorGeometry:
+        """The image is the whole detector, optical axis at its centre."""
+        height, width = shape
+        return cls(
+            optical_centre=((width - 1) / 2, (height - 1) / 2), half_size=(width / 2, height / 2)
+        )
+
+    def normalized(self, x, y) -> np.ndarray:
+        """``(n, 2)`` float32 network input for image positions ``x, y``."""
+        from skysift.models.stargalaxy import normalized_position
+
+        return normalized_position(
+            np.asarray(x, float) + self.origin[0],
+            np.asarray(y, float) + self.origin[1],
+            optical_centre=self.optical_centre,
+            half_size=self.half_size,
+        )
+
+    def radius(self, x, y) -> np.ndarray:
+        """Distance from the optical axis in units of the detector half-diagonal."""
+        p = self.normalized(x, y)
+        return np.hypot(p[:, 0], p[:, 1]) / np.sqrt(2.0)
+
+
+@dataclass(frozen=True)
+class ClassifyConfig:
+    """Options of the pipeline's ``classify`` stage.
+
+    Attributes
+    ----------
+    model : str
+        Shipped model name.
+    calibrated : bool
+        Report calibrated probabilities (the card's L-T Platt map) rather than raw scores.
+    optical_centre : (float, float), optional
+        ``(x, y)`` of the optical axis in detector pixels; the detector centre by default.
+    detector_size : (int, int), optional
+        Detector ``(width, height)`` in pixels; the image's own size by default.
+    origin : (float, float)
+        Detector pixel of the image's pixel (0, 0), for images cut from a larger frame.
+    band : str or int, optional
+        Band whose cutouts are classified (name or index); the middle band by default (the
+        only band of a single-band image).
+    """
+
+    model: str = "stargalaxy"
+    calibrated: bool = True
+    optical_centre: tuple[float, float] | None = None
+    detector_size: tuple[int, int] | None = None
+    origin: tuple[float, float] = (0.0, 0.0)
+    band: str | int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("optical_centre", "detector_size", "origin"):
+            value = getattr(self, name)
+            if value is not None:
+                if len(value) != 2:
+                    raise InvalidParameterError(f"classify.{name} needs two numbers; got {value}")
+                object.__setattr__(self, name, tuple(float(v) for v in value))
+
+    def geometry(self, shape: tuple[int, int]) -> DetectorGeometry:
+        """The detector geometry for an image of ``shape`` (height, width)."""
+        width, height = self.detector_size or (shape[1], shape[0])
+        centre = self.optical_centre or ((width - 1) / 2, (height - 1) / 2)
+        return DetectorGeometry(centre, (width / 2, height / 2), origin=self.origin)
+
+
+def classifier_inputs(
+    image: Image,
+    x,
+    y,
+    *,
+    softening: float,
+    size: int = 32 + 2 * CUTOUT_MARGIN,
+    band: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Normalized cutouts around ``(x, y)`` as the classifier sees them.
+
+    The band is background-subtracted with a 64-pixel SEP mesh, divided by its robust noise and
+    compressed with ``asinh(value / softening)``; masked and off-image pixels are 0.
+
+    Returns
+    -------
+    cutouts : numpy.ndarray
+        ``(n, size, size)`` float32.
+    edge : numpy.ndarray
+        Boolean per source: the cutout reached past the image edge (padded, flagged).
+    """
+    import sep
+
+    from skysift.cutouts import extract_cutouts
+    from skysift.normalization import robust_level_scale
+
+    data = np.array(image.data[band], dtype=np.float32, order="C")
+    mask = np.array(image.mask, dtype=bool, order="C")  # SEP needs a writable buffer
+    data[mask] = 0.0
+    background = sep.Background(data, mask=mask, bw=64, bh=64)
+    background.subfrom(data)
+    _, scale = robust_level_scale(data, mask)
+    cutouts, edge = extract_cutouts(data, x, y, size=size, mask=mask)
+    cutouts /= np.float32(softening * scale)
+    np.arcsinh(cutouts, out=cutouts)
+    return cutouts, edge
+
+
+class StarGalaxyClassifier:
+    """A loaded star/galaxy model: ``classifier(image, x, y) -> p_star``.
+
+    Parameters
+    ----------
+    name : str
+        Shipped model name (``"stargalaxy"``).
+    module, card : optional
+        An in-memory network and its card instead (training and tests).
+    batch_size : int
+        Sources per network call.
+    calibrated : bool
+        Apply the card's calibration (True) or return the raw network output.
+    backend : str
+        ``"auto"`` (ONNX Runtime when installed: several times faster than eager PyTorch on
+        this network), ``"onnx"`` or ``"torch"``.
+    """
+
+    def __init__(
+        self,
+        name: str = "stargalaxy",
+        *,
+        module=None,
+        card: dict[str, Any] | None = None,
+        batch_size: int = 4096,
+        calibrated: bool = True,
+        backend: str = "auto",
+    ) -> None:
+        if module is None:
+            from skysift.models.registry import load_model
+
+            module, card = load_model(name)
+        if card is None:
+            raise InvalidParameterError("a module needs its card")
+        self.module, self.card = module, card
+        self.batch_size = batch_size
+        self.calibrated = calibrated
+        self.backend = backend
+        self.module.eval()
+        self._runner = None
+
+    @property
+    def calibration(self):
+        from skysift.calibration import PlattCalibration
+
+        data = self.card.get("calibration")
+        return PlattCalibration.from_dict(data) if data else None
+
+    def raw_scores(
+        self, cutouts: np.ndarray, positions: np.ndarray, *, progress: bool = False
+    ) -> np.ndarray:
+        """Uncalibrated sigmoid outputs for ``(n, 32, 32)`` cutouts and ``(n, 2)`` positions."""
+        from skysift.progress import progress_iter
+
+        if self._runner is None:
+            import torch
+
+            from skysift.models.runtime import make_multi_input_runner
+
+            size = self.module.config.cutout
+            examples = {"image": torch.zeros(2, 1, size, size), "position": torch.zeros(2, 2)}
+            self._runner = make_multi_input_runner(self.module, examples, self.backend)
+        n = cutouts.shape[0]
+        out = np.empty(n, dtype=np.float32)
+        starts = range(0, n, self.batch_size)
+        for start in progress_iter(starts, "classifying sources", enabled=progress):
+            stop = min(start + self.batch_size, n)
+            out[start:stop] = self._runner(
+                image=np.ascontiguousarray(cutouts[start:stop, None], dtype=np.float32),
+                position=np.ascontiguousarray(positions[start:stop], dtype=np.float32),
+            ).reshape(-1)
+        return out
+
+    def __call__(
+        self,
+        image: Image,
+        x,
+        y,
+        *,
+        geometry: DetectorGeometry | None = None,
+        band: str | int | None = None,
+        progress: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(p_star, edge)`` for the sources at ``x, y`` of ``image``."""
+        x = np.asarray(x, float)
+        y = np.asarray(y, float)
+        if x.size == 0:
+            return np.empty(0, np.float32), np.empty(0, bool)
+        geometry = geometry or DetectorGeometry.whole_image(image.shape)
+        softening = self.card["normalization"]["softening"]
+        cutouts, edge = classifier_inputs(image, x, y, softening=softening, band=_band(image, band))
+        m = CUTOUT_MARGIN
+        scores = self.raw_scores(
+            cutouts[:, m:-m, m:-m], geometry.normalized(x, y), progress=progress
+        )
+        calibration = self.calibration
+        if self.calibrated and calibration is not None:
+            scores = calibration(scores).astype(np.float32)
+        return scores, edge
+
+
+def _band(image: Image, band: str | int | None) -> int:
+    if band is None:
+        return image.n_bands // 2
+    if isinstance(band, str):
+        if band not in image.bands:
+            raise InvalidParameterError(f"no band {band!r} in the image; bands: {image.bands}")
+        return image.bands.index(band)
+    if not 0 <= band < image.n_bands:
+        raise InvalidParameterError(f"band {band} out of range for {image.n_bands} band(s)")
+    return band
+
+
+@functools.cache
+def _shipped_classifier() -> StarGalaxyClassifier:
+    return StarGalaxyClassifier()
+
+
+def classify_stars(
+    image,
+    catalog=None,
+    *,
+    mask=None,
+    wcs=None,
+    geometry: DetectorGeometry | None = None,
+    band: str | int | None = None,
+    classifier: StarGalaxyClassifier | None = None,
+    progress: bool = False,
+):
+    """Add a calibrated ``p_star`` column to a catalog of ``image``'s sources.
+
+    Parameters
+    ----------
+    image : Image, numpy.ndarray or path
+        The image the catalog was measured on.
+    catalog : astropy.table.QTable, optional
+        Sources with ``x`` and ``y``; localized with :func:`skysift.localize` when omitted.
+    mask, wcs : optional
+        As for :func:`skysift.localize`.
+    geometry : DetectorGeometry, optional
+        Where the image sits on its detector (default: the whole detector, axis at the centre).
+    band : str or int, optional
+        Band to classify on (default: the middle band).
+    classifier : StarGalaxyClassifier, optional
+        A loaded model (default: the shipped ``stargalaxy``).
+    progress : bool
+        Show a progress bar over batches of sources.
+
+    Returns
+    -------
+    astropy.table.QTable
+        A copy of the catalog with ``p_star`` filled (the input is not modified); sources whose
+        cutout reached the image edge get the ``edge`` flag.
+    """
+    from skysift.catalog import FLAGS
+    from skysift.image import as_image
+
+    if isinstance(image, str) or hasattr(image, "__fspath__"):
+        from skysift.io import read_image
+
+        image = read_image(image)
+    image = as_image(image, mask, wcs)
+    if catalog is None:
+        from skysift.localizer import localize
+
+        catalog = localize(image)
+    catalog = catalog.copy()
+    for column in ("x", "y"):
+        if column not in catalog.colnames:
+            raise InvalidParameterError(f"the catalog has no {column!r} column")
+    if len(catalog) == 0:
+        warnings.warn("classify_stars: empty catalog", EmptyCatalogWarning, stacklevel=2)
+        catalog["p_star"] = np.zeros(0, np.float32)
+        return catalog
+    classifier = classifier or _shipped_classifier()
+    x = np.asarray(getattr(catalog["x"], "value", catalog["x"]), float)
+    y = np.asarray(getattr(catalog["y"], "value", catalog["y"]), float)
+    p_star, edge = classifier(image, x, y, geometry=geometry, band=band, progress=progress)
+    catalog["p_star"] = p_star
+    if "flags" in catalog.colnames:
+        catalog["flags"] = np.asarray(catalog["flags"]) | np.where(edge, FLAGS["edge"], 0)
+    return catalog

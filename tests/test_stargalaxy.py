@@ -1,0 +1,183 @@
+"""Star/galaxy classification: cutouts, training pieces, the API and the pipeline stage."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import skysift
+from skysift.catalog import FLAGS, make_catalog
+from skysift.cutouts import extract_cutouts
+from skysift.errors import EmptyCatalogWarning, InvalidParameterError
+from skysift.image import Image
+from skysift.models.stargalaxy import StarGalaxyNet
+from skysift.stargalaxy import ClassifyConfig, DetectorGeometry, StarGalaxyClassifier
+from skysift.train.stargalaxy import (
+    SNR_BINS,
+    StarGalaxyTrainingConfig,
+    _augment,
+    focal_loss,
+    split_indices,
+    train_stargalaxy,
+)
+
+
+def test_interior_cutouts_equal_slices(rng):
+    data = rng.normal(size=(50, 60)).astype(np.float32)
+    cutouts, edge = extract_cutouts(data, [20.4, 30.6], [25.0, 10.2], size=8)
+    assert cutouts.shape == (2, 8, 8)
+    assert not edge.any()
+    np.testing.assert_array_equal(cutouts[0], data[21:29, 16:24])  # round(20.4) = 20 -> 16..23
+    np.testing.assert_array_equal(cutouts[1], data[6:14, 27:35])
+    assert cutouts[0][4, 4] == data[25, 20]  # the source pixel sits at index size // 2
+
+
+def test_edge_cutouts_are_padded_and_flagged_never_dropped(rng):
+    data = rng.normal(size=(40, 40)).astype(np.float32) + 10.0
+    cutouts, edge = extract_cutouts(data, [0.0, 39.0, 20.0, -50.0], [0.0, 20.0, 20.0, 5.0], size=10)
+    assert edge.tolist() == [True, True, False, True]
+    np.testing.assert_array_equal(cutouts[0][:5, :5], 0.0)
+    np.testing.assert_array_equal(cutouts[0][5:, 5:], data[:5, :5])
+    np.testing.assert_array_equal(cutouts[1][:, 6:], 0.0)  # columns 34..43, image ends at 39
+    np.testing.assert_array_equal(cutouts[1][:, :6], data[15:25, 34:40])
+    np.testing.assert_array_equal(cutouts[3], 0.0)  # entirely outside: all fill
+
+
+def test_masked_pixels_are_filled_and_inputs_untouched(rng):
+    data = rng.normal(size=(30, 30)).astype(np.float32)
+    mask = np.zeros(data.shape, bool)
+    mask[15, 15] = True
+    before = data.copy()
+    cutouts, _ = extract_cutouts(data, [15.0], [15.0], size=6, mask=mask, fill=-1.0)
+    assert cutouts[0][3, 3] == -1.0
+    np.testing.assert_array_equal(data, before)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"size": 7}, "even"),
+        ({"size": 8, "x": [np.nan]}, "finite"),
+        ({"size": 8, "mask": np.zeros((3, 3), bool)}, "mask shape"),
+    ],
+)
+def test_cutout_errors(kwargs, message):
+    args = {"x": [5.0], "y": [5.0], **kwargs}
+    with pytest.raises(InvalidParameterError, match=message):
+        extract_cutouts(np.zeros((20, 20)), args.pop("x"), args.pop("y"), **args)
+
+
+def test_focal_loss_is_bce_at_alpha_1_gamma_0_and_hand_checked():
+    logits = torch.tensor([2.0, -1.0, 0.5])
+    target = torch.tensor([1.0, 0.0, 0.0])
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+    assert torch.isclose(focal_loss(logits, target), bce)
+    # one positive with p = sigmoid(2): FL = -alpha (1 - p)^gamma log p
+    p = 1 / (1 + math.exp(-2.0))
+    expected = -0.25 * (1 - p) ** 2 * math.log(p)
+    value = focal_loss(torch.tensor([2.0]), torch.tensor([1.0]), alpha=0.25, gamma=2.0)
+    assert math.isclose(float(value), expected, rel_tol=1e-5)
+
+
+def test_augmentation_mirrors_cutout_and_position_together():
+    # a bright pixel on the side of the cutout that points away from the optical axis
+    n = 64
+    rng = np.random.default_rng(3)
+    positions = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+    cutouts = np.zeros((n, 34, 34), np.float16)
+    for k, (px, py) in enumerate(positions):
+        cutouts[k, 17 + int(8 * np.sign(py)), 17 + int(8 * np.sign(px))] = 1.0
+    for seed in range(8):
+        out, pos = _augment(np.random.default_rng(seed), cutouts, positions)
+        assert out.shape == (n, 32, 32)
+        for k in range(n):
+            row, col = np.unravel_index(np.argmax(out[k]), out[k].shape)
+            assert np.sign(col - 16) == np.sign(pos[k, 0])
+            assert np.sign(row - 16) == np.sign(pos[k, 1])
+
+
+def test_split_is_stratified_and_disjoint(rng):
+    labels = (rng.random(4000) < 0.9).astype(np.uint8)
+    snr = rng.uniform(3, 200, 4000)
+    splits = split_indices(labels, snr)
+    sizes = {k: v.size for k, v in splits.items()}
+    assert sizes == {"train": 2500, "validation": 1000, "calibration": 500}
+    assert np.unique(np.concatenate(list(splits.values()))).size == 4000
+    for index in splits.values():
+        assert abs(labels[index].mean() - labels.mean()) < 0.01
+
+
+def test_training_runs_and_resumes(tmp_path, rng):
+    n = 600
+    labels = (rng.random(n) < 0.5).astype(np.uint8)
+    cutouts = rng.normal(size=(n, 34, 34)).astype(np.float16)
+    cutouts[labels == 1, 16:18, 16:18] += 4.0  # "stars": a bright point at the centre
+    data = {
+        "cutout": cutouts,
+        "position": rng.uniform(-1, 1, (n, 2)).astype(np.float32),
+        "label": labels,
+        "snr": rng.uniform(3, 100, n).astype(np.float32),
+    }
+    config = StarGalaxyTrainingConfig(run_dir=str(tmp_path / "run"), max_epochs=2, batch_size=64)
+    _module, history = train_stargalaxy(config, data, progress=False)
+    assert [h["epoch"] for h in history] == [1, 2]
+    longer = StarGalaxyTrainingConfig(run_dir=str(tmp_path / "run"), max_epochs=3, batch_size=64)
+    _, history = train_stargalaxy(longer, data, progress=False)
+    assert [h["epoch"] for h in history] == [1, 2, 3]  # resumed, not restarted
+    assert history[-1]["val_loss"] < 0.69  # learned something beyond chance
+
+
+def _tiny_classifier() -> StarGalaxyClassifier:
+    torch.manual_seed(0)
+    card = {
+        "normalization": {"softening": 4.0},
+        "calibration": {"a": -1.0, "b": 0.0, "logit_input": True},
+    }
+    return StarGalaxyClassifier(module=StarGalaxyNet(), card=card)
+
+
+def test_classify_stars_adds_p_star_without_touching_the_input(rng):
+    image = Image.from_array(rng.normal(100, 5, (64, 80)).astype(np.float32))
+    catalog = make_catalog({"x": [1.0, 40.0, 70.0], "y": [2.0, 30.0, 60.0], "flags": [0, 0, 0]})
+    before = catalog.copy()
+    out = skysift.classify_stars(image, catalog, classifier=_tiny_classifier())
+    assert np.all((out["p_star"] >= 0) & (out["p_star"] <= 1))
+    assert out["flags"][0] & FLAGS["edge"]
+    assert not out["flags"][1] & FLAGS["edge"]
+    assert np.isnan(np.asarray(before["p_star"])).all()
+    assert np.isnan(np.asarray(catalog["p_star"])).all()  # the input was not modified
+
+
+def test_classify_stars_on_an_empty_catalog_warns_and_keeps_the_schema(rng):
+    image = Image.from_array(rng.normal(size=(64, 64)).astype(np.float32))
+    empty = make_catalog({"x": [], "y": []})
+    with pytest.warns(EmptyCatalogWarning):
+        out = skysift.classify_stars(image, empty, classifier=_tiny_classifier())
+    assert len(out) == 0
+    assert "p_star" in out.colnames
+
+
+def test_classify_config_geometry():
+    config = ClassifyConfig(detector_size=(1000, 800), origin=(500, 400))
+    geometry = config.geometry((100, 100))
+    assert isinstance(geometry, DetectorGeometry)
+    # image pixel (0, 0) is detector pixel (500, 400): the detector centre (499.5, 399.5)
+    np.testing.assert_allclose(geometry.normalized([0.0], [0.0]), [[0.001, 0.00125]])
+    whole = ClassifyConfig().geometry((100, 200))
+    np.testing.assert_allclose(whole.normalized([199.5], [99.5]), [[1.0, 1.0]], atol=0.01)
+    with pytest.raises(InvalidParameterError, match="two numbers"):
+        ClassifyConfig(origin=(1, 2, 3))
+
+
+def test_snr_bins_cover_the_paper_bins():
+    centres = [0.84, 1.12, 1.40, 1.69, 1.98]  # log10 S/N of the paper's Table I
+    edges = np.log10(SNR_BINS[1:-1])
+    for centre in centres:
+        assert np.sum(edges <= centre) in range(1, len(SNR_BINS))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(SNR_BINS) == 7
