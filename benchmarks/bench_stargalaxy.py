@@ -229,7 +229,7 @@ def write_markdown(result: dict, path: Path) -> None:
         "",
         "Sources per bin (stars / all): "
         + ", ".join(
-            f"{lab}: {r['n_positive']}/{r['n']}"
+            f"{lab}: {int(r['n_positive'])}/{int(r['n'])}"
             for lab, r in zip(labels, result["by_snr"]["skysift"], strict=True)
         ),
         "",

@@ -181,3 +181,16 @@ def test_snr_bins_cover_the_paper_bins():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(SNR_BINS) == 7
+
+
+def test_chunked_classification_equals_one_pass(rng, monkeypatch):
+    import skysift.stargalaxy as module
+
+    image = Image.from_array(rng.normal(100, 5, (96, 96)).astype(np.float32))
+    x, y = rng.uniform(0, 95, 50), rng.uniform(0, 95, 50)
+    classifier = _tiny_classifier()
+    whole, whole_edge = classifier(image, x, y)
+    monkeypatch.setattr(module, "SOURCE_CHUNK", 7)
+    chunked, chunked_edge = classifier(image, x, y)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(chunked_edge, whole_edge)

@@ -39,6 +39,8 @@ __all__ = [
 #: Cutouts are cut this size and centre-cropped to the network's 32 x 32 (training shifts the
 #: crop by up to 1 pixel as augmentation).
 CUTOUT_MARGIN = 1
+#: Sources classified per chunk (bounds the memory of cutouts on very large catalogs).
+SOURCE_CHUNK = 16_384
 
 
 @dataclass(frozen=True)
@@ -153,21 +155,33 @@ def classifier_inputs(
     edge : numpy.ndarray
         Boolean per source: the cutout reached past the image edge (padded, flagged).
     """
-    import sep
+    plane = _ClassifierPlane(image, band)
+    return plane.cutouts(x, y, softening=softening, size=size)
 
-    from skysift.cutouts import extract_cutouts
-    from skysift.normalization import robust_level_scale
 
-    data = np.array(image.data[band], dtype=np.float32, order="C")
-    mask = np.array(image.mask, dtype=bool, order="C")  # SEP needs a writable buffer
-    data[mask] = 0.0
-    background = sep.Background(data, mask=mask, bw=64, bh=64)
-    background.subfrom(data)
-    _, scale = robust_level_scale(data, mask)
-    cutouts, edge = extract_cutouts(data, x, y, size=size, mask=mask)
-    cutouts /= np.float32(softening * scale)
-    np.arcsinh(cutouts, out=cutouts)
-    return cutouts, edge
+class _ClassifierPlane:
+    """The background-subtracted band cutouts are cut from (computed once per image)."""
+
+    def __init__(self, image: Image, band: int) -> None:
+        import sep
+
+        from skysift.normalization import robust_level_scale
+
+        data = np.array(image.data[band], dtype=np.float32, order="C")
+        mask = np.array(image.mask, dtype=bool, order="C")  # SEP needs a writable buffer
+        data[mask] = 0.0
+        background = sep.Background(data, mask=mask, bw=64, bh=64)
+        background.subfrom(data)
+        _, self.scale = robust_level_scale(data, mask)
+        self.data, self.mask = data, mask
+
+    def cutouts(self, x, y, *, softening: float, size: int) -> tuple[np.ndarray, np.ndarray]:
+        from skysift.cutouts import extract_cutouts
+
+        cutouts, edge = extract_cutouts(self.data, x, y, size=size, mask=self.mask)
+        cutouts /= np.float32(softening * self.scale)
+        np.arcsinh(cutouts, out=cutouts)
+        return cutouts, edge
 
 
 class StarGalaxyClassifier:
@@ -218,12 +232,8 @@ class StarGalaxyClassifier:
         data = self.card.get("calibration")
         return PlattCalibration.from_dict(data) if data else None
 
-    def raw_scores(
-        self, cutouts: np.ndarray, positions: np.ndarray, *, progress: bool = False
-    ) -> np.ndarray:
+    def raw_scores(self, cutouts: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """Uncalibrated sigmoid outputs for ``(n, 32, 32)`` cutouts and ``(n, 2)`` positions."""
-        from skysift.progress import progress_iter
-
         if self._runner is None:
             import torch
 
@@ -234,8 +244,7 @@ class StarGalaxyClassifier:
             self._runner = make_multi_input_runner(self.module, examples, self.backend)
         n = cutouts.shape[0]
         out = np.empty(n, dtype=np.float32)
-        starts = range(0, n, self.batch_size)
-        for start in progress_iter(starts, "classifying sources", enabled=progress):
+        for start in range(0, n, self.batch_size):
             stop = min(start + self.batch_size, n)
             out[start:stop] = self._runner(
                 image=np.ascontiguousarray(cutouts[start:stop, None], dtype=np.float32),
@@ -254,17 +263,25 @@ class StarGalaxyClassifier:
         progress: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(p_star, edge)`` for the sources at ``x, y`` of ``image``."""
+        from skysift.progress import progress_iter
+
         x = np.asarray(x, float)
         y = np.asarray(y, float)
         if x.size == 0:
             return np.empty(0, np.float32), np.empty(0, bool)
         geometry = geometry or DetectorGeometry.whole_image(image.shape)
         softening = self.card["normalization"]["softening"]
-        cutouts, edge = classifier_inputs(image, x, y, softening=softening, band=_band(image, band))
-        m = CUTOUT_MARGIN
-        scores = self.raw_scores(
-            cutouts[:, m:-m, m:-m], geometry.normalized(x, y), progress=progress
-        )
+        plane = _ClassifierPlane(image, _band(image, band))
+        positions = geometry.normalized(x, y)
+        scores = np.empty(x.size, np.float32)
+        edge = np.empty(x.size, bool)
+        m, size = CUTOUT_MARGIN, 32 + 2 * CUTOUT_MARGIN
+        # sources in chunks: memory stays at a chunk of cutouts however many sources there are
+        chunks = range(0, x.size, SOURCE_CHUNK)
+        for start in progress_iter(chunks, "classifying sources", enabled=progress):
+            part = slice(start, start + SOURCE_CHUNK)
+            cutouts, edge[part] = plane.cutouts(x[part], y[part], softening=softening, size=size)
+            scores[part] = self.raw_scores(cutouts[:, m:-m, m:-m], positions[part])
         calibration = self.calibration
         if self.calibrated and calibration is not None:
             scores = calibration(scores).astype(np.float32)
