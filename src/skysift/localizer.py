@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 
 #: LoG peaks are searched in blocks of this many pixels (bounded memory on large images) ...
-PEAK_BLOCK = 2048
+PEAK_BLOCK = 4096
 #: ... each with at least this much context on every side (8 sigma: the Laplacian's 4-sigma
 #: kernel plus the 2.8-sigma reach of the overlap pruning).
 PEAK_MARGIN = 24
@@ -194,8 +194,11 @@ class Localizer:
         if max(probability.shape) <= block:
             return self._block_peaks(probability)
         margin = max(PEAK_MARGIN, int(np.ceil(8 * self.log_parameters[0])))
+        # equal blocks of at most ``block`` pixels (plus context), so that overlaps stay small
+        longest = max(probability.shape)
+        side = -(-longest // -(-longest // block)) + 2 * margin
         found = []
-        for t in tile_grid(probability.shape, tile=block, margin=margin):
+        for t in tile_grid(probability.shape, tile=side, margin=margin):
             peaks = self._block_peaks(probability[t.rows, t.cols])
             inside = (
                 (peaks[:, 0] >= t.keep_rows.start)
