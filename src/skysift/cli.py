@@ -294,8 +294,19 @@ def models() -> None:
             f"{card.get('parameters', '?')} parameters, {card.get('dtype', '')}"
         )
         for key, value in card.get("metrics", {}).items():
-            typer.echo(f"  {key}: {value}")
+            typer.echo(f"  {key}: {_brief(value)}")
         typer.echo(f"  reproduce: {card['training']['command']}")
+
+
+def _brief(value) -> str:
+    """A card value on one short line: floats to 4 digits, long lists counted."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_brief(v)}" for k, v in value.items())
+    if isinstance(value, list) and len(value) > 4:
+        return f"[{len(value)} entries; see the card]"
+    return str(value)
 
 
 train_app = typer.Typer(help="Train skysift's networks on simulated fields (CPU).")
