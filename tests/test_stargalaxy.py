@@ -194,3 +194,16 @@ def test_chunked_classification_equals_one_pass(rng, monkeypatch):
     chunked, chunked_edge = classifier(image, x, y)
     np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(chunked_edge, whole_edge)
+
+
+def test_bad_catalog_or_band_is_a_clear_error(rng):
+    image = Image.from_array(rng.normal(size=(64, 64)).astype(np.float32))
+    with pytest.raises(InvalidParameterError, match="no 'y' column"):
+        skysift.classify_stars(
+            image, make_catalog({"x": [3.0]}).copy()[["x"]], classifier=_tiny_classifier()
+        )
+    catalog = make_catalog({"x": [30.0], "y": [30.0]})
+    with pytest.raises(InvalidParameterError, match="no band 'r'"):
+        skysift.classify_stars(image, catalog, band="r", classifier=_tiny_classifier())
+    with pytest.raises(InvalidParameterError, match="out of range"):
+        skysift.classify_stars(image, catalog, band=3, classifier=_tiny_classifier())
