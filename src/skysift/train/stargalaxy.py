@@ -117,7 +117,7 @@ def split_indices(labels, snr, *, seed: int = 0) -> dict[str, np.ndarray]:
     strata = labels * 10 + _snr_bin(np.asarray(snr))
     counts = np.bincount(strata, minlength=20)
     strata = np.where(counts[strata] < 10, labels * 10 + 9, strata)  # rare bins: class only
-    if np.bincount(strata).max(initial=0) and np.min(np.bincount(strata)[np.unique(strata)]) < 10:
+    if np.unique(strata, return_counts=True)[1].min(initial=10) < 10:
         strata = labels  # tiny data: stratify by class alone
     index = np.arange(len(strata))
     train, rest = train_test_split(index, train_size=5 / 8, stratify=strata, random_state=seed)
