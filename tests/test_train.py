@@ -65,3 +65,98 @@ def test_tiny_training_run_writes_log_checkpoint_and_resumes(tmp_path):
     # a second call resumes from the checkpoint: nothing left to do, no new log lines
     train_localizer(config, progress=False)
     assert len((tmp_path / "run" / "train.log").read_text().splitlines()) == 2
+
+
+def test_peaked_target_keeps_close_pairs_apart():
+    from skysift.train.localizer import peaked_target
+
+    target = peaked_target(
+        (12, 16), np.array([5.0, 8.0, 15.8]), np.array([6.0, 6.0, 0.3]), sigma=1.0
+    )
+    assert target.dtype == np.float32
+    assert target[6, 5] == pytest.approx(1.0)
+    assert target[6, 8] == pytest.approx(1.0)
+    # 3 px apart: a clear dip between the two maxima (the 13-px disc target would merge them)
+    assert target[6, 6] < 0.7
+    assert target[6, 6] == pytest.approx(np.exp(-0.5), rel=1e-5)
+    # sub-pixel position near the corner: the nearest pixel holds the maximum
+    assert target[0, 15] == pytest.approx(np.exp(-(0.8**2 + 0.3**2) / 2), rel=1e-5)
+    assert target[11, 0] == 0.0
+
+
+def test_peak_target_needs_fields_with_truth(tmp_path):
+    from skysift.sim import FieldConfig
+    from skysift.sim.dataset import LocalizerPatches, write_dataset
+    from skysift.train.localizer import LocalizerTrainingConfig, train_localizer
+
+    write_dataset(
+        tmp_path / "train",
+        [FieldConfig(survey="meerlicht", size=64, density=40, seed=3)],
+        LocalizerPatches(size=64, detection_band_only=True),
+        progress=False,
+    )
+    config = LocalizerTrainingConfig(
+        target="peak", train_dir=str(tmp_path / "train"), run_dir=str(tmp_path / "run")
+    )
+    with pytest.raises(ValueError, match="peaked targets need fields written with truth"):
+        train_localizer(config, progress=False)
+    with pytest.raises(ValueError, match="target must be one of"):
+        LocalizerTrainingConfig(target="ring")
+
+
+def test_tiny_segmenter_training_runs_in_stages_and_resumes(tmp_path):
+    from skysift.models.segmenter import SegmenterConfig
+    from skysift.sim import FieldConfig
+    from skysift.sim.dataset import write_dataset
+    from skysift.train.segmenter import SegmenterTrainingConfig, Stage, train_segmenter
+    from skysift.train.segmenter_data import SegmenterSamples
+
+    def images(seeds):
+        return [
+            FieldConfig(survey="sdss", size=64, density=60, seed=s, central_galaxy="elliptical")
+            for s in seeds
+        ]
+
+    write_dataset(tmp_path / "train", images([11, 12]), SegmenterSamples(), progress=False)
+    write_dataset(tmp_path / "val", images([900_011]), SegmenterSamples(), progress=False)
+    config = SegmenterTrainingConfig(
+        architecture=SegmenterConfig(
+            widths=(8, 8, 8, 8, 8),
+            blocks=(1, 1, 1, 1),
+            fpn_channels=8,
+            box_head_width=16,
+            image_size=64,
+        ),
+        stages=(
+            Stage("scratch", 2, 1e-3, ("early", "deep", "heads")),
+            Stage("heads", 2, 1e-4, ("heads",)),
+        ),
+        train_dir=str(tmp_path / "train"),
+        val_dir=str(tmp_path / "val"),
+        run_dir=str(tmp_path / "run"),
+        batch_size=2,
+        val_every=2,
+        threads=1,
+    )
+    best = train_segmenter(config, progress=False)
+    assert best.exists()
+    log = [json.loads(line) for line in (tmp_path / "run" / "train.log").read_text().splitlines()]
+    assert [(entry["step"], entry["stage"]) for entry in log] == [(2, "scratch"), (4, "heads")]
+    assert all(np.isfinite(entry["loss"]) for entry in log)
+    train_segmenter(config, progress=False)
+    assert len((tmp_path / "run" / "train.log").read_text().splitlines()) == 2
+
+
+def test_segmenter_parameter_groups_partition_the_model():
+    import torch
+
+    from skysift.models.segmenter import SegmenterConfig, build_segmenter
+    from skysift.train.segmenter import parameter_groups
+
+    model = build_segmenter(SegmenterConfig(widths=(8, 8, 8, 8, 8), fpn_channels=8))
+    groups = parameter_groups(model)
+    total = sum(len(v) for v in groups.values())
+    assert total == len(list(model.parameters()))
+    ids = [id(p) for v in groups.values() for p in v]
+    assert len(set(ids)) == len(ids)
+    assert all(isinstance(p, torch.nn.Parameter) for p in groups["heads"])

@@ -1,9 +1,12 @@
 """Train the localizer U-Net on simulated fields (``skysift train localizer``).
 
 Recipe (ASID-L, with the paper's loss bug fixed): random 256x256 crops of whole simulated
-fields from every preset, flips and 90-degree rotations, targets = the 13-pixel cross-disc at
-every source with S/N >= 3, loss = BCE-with-logits + soft Dice, AdamW with a one-cycle
-learning-rate schedule. Every ``val_every`` steps the model localizes the validation fields
+fields from every preset, flips and 90-degree rotations, targets at every source with
+S/N >= 3, loss = BCE-with-logits + soft Dice, AdamW with a one-cycle learning-rate schedule.
+Two targets: the paper's 13-pixel cross-disc (``target="disc"``), or a *peaked* target
+(``target="peak"``): a Gaussian of ``target_sigma`` pixels centred on each source's sub-pixel
+position, the maximum where Gaussians overlap, so that two sources closer than the disc keep
+two maxima. Every ``val_every`` steps the model localizes the validation fields
 end to end (tiles, LoG, positions) and is scored against their truth with the evaluation core;
 the best F1 is kept. Training resumes from ``run_dir/last.pt`` after an interruption.
 
@@ -35,6 +38,13 @@ log = logging.getLogger(__name__)
 #: LoG parameters of the ASID-L paper, used during training; re-tuned afterwards.
 PAPER_LOG = {"sigma": 1.43, "threshold": 0.2, "overlap": 0.8}
 
+#: Training targets and how model cards describe them.
+TARGETS = {
+    "disc": "13-pixel cross-disc (3x3 + 1 px per cardinal direction) at truth S/N >= {snr:g}",
+    "peak": "Gaussian of sigma {sigma:g} px at each truth position with S/N >= {snr:g} "
+    "(maximum where they overlap)",
+}
+
 
 @dataclass(frozen=True)
 class LocalizerTrainingConfig:
@@ -57,6 +67,15 @@ class LocalizerTrainingConfig:
     val_every: int = 250
     seed: int = 0
     threads: int = 2
+    target: str = "disc"
+    target_sigma: float = 1.0
+    target_snr: float = 3.0
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {sorted(TARGETS)}, got {self.target!r}")
+        if self.target_sigma <= 0:
+            raise ValueError(f"target_sigma must be positive, got {self.target_sigma}")
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "widths": list(self.widths)}
@@ -77,7 +96,7 @@ def card_for(config: LocalizerTrainingConfig, peaks: dict[str, float]) -> dict[s
             "formula": "asinh((x - median) / (softening * 1.4826 * MAD)), statistics of the "
             "whole image's unmasked pixels; masked pixels 0",
         },
-        "target": "13-pixel cross-disc (3x3 + 1 px per cardinal direction) at truth S/N >= 3",
+        "target": TARGETS[config.target].format(snr=config.target_snr, sigma=config.target_sigma),
         "peaks": peaks,
         "bands": "any single band, or a chi-like combination of several",
         "trained_on": {
@@ -89,20 +108,73 @@ def card_for(config: LocalizerTrainingConfig, peaks: dict[str, float]) -> dict[s
             "saturation, amplifier offsets, sky gradients)",
         },
         "training": {
-            "command": f"skysift train localizer --steps {config.steps} --seed {config.seed}",
+            "command": f"skysift train localizer --steps {config.steps} --seed {config.seed}"
+            + (f" --target {config.target}" if config.target != "disc" else ""),
             "seed": config.seed,
             "config": config.to_dict(),
         },
     }
 
 
-def _load_fields(directory: str, softening: float) -> dict[str, np.ndarray]:
+def peaked_target(
+    shape: tuple[int, int], x: np.ndarray, y: np.ndarray, *, sigma: float
+) -> np.ndarray:
+    """Heat-map target: a unit Gaussian at each (sub-pixel) position, maximum where they meet.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        ``(rows, cols)`` of the target.
+    x, y : array
+        0-based positions (x = column, y = row); positions off the map contribute their
+        wings only.
+    sigma : float
+        Gaussian width in pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 map in [0, 1].
+    """
+    target = np.zeros(shape, dtype=np.float32)
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    reach = int(np.ceil(3 * sigma))
+    cols0, rows0 = np.rint(x).astype(np.intp), np.rint(y).astype(np.intp)
+    for dy in range(-reach, reach + 1):
+        for dx in range(-reach, reach + 1):
+            rows, cols = rows0 + dy, cols0 + dx
+            inside = (rows >= 0) & (rows < shape[0]) & (cols >= 0) & (cols < shape[1])
+            value = np.exp(
+                -((cols[inside] - x[inside]) ** 2 + (rows[inside] - y[inside]) ** 2)
+                / (2 * sigma**2)
+            ).astype(np.float32)
+            np.maximum.at(target, (rows[inside], cols[inside]), value)
+    return target
+
+
+def _load_fields(config: LocalizerTrainingConfig) -> dict[str, np.ndarray]:
     images, targets = [], []
-    for shard in iter_shards(directory):
+    for shard in iter_shards(config.train_dir):
         for k in range(shard["image"].shape[0]):
             level, scale = float(shard["level"][k, 0]), float(shard["scale"][k, 0])
-            images.append(normalize(shard["image"][k, 0], level, scale, softening))
-            targets.append(shard["target"][k])
+            image = shard["image"][k, 0]
+            images.append(normalize(image, level, scale, config.softening))
+            if config.target == "disc":
+                targets.append(shard["target"][k])
+                continue
+            if "truth_x" not in shard:
+                raise ValueError(
+                    f"{config.train_dir}: peaked targets need fields written with truth"
+                )
+            rows = (shard["truth_patch"] == k) & (shard["truth_snr"] >= config.target_snr)
+            targets.append(
+                peaked_target(
+                    image.shape,
+                    shard["truth_x"][rows],
+                    shard["truth_y"][rows],
+                    sigma=config.target_sigma,
+                )
+            )
     return {"image": np.stack(images), "target": np.stack(targets)}
 
 
@@ -211,7 +283,11 @@ def prepare_data(config: LocalizerTrainingConfig, *, progress: bool = True) -> N
     write_dataset(
         config.train_dir,
         localizer_field_configs("train", config.n_train_fields, size=config.field_size),
-        LocalizerPatches(size=config.field_size, detection_band_only=True),
+        LocalizerPatches(
+            size=config.field_size,
+            detection_band_only=True,
+            with_truth=config.target != "disc",
+        ),
         progress=progress,
         description="localizer training fields",
     )
@@ -250,7 +326,7 @@ def train_localizer(config: LocalizerTrainingConfig, *, progress: bool = True) -
         rng.bit_generator.state = state["rng"]
         start_step, best_f1 = state["step"], state["best_f1"]
         log.info("resuming from step %d (best F1 %.4f)", start_step, best_f1)
-    fields = _load_fields(config.train_dir, config.softening)
+    fields = _load_fields(config)
     card = card_for(config, PAPER_LOG)
     running, started = [], time.perf_counter()
     steps = range(start_step, config.steps)
@@ -269,7 +345,7 @@ def train_localizer(config: LocalizerTrainingConfig, *, progress: bool = True) -
             localizer = Localizer(LocalizeConfig(backend="torch"), module=model, card=card)
             metrics = evaluate_fields(localizer, config.val_dir)
             if _shard_count(config.train_dir) > len(fields["image"]):
-                fields = _load_fields(config.train_dir, config.softening)  # data still arriving
+                fields = _load_fields(config)  # data still arriving
             entry = {
                 "step": done,
                 "loss": float(np.mean(running)),
@@ -307,7 +383,7 @@ def sweep_peaks(
     directory: str,
     *,
     sigmas=(1.0, 1.43, 2.0),
-    thresholds=(0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4),
+    thresholds=(0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5),
     overlaps=(0.5, 0.8),
 ) -> list[dict[str, float]]:
     """F1 on validation fields for each LoG (sigma, threshold, overlap); maps computed once."""

@@ -1,0 +1,211 @@
+"""Mask R-CNN segmenter: detection, instance masks and morphology in one network.
+
+The network is torchvision's :class:`~torchvision.models.detection.MaskRCNN` (RPN, RoIAlign,
+box and mask heads are torchvision's), sized for this project's constraints:
+
+- **Backbone.** No pretrained weights can be downloaded, so the trunk is a compact residual
+  network trained from scratch: a stride-2 stem and four stages of torchvision
+  :class:`~torchvision.models.resnet.BasicBlock` at strides 4, 8, 16 and 32, each feeding a
+  feature pyramid (:class:`~torchvision.ops.FeaturePyramidNetwork`) plus a max-pooled level
+  at stride 64: the strides {4, 8, 16, 32, 64} of the Mask Galaxy paper's Table 1.
+- **Anchors** of 4 to 128 pixels (the paper's {4, 8, 16, 32, 128} plus intermediate sizes),
+  three aspect ratios, one pair of sizes per pyramid level.
+- **Heads** narrower than torchvision's defaults (a 256-wide box MLP instead of 1024, a
+  4-layer mask head of ``fpn_channels``) to keep the shipped weights a few MB.
+- **Input** is a normalized ``(bands, 256, 256)`` tile; the detector's internal resize is
+  switched off by fixing its size to the tile size, so pixels keep their scale.
+
+Classes (index 0 is background): star, elliptical, spiral, other (any other galaxy).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["CLASSES", "CompactTrunk", "SegmenterConfig", "build_segmenter"]
+
+#: Instance classes, in the network's label order (label = index + 1; 0 is background).
+CLASSES: tuple[str, ...] = ("star", "elliptical", "spiral", "other")
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    """Architecture of the segmenter (stored in the model card).
+
+    Parameters
+    ----------
+    in_channels : int
+        Input bands.
+    classes : tuple of str
+        Instance classes (background excluded).
+    widths : tuple of int
+        Channels of the stem and the four residual stages' outputs
+        ``(stem, stride 4, 8, 16, 32)``.
+    blocks : tuple of int
+        Residual blocks per stage.
+    fpn_channels : int
+        Channels of every pyramid level and of the heads' convolutions.
+    box_head_width : int
+        Width of the two-layer box head.
+    anchor_sizes : tuple of tuple of float
+        Anchor sizes (pixels) per pyramid level (strides 4, 8, 16, 32, 64).
+    aspect_ratios : tuple of float
+        Anchor aspect ratios, shared by every level.
+    image_size : int
+        Tile side the network runs on (no internal resizing).
+    rpn_nms_threshold : float
+        Non-maximum suppression IoU of the region proposals (0.7-0.8 in the paper).
+    detections_per_image : int
+        Most instances kept per tile.
+    score_threshold : float
+        Lowest instance score returned.
+    """
+
+    in_channels: int = 3
+    classes: tuple[str, ...] = CLASSES
+    widths: tuple[int, ...] = (24, 32, 64, 128, 192)
+    blocks: tuple[int, ...] = (1, 2, 2, 1)
+    fpn_channels: int = 64
+    box_head_width: int = 256
+    anchor_sizes: tuple[tuple[float, ...], ...] = ((4, 6), (8, 12), (16, 24), (32, 48), (64, 128))
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+    image_size: int = 256
+    rpn_nms_threshold: float = 0.7
+    detections_per_image: int = 200
+    score_threshold: float = 0.05
+
+    def __post_init__(self) -> None:
+        if len(self.widths) != 5 or len(self.blocks) != 4:
+            raise ValueError("widths needs 5 entries (stem + 4 stages) and blocks 4")
+        if len(self.anchor_sizes) != 5:
+            raise ValueError("anchor_sizes needs one tuple per pyramid level (5)")
+        if len({len(s) for s in self.anchor_sizes}) != 1:
+            raise ValueError("every pyramid level needs the same number of anchor sizes")
+        if self.image_size % 64:
+            raise ValueError(f"image_size must be a multiple of 64, got {self.image_size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["anchor_sizes"] = [list(s) for s in self.anchor_sizes]
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SegmenterConfig:
+        values = dict(data)
+        if "anchor_sizes" in values:
+            values["anchor_sizes"] = tuple(tuple(s) for s in values["anchor_sizes"])
+        for key in ("classes", "widths", "blocks", "aspect_ratios"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+
+class CompactTrunk(nn.Module):
+    """Residual trunk returning the stride-4/8/16/32 feature maps (keys ``"0"``-``"3"``)."""
+
+    def __init__(self, config: SegmenterConfig) -> None:
+        from torchvision.models.resnet import BasicBlock
+
+        super().__init__()
+        stem = config.widths[0]
+        self.stem = nn.Sequential(
+            nn.Conv2d(config.in_channels, stem, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(stem),
+            nn.ReLU(inplace=True),
+        )
+        stages = []
+        previous = stem
+        for width, count in zip(config.widths[1:], config.blocks, strict=True):
+            down = nn.Sequential(
+                nn.Conv2d(previous, width, 1, stride=2, bias=False), nn.BatchNorm2d(width)
+            )
+            layers = [BasicBlock(previous, width, stride=2, downsample=down)]
+            layers += [BasicBlock(width, width) for _ in range(count - 1)]
+            stages.append(nn.Sequential(*layers))
+            previous = width
+        self.stages = nn.ModuleList(stages)
+
+    def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
+        x = self.stem(x)
+        features: OrderedDict[str, torch.Tensor] = OrderedDict()
+        for index, stage in enumerate(self.stages):
+            x = stage(x)
+            features[str(index)] = x
+        return features
+
+
+class _TrunkWithFPN(nn.Module):
+    """Trunk + feature pyramid, with the ``out_channels`` attribute Mask R-CNN reads."""
+
+    def __init__(self, config: SegmenterConfig) -> None:
+        from torchvision.ops import FeaturePyramidNetwork
+        from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+        super().__init__()
+        self.body = CompactTrunk(config)
+        self.fpn = FeaturePyramidNetwork(
+            list(config.widths[1:]), config.fpn_channels, extra_blocks=LastLevelMaxPool()
+        )
+        self.out_channels = config.fpn_channels
+
+    def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
+        return self.fpn(self.body(x))
+
+
+def build_segmenter(config: SegmenterConfig | None = None) -> nn.Module:
+    """torchvision Mask R-CNN with the compact trunk, source-sized anchors and slim heads.
+
+    Parameters
+    ----------
+    config : SegmenterConfig, optional
+        Architecture (defaults: 3 bands, 4 classes, 256x256 tiles).
+
+    Returns
+    -------
+    torchvision.models.detection.MaskRCNN
+        In training mode it takes ``(images, targets)`` and returns losses; in eval mode a
+        list of dicts with ``boxes`` (x0, y0, x1, y1), ``labels``, ``scores`` and ``masks``
+        (``(n, 1, H, W)`` probabilities).
+    """
+    from torchvision.models.detection import MaskRCNN
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+    from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+    from torchvision.ops import MultiScaleRoIAlign
+
+    config = config or SegmenterConfig()
+    backbone = _TrunkWithFPN(config)
+    channels = config.fpn_channels
+    n_classes = len(config.classes) + 1
+    anchors = AnchorGenerator(sizes=config.anchor_sizes, aspect_ratios=(config.aspect_ratios,) * 5)
+    levels = ["0", "1", "2", "3"]
+    model = MaskRCNN(
+        backbone,
+        num_classes=None,
+        min_size=config.image_size,
+        max_size=config.image_size,
+        image_mean=[0.0] * config.in_channels,
+        image_std=[1.0] * config.in_channels,
+        rpn_anchor_generator=anchors,
+        rpn_nms_thresh=config.rpn_nms_threshold,
+        rpn_pre_nms_top_n_train=1000,
+        rpn_post_nms_top_n_train=1000,
+        rpn_pre_nms_top_n_test=1000,
+        rpn_post_nms_top_n_test=600,
+        box_roi_pool=MultiScaleRoIAlign(levels, output_size=7, sampling_ratio=2),
+        box_head=TwoMLPHead(channels * 7 * 7, config.box_head_width),
+        box_predictor=FastRCNNPredictor(config.box_head_width, n_classes),
+        box_score_thresh=config.score_threshold,
+        box_detections_per_img=config.detections_per_image,
+        box_batch_size_per_image=256,
+        mask_roi_pool=MultiScaleRoIAlign(levels, output_size=14, sampling_ratio=2),
+        mask_head=MaskRCNNHeads(channels, (channels,) * 4, 1),
+        mask_predictor=MaskRCNNPredictor(channels, channels, n_classes),
+    )
+    model.skysift_config = config
+    return model

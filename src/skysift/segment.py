@@ -1,0 +1,363 @@
+"""Segment an image of any size with the Mask R-CNN segmenter: instances -> label map.
+
+The image is normalized once (per band, whole-image statistics, as in training), cut into
+overlapping tiles of the network's size, and each tile is segmented. An instance belongs to the
+one tile whose kept (central) region holds its box centre, so an object on a tile seam is
+reported once, by the tile that sees it whole (objects up to ``2 * margin`` pixels across).
+Instances are painted into a label map in ascending score order (the more confident instance
+owns contested pixels), and their area, box and centroid are measured on that map. Centroids
+are the centre of mass of the image inside the mask (the Mask Galaxy paper's section 5.4).
+
+Given a catalog of localized sources, each instance takes the id of the brightest source inside
+its mask; instances without one are added as new rows flagged ``unmatched_instance``. The label
+map then holds catalog ids.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from skysift.catalog import FLAGS
+from skysift.errors import EmptyCatalogWarning, InvalidParameterError
+from skysift.image import Image
+
+__all__ = ["Instances", "SegmentConfig", "Segmenter", "segment"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """Options of the segment stage.
+
+    Parameters
+    ----------
+    model : str
+        Shipped model name.
+    margin : int
+        Overlap context on each side of a tile (pixels); objects up to twice this across are
+        segmented whole.
+    score_threshold : float
+        Lowest instance score kept.
+    mask_threshold : float
+        Mask probability above which a pixel belongs to the instance.
+    batch_size : int
+        Tiles per network call.
+    """
+
+    model: str = "segmenter"
+    margin: int = 64
+    score_threshold: float = 0.5
+    mask_threshold: float = 0.5
+    batch_size: int = 4
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.score_threshold <= 1.0 or not 0.0 < self.mask_threshold < 1.0:
+            raise InvalidParameterError(
+                "score_threshold must be in [0, 1], mask_threshold in (0, 1)"
+            )
+        if self.margin < 0 or self.batch_size < 1:
+            raise InvalidParameterError("margin must be >= 0 and batch_size >= 1")
+
+
+@dataclass
+class Instances:
+    """Segmented instances of one image (full-image pixel coordinates).
+
+    Attributes
+    ----------
+    labels : numpy.ndarray
+        int32 ``(height, width)``: 1-based instance index owning each pixel, 0 elsewhere.
+    classes : numpy.ndarray
+        Class name per instance.
+    scores : numpy.ndarray
+        Instance score (the class probability of the detection).
+    bbox : numpy.ndarray
+        ``(n, 4)`` int: xmin, xmax, ymin, ymax (inclusive) of the painted mask.
+    area : numpy.ndarray
+        Pixels owned in the label map.
+    x, y : numpy.ndarray
+        Centre of mass of the image inside the mask.
+    """
+
+    labels: np.ndarray
+    classes: np.ndarray
+    scores: np.ndarray
+    bbox: np.ndarray
+    area: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.scores.size)
+
+
+class Segmenter:
+    """The shipped Mask R-CNN segmenter, ready to segment images of any size.
+
+    Parameters
+    ----------
+    config : SegmentConfig, optional
+    module : torch.nn.Module, optional
+        A model to use instead of the shipped one (training and tests); needs ``card``.
+    card : dict, optional
+        The model card of ``module``.
+    """
+
+    def __init__(self, config: SegmentConfig | None = None, *, module=None, card=None) -> None:
+        from skysift.models.segmenter import SegmenterConfig
+
+        self.config = config or SegmentConfig()
+        if module is None:
+            module, card = _load(self.config.model)
+        elif card is None:
+            raise InvalidParameterError("a module needs its model card")
+        self.module = module.eval()
+        self.card = card
+        self.architecture = SegmenterConfig.from_dict(card["architecture"]["config"])
+        tile = self.architecture.image_size
+        if 2 * self.config.margin >= tile:
+            raise InvalidParameterError(
+                f"margin {self.config.margin} leaves no kept region in {tile}-pixel tiles"
+            )
+
+    def network_input(self, image: Image) -> np.ndarray:
+        """``(channels, H, W)`` normalized input: the image's bands, or one band repeated."""
+        from skysift.normalization import normalize, robust_level_scale
+
+        channels = self.architecture.in_channels
+        if image.n_bands not in (1, channels):
+            raise InvalidParameterError(
+                f"the segmenter takes {channels} bands or 1 band (repeated); "
+                f"the image has {image.n_bands} ({', '.join(image.bands)})"
+            )
+        softening = self.card["normalization"]["softening"]
+        planes = []
+        for band in np.asarray(image.data):
+            level, scale = robust_level_scale(band, image.mask)
+            plane = normalize(band, level, scale, softening)
+            plane[image.mask | ~np.isfinite(plane)] = 0.0
+            planes.append(plane)
+        stack = np.stack(planes)
+        return np.repeat(stack, channels, axis=0) if len(planes) == 1 else stack
+
+    def __call__(self, image: Image | np.ndarray, *, progress: bool = False) -> Instances:
+        """Segment ``image``; returns its :class:`Instances`."""
+        from skysift.image import as_image
+
+        image = as_image(image)
+        data = self.network_input(image)
+        found = self._tile_instances(data, progress=progress)
+        return _paint(found, image, data.shape[1:])
+
+    def _tile_instances(self, data: np.ndarray, *, progress: bool) -> list[dict[str, Any]]:
+        import torch
+
+        from skysift.progress import progress_iter
+        from skysift.tiling import tile_grid
+
+        tile = self.architecture.image_size
+        height, width = data.shape[1:]
+        tiles = tile_grid((height, width), tile=tile, margin=self.config.margin)
+        batches = [
+            tiles[i : i + self.config.batch_size]
+            for i in range(0, len(tiles), self.config.batch_size)
+        ]
+        found: list[dict[str, Any]] = []
+        classes = self.architecture.classes
+        for batch in progress_iter(batches, "segmenting tiles", enabled=progress):
+            inputs = []
+            for t in batch:
+                window = np.zeros((data.shape[0], tile, tile), dtype=np.float32)
+                piece = data[:, t.rows, t.cols]
+                window[:, : piece.shape[1], : piece.shape[2]] = piece
+                inputs.append(torch.from_numpy(window))
+            with torch.no_grad():
+                outputs = self.module(inputs)
+            for t, out in zip(batch, outputs, strict=True):
+                boxes = out["boxes"].numpy()
+                scores = out["scores"].numpy()
+                centre_x = (boxes[:, 0] + boxes[:, 2]) / 2
+                centre_y = (boxes[:, 1] + boxes[:, 3]) / 2
+                keep = (
+                    (scores >= self.config.score_threshold)
+                    & (centre_x >= t.keep_cols.start)
+                    & (centre_x < t.keep_cols.stop)
+                    & (centre_y >= t.keep_rows.start)
+                    & (centre_y < t.keep_rows.stop)
+                )
+                masks = out["masks"].numpy()[keep, 0] >= self.config.mask_threshold
+                labels = out["labels"].numpy()[keep]
+                for mask, label, score in zip(masks, labels, scores[keep], strict=True):
+                    rows, cols = np.nonzero(mask)
+                    inside = (rows + t.rows.start < height) & (cols + t.cols.start < width)
+                    if not inside.any():
+                        continue
+                    found.append(
+                        {
+                            "rows": rows[inside] + t.rows.start,
+                            "cols": cols[inside] + t.cols.start,
+                            "class": classes[int(label) - 1],
+                            "score": float(score),
+                        }
+                    )
+        return found
+
+
+def _paint(found: list[dict[str, Any]], image: Image, shape: tuple[int, int]) -> Instances:
+    from scipy import ndimage
+
+    from skysift.evaluate.segmentation import mask_centroid
+
+    order = sorted(range(len(found)), key=lambda k: found[k]["score"])
+    labels = np.zeros(shape, dtype=np.int32)
+    for k in order:  # ascending score: the most confident instance paints last
+        labels[found[k]["rows"], found[k]["cols"]] = k + 1
+    n = len(found)
+    area = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    slices = ndimage.find_objects(labels, max_label=n)
+    light = np.asarray(image.data).sum(axis=0)
+    bbox = np.full((n, 4), -1, dtype=np.int64)
+    x = np.full(n, np.nan)
+    y = np.full(n, np.nan)
+    for k, found_slice in enumerate(slices):
+        if found_slice is None:
+            continue
+        rows, cols = found_slice
+        bbox[k] = (cols.start, cols.stop - 1, rows.start, rows.stop - 1)
+        x[k], y[k] = mask_centroid(light[found_slice], labels[found_slice] == k + 1)
+        x[k] += cols.start
+        y[k] += rows.start
+    # instances painted over completely by more confident ones are dropped
+    alive = area > 0
+    remap = np.zeros(n + 1, dtype=np.int32)
+    remap[1:][alive] = np.arange(1, int(alive.sum()) + 1)
+    return Instances(
+        labels=remap[labels],
+        classes=np.array([f["class"] for f in found], dtype="U10")[alive]
+        if n
+        else np.zeros(0, "U10"),
+        scores=np.array([f["score"] for f in found], dtype=np.float32)[alive]
+        if n
+        else np.zeros(0, np.float32),
+        bbox=bbox[alive],
+        area=area[alive].astype(np.int64),
+        x=x[alive],
+        y=y[alive],
+    )
+
+
+@functools.cache
+def _load(name: str):
+    from skysift.models.registry import load_model
+
+    return load_model(name)
+
+
+def segment(
+    image: Image | np.ndarray,
+    catalog=None,
+    *,
+    config: SegmentConfig | None = None,
+    segmenter: Segmenter | None = None,
+    progress: bool = False,
+):
+    """Segment ``image`` and attach the instances to a catalog.
+
+    Parameters
+    ----------
+    image : Image or array
+    catalog : astropy.table.QTable, optional
+        Localized sources (skysift schema). Each instance takes the id of the brightest source
+        inside its mask; instances without one become new rows flagged
+        ``unmatched_instance``. Without a catalog, one row per instance.
+    config : SegmentConfig, optional
+    segmenter : Segmenter, optional
+        A ready segmenter (reused across images).
+    progress : bool
+
+    Returns
+    -------
+    catalog : astropy.table.QTable
+        A copy with ``morphology``, ``morphology_score``, ``bbox_*`` and ``area`` filled.
+    segmentation : numpy.ndarray
+        int32 label map whose labels are the catalog's ids.
+    """
+    from skysift.catalog import empty_catalog, make_catalog
+    from skysift.image import as_image
+
+    image = as_image(image)
+    segmenter = segmenter or Segmenter(config)
+    instances = segmenter(image, progress=progress)
+    if not len(instances):
+        warnings.warn("segmenter: no sources segmented", EmptyCatalogWarning, stacklevel=2)
+    if catalog is None:
+        catalog = empty_catalog(with_sky=image.wcs is not None)
+    out = catalog.copy()
+    ids = np.asarray(out["id"], dtype=np.int64) if len(out) else np.zeros(0, np.int64)
+    owner = _owners(instances, out)
+    new = np.flatnonzero(owner < 0)
+    if new.size:
+        first = int(ids.max(initial=0)) + 1
+        values: dict[str, Any] = {
+            "id": np.arange(first, first + new.size),
+            "x": instances.x[new],
+            "y": instances.y[new],
+            "x_peak": np.rint(instances.x[new]).astype(np.int64),
+            "y_peak": np.rint(instances.y[new]).astype(np.int64),
+            "score": instances.scores[new],
+            "flags": np.full(new.size, FLAGS["unmatched_instance"], dtype=np.int32),
+        }
+        if image.wcs is not None:
+            sky = image.wcs.pixel_to_world(values["x"], values["y"])
+            values["ra"], values["dec"] = sky.ra.deg, sky.dec.deg
+        added = make_catalog(values, meta=dict(out.meta))
+        out = _stack(out, added)
+        owner[new] = len(out) - new.size + np.arange(new.size)
+    rows = owner
+    out["morphology"][rows] = instances.classes
+    out["morphology_score"][rows] = instances.scores
+    out["bbox_xmin"][rows] = instances.bbox[:, 0]
+    out["bbox_xmax"][rows] = instances.bbox[:, 1]
+    out["bbox_ymin"][rows] = instances.bbox[:, 2]
+    out["bbox_ymax"][rows] = instances.bbox[:, 3]
+    out["area"][rows] = instances.area
+    lookup = np.zeros(len(instances) + 1, dtype=np.int32)
+    lookup[1:] = np.asarray(out["id"])[rows]
+    out.meta["segmenter"] = segmenter.card["name"]
+    return out, lookup[instances.labels]
+
+
+def _owners(instances: Instances, catalog) -> np.ndarray:
+    """Catalog row owning each instance (-1: none): the brightest source inside the mask."""
+    owner = np.full(len(instances), -1, dtype=np.int64)
+    if not len(catalog) or not len(instances):
+        return owner
+    height, width = instances.labels.shape
+    x = np.rint(np.asarray(catalog["x"], dtype=float))
+    y = np.rint(np.asarray(catalog["y"], dtype=float))
+    inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
+    rows = np.flatnonzero(inside)
+    hit = instances.labels[y[rows].astype(np.intp), x[rows].astype(np.intp)]
+    flux = np.asarray(catalog["flux"], dtype=float)[rows]
+    flux = np.where(np.isfinite(flux), flux, -np.inf)
+    for k in np.argsort(flux, kind="stable"):  # ascending: the brightest writes last
+        if hit[k] > 0:
+            owner[hit[k] - 1] = rows[k]
+    return owner
+
+
+def _stack(catalog, added):
+    from astropy.table import vstack
+
+    meta = dict(catalog.meta)
+    out = vstack([catalog, added], metadata_conflicts="silent")
+    out.meta = meta
+    return out

@@ -1,0 +1,169 @@
+"""Segmenter training data: Galaxy-Zoo-like cutouts and blended fields with instance truth.
+
+Two kinds of 256 x 256 three-band images, drawn reproducibly per role (train, validation,
+test) from the role's seed range (:mod:`skysift.sim.seeds`):
+
+- ``sdss`` g, r, i cutouts centred on a bright elliptical or spiral galaxy (the Mask Galaxy
+  paper's Galaxy Zoo images, balanced between the two), with neighbouring stars and galaxies
+  at 10-40 sources/arcmin^2;
+- ``decals`` g, r, z fields at 40-150 sources/arcmin^2 without a central galaxy, where
+  sources blend (the deblending case of Burke et al.).
+
+Every artifact of the simulator stays on. Instances are the truth sources with detection-band
+S/N >= ``min_snr`` and a footprint (the simulator's 1-sigma isophote, each pixel owned by the
+source that contributes most light there) of at least ``min_area`` pixels; a star-forming
+clump has no footprint of its own, it is part of its parent galaxy. Classes follow the truth
+morphology (star, elliptical, spiral, other) with one correction: a "spiral" smaller than the
+PSF is drawn without arms by the simulator, so it is labelled ``other`` (what it looks like).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from skysift.models.segmenter import CLASSES
+from skysift.sim.field import FieldConfig, SimulatedField
+from skysift.sim.seeds import SEED_RANGES
+
+__all__ = ["SegmenterSamples", "instance_targets", "segmenter_field_configs"]
+
+IMAGE_SIZE = 256
+#: Field seeds start here within each role's range (clear of the other models' fields).
+SEED_OFFSET = 400_000
+#: Fraction of Galaxy-Zoo-like SDSS cutouts (the rest are blended DECaLS fields).
+SDSS_FRACTION = 0.75
+
+
+def segmenter_field_configs(
+    role: str, n: int, *, offset: int = 0, mix_seed: int = 0
+) -> list[FieldConfig]:
+    """``n`` segmenter images for ``role`` (``train``, ``validation`` or ``test``).
+
+    Parameters
+    ----------
+    role : str
+        Seed range to draw from.
+    n : int
+        Number of images.
+    offset : int
+        Skip this many seeds (datasets can grow without reusing seeds).
+    mix_seed : int
+        Seed of the draw of image kinds and their properties.
+    """
+    first = SEED_RANGES[role].start + SEED_OFFSET + offset
+    rng = np.random.default_rng([mix_seed, first])
+    configs = []
+    for k in range(n):
+        cutout = rng.random() < SDSS_FRACTION
+        common = {
+            "size": IMAGE_SIZE,
+            "seed": first + k,
+            "star_fraction": float(rng.uniform(0.3, 0.7)),
+            "psf_size_growth": float(rng.uniform(0.0, 0.2)),
+            "optical_centre": tuple(float(v) for v in rng.uniform(-512, 768, 2)),
+            "psf_reference_radius": 1024.0,
+            "cosmic_rays": float(rng.uniform(10.0, 100.0)),
+        }
+        if cutout:
+            central = "elliptical" if k % 2 == 0 else "spiral"
+            config = FieldConfig(
+                survey="sdss",
+                density=float(math.exp(rng.uniform(math.log(10.0), math.log(40.0)))),
+                central_galaxy=central,
+                **common,
+            )
+        else:
+            config = FieldConfig(
+                survey="decals",
+                density=float(math.exp(rng.uniform(math.log(40.0), math.log(150.0)))),
+                **common,
+            )
+        configs.append(config)
+    return configs
+
+
+def instance_targets(
+    field: SimulatedField, *, min_snr: float = 5.0, min_area: int = 4
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Instance label map and per-instance truth of a simulated field.
+
+    Parameters
+    ----------
+    field : SimulatedField
+    min_snr : float
+        Lowest detection-band S/N of an instance.
+    min_area : int
+        Fewest footprint pixels of an instance.
+
+    Returns
+    -------
+    labels : numpy.ndarray
+        int32 map: the truth id of the instance owning each pixel, 0 elsewhere.
+    instances : dict of arrays
+        ``id``, ``label`` (1-based index into :data:`CLASSES`), ``x``, ``y``, ``snr``,
+        ``central`` (the image's central galaxy).
+    """
+    truth = field.truth
+    ids = np.asarray(truth["id"], dtype=np.int64)
+    snr = np.asarray(truth["snr"], dtype=float)
+    morphology = np.asarray(truth["morphology"]).astype("U10")
+    hlr = np.asarray(truth["hlr"].value, dtype=float)
+    psf_fwhm = np.asarray(truth["psf_fwhm"].value, dtype=float)
+    morphology = np.where((morphology == "spiral") & (hlr < psf_fwhm), "other", morphology)
+    footprints = np.asarray(field.footprints)
+    areas = np.bincount(footprints.ravel(), minlength=int(ids.max(initial=0)) + 1)
+    keep = (
+        (snr >= min_snr)
+        & (areas[ids] >= min_area)
+        & np.isin(morphology, CLASSES)  # clumps belong to their parent
+    )
+    lookup = np.zeros(int(ids.max(initial=0)) + 1, dtype=np.int32)
+    lookup[ids[keep]] = ids[keep]
+    labels = lookup[footprints]
+    class_index = {name: index + 1 for index, name in enumerate(CLASSES)}
+    central = np.zeros(ids.size, dtype=bool)
+    if field.config.central_galaxy is not None:
+        central[ids == 1] = True  # the central galaxy is drawn first
+    instances = {
+        "id": ids[keep],
+        "label": np.array([class_index[m] for m in morphology[keep]], dtype=np.int64),
+        "x": np.asarray(truth["x"], dtype=float)[keep],
+        "y": np.asarray(truth["y"], dtype=float)[keep],
+        "snr": snr[keep],
+        "central": central[keep],
+    }
+    return labels, instances
+
+
+@dataclass(frozen=True)
+class SegmenterSamples:
+    """Extractor for :func:`skysift.sim.dataset.write_dataset`: one sample per image.
+
+    Stores the raw image (ADU) with the per-band level and scale of the whole image (the
+    normalization inference uses), the instance label map, and one row per instance
+    (``inst_*`` arrays; all belong to sample 0 of the shard).
+    """
+
+    min_snr: float = 5.0
+    min_area: int = 4
+
+    def __call__(self, field: SimulatedField) -> dict[str, np.ndarray]:
+        from skysift.normalization import robust_level_scale
+
+        data = np.asarray(field.image.data, dtype=np.float32)
+        stats = np.array(
+            [robust_level_scale(band, field.image.mask) for band in data], dtype=np.float32
+        )
+        labels, instances = instance_targets(field, min_snr=self.min_snr, min_area=self.min_area)
+        return {
+            "image": data[np.newaxis],
+            "mask": np.asarray(field.image.mask)[np.newaxis].astype(np.uint8),
+            "level": stats[np.newaxis, :, 0],
+            "scale": stats[np.newaxis, :, 1],
+            "labels": labels[np.newaxis].astype(np.int32),
+            "seed": np.array([field.config.seed], dtype=np.int64),
+            **{f"inst_{k}": v for k, v in instances.items()},
+        }

@@ -1,0 +1,220 @@
+"""Segmenter inference (tiles, seams, label map, catalog ids), targets and metrics.
+
+Tile merging is tested with a stand-in for the network: a module that answers like Mask R-CNN
+(boxes, labels, scores, mask probabilities per tile) by thresholding each tile, so every object
+is found by every tile that sees part of it; the segmenter must still report it once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from skysift.models.segmenter import SegmenterConfig, build_segmenter
+from skysift.segment import SegmentConfig, Segmenter, segment
+
+CARD = {
+    "name": "threshold-stand-in",
+    "architecture": {"kind": "segmenter", "config": SegmenterConfig().to_dict()},
+    "normalization": {"kind": "asinh_mad", "softening": 4.0},
+}
+
+
+class ThresholdSegmenter(torch.nn.Module):
+    """Mask R-CNN's interface: every connected bright region of a tile is an instance."""
+
+    def __init__(self, level: float = 1.0) -> None:
+        super().__init__()
+        self.level = level
+        self.calls = 0
+
+    def forward(self, images):
+        from scipy import ndimage
+
+        self.calls += len(images)
+        outputs = []
+        for image in images:
+            light = image.numpy().mean(axis=0)
+            labels, _ = ndimage.label(light > self.level)
+            boxes, masks, scores = [], [], []
+            for k, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
+                if (labels == k).sum() < 5:  # noise specks
+                    continue
+                boxes.append([cols.start, rows.start, cols.stop, rows.stop])
+                masks.append((labels == k)[np.newaxis].astype(np.float32))
+                scores.append(0.9)
+            outputs.append(
+                {
+                    "boxes": torch.tensor(np.array(boxes, dtype=np.float32).reshape(-1, 4)),
+                    "labels": torch.full((len(scores),), 2, dtype=torch.int64),  # elliptical
+                    "scores": torch.tensor(np.array(scores, dtype=np.float32)),
+                    "masks": torch.tensor(
+                        np.array(masks, dtype=np.float32).reshape(len(scores), 1, *light.shape)
+                    ),
+                }
+            )
+        return outputs
+
+
+def _blobs(shape, centres, *, sigma=3.0, amplitude=400.0, seed=0):
+    rng = np.random.default_rng(seed)
+    rows, cols = np.indices(shape)
+    image = rng.normal(100.0, 5.0, shape)
+    for x, y in centres:
+        image += amplitude * np.exp(-((cols - x) ** 2 + (rows - y) ** 2) / (2 * sigma**2))
+    return image.astype(np.float32)
+
+
+def _segmenter(**options):
+    return Segmenter(SegmentConfig(**options), module=ThresholdSegmenter(), card=CARD)
+
+
+def test_object_on_a_tile_seam_is_found_once():
+    # 400 px wide: tiles of 256 with a 64 px margin start at 0 and 144, seam near x = 192
+    centres = [(192.0, 100.0), (60.0, 60.0), (330.0, 200.0)]
+    image = _blobs((300, 400), centres)
+    instances = _segmenter()(image)
+    assert len(instances) == 3
+    found = sorted(zip(instances.x, instances.y, strict=True))
+    for (x, y), (tx, ty) in zip(found, sorted(centres), strict=True):
+        assert abs(x - tx) < 0.3
+        assert abs(y - ty) < 0.3
+    assert set(np.unique(instances.labels)) == {0, 1, 2, 3}
+    assert (instances.area > 20).all()
+
+
+def test_image_smaller_than_a_tile_and_without_sources():
+    empty = np.random.default_rng(1).normal(100.0, 5.0, (90, 120)).astype(np.float32)
+    with pytest.warns(UserWarning, match="no sources"):
+        catalog, segmentation = segment(empty, segmenter=_segmenter())
+    assert len(catalog) == 0
+    assert "morphology" in catalog.colnames
+    assert segmentation.shape == (90, 120)
+    assert not segmentation.any()
+
+
+def test_labels_are_catalog_ids_and_unmatched_instances_are_added():
+    from skysift.catalog import FLAGS, make_catalog
+
+    image = _blobs((200, 200), [(50.0, 50.0), (150.0, 120.0)])
+    # the localizer found the first object (and a faint source outside any instance)
+    catalog = make_catalog(
+        {"id": [7, 9], "x": [50.2, 10.0], "y": [49.8, 180.0], "flux": [1000.0, 5.0]}
+    )
+    out, segmentation = segment(image, catalog, segmenter=_segmenter())
+    assert len(out) == 3
+    assert list(catalog["id"]) == [7, 9]  # input untouched
+    assert "morphology" not in catalog.meta
+    first = out[out["id"] == 7][0]
+    assert first["morphology"] == "elliptical"
+    assert first["area"] == (segmentation == 7).sum() > 0
+    assert first["bbox_xmin"] <= 50 <= first["bbox_xmax"]
+    assert out[out["id"] == 9][0]["area"] == -1  # no instance there
+    added = out[out["id"] == 10][0]
+    assert added["flags"] & FLAGS["unmatched_instance"]
+    assert abs(added["x"].value - 150.0) < 0.3
+    assert set(np.unique(segmentation)) == {0, 7, 10}
+
+
+def test_brightest_source_inside_a_mask_owns_it():
+    from skysift.catalog import make_catalog
+
+    image = _blobs((160, 160), [(80.0, 80.0)], sigma=6.0)
+    catalog = make_catalog(
+        {"id": [1, 2], "x": [80.0, 84.0], "y": [80.0, 80.0], "flux": [10.0, 900.0]}
+    )
+    out, segmentation = segment(image, catalog, segmenter=_segmenter())
+    assert set(np.unique(segmentation)) == {0, 2}
+    assert out[out["id"] == 1][0]["area"] == -1
+
+
+def test_wrong_band_count_is_a_clear_error():
+    from skysift.errors import InvalidParameterError
+
+    cube = np.zeros((2, 64, 64), dtype=np.float32)
+    with pytest.raises(InvalidParameterError, match="3 bands or 1 band"):
+        _segmenter()(cube)
+
+
+def test_margin_must_leave_a_kept_region():
+    from skysift.errors import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match="margin"):
+        _segmenter(margin=128)
+
+
+def test_mask_rcnn_runs_on_tiles_of_any_image():
+    torch.manual_seed(0)
+    model = build_segmenter(SegmenterConfig(detections_per_image=5))
+    segmenter = Segmenter(SegmentConfig(score_threshold=0.0), module=model, card=CARD)
+    image = _blobs((3, 100, 300)[1:], [(40.0, 40.0)])
+    instances = segmenter(np.stack([image] * 3))
+    assert instances.labels.shape == (100, 300)
+    assert len(instances) <= 5 * 2  # at most 5 per tile, two tiles
+
+
+def test_sample_targets_boxes_follow_masks():
+    from skysift.train.segmenter import sample_targets
+
+    labels = np.zeros((20, 30), dtype=np.int32)
+    labels[2:5, 3:9] = 11
+    labels[10:18, 20:22] = 4
+    target = sample_targets(labels, np.array([4, 11, 99]), np.array([1, 3, 2]))
+    assert target["boxes"].tolist() == [[20, 10, 22, 18], [3, 2, 9, 5]]
+    assert target["labels"].tolist() == [1, 3]  # id 99 has no pixels: dropped
+    assert target["masks"].shape == (2, 20, 30)
+    assert int(target["masks"][1].sum()) == 18
+
+
+def test_instance_targets_of_a_galaxy_zoo_like_cutout():
+    from skysift.sim import FieldConfig, simulate_field
+    from skysift.train.segmenter_data import instance_targets
+
+    field = simulate_field(
+        FieldConfig(survey="sdss", size=128, density=20, seed=2_000_301, central_galaxy="spiral")
+    )
+    labels, instances = instance_targets(field)
+    central = instances["central"]
+    assert central.sum() == 1
+    assert instances["id"][central][0] == 1
+    assert instances["label"][central][0] in (3, 4)  # spiral, or "other" if drawn armless
+    assert (labels == 1).sum() > 100
+    present = set(np.unique(labels)) - {0}
+    assert present == set(instances["id"].tolist())
+    truth = field.truth
+    clumps = np.asarray(truth["id"])[np.asarray(truth["is_shred"])]
+    assert not set(clumps.tolist()) & present
+
+
+def test_detection_map_perfect_and_missing():
+    from skysift.evaluate.segmentation import detection_map
+
+    masks = np.zeros((2, 32, 32), dtype=bool)
+    masks[0, 2:8, 2:8] = True
+    masks[1, 20:30, 20:30] = True
+    truth = {"boxes": [[2, 2, 8, 8], [20, 20, 30, 30]], "labels": [1, 2], "masks": masks}
+    perfect = {**truth, "scores": [0.9, 0.8]}
+    assert detection_map([perfect], [truth])["mask_map_50"] == pytest.approx(1.0)
+    half = {"boxes": [[2, 2, 8, 8]], "labels": [1], "masks": masks[:1], "scores": [0.9]}
+    result = detection_map([half], [truth], class_metrics=True)
+    assert result["mask_map_50_per_class"][1] == pytest.approx(1.0)
+    assert result["mask_map_50_per_class"][2] == pytest.approx(0.0)
+
+
+def test_match_instances_and_mask_centroid():
+    from skysift.evaluate.segmentation import mask_centroid, match_instances
+
+    true = np.zeros((2, 10, 10), dtype=bool)
+    true[0, :5, :5] = True
+    true[1, 5:, 5:] = True
+    pred = np.stack([true[1], true[0] & (np.arange(10) < 4)[:, None]])
+    p, t, iou = match_instances(pred, np.array([0.9, 0.5]), true)
+    assert p.tolist() == [0, 1]
+    assert t.tolist() == [1, 0]
+    assert iou[0] == pytest.approx(1.0)
+    assert iou[1] == pytest.approx(20 / 25)
+    image = np.zeros((10, 10))
+    image[2, 3] = 1.0
+    image[2, 5] = 3.0
+    assert mask_centroid(image, image > 0) == pytest.approx((4.5, 2.0))
