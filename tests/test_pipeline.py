@@ -40,12 +40,12 @@ def test_config_yaml_round_trip_and_unknown_keys():
 
 def test_pipeline_skips_unshipped_stages_with_a_reason(frame):
     field, _ = frame
-    config = PipelineConfig(stages=("localize", "classify", "segment"))
+    config = PipelineConfig(stages=("localize", "classify", "shreds"))
     result = skysift.Pipeline(config)(field.image)
     assert len(result.catalog) > 10
-    assert "segment" in result.skipped
+    assert "shreds" in result.skipped
     assert "classify" not in result.skipped
-    assert "no shipped weights" in result.skipped["segment"]
+    assert "no shipped weights" in result.skipped["shreds"]
     assert result.catalog.meta["stages_skipped"] == result.skipped
     assert result.catalog.meta["stages_run"] == ["localize", "classify"]
 
@@ -108,3 +108,44 @@ def test_run_function_on_a_path(frame):
     result = skysift.run(image_path)
     assert result.wcs is not None
     assert "ra" in result.catalog.colnames
+
+
+def test_segment_stage_says_why_it_cannot_run(frame):
+    from skysift.segment import SegmentConfig
+
+    field, _ = frame
+    config = PipelineConfig(
+        stages=("localize", "segment"), segment=SegmentConfig(model="no-such-model")
+    )
+    result = skysift.Pipeline(config)(field.image)
+    assert "not shipped" in result.skipped["segment"]
+    assert result.segmentation is None
+    two_bands = np.stack([field.image.data[0]] * 2)
+    pipeline = skysift.Pipeline(PipelineConfig(stages=("localize", "segment")))
+    pipeline._segmenter = object()  # as if loaded: the band count decides
+    result = pipeline(two_bands)
+    assert "3 bands or 1 band" in result.skipped["segment"]
+
+
+def test_segment_stage_labels_are_catalog_ids(frame, tmp_path):
+    from astropy.io import fits
+
+    from skysift.segment import Segmenter
+    from standins import CARD, ThresholdSegmenter
+
+    field, _ = frame
+    pipeline = skysift.Pipeline(PipelineConfig(stages=("localize", "classify", "segment")))
+    pipeline._segmenter = Segmenter(module=ThresholdSegmenter(level=2.0), card=CARD)
+    result = pipeline(field.image)
+    catalog, segmentation = result.catalog, result.segmentation
+    assert result.catalog.meta["stages_run"] == ["localize", "classify", "segment"]
+    labels = set(np.unique(segmentation).tolist()) - {0}
+    assert labels
+    assert labels <= set(np.asarray(catalog["id"]).tolist())
+    segmented = catalog[np.asarray(catalog["area"]) > 0]
+    assert set(np.asarray(segmented["id"]).tolist()) == labels
+    for row in segmented[:5]:
+        assert (segmentation == row["id"]).sum() == row["area"]
+    paths = result.write(tmp_path, name="frame")
+    with fits.open(paths["segmentation"]) as hdul:
+        assert (hdul[0].data == segmentation).all()

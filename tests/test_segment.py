@@ -1,8 +1,7 @@
 """Segmenter inference (tiles, seams, label map, catalog ids), targets and metrics.
 
-Tile merging is tested with a stand-in for the network: a module that answers like Mask R-CNN
-(boxes, labels, scores, mask probabilities per tile) by thresholding each tile, so every object
-is found by every tile that sees part of it; the segmenter must still report it once.
+Tile merging is tested with a stand-in for the network (``standins.ThresholdSegmenter``) that
+finds every object in every tile that sees part of it; the segmenter must report it once.
 """
 
 from __future__ import annotations
@@ -13,48 +12,7 @@ import torch
 
 from skysift.models.segmenter import SegmenterConfig, build_segmenter
 from skysift.segment import SegmentConfig, Segmenter, segment
-
-CARD = {
-    "name": "threshold-stand-in",
-    "architecture": {"kind": "segmenter", "config": SegmenterConfig().to_dict()},
-    "normalization": {"kind": "asinh_mad", "softening": 4.0},
-}
-
-
-class ThresholdSegmenter(torch.nn.Module):
-    """Mask R-CNN's interface: every connected bright region of a tile is an instance."""
-
-    def __init__(self, level: float = 1.0) -> None:
-        super().__init__()
-        self.level = level
-        self.calls = 0
-
-    def forward(self, images):
-        from scipy import ndimage
-
-        self.calls += len(images)
-        outputs = []
-        for image in images:
-            light = image.numpy().mean(axis=0)
-            labels, _ = ndimage.label(light > self.level)
-            boxes, masks, scores = [], [], []
-            for k, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
-                if (labels == k).sum() < 5:  # noise specks
-                    continue
-                boxes.append([cols.start, rows.start, cols.stop, rows.stop])
-                masks.append((labels == k)[np.newaxis].astype(np.float32))
-                scores.append(0.9)
-            outputs.append(
-                {
-                    "boxes": torch.tensor(np.array(boxes, dtype=np.float32).reshape(-1, 4)),
-                    "labels": torch.full((len(scores),), 2, dtype=torch.int64),  # elliptical
-                    "scores": torch.tensor(np.array(scores, dtype=np.float32)),
-                    "masks": torch.tensor(
-                        np.array(masks, dtype=np.float32).reshape(len(scores), 1, *light.shape)
-                    ),
-                }
-            )
-        return outputs
+from standins import CARD, ThresholdSegmenter
 
 
 def _blobs(shape, centres, *, sigma=3.0, amplitude=400.0, seed=0):

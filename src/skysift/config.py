@@ -19,12 +19,12 @@ from typing import Any
 from skysift.errors import InvalidParameterError
 from skysift.io import CATALOG_FORMATS
 from skysift.localizer import LocalizeConfig
+from skysift.segment import SegmentConfig
 from skysift.stargalaxy import ClassifyConfig
 
 __all__ = ["KNOWN_STAGES", "PipelineConfig"]
 
-#: Stages in pipeline order. ``localize`` and ``classify`` have shipped models; the others
-#: are skipped with a message until their models ship.
+#: Stages in pipeline order. A stage whose model is not shipped is skipped with a message.
 KNOWN_STAGES = ("localize", "classify", "shreds", "segment")
 
 
@@ -40,6 +40,8 @@ class PipelineConfig:
         Localizer options.
     classify : ClassifyConfig
         Star/galaxy classifier options (detector geometry for the position input).
+    segment : SegmentConfig
+        Segmenter options (tile overlap, score and mask thresholds).
     formats : tuple of str
         Catalog formats written by :meth:`Result.write` (fits, ecsv, csv, parquet).
     regions : bool
@@ -55,6 +57,7 @@ class PipelineConfig:
     stages: tuple[str, ...] = ("localize", "classify")
     localize: LocalizeConfig = field(default_factory=LocalizeConfig)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
     formats: tuple[str, ...] = ("ecsv",)
     regions: bool = True
     probability_map: bool = False
@@ -89,7 +92,11 @@ class PipelineConfig:
         """Build from plain data, refusing unknown keys at every level."""
         data = dict(data or {})
         _check_keys(data, cls, "pipeline config")
-        for name, stage_cls in (("localize", LocalizeConfig), ("classify", ClassifyConfig)):
+        for name, stage_cls in (
+            ("localize", LocalizeConfig),
+            ("classify", ClassifyConfig),
+            ("segment", SegmentConfig),
+        ):
             if name in data:
                 options = dict(data[name] or {})
                 _check_keys(options, stage_cls, name)

@@ -20,7 +20,6 @@ log = logging.getLogger(__name__)
 
 _NOT_SHIPPED = {
     "shreds": "the shred classifier has no shipped weights yet",
-    "segment": "the Mask R-CNN segmenter has no shipped weights yet (issue 5)",
 }
 
 
@@ -36,6 +35,7 @@ class Pipeline:
     config: PipelineConfig = field(default_factory=PipelineConfig)
     _localizer: object = field(default=None, init=False, repr=False)
     _classifier: object = field(default=None, init=False, repr=False)
+    _segmenter: object = field(default=None, init=False, repr=False)
 
     def __call__(self, image, *, mask=None, wcs=None, progress: bool = False) -> Result:
         """Run the configured stages on ``image`` (an :class:`Image`, array or cube)."""
@@ -51,12 +51,19 @@ class Pipeline:
         catalog, probability = self._localizer(image, progress=progress)
         timings["localize"] = time.perf_counter() - start
         stages_run = ["localize"]
+        segmentation = None
         for stage in self.config.stages[1:]:
             start = time.perf_counter()
             if stage == "classify" and len(catalog):
                 catalog = self._classify(image, catalog, progress)
             elif stage == "classify":
                 pass  # nothing to classify; the empty catalog already has the column
+            elif stage == "segment" and (reason := self._segmenter_unavailable(image)):
+                skipped[stage] = reason
+                log.warning("skipping stage %r: %s", stage, reason)
+                continue
+            elif stage == "segment":
+                catalog, segmentation = self._segment(image, catalog, progress)
             else:
                 reason = _NOT_SHIPPED.get(stage, "not implemented")
                 skipped[stage] = reason
@@ -70,12 +77,40 @@ class Pipeline:
         return Result(
             catalog=catalog,
             probability_map=probability,
+            segmentation=segmentation,
             config=self.config,
             wcs=image.wcs,
             timings=timings,
             skipped=skipped,
             image=image,
         )
+
+    def _segmenter_unavailable(self, image) -> str | None:
+        """Why the segment stage cannot run on ``image`` (None: it can)."""
+        from skysift.models.registry import weights_dir
+
+        name = self.config.segment.model
+        if self._segmenter is None and not (weights_dir() / f"{name}.json").exists():
+            return f"the segmenter model {name!r} is not shipped"
+        if image.n_bands not in (1, 3):
+            return (
+                f"the segmenter takes 3 bands or 1 band; the image has {image.n_bands} "
+                f"({', '.join(image.bands)})"
+            )
+        return None
+
+    def _segment(self, image, catalog, progress: bool):
+        import warnings
+
+        from skysift.errors import EmptyCatalogWarning
+        from skysift.segment import Segmenter, segment
+
+        if self._segmenter is None:
+            self._segmenter = Segmenter(self.config.segment)
+        with warnings.catch_warnings():
+            # an empty segmentation is reported by the catalog itself
+            warnings.simplefilter("ignore", EmptyCatalogWarning)
+            return segment(image, catalog, segmenter=self._segmenter, progress=progress)
 
     def _classify(self, image, catalog, progress: bool):
         from skysift.stargalaxy import StarGalaxyClassifier, classify_stars
