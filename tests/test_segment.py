@@ -32,7 +32,7 @@ def test_object_on_a_tile_seam_is_found_once():
     # 400 px wide: tiles of 256 with a 64 px margin start at 0 and 144, seam near x = 192
     centres = [(192.0, 100.0), (60.0, 60.0), (330.0, 200.0)]
     image = _blobs((300, 400), centres)
-    instances = _segmenter()(image)
+    instances = _segmenter(tile=256)(image)
     assert len(instances) == 3
     found = sorted(zip(instances.x, instances.y, strict=True))
     for (x, y), (tx, ty) in zip(found, sorted(centres), strict=True):
@@ -99,17 +99,25 @@ def test_margin_must_leave_a_kept_region():
     from skysift.errors import InvalidParameterError
 
     with pytest.raises(InvalidParameterError, match="margin"):
-        _segmenter(margin=128)
+        _segmenter(tile=256, margin=128)
+    with pytest.raises(InvalidParameterError, match="multiple of 32"):
+        SegmentConfig(tile=300)
 
 
 def test_mask_rcnn_runs_on_tiles_of_any_image():
     torch.manual_seed(0)
-    model = build_segmenter(SegmenterConfig(detections_per_image=5))
-    segmenter = Segmenter(SegmentConfig(score_threshold=0.0), module=model, card=CARD)
-    image = _blobs((3, 100, 300)[1:], [(40.0, 40.0)])
+    architecture = SegmenterConfig(detections_per_image=5)
+    model = build_segmenter(architecture)
+    card = {**CARD, "architecture": {"kind": "segmenter", "config": architecture.to_dict()}}
+    segmenter = Segmenter(SegmentConfig(tile=256, score_threshold=0.0), module=model, card=card)
+    image = _blobs((100, 300), [(40.0, 40.0)])
     instances = segmenter(np.stack([image] * 3))
     assert instances.labels.shape == (100, 300)
     assert len(instances) <= 5 * 2  # at most 5 per tile, two tiles
+    large = Segmenter(SegmentConfig(tile=512), module=model, card=card)
+    assert model.transform.min_size == (512,)
+    assert model.roi_heads.detections_per_img == 20
+    assert large(image).labels.shape == (100, 300)
 
 
 def test_sample_targets_boxes_follow_masks():

@@ -40,6 +40,10 @@ class SegmentConfig:
     ----------
     model : str
         Shipped model name.
+    tile : int
+        Tile side (pixels) at inference. The network is convolutional and was trained on
+        256x256 images; larger tiles (pixels are never resampled) spend less time on the
+        overlaps.
     margin : int
         Overlap context on each side of a tile (pixels); objects up to twice this across are
         segmented whole.
@@ -52,6 +56,7 @@ class SegmentConfig:
     """
 
     model: str = "segmenter"
+    tile: int = 512
     margin: int = 64
     score_threshold: float = 0.5
     mask_threshold: float = 0.5
@@ -64,6 +69,8 @@ class SegmentConfig:
             )
         if self.margin < 0 or self.batch_size < 1:
             raise InvalidParameterError("margin must be >= 0 and batch_size >= 1")
+        if self.tile < 64 or self.tile % 32:
+            raise InvalidParameterError(f"tile must be a multiple of 32 and >= 64, got {self.tile}")
 
 
 @dataclass
@@ -122,10 +129,18 @@ class Segmenter:
         self.module = module.eval()
         self.card = card
         self.architecture = SegmenterConfig.from_dict(card["architecture"]["config"])
-        tile = self.architecture.image_size
+        tile = self.config.tile
         if 2 * self.config.margin >= tile:
             raise InvalidParameterError(
                 f"margin {self.config.margin} leaves no kept region in {tile}-pixel tiles"
+            )
+        transform = getattr(self.module, "transform", None)
+        if transform is not None:  # torchvision's detector: run tiles at their own size
+            transform.min_size = (tile,)
+            transform.max_size = tile
+            scale = (tile / self.architecture.image_size) ** 2
+            self.module.roi_heads.detections_per_img = int(
+                self.architecture.detections_per_image * scale
             )
 
     def network_input(self, image: Image) -> np.ndarray:
@@ -163,7 +178,7 @@ class Segmenter:
         from skysift.progress import progress_iter
         from skysift.tiling import tile_grid
 
-        tile = self.architecture.image_size
+        tile = self.config.tile
         height, width = data.shape[1:]
         tiles = tile_grid((height, width), tile=tile, margin=self.config.margin)
         batches = [
