@@ -194,7 +194,9 @@ class StarGalaxyClassifier:
     module, card : optional
         An in-memory network and its card instead (training and tests).
     batch_size : int
-        Sources per network call.
+        Sources per network call. 1024 is as fast as larger batches here and keeps the
+        first convolution's output (batch x 32 x 32 x 32 floats) at 128 MB; 4096 took
+        0.5 GB per activation and 1.3 GB more peak memory.
     calibrated : bool
         Apply the card's calibration (True) or return the raw network output.
     backend : str
@@ -208,7 +210,7 @@ class StarGalaxyClassifier:
         *,
         module=None,
         card: dict[str, Any] | None = None,
-        batch_size: int = 4096,
+        batch_size: int = 1024,
         calibrated: bool = True,
         backend: str = "auto",
     ) -> None:
