@@ -58,10 +58,10 @@ class Stage:
 
 #: From scratch (all layers), then the paper's heads -> deeper -> all with falling rates.
 STAGES: tuple[Stage, ...] = (
-    Stage("scratch", 2000, 2e-3, ("early", "deep", "heads")),
-    Stage("heads", 400, 1e-3, ("heads",)),
-    Stage("deeper", 400, 3e-4, ("deep", "heads")),
-    Stage("all", 400, 1e-4, ("early", "deep", "heads")),
+    Stage("scratch", 1300, 2e-3, ("early", "deep", "heads")),
+    Stage("heads", 200, 1e-3, ("heads",)),
+    Stage("deeper", 200, 3e-4, ("deep", "heads")),
+    Stage("all", 250, 1e-4, ("early", "deep", "heads")),
 )
 
 
