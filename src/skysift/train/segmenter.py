@@ -27,7 +27,11 @@ import numpy as np
 from skysift.models.segmenter import SegmenterConfig
 from skysift.normalization import normalize
 from skysift.sim.dataset import iter_shards, write_dataset
-from skysift.train.segmenter_data import SegmenterSamples, segmenter_field_configs
+from skysift.train.segmenter_data import (
+    FOOTPRINT_NSIGMA,
+    SegmenterSamples,
+    segmenter_field_configs,
+)
 
 __all__ = [
     "STAGES",
@@ -424,7 +428,8 @@ def card_for(config: SegmenterTrainingConfig) -> dict[str, Any]:
         "trained_on": {
             "images": "256x256: SDSS g,r,i cutouts centred on a bright elliptical or spiral "
             "galaxy (75 %) and DECaLS g,r,z blended fields (25 %); all artifacts",
-            "instances": "truth sources with S/N >= 5 and a 1-sigma footprint of >= 4 pixels",
+            "instances": f"truth sources with S/N >= 5 and a {FOOTPRINT_NSIGMA:g}-sigma footprint "
+            "of >= 4 pixels",
         },
         "training": {
             "command": f"skysift train segmenter --seed {config.seed}",

@@ -10,7 +10,8 @@ test) from the role's seed range (:mod:`skysift.sim.seeds`):
   sources blend (the deblending case of Burke et al.).
 
 Every artifact of the simulator stays on. Instances are the truth sources with detection-band
-S/N >= ``min_snr`` and a footprint (the simulator's 1-sigma isophote, each pixel owned by the
+S/N >= ``min_snr`` and a footprint (the simulator's ``FOOTPRINT_NSIGMA`` isophote of the
+noiseless light, each pixel owned by the
 source that contributes most light there) of at least ``min_area`` pixels; a star-forming
 clump has no footprint of its own, it is part of its parent galaxy. Classes follow the truth
 morphology (star, elliptical, spiral, other) with one correction: a "spiral" smaller than the
@@ -28,13 +29,17 @@ from skysift.models.segmenter import CLASSES
 from skysift.sim.field import FieldConfig, SimulatedField
 from skysift.sim.seeds import SEED_RANGES
 
-__all__ = ["SegmenterSamples", "instance_targets", "segmenter_field_configs"]
+__all__ = ["FOOTPRINT_NSIGMA", "SegmenterSamples", "instance_targets", "segmenter_field_configs"]
 
 IMAGE_SIZE = 256
 #: Field seeds start here within each role's range (clear of the other models' fields).
 SEED_OFFSET = 400_000
 #: Fraction of Galaxy-Zoo-like SDSS cutouts (the rest are blended DECaLS fields).
 SDSS_FRACTION = 0.75
+#: Isophote of the truth masks in units of the sky noise. The first model was trained on
+#: 1-sigma footprints, which reach below the noise of single pixels (most of its galaxy misses
+#: overlapped the truth with IoU < 0.5); 2 sigma is an edge the image itself shows.
+FOOTPRINT_NSIGMA = 2.0
 
 
 def segmenter_field_configs(
@@ -66,6 +71,7 @@ def segmenter_field_configs(
             "optical_centre": tuple(float(v) for v in rng.uniform(-512, 768, 2)),
             "psf_reference_radius": 1024.0,
             "cosmic_rays": float(rng.uniform(10.0, 100.0)),
+            "footprint_nsigma": FOOTPRINT_NSIGMA,
         }
         if cutout:
             central = "elliptical" if k % 2 == 0 else "spiral"
