@@ -25,7 +25,6 @@ from skysift.sim.dataset import iter_shards
 from skysift.train.segmenter import SOFTENING, evaluate_segmenter, load_images
 
 ROOT = Path(__file__).resolve().parents[1]
-IMAGES = ROOT / "docs" / "images"
 COLOURS = {"star": "#ffd92f", "elliptical": "#fc8d62", "spiral": "#66c2a5", "other": "#8da0cb"}
 
 
@@ -66,7 +65,7 @@ def otsu_against_truth(directory: str) -> dict:
     }
 
 
-def speed(segmenter_module, card, *, repeats: int = 3) -> dict:
+def speed(segmenter_module, card, *, repeats: int = 3, threads: int = 2) -> dict:
     """Seconds per 256x256 image (batches of 4) and a 2048x2048 SDSS field end to end."""
     import sep
     import torch
@@ -74,7 +73,7 @@ def speed(segmenter_module, card, *, repeats: int = 3) -> dict:
     from skysift.segment import Segmenter, segment
     from skysift.sim import FieldConfig, simulate_field
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     batch = [torch.zeros(3, 256, 256) + torch.randn(3, 256, 256) * 0.3 for _ in range(4)]
     segmenter_module.eval()
     with torch.no_grad():
@@ -291,11 +290,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--test-dir", default=str(ROOT / "data" / "segmenter_test"))
     parser.add_argument("--noise", default="0,0.5,1,2,3")
+    parser.add_argument(
+        "--weights-dir", default=None, help="Model folder (default: the shipped weights)."
+    )
+    parser.add_argument(
+        "--out-dir",
+        default=str(ROOT),
+        help="Root for benchmarks/results, docs/benchmarks, docs/images.",
+    )
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     import torch
 
-    torch.set_num_threads(2)
-    module, card = load_model("segmenter")
+    torch.set_num_threads(args.threads)
+    module, card = load_model(
+        "segmenter", directory=Path(args.weights_dir) if args.weights_dir else None
+    )
+    root = Path(args.out_dir)
+    images = root / "docs" / "images"
     samples = load_images(args.test_dir)
     raws = [shard["image"][0] for shard in iter_shards(args.test_dir)]
     test = evaluate_segmenter(module, samples, raw_images=raws)
@@ -313,10 +325,10 @@ def main() -> None:
             }
         )
         print(noise_rows[-1], flush=True)
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    noise_figure(noise_rows, IMAGES / "segmenter_noise.png")
-    overlay_examples(module, args.test_dir, IMAGES / "segmenter_examples.png")
-    timing = speed(module, card)
+    images.mkdir(parents=True, exist_ok=True)
+    noise_figure(noise_rows, images / "segmenter_noise.png")
+    overlay_examples(module, args.test_dir, images / "segmenter_examples.png")
+    timing = speed(module, card, threads=args.threads)
     for key in ("field", "segmentation", "catalog"):
         timing.pop(key)
     result = {
@@ -327,9 +339,11 @@ def main() -> None:
         "otsu": otsu_against_truth(args.test_dir),
         "speed": timing,
     }
-    out = ROOT / "benchmarks" / "results" / "segmenter.json"
+    for folder in ("benchmarks/results", "docs/benchmarks"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    out = root / "benchmarks" / "results" / "segmenter.json"
     out.write_text(json.dumps(result, indent=1, default=float) + "\n")
-    (ROOT / "docs" / "benchmarks" / "segmenter.md").write_text(markdown(result))
+    (root / "docs" / "benchmarks" / "segmenter.md").write_text(markdown(result))
     print(markdown(result))
 
 

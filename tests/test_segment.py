@@ -180,6 +180,8 @@ def test_match_instances_and_mask_centroid():
     assert t.tolist() == [1, 0]
     assert iou[0] == pytest.approx(1.0)
     assert iou[1] == pytest.approx(20 / 25)
+    nothing = match_instances(np.zeros((0, 10, 10), dtype=bool), np.zeros(0), true)
+    assert all(len(part) == 0 for part in nothing)
     image = np.zeros((10, 10))
     image[2, 3] = 1.0
     image[2, 5] = 3.0

@@ -129,11 +129,11 @@ def match_instances(
     ious : numpy.ndarray
         Their IoU.
     """
-    pred = np.asarray(pred_masks, dtype=bool).reshape(len(pred_masks), -1)
-    true = np.asarray(true_masks, dtype=bool).reshape(len(true_masks), -1)
-    if not len(pred) or not len(true):
+    if not len(pred_masks) or not len(true_masks):
         empty = np.zeros(0, dtype=np.intp)
         return empty, empty, np.zeros(0)
+    pred = np.asarray(pred_masks, dtype=bool).reshape(len(pred_masks), -1)
+    true = np.asarray(true_masks, dtype=bool).reshape(len(true_masks), -1)
     inter = pred.astype(np.float32) @ true.T.astype(np.float32)
     union = pred.sum(1)[:, None] + true.sum(1)[None, :] - inter
     overlap = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
