@@ -296,11 +296,11 @@ def prepare_data(config: LocalizerTrainingConfig, *, progress: bool = True) -> N
 def train_localizer(config: LocalizerTrainingConfig, *, progress: bool = True) -> Path:
     """Train (resuming if possible) and return the path of the best weights (safetensors)."""
     import torch
-    from safetensors.torch import save_file
 
     from skysift.models.runtime import tune_malloc
     from skysift.models.unet import UNet, UNetConfig
     from skysift.progress import progress_iter
+    from skysift.train.checkpoints import append_log, save_weights
 
     tune_malloc()
     torch.set_num_threads(config.threads)
@@ -355,15 +355,10 @@ def train_localizer(config: LocalizerTrainingConfig, *, progress: bool = True) -
                 "minutes": (time.perf_counter() - started) / 60,
             }
             running = []
-            with open(logfile, "a") as handle:
-                handle.write(json.dumps(entry) + "\n")
-            log.info("step %d: %s", done, entry)
+            append_log(logfile, entry)
             if metrics["f1"] > best_f1:
                 best_f1 = metrics["f1"]
-                save_file(
-                    {k: v.contiguous() for k, v in model.state_dict().items()},
-                    str(run / "best.safetensors"),
-                )
+                save_weights(model, run / "best.safetensors")
             torch.save(
                 {
                     "model": model.state_dict(),

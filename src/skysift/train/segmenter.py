@@ -250,11 +250,11 @@ def validation_map(model, samples: list[dict[str, np.ndarray]]) -> dict[str, flo
 def train_segmenter(config: SegmenterTrainingConfig, *, progress: bool = True) -> Path:
     """Train (resuming if possible); returns the path of the best weights (safetensors)."""
     import torch
-    from safetensors.torch import save_file
 
     from skysift.models.runtime import tune_malloc
     from skysift.models.segmenter import build_segmenter
     from skysift.progress import progress_iter
+    from skysift.train.checkpoints import append_log, save_weights
 
     tune_malloc()
     torch.set_num_threads(config.threads)
@@ -319,15 +319,10 @@ def train_segmenter(config: SegmenterTrainingConfig, *, progress: bool = True) -
                 "minutes": (time.perf_counter() - started) / 60,
             }
             running = []
-            with open(run / "train.log", "a") as handle:
-                handle.write(json.dumps(entry) + "\n")
-            log.info("step %d: %s", done, entry)
+            append_log(run / "train.log", entry)
             if metrics["mask_map_50"] > best:
                 best = metrics["mask_map_50"]
-                save_file(
-                    {k: v.contiguous() for k, v in model.state_dict().items()},
-                    str(run / "best.safetensors"),
-                )
+                save_weights(model, run / "best.safetensors")
             torch.save(
                 {
                     "model": model.state_dict(),
