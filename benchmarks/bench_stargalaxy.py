@@ -33,6 +33,7 @@ from skysift.train.stargalaxy import (
     SNR_BINS,
     StarGalaxyTrainingConfig,
     load_split,
+    network_context,
     predict_raw,
     split_indices,
     train_stargalaxy,
@@ -42,35 +43,56 @@ ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "docs" / "images"
 
 
+#: Ablation variants: (position branch, position input, seeing input).
+VARIANTS = {
+    "none": (False, True, False),  # the paper's appendix-A ablation: no branch at all
+    "position": (True, True, False),  # the paper's network
+    "seeing": (True, False, True),  # the image's measured seeing, no position
+    "position+seeing": (True, True, True),  # skysift's default
+}
+#: Pairs whose outer-ROC-AUC difference measures the position branch's gain.
+POSITION_GAINS = (("position", "none"), ("position+seeing", "seeing"))
+
+
 def ablation(
-    data, splits, test, *, samples: int, epochs: int, seeds=(0, 1, 2), threads: int = 2
+    data,
+    splits,
+    test,
+    *,
+    samples: int,
+    epochs: int,
+    variants=tuple(VARIANTS),
+    seeds=(0, 1, 2),
+    threads: int = 2,
 ) -> list[dict]:
-    """ROC-AUC (all, inner, outer) of networks with and without the position branch."""
+    """ROC-AUC (all, inner, outer) of networks with different context inputs, per seed."""
     rows = []
     inner = test["radius"] < 0.5
-    for position in (True, False):
+    for variant in variants:
+        branch, position, seeing = VARIANTS[variant]
         for seed in seeds:
-            name = f"{'pos' if position else 'nopos'}_seed{seed}"
+            name = f"{variant}_seed{seed}"
             config = StarGalaxyTrainingConfig(
                 run_dir=str(ROOT / "runs" / "stargalaxy_ablation" / name),
-                position_branch=position,
+                position_branch=branch,
+                position_input=position,
+                seeing_input=seeing,
                 seed=seed,
                 max_epochs=epochs,
                 max_train_samples=samples,
                 threads=threads,
             )
             module, history = train_stargalaxy(config, data, splits, progress=False)
+            cal = splits["calibration"]
             calibration = fit_platt(
-                predict_raw(
-                    module,
-                    data["cutout"][splits["calibration"]],
-                    data["position"][splits["calibration"]],
-                ),
-                data["label"][splits["calibration"]],
+                predict_raw(module, data["cutout"][cal], network_context(module.config, data, cal)),
+                data["label"][cal],
             )
-            p = calibration(predict_raw(module, test["cutout"], test["position"]))
+            p = calibration(
+                predict_raw(module, test["cutout"], network_context(module.config, test))
+            )
             row = {
-                "position_branch": position,
+                "variant": variant,
                 "seed": seed,
                 "epochs": len(history),
                 "all": classification_metrics(test["label"], p),
@@ -84,6 +106,25 @@ def ablation(
                 flush=True,
             )
     return rows
+
+
+def ablation_summary(rows: list[dict]) -> dict:
+    """Mean and spread per variant, and the per-seed outer gains of the position input."""
+    summary: dict = {"variants": {}, "position_gain_outer": {}}
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        chosen = [r for r in rows if r["variant"] == variant]
+        summary["variants"][variant] = {
+            part: _mean_std([r[part]["roc_auc"] for r in chosen])
+            for part in ("all", "inner", "outer")
+        }
+    for with_, without in POSITION_GAINS:
+        a = {r["seed"]: r for r in rows if r["variant"] == with_}
+        b = {r["seed"]: r for r in rows if r["variant"] == without}
+        seeds = sorted(a.keys() & b.keys())
+        if seeds:
+            diffs = [a[s]["outer"]["roc_auc"] - b[s]["outer"]["roc_auc"] for s in seeds]
+            summary["position_gain_outer"][f"{with_} - {without}"] = [*_mean_std(diffs), diffs]
+    return summary
 
 
 def feature_baseline(data, splits, test) -> tuple[np.ndarray, np.ndarray]:
@@ -115,7 +156,7 @@ def speed(classifier: StarGalaxyClassifier, n: int = 100_000) -> dict[str, float
 
     rng = np.random.default_rng(0)
     cutouts = rng.normal(size=(n, 32, 32)).astype(np.float32)
-    positions = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+    positions = rng.uniform(-1, 1, (n, classifier.module.config.context_size)).astype(np.float32)
     classifier.raw_scores(cutouts[:4096], positions[:4096])  # warm up
     start = time.perf_counter()
     classifier.raw_scores(cutouts, positions)
@@ -173,7 +214,7 @@ def figures(test, raw, maps, module) -> dict[str, str]:
     with torch.inference_mode():
         emb = module.embedding(
             torch.from_numpy(_centre(test["cutout"][pick])[:, None]),
-            torch.from_numpy(test["position"][pick]),
+            torch.from_numpy(network_context(module.config, test, pick)),
         ).numpy()
     xy = PCA(n_components=2, random_state=0).fit_transform(emb)
     p = maps["lt"](raw[pick])
@@ -248,27 +289,30 @@ def write_markdown(result: dict, path: Path) -> None:
     ab = result["ablation_summary"]
     lines += [
         "",
-        "## Position branch (3 seeds each, same reduced budget)",
+        "## Context inputs: position and seeing (3 seeds each, same reduced budget)",
         "",
         f"Budget: {result['ablation_budget']['samples']} training cutouts, at most "
         f"{result['ablation_budget']['epochs']} epochs. Inner = within half the detector "
         "half-diagonal of the optical axis; outer = beyond, where the PSF is broadest and most "
-        "elongated.",
+        "elongated. *none* is the paper's appendix-A ablation (no position branch), "
+        "*position* the paper's network, *seeing* gives the branch only the image's measured "
+        "seeing FWHM, *position+seeing* both (skysift's default).",
         "",
         "| network | ROC-AUC all | ROC-AUC inner | ROC-AUC outer |",
         "|---|---|---|---|",
     ]
-    for key, name in (("pos", "with position"), ("nopos", "without position")):
-        s = ab[key]
+    for name, s in ab["variants"].items():
         lines.append(
             f"| {name} | {s['all'][0]:.4f} +- {s['all'][1]:.4f} | {s['inner'][0]:.4f} +- "
             f"{s['inner'][1]:.4f} | {s['outer'][0]:.4f} +- {s['outer'][1]:.4f} |"
         )
-    d = ab["difference_outer"]
+    lines.append("")
+    for pair, d in ab["position_gain_outer"].items():
+        lines.append(
+            f"Outer ROC-AUC difference {pair} (per seed pair): {d[0]:+.4f} +- {d[1]:.4f} "
+            f"(values {', '.join(f'{v:+.4f}' for v in d[2])})."
+        )
     lines += [
-        "",
-        f"Outer ROC-AUC difference (with - without, per seed pair): {d[0]:+.4f} +- {d[1]:.4f} "
-        f"(values {', '.join(f'{v:+.4f}' for v in d[2])}).",
         "",
         "## Speed",
         "",
@@ -304,6 +348,11 @@ def main() -> None:
     parser.add_argument(
         "--ablation-only", action="store_true", help="Train/score the ablation networks only."
     )
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help="Comma-separated ablation variants: " + ", ".join(VARIANTS),
+    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     data = load_split(f"{args.data_dir}/stargalaxy_train")
@@ -315,6 +364,7 @@ def main() -> None:
         test,
         samples=args.ablation_samples,
         epochs=args.ablation_epochs,
+        variants=tuple(args.variants.split(",")),
         threads=args.threads,
     )
     if args.ablation_only:
@@ -323,33 +373,18 @@ def main() -> None:
     classifier = StarGalaxyClassifier()
     module = classifier.module
     cal = splits["calibration"]
-    cal_raw = predict_raw(module, data["cutout"][cal], data["position"][cal])
+    cal_raw = predict_raw(module, data["cutout"][cal], network_context(module.config, data, cal))
     maps = {
         "platt": fit_platt(cal_raw, data["label"][cal], logit_input=False),
         "lt": classifier.calibration,
     }
-    raw = predict_raw(module, test["cutout"], test["position"])
+    raw = predict_raw(module, test["cutout"], network_context(module.config, test))
     p_skysift = maps["lt"](raw)
     p_features, p_features_raw = feature_baseline(data, splits, test)
     star_fraction = float(np.mean(data["label"][splits["train"]]))
     rng = np.random.default_rng(0)
     p_random = (rng.random(len(test["label"])) < star_fraction).astype(float)
-    summary = {}
-    for key, flag in (("pos", True), ("nopos", False)):
-        chosen = [r for r in rows if r["position_branch"] == flag]
-        summary[key] = {
-            part: _mean_std([r[part]["roc_auc"] for r in chosen])
-            for part in ("all", "inner", "outer")
-        }
-    diffs = [
-        a["outer"]["roc_auc"] - b["outer"]["roc_auc"]
-        for a, b in zip(
-            [r for r in rows if r["position_branch"]],
-            [r for r in rows if not r["position_branch"]],
-            strict=True,
-        )
-    ]
-    summary["difference_outer"] = [*_mean_std(diffs), diffs]
+    summary = ablation_summary(rows)
     methods = {
         "skysift": p_skysift,
         "features (GBT)": p_features,

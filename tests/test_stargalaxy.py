@@ -20,7 +20,9 @@ from skysift.train.stargalaxy import (
     SNR_BINS,
     StarGalaxyTrainingConfig,
     _augment,
+    field_seeing,
     focal_loss,
+    network_context,
     split_indices,
     train_stargalaxy,
 )
@@ -121,9 +123,12 @@ def test_training_runs_and_resumes(tmp_path, rng):
         "position": rng.uniform(-1, 1, (n, 2)).astype(np.float32),
         "label": labels,
         "snr": rng.uniform(3, 100, n).astype(np.float32),
+        "seeing": rng.uniform(3.5, 6.5, n).astype(np.float32),
     }
     config = StarGalaxyTrainingConfig(run_dir=str(tmp_path / "run"), max_epochs=2, batch_size=64)
-    _module, history = train_stargalaxy(config, data, progress=False)
+    module, history = train_stargalaxy(config, data, progress=False)
+    assert module.config.seeing_input
+    assert module.config.context_size == 3
     assert [h["epoch"] for h in history] == [1, 2]
     longer = StarGalaxyTrainingConfig(run_dir=str(tmp_path / "run"), max_epochs=3, batch_size=64)
     _, history = train_stargalaxy(longer, data, progress=False)
@@ -207,3 +212,104 @@ def test_bad_catalog_or_band_is_a_clear_error(rng):
         skysift.classify_stars(image, catalog, band="r", classifier=_tiny_classifier())
     with pytest.raises(InvalidParameterError, match="out of range"):
         skysift.classify_stars(image, catalog, band=3, classifier=_tiny_classifier())
+
+
+def _stars_image(rng, fwhm: float, *, n: int = 40, size: int = 256) -> tuple[Image, np.ndarray]:
+    """Gaussian stars of one FWHM (peaks 30-300 sigma) on unit noise; returns image and x, y."""
+    sigma = fwhm / 2.3548
+    yy, xx = np.mgrid[:size, :size]
+    data = rng.normal(0.0, 1.0, (size, size))
+    xy = rng.uniform(20, size - 20, (n, 2))
+    for (x, y), peak in zip(xy, rng.uniform(30, 300, n), strict=True):
+        data += peak * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2))
+    return Image.from_array(data.astype(np.float32)), xy
+
+
+@pytest.mark.parametrize("fwhm", [3.0, 4.5, 6.5])
+def test_seeing_is_measured_from_the_sources(rng, fwhm):
+    from skysift.stargalaxy import classifier_inputs, seeing_from_cutouts
+
+    image, xy = _stars_image(rng, fwhm)
+    cutouts, _ = classifier_inputs(image, xy[:, 0], xy[:, 1], softening=4.0)
+    assert seeing_from_cutouts(cutouts, softening=4.0) == pytest.approx(fwhm, rel=0.08)
+    # too few bright sources: no estimate rather than a wrong one
+    assert np.isnan(seeing_from_cutouts(cutouts[:4], softening=4.0))
+    assert np.isnan(seeing_from_cutouts(np.zeros((50, 34, 34), np.float32), softening=4.0))
+
+
+def test_seeing_input_network_and_classifier(rng):
+    from skysift.models.stargalaxy import StarGalaxyConfig
+
+    torch.manual_seed(0)
+    config = StarGalaxyConfig(seeing_input=True)
+    net = StarGalaxyNet(config).eval()
+    cutout = torch.randn(1, 1, 32, 32)
+    good, bad = (
+        net(cutout, torch.tensor([[0.3, 0.3, -0.2]])),
+        net(cutout, torch.tensor([[0.3, 0.3, 0.3]])),
+    )
+    assert not torch.allclose(good, bad)
+    assert StarGalaxyConfig(position_input=False, seeing_input=True).context_size == 1
+    with pytest.raises(ValueError, match="position branch"):
+        StarGalaxyConfig(position_widths=(), seeing_input=True)
+    with pytest.raises(ValueError, match="position_input or seeing_input"):
+        StarGalaxyConfig(position_input=False)
+    np.testing.assert_allclose(config.seeing_feature(config.seeing_reference), 0.0, atol=1e-7)
+
+    card = {"normalization": {"softening": 4.0}}
+    classifier = StarGalaxyClassifier(module=net, card=card, calibrated=False)
+    image, xy = _stars_image(rng, 5.0)
+    p_star, edge = classifier(image, xy[:, 0], xy[:, 1])
+    assert p_star.shape == (len(xy),)
+    assert not edge.any()
+    assert classifier.seeing_fwhm == pytest.approx(5.0, rel=0.08)
+    with pytest.raises(InvalidParameterError, match="3 context columns"):
+        classifier.raw_scores(np.zeros((2, 32, 32), np.float32), np.zeros((2, 2), np.float32))
+    # a blank image has nothing to measure: the reference seeing is used, with a log message
+    blank = Image.from_array(rng.normal(size=(64, 64)).astype(np.float32))
+    p_blank, _ = classifier(blank, [30.0], [30.0])
+    assert np.isnan(classifier.seeing_fwhm)
+    assert np.isfinite(p_blank).all()
+
+
+def test_field_seeing_and_context_columns(rng):
+    from skysift.models.stargalaxy import StarGalaxyConfig
+    from skysift.stargalaxy import classifier_inputs
+
+    parts = []
+    for seed, fwhm in ((10, 4.0), (11, 6.0)):
+        image, xy = _stars_image(rng, fwhm, n=30)
+        cutouts, edge = classifier_inputs(image, xy[:, 0], xy[:, 1], softening=4.0)
+        parts.append((cutouts.astype(np.float16), edge, np.full(len(xy), seed)))
+    data = {
+        "cutout": np.concatenate([p[0] for p in parts]),
+        "edge": np.concatenate([p[1] for p in parts]),
+        "seed": np.concatenate([p[2] for p in parts]),
+        "position": rng.uniform(-1, 1, (60, 2)).astype(np.float32),
+    }
+    seeing = field_seeing(data)
+    assert seeing[:30] == pytest.approx(np.full(30, 4.0), rel=0.08)
+    assert seeing[30:] == pytest.approx(np.full(30, 6.0), rel=0.08)
+    data["seeing"] = seeing.copy()
+    data["seeing"][:5] = np.nan  # no estimate: the reference (input 0)
+    both = network_context(StarGalaxyConfig(seeing_input=True), data)
+    assert both.shape == (60, 3)
+    np.testing.assert_array_equal(both[:, :2], data["position"])
+    np.testing.assert_allclose(both[:5, 2], 0.0, atol=1e-7)
+    only = network_context(StarGalaxyConfig(position_input=False, seeing_input=True), data)
+    np.testing.assert_array_equal(only[:, 0], both[:, 2])
+    assert network_context(StarGalaxyConfig(), data).shape == (60, 2)
+
+
+def test_augmentation_leaves_the_seeing_column_alone():
+    rng = np.random.default_rng(0)
+    cutouts = rng.normal(size=(16, 34, 34)).astype(np.float16)
+    context = np.column_stack([rng.uniform(-1, 1, (16, 2)), np.full(16, 0.25)]).astype(np.float32)
+    for seed in range(6):
+        _, pos = _augment(np.random.default_rng(seed), cutouts, context)
+        np.testing.assert_array_equal(pos[:, 2], 0.25)
+        np.testing.assert_allclose(np.abs(pos[:, :2]).sum(1), np.abs(context[:, :2]).sum(1))
+        _, seeing_only = _augment(
+            np.random.default_rng(seed), cutouts, context[:, 2:], position=False
+        )
+        np.testing.assert_array_equal(seeing_only, context[:, 2:])

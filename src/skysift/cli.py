@@ -425,6 +425,16 @@ def train_stargalaxy_command(
     no_position: bool = typer.Option(
         False, "--no-position", help="Drop the position branch (the paper's ablation)."
     ),
+    no_seeing: bool = typer.Option(
+        False,
+        "--no-seeing",
+        help="Do not give the network the image's measured seeing (the paper's inputs only).",
+    ),
+    seeing_only: bool = typer.Option(
+        False,
+        "--seeing-only",
+        help="Give the branch the seeing but not the position (the benchmark's ablation).",
+    ),
     focal_alpha: float = typer.Option(1.0, help="Focal-loss alpha (1 with gamma 0: BCE)."),
     focal_gamma: float = typer.Option(0.0, help="Focal-loss gamma."),
     max_epochs: int = typer.Option(30, help="Upper bound on epochs (early stopping: 10)."),
@@ -455,6 +465,8 @@ def train_stargalaxy_command(
             n_train_fields=n_train_fields,
             n_test_fields=n_test_fields,
             position_branch=not no_position,
+            seeing_input=not no_seeing,
+            position_input=not seeing_only,
             focal_alpha=focal_alpha,
             focal_gamma=focal_gamma,
             max_epochs=max_epochs,

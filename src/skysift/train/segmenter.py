@@ -60,12 +60,15 @@ class Stage:
     trains: tuple[str, ...]  # parameter groups: "early", "deep", "heads"
 
 
-#: From scratch (all layers), then the paper's heads -> deeper -> all with falling rates.
+#: From scratch (all layers, two rates: nothing is pretrained, and the first model was still
+#: improving when its rate fell after 1,300 steps), then the paper's heads -> deeper -> all
+#: with falling rates.
 STAGES: tuple[Stage, ...] = (
     Stage("scratch", 1300, 2e-3, ("early", "deep", "heads")),
-    Stage("heads", 200, 1e-3, ("heads",)),
-    Stage("deeper", 200, 3e-4, ("deep", "heads")),
-    Stage("all", 250, 1e-4, ("early", "deep", "heads")),
+    Stage("scratch_slower", 1000, 7e-4, ("early", "deep", "heads")),
+    Stage("heads", 200, 3e-4, ("heads",)),
+    Stage("deeper", 200, 2e-4, ("deep", "heads")),
+    Stage("all", 300, 7e-5, ("early", "deep", "heads")),
 )
 
 

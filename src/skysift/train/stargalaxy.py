@@ -8,8 +8,13 @@ stopping) and calibration (Platt maps), stratified by class and S/N bin — the 
 Training follows the paper: Adam at 1e-3, exponential decay (0.99 per epoch) after 8 epochs,
 early stopping when the validation loss has not improved for 10 epochs, binary focal loss with
 ``(alpha, gamma)`` (BCE at alpha=1, gamma=0, the paper's choice), a random shift of up to one
-pixel as the 34 -> 32 crop, and random flips / 90-degree turns of the cutout (the position input
-is left alone: turning a cutout does not move the source on the detector).
+pixel as the 34 -> 32 crop, and mirror images of the detector (a cutout flipped together with
+its position, see ``_augment``).
+
+Beyond the paper, the network can be given the image's seeing (``seeing_input``, the default):
+each field's PSF FWHM is measured from its own bright sources' cutouts exactly as
+:class:`skysift.stargalaxy.StarGalaxyClassifier` measures it at inference
+(:func:`skysift.stargalaxy.seeing_from_cutouts`), never taken from the simulation.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ __all__ = [
     "StarGalaxyTrainingConfig",
     "focal_loss",
     "load_split",
+    "network_context",
     "prepare_data",
     "train_stargalaxy",
 ]
@@ -61,6 +67,8 @@ class StarGalaxyTrainingConfig:
     n_train_fields: int = 120
     n_test_fields: int = 30
     position_branch: bool = True
+    position_input: bool = True
+    seeing_input: bool = True
     focal_alpha: float = 1.0
     focal_gamma: float = 0.0
     batch_size: int = 512
@@ -106,7 +114,42 @@ def load_split(directory: str, *, fields: list[str] | None = None) -> dict[str, 
         from skysift.errors import SkysiftError
 
         raise SkysiftError(f"no star/galaxy samples in {directory}; run prepare_data first")
-    return {key: np.concatenate(values) for key, values in parts.items()}
+    data = {key: np.concatenate(values) for key, values in parts.items()}
+    if {"cutout", "seed", "edge"} <= data.keys():
+        data["seeing"] = field_seeing(data)
+    return data
+
+
+def field_seeing(data: dict[str, np.ndarray]) -> np.ndarray:
+    """Per sample, its field's seeing FWHM (pixels) measured from the field's cutouts.
+
+    NaN where a field has too few bright sources (the network then gets its reference)."""
+    from skysift.stargalaxy import seeing_from_cutouts
+
+    seeing = np.full(len(data["seed"]), np.nan, np.float32)
+    for seed in np.unique(data["seed"]):
+        rows = np.flatnonzero(data["seed"] == seed)
+        usable = rows[~data["edge"][rows]]
+        seeing[rows] = seeing_from_cutouts(data["cutout"][usable], softening=SOFTENING)
+    return seeing
+
+
+def network_context(arch, data: dict[str, np.ndarray], index=slice(None)) -> np.ndarray:
+    """The network's second input for ``data[index]``: positions and/or the seeing input."""
+    positions = np.asarray(data["position"][index], np.float32)
+    columns = [positions] if arch.position_input else []
+    if arch.seeing_input:
+        if "seeing" not in data:
+            from skysift.errors import SkysiftError
+
+            raise SkysiftError(
+                "a seeing-input network needs each sample's field seeing ('seeing'; "
+                "load_split adds it from the cutouts)"
+            )
+        fwhm = np.asarray(data["seeing"][index], np.float64)
+        fwhm = np.where(np.isfinite(fwhm), fwhm, arch.seeing_reference)
+        columns.append(arch.seeing_feature(fwhm)[:, None])
+    return np.hstack(columns).astype(np.float32)
 
 
 def split_indices(labels, snr, *, seed: int = 0) -> dict[str, np.ndarray]:
@@ -151,12 +194,14 @@ def focal_loss(logits, target, *, alpha: float = 1.0, gamma: float = 0.0):
     return bce.mean()
 
 
-def _augment(rng, cutouts: np.ndarray, positions: np.ndarray):
+def _augment(rng, cutouts: np.ndarray, context: np.ndarray, *, position: bool = True):
     """Random <= 1 px crop shift per sample, plus one detector-consistent mirror per batch.
 
     Mirroring a cutout left-right is only physical together with mirroring the position
     (x -> -x about the optical axis): the PSF law is symmetric about the axis, so the mirrored
-    source is one the telescope could have seen. Same for up-down and the transpose.
+    source is one the telescope could have seen. Same for up-down and the transpose. When the
+    context starts with the position (``position``) its first two columns follow the mirror;
+    the seeing is a property of the image and stays as it is.
     """
     n, size = cutouts.shape[0], cutouts.shape[1] - 2
     ox = rng.integers(0, 3, n)
@@ -165,13 +210,19 @@ def _augment(rng, cutouts: np.ndarray, positions: np.ndarray):
     rows = (oy[:, None] + ramp)[:, :, None]
     cols = (ox[:, None] + ramp)[:, None, :]
     out = cutouts[np.arange(n)[:, None, None], rows, cols].astype(np.float32)
-    pos = positions.copy()
+    pos = context.copy()
     if rng.random() < 0.5:
-        out, pos[:, 0] = out[:, :, ::-1], -pos[:, 0]
+        out = out[:, :, ::-1]
+        if position:
+            pos[:, 0] = -pos[:, 0]
     if rng.random() < 0.5:
-        out, pos[:, 1] = out[:, ::-1, :], -pos[:, 1]
+        out = out[:, ::-1, :]
+        if position:
+            pos[:, 1] = -pos[:, 1]
     if rng.random() < 0.5:
-        out, pos = out.transpose(0, 2, 1), pos[:, ::-1]
+        out = out.transpose(0, 2, 1)
+        if position:
+            pos[:, [0, 1]] = pos[:, [1, 0]]
     return np.ascontiguousarray(out), np.ascontiguousarray(pos)
 
 
@@ -203,7 +254,7 @@ def _validation_loss(module, data, index, config) -> float:
         for start in range(0, len(index), 4096):
             chunk = index[start : start + 4096]
             images = torch.from_numpy(_centre(data["cutout"][chunk])[:, None])
-            pos = torch.from_numpy(data["position"][chunk])
+            pos = torch.from_numpy(network_context(module.config, data, chunk))
             target = torch.from_numpy(data["label"][chunk].astype(np.float32))
             loss = focal_loss(
                 module(images, pos), target, alpha=config.focal_alpha, gamma=config.focal_gamma
@@ -243,7 +294,12 @@ def train_stargalaxy(
     run = Path(config.run_dir)
     run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
-    arch = StarGalaxyConfig(position_widths=(64, 32) if config.position_branch else ())
+    arch = StarGalaxyConfig(
+        position_widths=(64, 32) if config.position_branch else (),
+        position_input=config.position_input or not config.position_branch,
+        seeing_input=config.seeing_input and config.position_branch,
+    )
+    context = network_context(arch, data)
     module = StarGalaxyNet(arch)
     optimizer = torch.optim.Adam(module.parameters(), lr=config.learning_rate)
     rng = np.random.default_rng(config.seed)
@@ -271,7 +327,9 @@ def train_stargalaxy(
         batches = range(0, len(order), config.batch_size)
         for start in progress_iter(batches, f"epoch {epoch + 1}", enabled=progress):
             chunk = np.sort(order[start : start + config.batch_size])
-            images, pos = _augment(rng, data["cutout"][chunk], data["position"][chunk])
+            images, pos = _augment(
+                rng, data["cutout"][chunk], context[chunk], position=arch.position_input
+            )
             target = torch.from_numpy(data["label"][chunk].astype(np.float32))
             loss = focal_loss(
                 module(torch.from_numpy(images[:, None]), torch.from_numpy(pos)),
@@ -335,6 +393,11 @@ def _command(config: StarGalaxyTrainingConfig) -> str:
             parts.append(f"{flag} {getattr(config, name)}")
     if not config.position_branch:
         parts.append("--no-position")
+    else:
+        if not config.seeing_input:
+            parts.append("--no-seeing")
+        if not config.position_input:
+            parts.append("--seeing-only")
     return " ".join(parts)
 
 
@@ -360,6 +423,15 @@ def card_for(config: StarGalaxyTrainingConfig, module) -> dict[str, Any]:
                 "psf_ellipticity_edge": PSF_ELLIPTICITY_EDGE,
             },
         },
+        "seeing": (
+            {
+                "formula": "log(FWHM / seeing_reference), FWHM in pixels measured on the image "
+                "by skysift.stargalaxy.seeing_from_cutouts",
+                "seeing_reference": module.config.seeing_reference,
+            }
+            if module.config.seeing_input
+            else None
+        ),
         "labels": "1 = star, 0 = galaxy",
         "trained_on": {
             "preset": "meerlicht",
@@ -381,7 +453,7 @@ def calibrate(module, data, splits) -> dict[str, Any]:
     from skysift.calibration import fit_platt
 
     index = splits["calibration"]
-    raw = predict_raw(module, data["cutout"][index], data["position"][index])
+    raw = predict_raw(module, data["cutout"][index], network_context(module.config, data, index))
     labels = data["label"][index]
     return {
         "platt": fit_platt(raw, labels, logit_input=False),
@@ -428,7 +500,7 @@ def finish_stargalaxy(
     splits = splits if splits is not None else split_indices(data["label"], data["snr"])
     test = test if test is not None else load_split(config.test_dir)
     maps = calibrate(module, data, splits)
-    raw = predict_raw(module, test["cutout"], test["position"])
+    raw = predict_raw(module, test["cutout"], network_context(module.config, test))
     p_star = maps["lt_platt"](raw)
     card = card_for(config, module)
     card["calibration"] = maps["lt_platt"].to_dict()
