@@ -160,3 +160,39 @@ def test_segmenter_parameter_groups_partition_the_model():
     ids = [id(p) for v in groups.values() for p in v]
     assert len(set(ids)) == len(ids)
     assert all(isinstance(p, torch.nn.Parameter) for p in groups["heads"])
+
+
+def test_otsu_annotations_keep_only_the_central_galaxy(tmp_path):
+    from skysift.annotate import otsu_central_mask
+    from skysift.errors import InvalidParameterError
+    from skysift.image import Image
+    from skysift.sim import FieldConfig
+    from skysift.sim.dataset import iter_shards, write_dataset
+    from skysift.train.segmenter import SegmenterTrainingConfig, load_images
+    from skysift.train.segmenter_data import SegmenterSamples
+
+    fields = [
+        FieldConfig(survey="sdss", size=96, density=40, seed=21, central_galaxy="spiral"),
+        FieldConfig(survey="decals", size=96, density=60, seed=22),  # no central galaxy
+    ]
+    write_dataset(tmp_path / "images", fields, SegmenterSamples(), progress=False)
+    truth = load_images(str(tmp_path / "images"))
+    otsu = load_images(str(tmp_path / "images"), annotations="otsu")
+    assert len(truth) == 2
+    assert len(otsu) == 1  # the blended field has no central galaxy to annotate
+    (sample,) = otsu
+    (full,) = [s for s in truth if s["seed"] == 21]
+    assert full["ids"].size > 1
+    assert sample["ids"].tolist() == full["ids"][full["central"]].tolist()
+    assert sample["classes"].tolist() == full["classes"][full["central"]].tolist()
+    shard = next(s for s in iter_shards(str(tmp_path / "images")) if s["seed"][0] == 21)
+    expected = otsu_central_mask(
+        Image.from_array(shard["image"][0], mask=shard["mask"][0].astype(bool))
+    )
+    np.testing.assert_array_equal(sample["labels"] == sample["ids"][0], expected)
+    assert set(np.unique(sample["labels"])) <= {0, int(sample["ids"][0])}
+    np.testing.assert_array_equal(sample["image"], full["image"])
+    with pytest.raises(ValueError, match="annotations must be"):
+        load_images(str(tmp_path / "images"), annotations="manual")
+    with pytest.raises(InvalidParameterError, match="masks must be"):
+        SegmenterTrainingConfig(masks="manual")

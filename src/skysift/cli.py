@@ -374,6 +374,11 @@ def train_segmenter_command(
     n_train: int = typer.Option(1500, help="Simulated 256x256 training images."),
     n_test: int = typer.Option(128, help="Held-out test-seed images for the card."),
     threads: int = typer.Option(2, help="CPU threads for training."),
+    masks: str = typer.Option(
+        "truth",
+        help="Training annotations: 'truth' (every source's simulated footprint) or 'otsu' "
+        "(the paper's automatic annotation: the central galaxy's Otsu mask only).",
+    ),
     data_dir: Path = typer.Option(Path("data"), help="Where simulated images are cached."),
     run_dir: Path = typer.Option(Path("runs/segmenter"), help="Checkpoints and the log."),
     out: Path = typer.Option(
@@ -398,6 +403,7 @@ def train_segmenter_command(
             seed=seed,
             n_train=n_train,
             threads=threads,
+            masks=masks,
             train_dir=str(data_dir / "segmenter_train"),
             val_dir=str(data_dir / "segmenter_val"),
             run_dir=str(run_dir),

@@ -90,7 +90,16 @@ class SegmenterTrainingConfig:
     val_every: int = 250
     seed: int = 0
     threads: int = 2
-    masks: str = "truth"  # "truth" (simulation footprints) or "otsu" (auto-annotation)
+    #: "truth" (simulation footprints of every instance) or "otsu" (the paper's automatic
+    #: annotation of the central galaxy, see load_images); validation uses the same kind, the
+    #: held-out test always the truth.
+    masks: str = "truth"
+
+    def __post_init__(self) -> None:
+        if self.masks not in ("truth", "otsu"):
+            from skysift.errors import InvalidParameterError
+
+            raise InvalidParameterError(f"masks must be 'truth' or 'otsu'; got {self.masks!r}")
 
     @property
     def total_steps(self) -> int:
@@ -122,10 +131,23 @@ def prepare_data(config: SegmenterTrainingConfig, *, progress: bool = True) -> N
     )
 
 
-def load_images(directory: str, *, softening: float = SOFTENING) -> list[dict[str, np.ndarray]]:
-    """Normalized images, label maps and instance classes of a segmenter dataset."""
+def load_images(
+    directory: str, *, softening: float = SOFTENING, annotations: str = "truth"
+) -> list[dict[str, np.ndarray]]:
+    """Normalized images, label maps and instance classes of a segmenter dataset.
+
+    ``annotations="truth"`` gives every instance its simulated footprint. ``"otsu"`` is the
+    Mask Galaxy paper's automatic annotation: only the central galaxy, its mask Otsu's
+    threshold of the image (:func:`skysift.annotate.otsu_central_mask`), its class kept (the
+    paper's came from Galaxy Zoo votes); images without a central galaxy (the blended DECaLS
+    fields) are left out, as the paper had only centred cutouts.
+    """
+    if annotations not in ("truth", "otsu"):
+        raise ValueError(f"annotations must be 'truth' or 'otsu'; got {annotations!r}")
     samples = []
     for shard in iter_shards(directory):
+        if annotations == "otsu" and not shard["inst_central"].any():
+            continue
         level, scale = shard["level"][0], shard["scale"][0]
         image = np.stack(
             [
@@ -134,20 +156,37 @@ def load_images(directory: str, *, softening: float = SOFTENING) -> list[dict[st
             ]
         )
         image[:, shard["mask"][0].astype(bool)] = 0.0
-        samples.append(
-            {
-                "image": image,
-                "labels": shard["labels"][0],
-                "ids": shard["inst_id"],
-                "classes": shard["inst_label"],
-                "central": shard["inst_central"],
-                "x": shard["inst_x"],
-                "y": shard["inst_y"],
-                "snr": shard["inst_snr"],
-                "seed": int(shard["seed"][0]),
-            }
-        )
+        sample = {
+            "image": image,
+            "labels": shard["labels"][0],
+            "ids": shard["inst_id"],
+            "classes": shard["inst_label"],
+            "central": shard["inst_central"],
+            "x": shard["inst_x"],
+            "y": shard["inst_y"],
+            "snr": shard["inst_snr"],
+            "seed": int(shard["seed"][0]),
+        }
+        if annotations == "otsu":
+            sample = _otsu_annotated(sample, shard)
+        samples.append(sample)
     return samples
+
+
+def _otsu_annotated(sample: dict[str, Any], shard) -> dict[str, Any]:
+    """``sample`` with only its central instance, masked by Otsu's threshold."""
+    from skysift.annotate import otsu_central_mask
+    from skysift.image import Image
+
+    raw = Image.from_array(shard["image"][0], mask=shard["mask"][0].astype(bool))
+    central = np.flatnonzero(sample["central"])[:1]
+    ident = sample["ids"][central]
+    labels = np.where(otsu_central_mask(raw), ident[0], 0).astype(sample["labels"].dtype)
+    return {
+        **sample,
+        "labels": labels,
+        **{key: sample[key][central] for key in ("ids", "classes", "central", "x", "y", "snr")},
+    }
 
 
 def sample_targets(labels: np.ndarray, ids: np.ndarray, classes: np.ndarray) -> dict[str, Any]:
@@ -281,8 +320,9 @@ def train_segmenter(config: SegmenterTrainingConfig, *, progress: bool = True) -
         rng.bit_generator.state = state["rng"]
         start_step, best = state["step"], state["best"]
         log.info("resuming from step %d (best mask mAP@0.5 %.4f)", start_step, best)
-    train = load_images(config.train_dir)
-    val = load_images(config.val_dir)
+    train = load_images(config.train_dir, annotations=config.masks)
+    val = load_images(config.val_dir, annotations=config.masks)
+    loaded_shards = _shard_count(config.train_dir)
     if not train or not val:
         raise ValueError(
             f"no training or validation images in {config.train_dir}, {config.val_dir}"
@@ -311,8 +351,9 @@ def train_segmenter(config: SegmenterTrainingConfig, *, progress: bool = True) -
         done = step + 1
         if done % config.val_every == 0 or done == config.total_steps:
             metrics = validation_map(model, val)
-            if _shard_count(config.train_dir) > len(train):
-                train = load_images(config.train_dir)  # images still being simulated
+            if _shard_count(config.train_dir) > loaded_shards:  # still being simulated
+                loaded_shards = _shard_count(config.train_dir)
+                train = load_images(config.train_dir, annotations=config.masks)
             entry = {
                 "step": done,
                 "stage": stage.name,
@@ -430,7 +471,8 @@ def card_for(config: SegmenterTrainingConfig) -> dict[str, Any]:
             "of >= 4 pixels",
         },
         "training": {
-            "command": f"skysift train segmenter --seed {config.seed}",
+            "command": f"skysift train segmenter --seed {config.seed}"
+            + (f" --masks {config.masks}" if config.masks != "truth" else ""),
             "seed": config.seed,
             "config": config.to_dict(),
         },
