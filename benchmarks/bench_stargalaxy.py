@@ -93,6 +93,7 @@ def ablation(
             )
             row = {
                 "variant": variant,
+                "measured": time.strftime("%Y-%m-%d"),
                 "seed": seed,
                 "epochs": len(history),
                 "all": classification_metrics(test["label"], p),
@@ -108,6 +109,22 @@ def ablation(
     return rows
 
 
+def previous_rows(path: Path, skip: set[str]) -> list[dict]:
+    """Ablation rows of an earlier run of this benchmark (same data and budget), for the
+    variants not re-run now. Rows written before the seeing variants existed name their
+    variant by ``position_branch``."""
+    if not path.exists():
+        return []
+    rows = json.loads(path.read_text()).get("ablation", [])
+    date = json.loads(path.read_text()).get("date")
+    out = []
+    for row in rows:
+        variant = row.get("variant") or ("position" if row["position_branch"] else "none")
+        if variant not in skip:
+            out.append({**row, "variant": variant, "measured": row.get("measured", date)})
+    return out
+
+
 def ablation_summary(rows: list[dict]) -> dict:
     """Mean and spread per variant, and the per-seed outer gains of the position input."""
     summary: dict = {"variants": {}, "position_gain_outer": {}}
@@ -116,7 +133,7 @@ def ablation_summary(rows: list[dict]) -> dict:
         summary["variants"][variant] = {
             part: _mean_std([r[part]["roc_auc"] for r in chosen])
             for part in ("all", "inner", "outer")
-        }
+        } | {"measured": sorted({str(r.get("measured")) for r in chosen})}
     for with_, without in POSITION_GAINS:
         a = {r["seed"]: r for r in rows if r["variant"] == with_}
         b = {r["seed"]: r for r in rows if r["variant"] == without}
@@ -302,8 +319,10 @@ def write_markdown(result: dict, path: Path) -> None:
         "|---|---|---|---|",
     ]
     for name, s in ab["variants"].items():
+        dates = [d for d in s.get("measured", []) if d != result["date"]]
+        label = f"{name} (run of {', '.join(dates)})" if dates else name
         lines.append(
-            f"| {name} | {s['all'][0]:.4f} +- {s['all'][1]:.4f} | {s['inner'][0]:.4f} +- "
+            f"| {label} | {s['all'][0]:.4f} +- {s['all'][1]:.4f} | {s['inner'][0]:.4f} +- "
             f"{s['inner'][1]:.4f} | {s['outer'][0]:.4f} +- {s['outer'][1]:.4f} |"
         )
     lines.append("")
@@ -353,8 +372,14 @@ def main() -> None:
         default=",".join(VARIANTS),
         help="Comma-separated ablation variants: " + ", ".join(VARIANTS),
     )
+    parser.add_argument(
+        "--keep-previous",
+        action="store_true",
+        help="Add the earlier results file's ablation rows for variants not run now.",
+    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    results_path = ROOT / "benchmarks" / "results" / "stargalaxy.json"
     data = load_split(f"{args.data_dir}/stargalaxy_train")
     test = load_split(f"{args.data_dir}/stargalaxy_test")
     splits = split_indices(data["label"], data["snr"])
@@ -367,6 +392,8 @@ def main() -> None:
         variants=tuple(args.variants.split(",")),
         threads=args.threads,
     )
+    if args.keep_previous:
+        rows = previous_rows(results_path, set(args.variants.split(","))) + rows
     if args.ablation_only:
         return
     config = StarGalaxyTrainingConfig()
@@ -419,7 +446,7 @@ def main() -> None:
         "figures": figures(test, raw, maps, module),
         "config": dataclasses.asdict(config),
     }
-    out = ROOT / "benchmarks" / "results" / "stargalaxy.json"
+    out = results_path
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, default=float) + "\n")
     write_markdown(result, ROOT / "docs" / "benchmarks" / "stargalaxy.md")
