@@ -196,3 +196,49 @@ def test_otsu_annotations_keep_only_the_central_galaxy(tmp_path):
         load_images(str(tmp_path / "images"), annotations="manual")
     with pytest.raises(InvalidParameterError, match="masks must be"):
         SegmenterTrainingConfig(masks="manual")
+
+
+def _square(shape, x0, y0, size):
+    mask = np.zeros(shape, bool)
+    mask[y0 : y0 + size, x0 : x0 + size] = True
+    return mask
+
+
+def _prediction(masks, labels, scores):
+    masks = np.asarray(masks)
+    boxes = []
+    for m in masks:
+        rows, cols = np.nonzero(m)
+        boxes.append([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1])
+    return {
+        "boxes": np.asarray(boxes, np.float32).reshape(-1, 4),
+        "labels": np.asarray(labels, np.int64),
+        "scores": np.asarray(scores, np.float32),
+        "masks": masks[:, None].astype(np.float32),
+    }
+
+
+def test_central_galaxy_map_ignores_neighbours_but_not_false_positives():
+    from skysift.train.segmenter import central_galaxy_map
+
+    shape = (64, 64)
+    central, neighbour = _square(shape, 20, 20, 16), _square(shape, 2, 2, 8)
+    labels = np.where(central, 1, 0) + np.where(neighbour, 7, 0)
+    sample = {
+        "labels": labels,
+        "ids": np.array([1, 7]),
+        "classes": np.array([3, 1]),  # a central spiral and a star
+        "central": np.array([True, False]),
+    }
+    exact = _prediction([central, neighbour], [3, 1], [0.9, 0.95])
+    assert central_galaxy_map([exact], [sample])["mask_map_50"] == pytest.approx(1.0)
+    # the neighbour predicted as a spiral with a higher score: another source, not counted
+    neighbour_as_spiral = _prediction([central, neighbour], [3, 3], [0.9, 0.95])
+    result = central_galaxy_map([neighbour_as_spiral], [sample])
+    assert result["mask_map_50"] == pytest.approx(1.0)
+    # a spiral where there is nothing, scored above the central: a real false positive
+    spurious = _prediction([central, _square(shape, 44, 44, 10)], [3, 3], [0.9, 0.95])
+    assert central_galaxy_map([spurious], [sample])["mask_map_50"] < 0.9
+    # images without a central galaxy are not part of this score
+    blended = {**sample, "central": np.array([False, False])}
+    assert central_galaxy_map([exact], [blended]) == {}

@@ -432,6 +432,8 @@ def evaluate_segmenter(
         x, y = mask_centroid(image[image.shape[0] // 2], masks[p[0]])
         offsets.append(np.hypot(x - sample["x"][central], y - sample["y"][central]))
     offsets_array = np.asarray(offsets)
+    metrics["central_map"] = central_galaxy_map(predictions, samples)
+    metrics["star_galaxy_map"] = _two_class_map(predictions, targets)
     metrics["central"] = {
         "images": n_central,
         "segmented": found,
@@ -442,6 +444,54 @@ def evaluate_segmenter(
         else float("nan"),
     }
     return metrics
+
+
+def central_galaxy_map(
+    predictions: list[dict[str, Any]], samples: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Mask/box mAP of the central galaxies alone: the Mask Galaxy paper's task.
+
+    The paper's images annotate only the central galaxy. Here every image with a central
+    galaxy is scored against that one instance; a prediction that matches another true
+    instance (mask IoU >= 0.5: a neighbour or star the paper would not have annotated) is left
+    out rather than counted as a false positive, while every other prediction counts.
+    """
+    from skysift.evaluate.segmentation import detection_map, match_instances
+
+    kept_predictions, central_targets = [], []
+    for sample, prediction in zip(samples, predictions, strict=True):
+        if not sample["central"].any():
+            continue
+        central = int(np.flatnonzero(sample["central"])[0])
+        ids = sample["ids"]
+        true_masks = sample["labels"][np.newaxis] == ids[:, np.newaxis, np.newaxis]
+        pred_masks = prediction["masks"][:, 0] >= 0.5
+        p, t, _ = match_instances(pred_masks, prediction["scores"], true_masks)
+        others = p[t != central]
+        keep = np.setdiff1d(np.arange(len(prediction["scores"])), others)
+        kept_predictions.append({key: value[keep] for key, value in prediction.items()})
+        only = np.where(sample["labels"] == ids[central], ids[central], 0)
+        central_targets.append(
+            sample_targets(
+                only, ids[central : central + 1], sample["classes"][central : central + 1]
+            )
+        )
+    if not central_targets:
+        return {}
+    return detection_map(kept_predictions, central_targets)
+
+
+def _two_class_map(predictions, targets) -> dict[str, Any]:
+    """mAP with the galaxy classes merged (star vs galaxy, as Burke et al. score)."""
+    import torch
+
+    from skysift.evaluate.segmentation import detection_map
+
+    merged_predictions = [
+        {**p, "labels": np.minimum(np.asarray(p["labels"]), 2)} for p in predictions
+    ]
+    merged_targets = [{**t, "labels": torch.clamp(t["labels"], max=2)} for t in targets]
+    return detection_map(merged_predictions, merged_targets, class_metrics=True)
 
 
 def raw_images(directory: str) -> list[np.ndarray]:
