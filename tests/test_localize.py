@@ -203,9 +203,13 @@ def test_weights_round_trip_and_tampering_is_refused(tmp_path):
     card = {
         "name": "tiny",
         "architecture": {"kind": "unet", "config": {"in_channels": 1, "widths": [4, 8]}},
+        "metrics": {"precision_at_80_recall": {"star": float("nan"), "galaxy": 0.9}},
     }
     path = save_model(module, card, tmp_path, fp16=False)
+    text = (tmp_path / "tiny.json").read_text()
+    assert "NaN" not in text  # strict JSON: a metric with nothing to measure is null
     loaded, loaded_card = load_model("tiny", directory=tmp_path)
+    assert loaded_card["metrics"]["precision_at_80_recall"] == {"star": None, "galaxy": 0.9}
     for key, value in module.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[key], value.to(loaded.state_dict()[key]))
     assert loaded_card["sha256"]

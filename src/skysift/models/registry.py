@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -130,5 +131,16 @@ def save_model(module, card: dict[str, Any], directory: Path, *, fp16: bool = Tr
         "dtype": "float16" if fp16 else "float32",
     }
     with atomic_write(directory / f"{name}.json") as tmp:
-        tmp.write_text(json.dumps(card, indent=2) + "\n")
+        # strict JSON: NaN/inf (a metric with nothing to measure) become null
+        tmp.write_text(json.dumps(_strict_json(card), indent=2, allow_nan=False) + "\n")
     return weights
+
+
+def _strict_json(value):
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
