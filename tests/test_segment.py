@@ -186,3 +186,18 @@ def test_match_instances_and_mask_centroid():
     image[2, 3] = 1.0
     image[2, 5] = 3.0
     assert mask_centroid(image, image > 0) == pytest.approx((4.5, 2.0))
+
+
+def test_centroids_are_measured_onsky_subtracted_light():
+    from skysift.evaluate.segmentation import mask_centroid
+    from skysift.image import Image
+    from skysift.segment import sky_subtracted_light
+
+    image = _blobs((100, 100), [(50.0, 50.0)], amplitude=1000.0)  # sky level 100, noise 5
+    mask = np.zeros((100, 100), bool)
+    mask[38:75, 38:75] = True  # a mask reaching further on one side than the other
+    x, y = mask_centroid(sky_subtracted_light(Image.from_array(image)), mask)
+    assert abs(x - 50.0) < 0.3
+    assert abs(y - 50.0) < 0.3
+    raw_x, _ = mask_centroid(image, mask)
+    assert raw_x > 52.0  # the sky would drag it towards the middle of the mask

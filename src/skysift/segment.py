@@ -53,6 +53,9 @@ class SegmentConfig:
         Mask probability above which a pixel belongs to the instance.
     batch_size : int
         Tiles per network call.
+    centroid_sigma : float
+        Gaussian sigma (pixels) of the windowed centroid of each instance (about the PSF's
+        sigma: the centroid follows the light of the core, not of the whole mask).
     """
 
     model: str = "segmenter"
@@ -61,6 +64,7 @@ class SegmentConfig:
     score_threshold: float = 0.5
     mask_threshold: float = 0.5
     batch_size: int = 4
+    centroid_sigma: float = 1.5
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.score_threshold <= 1.0 or not 0.0 < self.mask_threshold < 1.0:
@@ -69,6 +73,10 @@ class SegmentConfig:
             )
         if self.margin < 0 or self.batch_size < 1:
             raise InvalidParameterError("margin must be >= 0 and batch_size >= 1")
+        if not self.centroid_sigma > 0:
+            raise InvalidParameterError(
+                f"centroid_sigma must be positive, got {self.centroid_sigma}"
+            )
         if self.tile < 64 or self.tile % 32:
             raise InvalidParameterError(f"tile must be a multiple of 32 and >= 64, got {self.tile}")
 
@@ -90,7 +98,11 @@ class Instances:
     area : numpy.ndarray
         Pixels owned in the label map.
     x, y : numpy.ndarray
-        Centre of mass of the image inside the mask.
+        Windowed centroid (SExtractor's XWIN/YWIN, ``sep.winpos``) of the sky-subtracted light,
+        started at the brightest smoothed pixel of the mask.
+    x_mass, y_mass : numpy.ndarray
+        Centre of mass of the sky-subtracted light inside the mask (the Mask Galaxy paper's
+        centroid; noisier for large, faint masks).
     """
 
     labels: np.ndarray
@@ -100,6 +112,8 @@ class Instances:
     area: np.ndarray
     x: np.ndarray
     y: np.ndarray
+    x_mass: np.ndarray
+    y_mass: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -170,7 +184,15 @@ class Segmenter:
         image = as_image(image)
         data = self.network_input(image)
         found = self._tile_instances(data, progress=progress)
-        return _paint(found, image, data.shape[1:])
+        light = sky_subtracted_light(image)
+        instances = _paint(found, light, data.shape[1:])
+        instances.x, instances.y = instance_centroids(
+            light,
+            instances.labels,
+            sigma=self.config.centroid_sigma,
+            fallback=(instances.x_mass, instances.y_mass),
+        )
+        return instances
 
     def _tile_instances(self, data: np.ndarray, *, progress: bool) -> list[dict[str, Any]]:
         import torch
@@ -226,7 +248,52 @@ class Segmenter:
         return found
 
 
-def _paint(found: list[dict[str, Any]], image: Image, shape: tuple[int, int]) -> Instances:
+def sky_subtracted_light(image: Image) -> np.ndarray:
+    """Sum over bands of each band minus its SEP background (64-pixel mesh; masked pixels 0):
+    the light instance centroids are measured on. Without the sky removed a centre of mass is
+    pulled towards the middle of its mask; with only a global level removed, amplifier
+    offsets and gradients still pull it."""
+    import sep
+
+    mask = np.array(image.mask, dtype=bool, order="C")
+    light = np.zeros(image.shape, dtype=np.float32)
+    for band in np.asarray(image.data):
+        plane = np.array(band, dtype=np.float32, order="C")
+        bad = mask | ~np.isfinite(plane)
+        plane[bad] = 0.0
+        sep.Background(plane, mask=bad, bw=64, bh=64).subfrom(plane)
+        plane[bad] = 0.0
+        light += plane
+    return light
+
+
+def instance_centroids(
+    light: np.ndarray, labels: np.ndarray, *, sigma: float, fallback: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Windowed centroids (SExtractor's XWIN/YWIN via ``sep.winpos``, Gaussian ``sigma``) of
+    instances ``1..n`` of a label map, each started at its brightest smoothed pixel.
+
+    ``fallback`` (x, y) per instance (e.g. the centre of mass) is used where the window fails
+    or wanders more than ``3 sigma`` from its start.
+    """
+    import sep
+    from scipy import ndimage
+
+    n = len(fallback[0])
+    if n == 0:
+        return fallback[0].copy(), fallback[1].copy()
+    smooth = ndimage.gaussian_filter(light, sigma)
+    index = np.arange(1, n + 1)
+    peaks = ndimage.maximum_position(smooth, labels, index)
+    y0 = np.array([p[0] for p in peaks], dtype=np.float64)
+    x0 = np.array([p[1] for p in peaks], dtype=np.float64)
+    data = np.ascontiguousarray(light, dtype=np.float64)
+    xw, yw, flag = sep.winpos(data, x0, y0, np.full(n, sigma))
+    ok = (flag == 0) & np.isfinite(xw) & np.isfinite(yw) & (np.hypot(xw - x0, yw - y0) < 3 * sigma)
+    return np.where(ok, xw, fallback[0]), np.where(ok, yw, fallback[1])
+
+
+def _paint(found: list[dict[str, Any]], light: np.ndarray, shape: tuple[int, int]) -> Instances:
     from scipy import ndimage
 
     from skysift.evaluate.segmentation import mask_centroid
@@ -238,7 +305,6 @@ def _paint(found: list[dict[str, Any]], image: Image, shape: tuple[int, int]) ->
     n = len(found)
     area = np.bincount(labels.ravel(), minlength=n + 1)[1:]
     slices = ndimage.find_objects(labels, max_label=n)
-    light = np.asarray(image.data).sum(axis=0)
     bbox = np.full((n, 4), -1, dtype=np.int64)
     x = np.full(n, np.nan)
     y = np.full(n, np.nan)
@@ -266,6 +332,8 @@ def _paint(found: list[dict[str, Any]], image: Image, shape: tuple[int, int]) ->
         area=area[alive].astype(np.int64),
         x=x[alive],
         y=y[alive],
+        x_mass=x[alive],
+        y_mass=y[alive],
     )
 
 

@@ -106,10 +106,15 @@ def _mean_valid(values: np.ndarray) -> float:
 
 
 def mask_centroid(image: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
-    """``(x, y)`` centre of mass of ``image`` inside ``mask`` (negative pixels count as 0)."""
+    """``(x, y)`` centre of mass of the sky-subtracted ``image`` inside ``mask``.
+
+    Negative (noise) pixels keep their sign: clipping them to 0 would leave a positive
+    pedestal over the mask that pulls the centroid towards the mask's middle. When the light
+    inside the mask does not sum to a positive value, the mask's own centre is returned.
+    """
     from scipy import ndimage
 
-    weights = np.where(mask, np.clip(image, 0.0, None), 0.0)
+    weights = np.where(mask, image, 0.0)
     if weights.sum() <= 0:
         rows, cols = np.nonzero(mask)
         return (float(cols.mean()), float(rows.mean())) if rows.size else (np.nan, np.nan)

@@ -385,6 +385,7 @@ def evaluate_segmenter(
     samples: list[dict[str, Any]],
     *,
     raw_images: list[np.ndarray] | None = None,
+    centroid_sigma: float = 1.5,
     score_threshold: float = 0.5,
 ) -> dict[str, Any]:
     """Test metrics of a segmenter on samples of :func:`load_images`.
@@ -393,7 +394,9 @@ def evaluate_segmenter(
     :func:`skysift.evaluate.segmentation.confusion_statistics`, and for the central galaxies of
     the Galaxy-Zoo-like cutouts: how many were segmented (IoU >= 0.5), the accuracy of their
     spiral/elliptical class, and the offset of the mask centroid (centre of mass of the
-    middle band inside the predicted mask, ``raw_images`` when given) from the truth centre.
+    the windowed centroid of the sky-subtracted light in the predicted mask, and its centre of
+    mass, both as :mod:`skysift.segment` measures them on ``raw_images``) from the truth
+    centre.
     """
     from skysift.evaluate.segmentation import (
         confusion_statistics,
@@ -401,6 +404,8 @@ def evaluate_segmenter(
         mask_centroid,
         match_instances,
     )
+    from skysift.image import Image
+    from skysift.segment import instance_centroids, sky_subtracted_light
 
     classes = model.skysift_config.classes
     predictions = predict(model, [s["image"] for s in samples])
@@ -413,7 +418,7 @@ def evaluate_segmenter(
         predictions, targets, classes, score_threshold=score_threshold
     )
     n_central = found = correct = 0
-    offsets = []
+    offsets, mass_offsets = [], []
     for index, (sample, prediction) in enumerate(zip(samples, predictions, strict=True)):
         if not sample["central"].any():
             continue
@@ -428,9 +433,20 @@ def evaluate_segmenter(
         found += 1
         label = int(prediction["labels"][confident][p[0]])
         correct += label == int(sample["classes"][central])
-        image = raw_images[index] if raw_images is not None else sample["image"]
-        x, y = mask_centroid(image[image.shape[0] // 2], masks[p[0]])
-        offsets.append(np.hypot(x - sample["x"][central], y - sample["y"][central]))
+        if raw_images is not None:
+            light = sky_subtracted_light(Image.from_array(raw_images[index]))
+        else:
+            light = sample["image"].sum(axis=0)
+        mask = masks[p[0]]
+        xm, ym = mask_centroid(light, mask)
+        x, y = instance_centroids(
+            light,
+            mask.astype(np.int32),
+            sigma=centroid_sigma,
+            fallback=(np.array([xm]), np.array([ym])),
+        )
+        offsets.append(np.hypot(x[0] - sample["x"][central], y[0] - sample["y"][central]))
+        mass_offsets.append(np.hypot(xm - sample["x"][central], ym - sample["y"][central]))
     offsets_array = np.asarray(offsets)
     metrics["central_map"] = central_galaxy_map(predictions, samples)
     metrics["star_galaxy_map"] = _two_class_map(predictions, targets)
@@ -442,6 +458,7 @@ def evaluate_segmenter(
         "centroid_offset_mad": float(np.median(np.abs(offsets_array - np.median(offsets_array))))
         if found
         else float("nan"),
+        "centre_of_mass_offset_median": float(np.median(mass_offsets)) if found else float("nan"),
     }
     return metrics
 
@@ -571,12 +588,18 @@ def finish_segmenter(
         "test_mask_map_50": test["mask_map_50"],
         "test_mask_map": test["mask_map"],
         "test_box_map_50": test["box_map_50"],
+        "test_central_mask_map_50": test["central_map"].get("mask_map_50"),
+        "test_star_galaxy_mask_map_50": test["star_galaxy_map"]["mask_map_50"],
+        "test_central_segmented": test["central"]["segmented"],
+        "test_central_images": test["central"]["images"],
         "test_central_class_accuracy": test["central"]["class_accuracy"],
         "test_central_centroid_offset_median": test["central"]["centroid_offset_median"],
         "test_precision_at_80_recall": test["matched"]["precision_at_80_recall"],
         "scoring": "COCO mAP (torchmetrics/pycocotools, up to 1000 detections per image) over "
         "all instances; central = the bright galaxy of the Galaxy-Zoo-like cutouts",
     }
-    Path(config.run_dir, "test_metrics.json").write_text(json.dumps(test, indent=1) + "\n")
+    Path(config.run_dir, "test_metrics.json").write_text(
+        json.dumps(test, indent=1, default=str) + "\n"
+    )
     with torch.no_grad():
         return save_model(shipped, card, out_dir or weights_dir(), fp16=fp16)
