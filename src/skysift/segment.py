@@ -6,7 +6,8 @@ one tile whose kept (central) region holds its box centre, so an object on a til
 reported once, by the tile that sees it whole (objects up to ``2 * margin`` pixels across).
 Instances are painted into a label map in ascending score order (the more confident instance
 owns contested pixels), and their area, box and centroid are measured on that map. Centroids
-are the centre of mass of the image inside the mask (the Mask Galaxy paper's section 5.4).
+are windowed centroids of the sky-subtracted light started at the mask's peak; the centre of
+mass inside the mask (the Mask Galaxy paper's section 5.4) is kept as ``x_mass, y_mass``.
 
 Given a catalog of localized sources, each instance takes the id of the brightest source inside
 its mask; instances without one are added as new rows flagged ``unmatched_instance``. The label
