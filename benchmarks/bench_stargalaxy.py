@@ -115,8 +115,8 @@ def previous_rows(path: Path, skip: set[str]) -> list[dict]:
     variant by ``position_branch``."""
     if not path.exists():
         return []
-    rows = json.loads(path.read_text()).get("ablation", [])
-    date = json.loads(path.read_text()).get("date")
+    earlier = json.loads(path.read_text())
+    rows, date = earlier.get("ablation", []), earlier.get("date")
     out = []
     for row in rows:
         variant = row.get("variant") or ("position" if row["position_branch"] else "none")

@@ -288,8 +288,7 @@ def instance_centroids(
     peaks = ndimage.maximum_position(smooth, labels, index)
     y0 = np.array([p[0] for p in peaks], dtype=np.float64)
     x0 = np.array([p[1] for p in peaks], dtype=np.float64)
-    data = np.ascontiguousarray(light, dtype=np.float64)
-    xw, yw, flag = sep.winpos(data, x0, y0, np.full(n, sigma))
+    xw, yw, flag = sep.winpos(np.ascontiguousarray(light), x0, y0, np.full(n, sigma))
     ok = (flag == 0) & np.isfinite(xw) & np.isfinite(yw) & (np.hypot(xw - x0, yw - y0) < 3 * sigma)
     return np.where(ok, xw, fallback[0]), np.where(ok, yw, fallback[1])
 

@@ -75,6 +75,29 @@ class StarGalaxyConfig:
             np.float32
         )
 
+    def context(self, positions: np.ndarray, seeing_fwhm=None) -> np.ndarray:
+        """The network's second input, ``(n, context_size)`` float32.
+
+        Parameters
+        ----------
+        positions : numpy.ndarray
+            ``(n, 2)`` normalized positions (used with ``position_input``).
+        seeing_fwhm : float or numpy.ndarray, optional
+            Seeing FWHM in pixels, one value or one per source (used with ``seeing_input``);
+            NaN (no estimate) stands for ``seeing_reference``.
+        """
+        positions = np.asarray(positions, np.float32).reshape(-1, 2)
+        columns = [positions] if self.position_input else []
+        if self.seeing_input:
+            if seeing_fwhm is None:
+                raise ValueError("this network takes the seeing: pass seeing_fwhm")
+            fwhm = np.broadcast_to(np.asarray(seeing_fwhm, np.float64), (len(positions),))
+            fwhm = np.where(np.isfinite(fwhm), fwhm, self.seeing_reference)
+            columns.append(self.seeing_feature(fwhm)[:, np.newaxis])
+        if not columns:
+            return np.zeros((len(positions), 0), np.float32)
+        return np.hstack(columns).astype(np.float32)
+
     def to_dict(self) -> dict:
         return {
             **asdict(self),

@@ -136,20 +136,15 @@ def field_seeing(data: dict[str, np.ndarray]) -> np.ndarray:
 
 def network_context(arch, data: dict[str, np.ndarray], index=slice(None)) -> np.ndarray:
     """The network's second input for ``data[index]``: positions and/or the seeing input."""
-    positions = np.asarray(data["position"][index], np.float32)
-    columns = [positions] if arch.position_input else []
-    if arch.seeing_input:
-        if "seeing" not in data:
-            from skysift.errors import SkysiftError
+    if arch.seeing_input and "seeing" not in data:
+        from skysift.errors import SkysiftError
 
-            raise SkysiftError(
-                "a seeing-input network needs each sample's field seeing ('seeing'; "
-                "load_split adds it from the cutouts)"
-            )
-        fwhm = np.asarray(data["seeing"][index], np.float64)
-        fwhm = np.where(np.isfinite(fwhm), fwhm, arch.seeing_reference)
-        columns.append(arch.seeing_feature(fwhm)[:, None])
-    return np.hstack(columns).astype(np.float32)
+        raise SkysiftError(
+            "a seeing-input network needs each sample's field seeing ('seeing'; "
+            "load_split adds it from the cutouts)"
+        )
+    seeing = data["seeing"][index] if arch.seeing_input else None
+    return arch.context(data["position"][index], seeing)
 
 
 def split_indices(labels, snr, *, seed: int = 0) -> dict[str, np.ndarray]:
@@ -245,7 +240,7 @@ def predict_raw(module, cutouts: np.ndarray, positions: np.ndarray, *, batch: in
     return out
 
 
-def _validation_loss(module, data, index, config) -> float:
+def _validation_loss(module, data, context, index, config) -> float:
     import torch
 
     module.eval()
@@ -254,7 +249,7 @@ def _validation_loss(module, data, index, config) -> float:
         for start in range(0, len(index), 4096):
             chunk = index[start : start + 4096]
             images = torch.from_numpy(_centre(data["cutout"][chunk])[:, None])
-            pos = torch.from_numpy(network_context(module.config, data, chunk))
+            pos = torch.from_numpy(context[chunk])
             target = torch.from_numpy(data["label"][chunk].astype(np.float32))
             loss = focal_loss(
                 module(images, pos), target, alpha=config.focal_alpha, gamma=config.focal_gamma
@@ -341,7 +336,7 @@ def train_stargalaxy(
             loss.backward()
             optimizer.step()
             losses.append(loss.item())
-        val_loss = _validation_loss(module, data, splits["validation"], config)
+        val_loss = _validation_loss(module, data, context, splits["validation"], config)
         entry = {
             "epoch": epoch + 1,
             "train_loss": float(np.mean(losses)),
