@@ -120,6 +120,19 @@ def test_mask_rcnn_runs_on_tiles_of_any_image():
     assert large(image).labels.shape == (100, 300)
 
 
+def test_box_only_model_is_refused_for_segmentation_maps():
+    from skysift.errors import InvalidParameterError
+
+    architecture = SegmenterConfig(widths=(8, 8, 8, 8, 8), fpn_channels=8, masks=False)
+    card = {
+        **CARD,
+        "name": "segmenter_boxes",
+        "architecture": {"kind": "segmenter", "config": architecture.to_dict()},
+    }
+    with pytest.raises(InvalidParameterError, match="box-only Faster R-CNN"):
+        Segmenter(module=build_segmenter(architecture), card=card)
+
+
 def test_sample_targets_boxes_follow_masks():
     from skysift.train.segmenter import sample_targets
 
@@ -186,6 +199,29 @@ def test_match_instances_and_mask_centroid():
     image[2, 3] = 1.0
     image[2, 5] = 3.0
     assert mask_centroid(image, image > 0) == pytest.approx((4.5, 2.0))
+
+
+def test_box_matching_and_box_only_scores():
+    from skysift.evaluate.segmentation import confusion_statistics, detection_map, match_boxes
+
+    truth_boxes = np.array([[0, 0, 5, 5], [5, 5, 10, 10]], dtype=np.float32)
+    predicted = np.array([[5, 5, 10, 10], [0, 0, 5, 4]], dtype=np.float32)
+    p, t, iou = match_boxes(predicted, np.array([0.9, 0.5]), truth_boxes)
+    assert p.tolist() == [0, 1]
+    assert t.tolist() == [1, 0]
+    assert iou.tolist() == pytest.approx([1.0, 20 / 25])
+    assert all(len(part) == 0 for part in match_boxes(np.zeros((0, 4)), np.zeros(0), truth_boxes))
+    # box-only predictions (no masks) are scored on boxes
+    prediction = {"boxes": predicted, "labels": [2, 1], "scores": [0.9, 0.5]}
+    truth = {"boxes": truth_boxes, "labels": [1, 2]}
+    result = detection_map([prediction], [truth], class_metrics=True, masks=False)
+    assert result["box_map_50"] == pytest.approx(1.0)
+    assert "mask_map_50" not in result
+    stats = confusion_statistics([prediction], [truth], ("star", "galaxy"), by="box")
+    assert stats["confusion"][0][:2] == [1, 0]
+    assert stats["confusion"][1][:2] == [0, 1]
+    with pytest.raises(ValueError, match="by must be"):
+        confusion_statistics([prediction], [truth], ("star", "galaxy"), by="pixel")
 
 
 def test_centroids_are_measured_onsky_subtracted_light():

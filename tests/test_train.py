@@ -104,7 +104,8 @@ def test_peak_target_needs_fields_with_truth(tmp_path):
         LocalizerTrainingConfig(target="ring")
 
 
-def test_tiny_segmenter_training_runs_in_stages_and_resumes(tmp_path):
+@pytest.mark.parametrize("masks", [True, False], ids=["mask_rcnn", "box_only"])
+def test_tiny_segmenter_training_runs_in_stages_and_resumes(tmp_path, masks):
     from skysift.models.segmenter import SegmenterConfig
     from skysift.sim import FieldConfig
     from skysift.sim.dataset import write_dataset
@@ -126,6 +127,7 @@ def test_tiny_segmenter_training_runs_in_stages_and_resumes(tmp_path):
             fpn_channels=8,
             box_head_width=16,
             image_size=64,
+            masks=masks,
         ),
         stages=(
             Stage("scratch", 2, 1e-3, ("early", "deep", "heads")),
@@ -143,6 +145,8 @@ def test_tiny_segmenter_training_runs_in_stages_and_resumes(tmp_path):
     log = [json.loads(line) for line in (tmp_path / "run" / "train.log").read_text().splitlines()]
     assert [(entry["step"], entry["stage"]) for entry in log] == [(2, "scratch"), (4, "heads")]
     assert all(np.isfinite(entry["loss"]) for entry in log)
+    # a box-only model is validated (and its weights kept) on box mAP alone
+    assert all(("mask_map_50" in entry) == masks and "box_map_50" in entry for entry in log)
     train_segmenter(config, progress=False)
     assert len((tmp_path / "run" / "train.log").read_text().splitlines()) == 2
 
@@ -242,3 +246,39 @@ def test_central_galaxy_map_ignores_neighbours_but_not_false_positives():
     # images without a central galaxy are not part of this score
     blended = {**sample, "central": np.array([False, False])}
     assert central_galaxy_map([exact], [blended]) == {}
+
+
+def test_box_only_segmenter_is_faster_rcnn_with_the_same_trunk():
+    from torchvision.models.detection import FasterRCNN, MaskRCNN
+
+    from skysift.models.segmenter import SegmenterConfig, build_segmenter
+
+    small = {"widths": (8, 8, 8, 8, 8), "fpn_channels": 8, "box_head_width": 16}
+    boxes = build_segmenter(SegmenterConfig(masks=False, **small))
+    full = build_segmenter(SegmenterConfig(**small))
+    assert isinstance(boxes, FasterRCNN)
+    assert not isinstance(boxes, MaskRCNN)
+    assert isinstance(full, MaskRCNN)
+    box_keys = set(boxes.state_dict())
+    assert box_keys < set(full.state_dict())
+    assert not any("mask" in key for key in box_keys)
+
+
+def test_central_galaxy_map_by_box_matches_boxes():
+    from skysift.train.segmenter import central_galaxy_map
+
+    shape = (64, 64)
+    central, neighbour = _square(shape, 20, 20, 16), _square(shape, 2, 2, 8)
+    sample = {
+        "labels": np.where(central, 1, 0) + np.where(neighbour, 7, 0),
+        "ids": np.array([1, 7]),
+        "classes": np.array([3, 1]),
+        "central": np.array([True, False]),
+    }
+    neighbour_as_spiral = _prediction([central, neighbour], [3, 3], [0.9, 0.95])
+    del neighbour_as_spiral["masks"]  # a box-only model has none
+    result = central_galaxy_map([neighbour_as_spiral], [sample], by="box")
+    assert result["box_map_50"] == pytest.approx(1.0)
+    assert "mask_map_50" not in result
+    shifted = {**neighbour_as_spiral, "boxes": neighbour_as_spiral["boxes"] + [12, 12, 12, 12]}
+    assert central_galaxy_map([shifted], [sample], by="box")["box_map_50"] < 0.5

@@ -379,8 +379,16 @@ def train_segmenter_command(
         help="Training annotations: 'truth' (every source's simulated footprint) or 'otsu' "
         "(the paper's automatic annotation: the central galaxy's Otsu mask only).",
     ),
+    box_only: bool = typer.Option(
+        False,
+        "--box-only",
+        help="Train the box-only Faster R-CNN variant (same trunk, anchors and box head, no "
+        "mask head) as 'segmenter_boxes', for comparing the R-CNN family.",
+    ),
     data_dir: Path = typer.Option(Path("data"), help="Where simulated images are cached."),
-    run_dir: Path = typer.Option(Path("runs/segmenter"), help="Checkpoints and the log."),
+    run_dir: Path = typer.Option(
+        None, help="Checkpoints and the log (default runs/segmenter or runs/segmenter_boxes)."
+    ),
     out: Path = typer.Option(
         None, help="Write weights + card here (default: the package's weights folder)."
     ),
@@ -391,6 +399,7 @@ def train_segmenter_command(
     Stages: all layers from scratch, then heads, heads + deeper trunk, everything, with
     falling learning rates (the Mask Galaxy schedule). Every stage resumes.
     """
+    from skysift.models.segmenter import SegmenterConfig
     from skysift.train.segmenter import (
         SegmenterTrainingConfig,
         finish_segmenter,
@@ -399,14 +408,17 @@ def train_segmenter_command(
     )
 
     def run() -> None:
+        name = "segmenter_boxes" if box_only else "segmenter"
         config = SegmenterTrainingConfig(
+            name=name,
+            architecture=SegmenterConfig(masks=not box_only),
             seed=seed,
             n_train=n_train,
             threads=threads,
             masks=masks,
             train_dir=str(data_dir / "segmenter_train"),
             val_dir=str(data_dir / "segmenter_val"),
-            run_dir=str(run_dir),
+            run_dir=str(run_dir or Path("runs") / name),
         )
         prepare_data(config, progress=not quiet)
         best = train_segmenter(config, progress=not quiet)

@@ -144,6 +144,11 @@ class Segmenter:
         self.module = module.eval()
         self.card = card
         self.architecture = SegmenterConfig.from_dict(card["architecture"]["config"])
+        if not self.architecture.masks:
+            raise InvalidParameterError(
+                f"model {card['name']!r} is the box-only Faster R-CNN variant: it draws no "
+                "masks, so it cannot make a segmentation map; use a Mask R-CNN segmenter"
+            )
         tile = self.config.tile
         if 2 * self.config.margin >= tile:
             raise InvalidParameterError(

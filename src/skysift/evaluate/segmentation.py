@@ -18,7 +18,9 @@ __all__ = [
     "confusion_statistics",
     "detection_map",
     "mask_centroid",
+    "match_boxes",
     "match_instances",
+    "match_predictions",
     "precision_at_recall",
 ]
 
@@ -26,23 +28,29 @@ __all__ = [
 MAX_DETECTIONS = 1000
 
 
-def _as_tensors(items: list[dict[str, Any]], *, prediction: bool) -> list[dict[str, Any]]:
+def _as_tensors(
+    items: list[dict[str, Any]], *, prediction: bool, masks: bool = True
+) -> list[dict[str, Any]]:
     import torch
 
     out = []
     for item in items:
-        masks = np.asarray(item["masks"])
-        if masks.ndim == 4:  # (n, 1, H, W) probabilities from Mask R-CNN
-            masks = masks[:, 0] >= 0.5
         entry = {
             "boxes": torch.as_tensor(np.asarray(item["boxes"], dtype=np.float32).reshape(-1, 4)),
             "labels": torch.as_tensor(np.asarray(item["labels"], dtype=np.int64)),
-            "masks": torch.as_tensor(masks.astype(bool)),
         }
+        if masks:
+            entry["masks"] = torch.as_tensor(_boolean_masks(item["masks"]))
         if prediction:
             entry["scores"] = torch.as_tensor(np.asarray(item["scores"], dtype=np.float32))
         out.append(entry)
     return out
+
+
+def _boolean_masks(masks) -> np.ndarray:
+    """``(n, H, W)`` booleans from booleans or Mask R-CNN's ``(n, 1, H, W)`` probabilities."""
+    masks = np.asarray(masks)
+    return (masks[:, 0] >= 0.5) if masks.ndim == 4 else masks.astype(bool)
 
 
 def detection_map(
@@ -50,6 +58,7 @@ def detection_map(
     targets: list[dict[str, Any]],
     *,
     class_metrics: bool = False,
+    masks: bool = True,
 ) -> dict[str, Any]:
     """Box and mask mean average precision (COCO) over a set of images.
 
@@ -61,41 +70,49 @@ def detection_map(
     targets : list of dict
         Per image: ``boxes``, ``labels``, ``masks`` (``(n, H, W)``).
     class_metrics : bool
-        Also return mask mAP@[0.5:0.95] per class label (``mask_map_per_class``).
+        Also return mAP@[0.5:0.95] and mAP@0.5 per class label (``box_map_per_class``,
+        ``mask_map_per_class``, ...).
+    masks : bool
+        Score masks too; False scores boxes alone (box-only detectors; no ``masks`` needed).
 
     Returns
     -------
     dict
-        ``box_map``, ``box_map_50``, ``mask_map``, ``mask_map_50`` (floats; -1 when there is
-        nothing to score), and with ``class_metrics`` the per-class mask values
-        (``mask_map_per_class``, ``mask_map_50_per_class``: label -> value).
+        ``box_map``, ``box_map_50`` and (with masks) ``mask_map``, ``mask_map_50`` (floats;
+        -1 when there is nothing to score), and with ``class_metrics`` the per-class values
+        (``box_map_per_class``, ``box_map_50_per_class``, ``mask_map_per_class``,
+        ``mask_map_50_per_class``: label -> value).
     """
     from torchmetrics.detection import MeanAveragePrecision
 
     # pycocotools' summary numbers assume at most 100 detections per image; crowded images
     # hold more, so the averages are taken here from the precision array at the largest limit
+    kinds = (("box", "bbox"), ("mask", "segm")) if masks else (("box", "bbox"),)
     metric = MeanAveragePrecision(
-        iou_type=("bbox", "segm"),
+        iou_type=tuple(prefix for _, prefix in kinds),
         max_detection_thresholds=[1, 10, MAX_DETECTIONS],
         extended_summary=True,
         class_metrics=class_metrics,
     )
-    metric.update(_as_tensors(predictions, prediction=True), _as_tensors(targets, prediction=False))
+    metric.update(
+        _as_tensors(predictions, prediction=True, masks=masks),
+        _as_tensors(targets, prediction=False, masks=masks),
+    )
     result = metric.compute()
     out: dict[str, Any] = {}
-    for kind, prefix in (("box", "bbox"), ("mask", "segm")):
-        precision = result[f"{prefix}_precision"].numpy()[:, :, :, 0, -1]  # (iou, recall, class)
+    classes = np.atleast_1d(result["classes"].numpy()).tolist()
+    for kind, prefix in kinds:
+        key = f"{prefix}_precision" if masks else "precision"
+        precision = result[key].numpy()[:, :, :, 0, -1]  # (iou, recall, class)
         out[f"{kind}_map"] = _mean_valid(precision)
         out[f"{kind}_map_50"] = _mean_valid(precision[:1])
-    if class_metrics:
-        classes = np.atleast_1d(result["classes"].numpy()).tolist()
-        precision = result["segm_precision"].numpy()[:, :, :, 0, -1]
-        out["mask_map_per_class"] = {
-            int(c): _mean_valid(precision[:, :, k]) for k, c in enumerate(classes)
-        }
-        out["mask_map_50_per_class"] = {
-            int(c): _mean_valid(precision[:1, :, k]) for k, c in enumerate(classes)
-        }
+        if class_metrics:
+            out[f"{kind}_map_per_class"] = {
+                int(c): _mean_valid(precision[:, :, k]) for k, c in enumerate(classes)
+            }
+            out[f"{kind}_map_50_per_class"] = {
+                int(c): _mean_valid(precision[:1, :, k]) for k, c in enumerate(classes)
+            }
     return out
 
 
@@ -141,8 +158,31 @@ def match_instances(
     true = np.asarray(true_masks, dtype=bool).reshape(len(true_masks), -1)
     inter = pred.astype(np.float32) @ true.T.astype(np.float32)
     union = pred.sum(1)[:, None] + true.sum(1)[None, :] - inter
-    overlap = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
-    taken = np.zeros(len(true), dtype=bool)
+    return _greedy_matches(np.where(union > 0, inter / np.maximum(union, 1), 0.0), pred_scores, iou)
+
+
+def match_boxes(
+    pred_boxes: np.ndarray, pred_scores: np.ndarray, true_boxes: np.ndarray, *, iou: float = 0.5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`match_instances` for ``(n, 4)`` boxes (x0, y0, x1, y1): box IoU, greedy by score."""
+    import torch
+    from torchvision.ops import box_iou
+
+    if not len(pred_boxes) or not len(true_boxes):
+        empty = np.zeros(0, dtype=np.intp)
+        return empty, empty, np.zeros(0)
+    overlap = box_iou(
+        torch.as_tensor(np.asarray(pred_boxes, dtype=np.float32).reshape(-1, 4)),
+        torch.as_tensor(np.asarray(true_boxes, dtype=np.float32).reshape(-1, 4)),
+    ).numpy()
+    return _greedy_matches(overlap, pred_scores, iou)
+
+
+def _greedy_matches(
+    overlap: np.ndarray, pred_scores: np.ndarray, iou: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One-to-one pairs from an IoU matrix (predictions x truth), highest score first."""
+    taken = np.zeros(overlap.shape[1], dtype=bool)
     pairs = []
     for p in np.argsort(-np.asarray(pred_scores), kind="stable"):
         candidates = np.where(taken, -1.0, overlap[p])
@@ -155,6 +195,21 @@ def match_instances(
         return empty, empty, np.zeros(0)
     p_idx, t_idx, values = zip(*pairs, strict=True)
     return np.array(p_idx, dtype=np.intp), np.array(t_idx, dtype=np.intp), np.array(values)
+
+
+def match_predictions(
+    prediction: dict[str, Any], target: dict[str, Any], *, by: str = "mask", iou: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """Matched ``(prediction index, truth index)`` pairs of one image, by mask or box IoU."""
+    if by not in ("mask", "box"):
+        raise ValueError(f"by must be 'mask' or 'box'; got {by!r}")
+    scores = np.asarray(prediction["scores"], dtype=float)
+    if by == "box":
+        p, t, _ = match_boxes(prediction["boxes"], scores, target["boxes"], iou=iou)
+    else:
+        masks = _boolean_masks(prediction["masks"])
+        p, t, _ = match_instances(masks, scores, np.asarray(target["masks"], bool), iou=iou)
+    return p, t
 
 
 def precision_at_recall(
@@ -196,10 +251,12 @@ def confusion_statistics(
     *,
     score_threshold: float = 0.5,
     iou: float = 0.5,
+    by: str = "mask",
 ) -> dict[str, Any]:
     """Matched-instance statistics over a set of images.
 
-    Predictions above ``score_threshold`` are matched one-to-one to truth masks by IoU
+    Predictions above ``score_threshold`` are matched one-to-one to truth masks (``by="box"``:
+    boxes, for box-only detectors) by IoU
     (class-agnostic); the class confusion matrix counts the matched pairs, with an extra
     ``missed`` column (truth without a match) and ``spurious`` row (unmatched predictions).
 
@@ -217,14 +274,10 @@ def confusion_statistics(
     n_group = {"star": 0, "galaxy": 0}
     star = classes.index("star") + 1 if "star" in classes else -1
     for prediction, target in zip(predictions, targets, strict=True):
-        masks = np.asarray(prediction["masks"])
-        if masks.ndim == 4:
-            masks = masks[:, 0] >= 0.5
         scores = np.asarray(prediction["scores"], dtype=float)
         labels = np.asarray(prediction["labels"], dtype=np.int64)
-        true_masks = np.asarray(target["masks"], dtype=bool)
         true_labels = np.asarray(target["labels"], dtype=np.int64)
-        p, t, _ = match_instances(masks, scores, true_masks, iou=iou)
+        p, t = match_predictions(prediction, target, by=by, iou=iou)
         matched_truth = np.full(len(scores), -1, dtype=np.int64)
         matched_truth[p] = true_labels[t]
         n_group["star"] += int((true_labels == star).sum())

@@ -1,7 +1,10 @@
 """Mask R-CNN segmenter: detection, instance masks and morphology in one network.
 
 The network is torchvision's :class:`~torchvision.models.detection.MaskRCNN` (RPN, RoIAlign,
-box and mask heads are torchvision's), sized for this project's constraints:
+box and mask heads are torchvision's), sized for this project's constraints. With
+``SegmenterConfig(masks=False)`` the same trunk, anchors and box head make a
+:class:`~torchvision.models.detection.FasterRCNN`: the box-only variant of the R-CNN family
+that the method comparison needs (detection and class without a mask head).
 
 - **Backbone.** No pretrained weights can be downloaded, so the trunk is a compact residual
   network trained from scratch: a stride-2 stem and four stages of torchvision
@@ -64,6 +67,8 @@ class SegmenterConfig:
         Most instances kept per tile.
     score_threshold : float
         Lowest instance score returned.
+    masks : bool
+        Mask R-CNN (True) or the box-only Faster R-CNN (False).
     """
 
     in_channels: int = 3
@@ -78,6 +83,7 @@ class SegmenterConfig:
     rpn_nms_threshold: float = 0.7
     detections_per_image: int = 200
     score_threshold: float = 0.05
+    masks: bool = True
 
     def __post_init__(self) -> None:
         if len(self.widths) != 5 or len(self.blocks) != 4:
@@ -163,16 +169,18 @@ def build_segmenter(config: SegmenterConfig | None = None) -> nn.Module:
     Parameters
     ----------
     config : SegmenterConfig, optional
-        Architecture (defaults: 3 bands, 4 classes, 256x256 tiles).
+        Architecture (defaults: 3 bands, 4 classes, 256x256 tiles, with masks).
 
     Returns
     -------
-    torchvision.models.detection.MaskRCNN
+    torchvision.models.detection.MaskRCNN or FasterRCNN
         In training mode it takes ``(images, targets)`` and returns losses; in eval mode a
-        list of dicts with ``boxes`` (x0, y0, x1, y1), ``labels``, ``scores`` and ``masks``
-        (``(n, 1, H, W)`` probabilities).
+        list of dicts with ``boxes`` (x0, y0, x1, y1), ``labels``, ``scores`` and, with
+        masks, ``masks`` (``(n, 1, H, W)`` probabilities). ``config.masks=False`` gives the
+        box-only :class:`~torchvision.models.detection.FasterRCNN` with the same trunk,
+        anchors and box head.
     """
-    from torchvision.models.detection import MaskRCNN
+    from torchvision.models.detection import FasterRCNN, MaskRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
     from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
@@ -184,28 +192,34 @@ def build_segmenter(config: SegmenterConfig | None = None) -> nn.Module:
     n_classes = len(config.classes) + 1
     anchors = AnchorGenerator(sizes=config.anchor_sizes, aspect_ratios=(config.aspect_ratios,) * 5)
     levels = ["0", "1", "2", "3"]
-    model = MaskRCNN(
-        backbone,
-        num_classes=None,
-        min_size=config.image_size,
-        max_size=config.image_size,
-        image_mean=[0.0] * config.in_channels,
-        image_std=[1.0] * config.in_channels,
-        rpn_anchor_generator=anchors,
-        rpn_nms_thresh=config.rpn_nms_threshold,
-        rpn_pre_nms_top_n_train=1000,
-        rpn_post_nms_top_n_train=1000,
-        rpn_pre_nms_top_n_test=1000,
-        rpn_post_nms_top_n_test=600,
-        box_roi_pool=MultiScaleRoIAlign(levels, output_size=7, sampling_ratio=2),
-        box_head=TwoMLPHead(channels * 7 * 7, config.box_head_width),
-        box_predictor=FastRCNNPredictor(config.box_head_width, n_classes),
-        box_score_thresh=config.score_threshold,
-        box_detections_per_img=config.detections_per_image,
-        box_batch_size_per_image=256,
-        mask_roi_pool=MultiScaleRoIAlign(levels, output_size=14, sampling_ratio=2),
-        mask_head=MaskRCNNHeads(channels, (channels,) * 4, 1),
-        mask_predictor=MaskRCNNPredictor(channels, channels, n_classes),
-    )
+    common = {
+        "num_classes": None,
+        "min_size": config.image_size,
+        "max_size": config.image_size,
+        "image_mean": [0.0] * config.in_channels,
+        "image_std": [1.0] * config.in_channels,
+        "rpn_anchor_generator": anchors,
+        "rpn_nms_thresh": config.rpn_nms_threshold,
+        "rpn_pre_nms_top_n_train": 1000,
+        "rpn_post_nms_top_n_train": 1000,
+        "rpn_pre_nms_top_n_test": 1000,
+        "rpn_post_nms_top_n_test": 600,
+        "box_roi_pool": MultiScaleRoIAlign(levels, output_size=7, sampling_ratio=2),
+        "box_head": TwoMLPHead(channels * 7 * 7, config.box_head_width),
+        "box_predictor": FastRCNNPredictor(config.box_head_width, n_classes),
+        "box_score_thresh": config.score_threshold,
+        "box_detections_per_img": config.detections_per_image,
+        "box_batch_size_per_image": 256,
+    }
+    if config.masks:
+        model = MaskRCNN(
+            backbone,
+            mask_roi_pool=MultiScaleRoIAlign(levels, output_size=14, sampling_ratio=2),
+            mask_head=MaskRCNNHeads(channels, (channels,) * 4, 1),
+            mask_predictor=MaskRCNNPredictor(channels, channels, n_classes),
+            **common,
+        )
+    else:
+        model = FasterRCNN(backbone, **common)
     model.skysift_config = config
     return model

@@ -102,6 +102,11 @@ class SegmenterTrainingConfig:
             raise InvalidParameterError(f"masks must be 'truth' or 'otsu'; got {self.masks!r}")
 
     @property
+    def selection_metric(self) -> str:
+        """Validation metric that picks the kept weights (box mAP for a box-only model)."""
+        return "mask_map_50" if self.architecture.masks else "box_map_50"
+
+    @property
     def total_steps(self) -> int:
         return sum(stage.steps for stage in self.stages)
 
@@ -281,12 +286,12 @@ def predict(model, images: list[np.ndarray], *, batch_size: int = 4) -> list[dic
 
 
 def validation_map(model, samples: list[dict[str, np.ndarray]]) -> dict[str, float]:
-    """Box and mask mAP on validation samples (torchmetrics, COCO definitions)."""
+    """Box and (Mask R-CNN) mask mAP on validation samples (torchmetrics, COCO definitions)."""
     from skysift.evaluate.segmentation import detection_map
 
     predictions = predict(model, [s["image"] for s in samples])
     targets = [sample_targets(s["labels"], s["ids"], s["classes"]) for s in samples]
-    return detection_map(predictions, targets)
+    return detection_map(predictions, targets, masks=model.skysift_config.masks)
 
 
 def train_segmenter(config: SegmenterTrainingConfig, *, progress: bool = True) -> Path:
@@ -319,7 +324,7 @@ def train_segmenter(config: SegmenterTrainingConfig, *, progress: bool = True) -
         optimizer.load_state_dict(state["optimizer"])
         rng.bit_generator.state = state["rng"]
         start_step, best = state["step"], state["best"]
-        log.info("resuming from step %d (best mask mAP@0.5 %.4f)", start_step, best)
+        log.info("resuming from step %d (best %s %.4f)", start_step, config.selection_metric, best)
     train = load_images(config.train_dir, annotations=config.masks)
     val = load_images(config.val_dir, annotations=config.masks)
     loaded_shards = _shard_count(config.train_dir)
@@ -364,8 +369,8 @@ def train_segmenter(config: SegmenterTrainingConfig, *, progress: bool = True) -
             }
             running = []
             append_log(run / "train.log", entry)
-            if metrics["mask_map_50"] > best:
-                best = metrics["mask_map_50"]
+            if metrics[config.selection_metric] > best:
+                best = metrics[config.selection_metric]
                 save_weights(model, run / "best.safetensors")
             torch.save(
                 {
@@ -393,29 +398,33 @@ def evaluate_segmenter(
     Returns mask and box mAP (all instances, per class), the matched-instance statistics of
     :func:`skysift.evaluate.segmentation.confusion_statistics`, and for the central galaxies of
     the Galaxy-Zoo-like cutouts: how many were segmented (IoU >= 0.5), the accuracy of their
-    spiral/elliptical class, and the offset of the mask centroid (centre of mass of the
-    the windowed centroid of the sky-subtracted light in the predicted mask, and its centre of
-    mass, both as :mod:`skysift.segment` measures them on ``raw_images``) from the truth
-    centre.
+    spiral/elliptical class, and the offset from the truth centre of the windowed centroid of
+    the sky-subtracted light in the predicted mask and of its centre of mass (both as
+    :mod:`skysift.segment` measures them on ``raw_images``). A box-only model is scored on
+    boxes throughout (matches by box IoU, the box as its mask for the centroids).
     """
     from skysift.evaluate.segmentation import (
         confusion_statistics,
         detection_map,
         mask_centroid,
-        match_instances,
+        match_predictions,
     )
     from skysift.image import Image
     from skysift.segment import instance_centroids, sky_subtracted_light
 
     classes = model.skysift_config.classes
+    has_masks = model.skysift_config.masks
+    by = "mask" if has_masks else "box"
     predictions = predict(model, [s["image"] for s in samples])
     targets = [sample_targets(s["labels"], s["ids"], s["classes"]) for s in samples]
-    metrics: dict[str, Any] = detection_map(predictions, targets, class_metrics=True)
+    metrics: dict[str, Any] = detection_map(
+        predictions, targets, class_metrics=True, masks=has_masks
+    )
     names = {k + 1: name for k, name in enumerate(classes)}
-    for key in ("mask_map_per_class", "mask_map_50_per_class"):
+    for key in [k for k in metrics if k.endswith("_per_class")]:
         metrics[key] = {names[k]: v for k, v in metrics[key].items()}
     metrics["matched"] = confusion_statistics(
-        predictions, targets, classes, score_threshold=score_threshold
+        predictions, targets, classes, score_threshold=score_threshold, by=by
     )
     n_central = found = correct = 0
     offsets, mass_offsets = [], []
@@ -424,20 +433,24 @@ def evaluate_segmenter(
             continue
         n_central += 1
         central = int(np.flatnonzero(sample["central"])[0])
-        true_mask = sample["labels"] == sample["ids"][central]
+        target = sample_targets(
+            np.where(sample["labels"] == sample["ids"][central], sample["ids"][central], 0),
+            sample["ids"][central : central + 1],
+            sample["classes"][central : central + 1],
+        )
         confident = prediction["scores"] >= score_threshold
-        masks = prediction["masks"][confident, 0] >= 0.5
-        p, _, _ = match_instances(masks, prediction["scores"][confident], true_mask[np.newaxis])
+        kept = {key: value[confident] for key, value in prediction.items()}
+        p, _ = match_predictions(kept, target, by=by)
         if not p.size:
             continue
         found += 1
-        label = int(prediction["labels"][confident][p[0]])
+        label = int(kept["labels"][p[0]])
         correct += label == int(sample["classes"][central])
         if raw_images is not None:
             light = sky_subtracted_light(Image.from_array(raw_images[index]))
         else:
             light = sample["image"].sum(axis=0)
-        mask = masks[p[0]]
+        mask = _instance_mask(kept, p[0], light.shape)
         xm, ym = mask_centroid(light, mask)
         x, y = instance_centroids(
             light,
@@ -448,8 +461,8 @@ def evaluate_segmenter(
         offsets.append(np.hypot(x[0] - sample["x"][central], y[0] - sample["y"][central]))
         mass_offsets.append(np.hypot(xm - sample["x"][central], ym - sample["y"][central]))
     offsets_array = np.asarray(offsets)
-    metrics["central_map"] = central_galaxy_map(predictions, samples)
-    metrics["star_galaxy_map"] = _two_class_map(predictions, targets)
+    metrics["central_map"] = central_galaxy_map(predictions, samples, by=by)
+    metrics["star_galaxy_map"] = _two_class_map(predictions, targets, masks=has_masks)
     metrics["central"] = {
         "images": n_central,
         "segmented": found,
@@ -463,17 +476,28 @@ def evaluate_segmenter(
     return metrics
 
 
+def _instance_mask(prediction: dict[str, Any], index: int, shape) -> np.ndarray:
+    """Predicted mask of one instance; for a box-only model, its box filled."""
+    if "masks" in prediction:
+        return prediction["masks"][index, 0] >= 0.5
+    x0, y0, x1, y1 = np.round(prediction["boxes"][index]).astype(int)
+    mask = np.zeros(shape, dtype=bool)
+    mask[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)] = True
+    return mask
+
+
 def central_galaxy_map(
-    predictions: list[dict[str, Any]], samples: list[dict[str, Any]]
+    predictions: list[dict[str, Any]], samples: list[dict[str, Any]], *, by: str = "mask"
 ) -> dict[str, Any]:
     """Mask/box mAP of the central galaxies alone: the Mask Galaxy paper's task.
 
     The paper's images annotate only the central galaxy. Here every image with a central
     galaxy is scored against that one instance; a prediction that matches another true
-    instance (mask IoU >= 0.5: a neighbour or star the paper would not have annotated) is left
+    instance (IoU >= 0.5: a neighbour or star the paper would not have annotated) is left
     out rather than counted as a false positive, while every other prediction counts.
+    ``by="box"`` matches by box IoU and scores boxes alone (box-only models).
     """
-    from skysift.evaluate.segmentation import detection_map, match_instances
+    from skysift.evaluate.segmentation import detection_map, match_predictions
 
     kept_predictions, central_targets = [], []
     for sample, prediction in zip(samples, predictions, strict=True):
@@ -481,10 +505,11 @@ def central_galaxy_map(
             continue
         central = int(np.flatnonzero(sample["central"])[0])
         ids = sample["ids"]
-        true_masks = sample["labels"][np.newaxis] == ids[:, np.newaxis, np.newaxis]
-        pred_masks = prediction["masks"][:, 0] >= 0.5
-        p, t, _ = match_instances(pred_masks, prediction["scores"], true_masks)
-        others = p[t != central]
+        everyone = sample_targets(sample["labels"], ids, sample["classes"])
+        p, t = match_predictions(prediction, everyone, by=by)
+        # sample_targets drops instances without pixels: map back to positions in ``ids``
+        present = np.flatnonzero(np.isin(ids, np.unique(sample["labels"])))
+        others = p[present[t] != central]
         keep = np.setdiff1d(np.arange(len(prediction["scores"])), others)
         kept_predictions.append({key: value[keep] for key, value in prediction.items()})
         only = np.where(sample["labels"] == ids[central], ids[central], 0)
@@ -495,10 +520,10 @@ def central_galaxy_map(
         )
     if not central_targets:
         return {}
-    return detection_map(kept_predictions, central_targets)
+    return detection_map(kept_predictions, central_targets, masks=by == "mask")
 
 
-def _two_class_map(predictions, targets) -> dict[str, Any]:
+def _two_class_map(predictions, targets, *, masks: bool = True) -> dict[str, Any]:
     """mAP with the galaxy classes merged (star vs galaxy, as Burke et al. score)."""
     import torch
 
@@ -508,7 +533,7 @@ def _two_class_map(predictions, targets) -> dict[str, Any]:
         {**p, "labels": np.minimum(np.asarray(p["labels"]), 2)} for p in predictions
     ]
     merged_targets = [{**t, "labels": torch.clamp(t["labels"], max=2)} for t in targets]
-    return detection_map(merged_predictions, merged_targets, class_metrics=True)
+    return detection_map(merged_predictions, merged_targets, class_metrics=True, masks=masks)
 
 
 def raw_images(directory: str) -> list[np.ndarray]:
@@ -518,10 +543,19 @@ def raw_images(directory: str) -> list[np.ndarray]:
 
 def card_for(config: SegmenterTrainingConfig) -> dict[str, Any]:
     """Model card skeleton of a segmenter trained with ``config``."""
+    task = (
+        "instance segmentation: sources' boxes, masks and class "
+        "(star, elliptical, spiral, other galaxy) with Mask R-CNN"
+        if config.architecture.masks
+        else "detection: sources' boxes and class (star, elliptical, spiral, other galaxy) "
+        "with Faster R-CNN (the box-only variant of the segmenter; not a pipeline stage)"
+    )
+    options = (" --masks otsu" if config.masks != "truth" else "") + (
+        "" if config.architecture.masks else " --box-only"
+    )
     return {
         "name": config.name,
-        "task": "instance segmentation: sources' boxes, masks and class "
-        "(star, elliptical, spiral, other galaxy) with Mask R-CNN",
+        "task": task,
         "architecture": {"kind": "segmenter", "config": config.architecture.to_dict()},
         "normalization": {
             "kind": "asinh_mad",
@@ -538,8 +572,7 @@ def card_for(config: SegmenterTrainingConfig) -> dict[str, Any]:
             "of >= 4 pixels",
         },
         "training": {
-            "command": f"skysift train segmenter --seed {config.seed}"
-            + (f" --masks {config.masks}" if config.masks != "truth" else ""),
+            "command": f"skysift train segmenter --seed {config.seed}{options}",
             "seed": config.seed,
             "config": config.to_dict(),
         },
@@ -566,11 +599,12 @@ def finish_segmenter(
     model.load_state_dict(load_file(str(best_weights)))
     model.eval()
     val = load_images(config.val_dir)
+    key = config.selection_metric
     full = validation_map(model, val)
     half = build_segmenter(config.architecture)
     half.load_state_dict({k: v.half().to(v.dtype) for k, v in model.state_dict().items()})
     half.eval()
-    fp16 = abs(validation_map(half, val)["mask_map_50"] - full["mask_map_50"]) < 0.005
+    fp16 = abs(validation_map(half, val)[key] - full[key]) < 0.005
     write_dataset(
         test_dir,
         segmenter_field_configs("test", n_test),
@@ -582,22 +616,26 @@ def finish_segmenter(
     test = evaluate_segmenter(shipped, load_images(test_dir), raw_images=raw_images(test_dir))
     card = card_for(config)
     card["parameters"] = int(sum(p.numel() for p in model.parameters()))
+    kind = key.split("_")[0]  # "mask", or "box" for a box-only model
     card["metrics"] = {
-        "validation_mask_map_50": full["mask_map_50"],
+        f"validation_{key}": full[key],
         "test_images": n_test,
-        "test_mask_map_50": test["mask_map_50"],
-        "test_mask_map": test["mask_map"],
+        "test_mask_map_50": test.get("mask_map_50"),
+        "test_mask_map": test.get("mask_map"),
         "test_box_map_50": test["box_map_50"],
-        "test_central_mask_map_50": test["central_map"].get("mask_map_50"),
-        "test_star_galaxy_mask_map_50": test["star_galaxy_map"]["mask_map_50"],
+        "test_box_map": test["box_map"],
+        f"test_central_{kind}_map_50": test["central_map"].get(f"{kind}_map_50"),
+        f"test_star_galaxy_{kind}_map_50": test["star_galaxy_map"][f"{kind}_map_50"],
         "test_central_segmented": test["central"]["segmented"],
         "test_central_images": test["central"]["images"],
         "test_central_class_accuracy": test["central"]["class_accuracy"],
         "test_central_centroid_offset_median": test["central"]["centroid_offset_median"],
         "test_precision_at_80_recall": test["matched"]["precision_at_80_recall"],
         "scoring": "COCO mAP (torchmetrics/pycocotools, up to 1000 detections per image) over "
-        "all instances; central = the bright galaxy of the Galaxy-Zoo-like cutouts",
+        "all instances; central = the bright galaxy of the Galaxy-Zoo-like cutouts"
+        + ("" if config.architecture.masks else "; matched by box IoU"),
     }
+    card["metrics"] = {k: v for k, v in card["metrics"].items() if v is not None}
     Path(config.run_dir, "test_metrics.json").write_text(
         json.dumps(test, indent=1, default=str) + "\n"
     )
