@@ -28,6 +28,7 @@ from skysift.evaluate.classification import (
     reliability_curve,
 )
 from skysift.evaluate.feature_classifier import FeatureClassifier
+from skysift.models.registry import load_model
 from skysift.stargalaxy import StarGalaxyClassifier
 from skysift.train.stargalaxy import (
     SNR_BINS,
@@ -173,7 +174,7 @@ def speed(classifier: StarGalaxyClassifier, n: int = 100_000) -> dict[str, float
 
     rng = np.random.default_rng(0)
     cutouts = rng.normal(size=(n, 32, 32)).astype(np.float32)
-    positions = rng.uniform(-1, 1, (n, classifier.module.config.context_size)).astype(np.float32)
+    positions = rng.uniform(-1, 1, (n, classifier.config.context_size)).astype(np.float32)
     classifier.raw_scores(cutouts[:4096], positions[:4096])  # warm up
     start = time.perf_counter()
     classifier.raw_scores(cutouts, positions)
@@ -398,7 +399,7 @@ def main() -> None:
         return
     config = StarGalaxyTrainingConfig()
     classifier = StarGalaxyClassifier()
-    module = classifier.module
+    module, _ = load_model("stargalaxy")
     cal = splits["calibration"]
     cal_raw = predict_raw(module, data["cutout"][cal], network_context(module.config, data, cal))
     maps = {

@@ -6,6 +6,20 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Exported ONNX graphs go to a temporary cache, never to the user's ~/.cache."""
+    import os
+
+    previous = os.environ.get("SKYSIFT_CACHE_DIR")
+    os.environ["SKYSIFT_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if previous is None:
+        os.environ.pop("SKYSIFT_CACHE_DIR", None)
+    else:
+        os.environ["SKYSIFT_CACHE_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def clean_field():
     """A small meerlicht field without artifacts (seed from the free range)."""

@@ -15,6 +15,7 @@ from scipy.ndimage import uniform_filter
 from skysift.errors import EmptyCatalogWarning, InvalidParameterError
 from skysift.image import Image
 from skysift.localizer import LocalizeConfig, Localizer
+from skysift.models.runtime import make_runner
 from skysift.models.unet import UNet, UNetConfig
 from skysift.tiling import predict_tiled, tile_grid
 
@@ -219,3 +220,93 @@ def test_weights_round_trip_and_tampering_is_refused(tmp_path):
     path.write_bytes(bytes(blob))
     with pytest.raises(ModelIntegrityError, match="Refusing to load"):
         load_model("tiny", directory=tmp_path)
+
+
+def _tiny_shipped(directory):
+    from skysift.models.registry import save_model
+
+    torch.manual_seed(0)
+    module = UNet(UNetConfig(widths=(4, 8))).eval()
+    card = {
+        "name": "tiny",
+        "architecture": {"kind": "unet", "config": {"in_channels": 1, "widths": [4, 8]}},
+    }
+    return module, save_model(module, card, directory, fp16=False)
+
+
+def test_shipped_runner_exports_once_and_reuses_the_cached_graph(tmp_path, monkeypatch, caplog):
+    from skysift.models import runtime
+
+    monkeypatch.setenv("SKYSIFT_CACHE_DIR", str(tmp_path / "cache"))
+    module, _ = _tiny_shipped(tmp_path)
+    batch = np.random.default_rng(0).normal(size=(2, 1, 32, 32)).astype(np.float32)
+    expected = make_runner(module, "torch")(batch)
+    first = runtime.shipped_runner("tiny", directory=tmp_path)(batch)
+    (graph,) = (tmp_path / "cache" / "onnx").glob("tiny-*.onnx")
+    np.testing.assert_allclose(first, expected, atol=1e-5)
+
+    exports = []
+    monkeypatch.setattr(runtime, "_export", lambda *a: exports.append(a) or b"")
+    np.testing.assert_allclose(runtime.shipped_runner("tiny", directory=tmp_path)(batch), first)
+    assert exports == []  # the cached graph was used
+    # a damaged cached graph is noticed and exported again
+    monkeypatch.undo()
+    monkeypatch.setenv("SKYSIFT_CACHE_DIR", str(tmp_path / "cache"))
+    graph.write_bytes(graph.read_bytes()[:-10])
+    again = runtime.shipped_runner("tiny", directory=tmp_path)(batch)
+    np.testing.assert_allclose(again, expected, atol=1e-5)
+    assert "corrupt" in caplog.text
+    assert runtime._cached_graph(graph) is not None  # rewritten whole
+
+
+def test_shipped_runner_refuses_tampered_weights_even_with_a_cached_graph(tmp_path, monkeypatch):
+    from skysift.models.registry import ModelIntegrityError
+    from skysift.models.runtime import shipped_runner
+
+    monkeypatch.setenv("SKYSIFT_CACHE_DIR", str(tmp_path / "cache"))
+    _, path = _tiny_shipped(tmp_path)
+    shipped_runner("tiny", directory=tmp_path)  # cached now
+    blob = bytearray(path.read_bytes())
+    blob[-5] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(ModelIntegrityError, match="Refusing to load"):
+        shipped_runner("tiny", directory=tmp_path)
+
+
+def test_shipped_runner_works_when_the_cache_cannot_be_written(tmp_path, monkeypatch):
+    from skysift.models.runtime import shipped_runner
+
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    monkeypatch.setenv("SKYSIFT_CACHE_DIR", str(blocker))
+    module, _ = _tiny_shipped(tmp_path)
+    batch = np.zeros((1, 1, 32, 32), np.float32)
+    out = shipped_runner("tiny", directory=tmp_path)(batch)
+    np.testing.assert_allclose(out, make_runner(module, "torch")(batch), atol=1e-5)
+
+
+def test_pipeline_runs_without_importing_torch_once_graphs_are_cached(tmp_path):
+    """Shipped localizer + classifier from cached graphs: no torch import (~0.5 GB saved)."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, numpy as np, skysift\n"
+        "image = np.random.default_rng(1).normal(100, 5, (128, 128)).astype(np.float32)\n"
+        "image[60:65, 60:65] += 400\n"
+        "skysift.run(image)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    env = {**os.environ, "SKYSIFT_CACHE_DIR": str(tmp_path)}
+    runs = [
+        subprocess.run(
+            [sys.executable, "-W", "ignore", "-c", script],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()[-1]
+        for _ in range(2)
+    ]
+    assert runs == ["True", "False"]  # the first run exports (torch), the second does not

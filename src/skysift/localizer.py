@@ -103,7 +103,8 @@ class Localizer:
     config : LocalizeConfig
     module : torch.nn.Module, optional
         Use this network instead of the shipped one (training, tests); ``card`` must then be
-        given too.
+        given too. The shipped network runs from its cached ONNX graph
+        (:func:`skysift.models.runtime.shipped_runner`), so ``module`` stays None then.
     card : dict, optional
     """
 
@@ -113,10 +114,10 @@ class Localizer:
     _runner: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.module is None:
-            from skysift.models.registry import load_model
+        from skysift.models.registry import load_card
 
-            self.module, self.card = load_model(self.config.model)
+        if self.module is None:
+            self.card = load_card(self.config.model)
         elif self.card is None:
             raise InvalidParameterError("a custom module needs its card (normalization, LoG)")
         multiple = 2 ** (len(self.card["architecture"]["config"]["widths"]) - 1)
@@ -124,9 +125,12 @@ class Localizer:
             raise InvalidParameterError(
                 f"tile {self.config.tile} must be a multiple of {multiple} for this network"
             )
-        from skysift.models.runtime import make_runner
+        from skysift.models.runtime import make_runner, shipped_runner
 
-        self._runner = make_runner(self.module, self.config.backend)
+        if self.module is None:
+            self._runner = shipped_runner(self.config.model, backend=self.config.backend)
+        else:
+            self._runner = make_runner(self.module, self.config.backend)
 
     @property
     def log_parameters(self) -> tuple[float, float, float]:

@@ -24,6 +24,7 @@ __all__ = [
     "load_card",
     "load_model",
     "save_model",
+    "verify_weights",
     "weights_dir",
 ]
 
@@ -43,8 +44,7 @@ def _builders() -> dict[str, Callable[[dict], Any]]:
     from skysift.models.unet import UNet, UNetConfig
 
     def stargalaxy(arch: dict) -> StarGalaxyNet:
-        tuples = {k: tuple(v) for k, v in arch.items() if isinstance(v, list)}
-        return StarGalaxyNet(StarGalaxyConfig(**{**arch, **tuples}))
+        return StarGalaxyNet(StarGalaxyConfig.from_dict(arch))
 
     return {
         "unet": lambda arch: UNet(UNetConfig(**{**arch, "widths": tuple(arch["widths"])})),
@@ -90,7 +90,25 @@ def load_model(name: str, *, directory: Path | None = None):
 
     folder = directory or weights_dir()
     card = load_card(name, directory=folder)
-    path = folder / card["weights"]
+    path = verify_weights(card, directory=folder)
+    builder = _builders()[card["architecture"]["kind"]]
+    module = builder(card["architecture"]["config"])
+    state = {k: v.float() for k, v in load_file(str(path)).items()}
+    module.load_state_dict(state)
+    module.eval()
+    return module, card
+
+
+def verify_weights(card: dict[str, Any], *, directory: Path | None = None) -> Path:
+    """Path of the card's weights file after checking its sha256 against the card.
+
+    Raises
+    ------
+    ModelIntegrityError
+        The weights file is missing or its sha256 differs from the card's.
+    """
+    name = card["name"]
+    path = (directory or weights_dir()) / card["weights"]
     if not path.exists():
         raise ModelIntegrityError(f"{name}: weights file {path} is missing")
     actual = sha256_of(path)
@@ -100,12 +118,7 @@ def load_model(name: str, *, directory: Path | None = None):
             f"{card['sha256'][:16]}...; the file was modified or does not belong to this card. "
             "Refusing to load it."
         )
-    builder = _builders()[card["architecture"]["kind"]]
-    module = builder(card["architecture"]["config"])
-    state = {k: v.float() for k, v in load_file(str(path)).items()}
-    module.load_state_dict(state)
-    module.eval()
-    return module, card
+    return path
 
 
 def save_model(module, card: dict[str, Any], directory: Path, *, fp16: bool = True) -> Path:

@@ -18,106 +18,12 @@ optical law of its position.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
-import numpy as np
 import torch
 from torch import nn
 
+from skysift.models.stargalaxy_inputs import StarGalaxyConfig, normalized_position
+
 __all__ = ["StarGalaxyConfig", "StarGalaxyNet", "normalized_position"]
-
-
-@dataclass(frozen=True)
-class StarGalaxyConfig:
-    """Architecture of :class:`StarGalaxyNet`.
-
-    Attributes
-    ----------
-    cutout : int
-        Cutout side in pixels (32).
-    filters : int
-        Filters of each convolution (32).
-    position_widths : (int, int)
-        Dense layers of the position branch (64, 32); ``()`` removes the branch and the network
-        ignores its second input (the paper's appendix-A ablation).
-    head_widths : (int, int)
-        Dense layers after the concatenation.
-    position_input : bool
-        The branch gets the normalized position (x, y).
-    seeing_input : bool
-        The branch gets the image's seeing (after the position when both are on).
-    seeing_reference : float
-        FWHM in pixels that maps to 0 in the seeing input.
-    """
-
-    cutout: int = 32
-    filters: int = 32
-    position_widths: tuple[int, ...] = (64, 32)
-    head_widths: tuple[int, ...] = (256, 32)
-    position_input: bool = True
-    seeing_input: bool = False
-    seeing_reference: float = 4.5
-
-    def __post_init__(self) -> None:
-        if self.seeing_input and not self.position_widths:
-            raise ValueError("seeing_input needs the position branch (position_widths)")
-        if self.position_widths and self.context_size == 0:
-            raise ValueError("a position branch needs position_input or seeing_input")
-
-    @property
-    def context_size(self) -> int:
-        """Columns of the second input: x, y (with ``position_input``), then the seeing."""
-        return 2 * int(self.position_input) + int(self.seeing_input)
-
-    def seeing_feature(self, fwhm_pixels) -> np.ndarray:
-        """The seeing input for a FWHM in pixels: ``log(fwhm / seeing_reference)``."""
-        return np.log(np.asarray(fwhm_pixels, np.float64) / self.seeing_reference).astype(
-            np.float32
-        )
-
-    def context(self, positions: np.ndarray, seeing_fwhm=None) -> np.ndarray:
-        """The network's second input, ``(n, context_size)`` float32.
-
-        Parameters
-        ----------
-        positions : numpy.ndarray
-            ``(n, 2)`` normalized positions (used with ``position_input``).
-        seeing_fwhm : float or numpy.ndarray, optional
-            Seeing FWHM in pixels, one value or one per source (used with ``seeing_input``);
-            NaN (no estimate) stands for ``seeing_reference``.
-        """
-        positions = np.asarray(positions, np.float32).reshape(-1, 2)
-        columns = [positions] if self.position_input else []
-        if self.seeing_input:
-            if seeing_fwhm is None:
-                raise ValueError("this network takes the seeing: pass seeing_fwhm")
-            fwhm = np.broadcast_to(np.asarray(seeing_fwhm, np.float64), (len(positions),))
-            fwhm = np.where(np.isfinite(fwhm), fwhm, self.seeing_reference)
-            columns.append(self.seeing_feature(fwhm)[:, np.newaxis])
-        if not columns:
-            return np.zeros((len(positions), 0), np.float32)
-        return np.hstack(columns).astype(np.float32)
-
-    def to_dict(self) -> dict:
-        return {
-            **asdict(self),
-            "position_widths": list(self.position_widths),
-            "head_widths": list(self.head_widths),
-        }
-
-
-def normalized_position(x, y, *, optical_centre, half_size) -> np.ndarray:
-    """``((x - cx) / half_width, (y - cy) / half_height)``: the position branch's input.
-
-    ``optical_centre`` is ``(cx, cy)`` in 0-based pixels of the full detector image and
-    ``half_size`` its ``(half_width, half_height)``; the corners of a detector centred on the
-    optical axis map to (+-1, +-1).
-    """
-    cx, cy = optical_centre
-    hw, hh = half_size
-    return np.column_stack(
-        [(np.asarray(x, float) - cx) / hw, (np.asarray(y, float) - cy) / hh]
-    ).astype(np.float32)
 
 
 class StarGalaxyNet(nn.Module):
@@ -127,8 +33,9 @@ class StarGalaxyNet(nn.Module):
     ``seeing_input`` (C = 3).
     """
 
-    def __init__(self, config: StarGalaxyConfig = StarGalaxyConfig()) -> None:
+    def __init__(self, config: StarGalaxyConfig | None = None) -> None:
         super().__init__()
+        config = config or StarGalaxyConfig()
         self.config = config
         f = config.filters
         self.image = nn.Sequential(
