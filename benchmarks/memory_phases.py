@@ -64,13 +64,14 @@ def main() -> None:
     parser.add_argument("--stages", default="localize,classify")
     args = parser.parse_args()
 
+    from bench_large_image import make_image
+
     import skysift.io
     import skysift.localizer
     import skysift.pipeline
     import skysift.result
     import skysift.stargalaxy
     import skysift.tiling
-    from bench_large_image import make_image
     from skysift.config import PipelineConfig
 
     recorder = PhaseRecorder()
