@@ -47,3 +47,52 @@ def test_batch_with_a_corrupt_file_then_resume(images, tmp_path):
     table = dataset.to_table()
     assert set(table.column("image").to_pylist()) == {"frame0_q", "frame1_q", "frame2_q"}
     assert not list(out.rglob("*.part*"))
+
+
+def test_batch_killed_part_way_resumes_without_redoing_or_losing_work(tmp_path):
+    """SIGKILL the CLI once the first image is in the manifest, then run it again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "images"
+    for k in range(6):
+        simulate_field(
+            FieldConfig(survey="meerlicht", size=384, density=40, seed=2_000_611 + k)
+        ).write(folder, name=f"night{k}")
+    out = tmp_path / "out"
+    # a temporary file as a kill during a write leaves it (atomic_write's naming)
+    (out / "night5_q").mkdir(parents=True)
+    (out / "night5_q" / ".night5_q.ecsv.abc123.part.ecsv").write_text("half a catalog")
+    command = [
+        sys.executable, "-m", "skysift.cli", "batch", str(folder / "*_q.fits"),
+        "--out", str(out), "--workers", "1", "--quiet",
+    ]  # fmt: skip
+    first = subprocess.Popen(command, start_new_session=True)
+    manifest = out / "manifest.json"
+    deadline = time.monotonic() + 120
+
+    def done_so_far() -> dict[str, float]:
+        images = json.loads(manifest.read_text())["images"] if manifest.exists() else {}
+        return {k: v["seconds"] for k, v in images.items() if v["status"] == "done"}
+
+    while time.monotonic() < deadline and first.poll() is None and not done_so_far():
+        time.sleep(0.02)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    done_before = done_so_far()
+    assert 1 <= len(done_before) < 6, "the first run must be killed part-way"
+
+    second = subprocess.run(command, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    images = json.loads(manifest.read_text())["images"]
+    assert sorted(images) == [f"night{k}_q" for k in range(6)]
+    assert all(entry["status"] == "done" for entry in images.values())
+    # the images finished before the kill were not processed again
+    assert {k: images[k]["seconds"] for k in done_before} == done_before
+    assert f"{len(done_before)} already done" in second.stdout
+    assert not list(out.rglob("*.part*"))
+    table = pyarrow.dataset.dataset(out / "catalogs", partitioning="hive").to_table()
+    assert sorted(set(table.column("image").to_pylist())) == sorted(images)

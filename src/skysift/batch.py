@@ -5,7 +5,8 @@
 pipeline, and writes its outputs atomically into ``out_dir/<image stem>/`` plus one Parquet
 partition of the combined catalog dataset (``out_dir/catalogs/image=<stem>/``). A bad file fails
 only its own task; its reason goes into the manifest (``out_dir/manifest.json``) and the summary.
-A re-run skips images recorded as done whose outputs exist, and retries the failed ones.
+A re-run skips images recorded as done whose outputs exist, and retries the failed ones and
+those a killed run left unfinished (removing any temporary files it left behind).
 """
 
 from __future__ import annotations
@@ -105,6 +106,22 @@ def _save_manifest(out: Path, manifest: dict[str, Any]) -> None:
         tmp.write_text(json.dumps(manifest, indent=1) + "\n")
 
 
+def _remove_leftovers(out: Path, stem: str) -> list[Path]:
+    """Delete the temporary files a killed run left for image ``stem`` (see ``atomic_write``).
+
+    Outputs are renamed into place only when complete, so a run killed mid-write leaves at
+    most hidden ``.<name>.*.part*`` files, never a partial output; they are removed before the
+    image is processed again.
+    """
+    removed = []
+    for folder in (out / stem, out / "catalogs" / f"image={stem}"):
+        if folder.is_dir():
+            for leftover in folder.glob(".*.part*"):
+                leftover.unlink(missing_ok=True)
+                removed.append(leftover)
+    return removed
+
+
 def _finished(entry: dict[str, Any] | None) -> bool:
     if not entry or entry.get("status") != "done":
         return False
@@ -161,6 +178,8 @@ def run_batch(
         if _finished(manifest["images"].get(stem)):
             summary.skipped.append(stem)
         else:
+            for leftover in _remove_leftovers(out, stem):
+                log.info("removed %s, left by an interrupted run", leftover)
             todo.append(image)
     if todo:
         cluster = None
