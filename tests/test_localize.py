@@ -92,6 +92,37 @@ def test_stitching_has_no_seams(rng):
     np.testing.assert_array_equal(same, image[:50, :70])
 
 
+def test_chosen_tile_computes_fewer_pixels_than_fixed_tiles():
+    from skysift.tiling import choose_tile
+
+    def computed(shape, tile):
+        return len(tile_grid(shape, tile=tile, margin=16)) * tile**2
+
+    for shape in [(2560, 2560), (4096, 2048), (1000, 700), (517, 300)]:
+        tile = choose_tile(shape, margin=16, multiple=16)
+        assert tile % 16 == 0
+        assert 256 <= tile <= 576
+        assert all(computed(shape, tile) <= computed(shape, t) for t in range(256, 577, 16))
+    assert choose_tile((2560, 2560), margin=16, multiple=16) == 544  # 1.13x the pixels, not 1.44x
+    assert choose_tile((100, 100), margin=16, multiple=16) == 256  # padded, as in training
+
+
+def test_auto_tiles_stitch_like_fixed_tiles(rng):
+    """Tiles chosen per image stitch without seams, like fixed ones."""
+    image = rng.normal(size=(700, 620)).astype(np.float32)
+
+    def blur(batch):
+        return np.stack([uniform_filter(b, size=(1, 9, 9), mode="reflect") for b in batch])
+
+    auto = oracle_localizer()
+    fixed = oracle_localizer(tile=256)
+    assert auto.tiling(image.shape)[0] != 256
+    assert fixed.tiling(image.shape) == (256, fixed.config.batch_size)
+    tile, batch = auto.tiling(image.shape)
+    stitched = predict_tiled(image, blur, tile=tile, margin=16, batch_size=batch)
+    np.testing.assert_allclose(stitched, uniform_filter(image, size=9, mode="reflect"), atol=1e-6)
+
+
 def test_invalid_tiles():
     with pytest.raises(InvalidParameterError, match="larger than twice the margin"):
         tile_grid((100, 100), tile=32, margin=16)
