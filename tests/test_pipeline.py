@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -149,3 +151,8 @@ def test_segment_stage_labels_are_catalog_ids(frame, tmp_path):
     paths = result.write(tmp_path, name="frame")
     with fits.open(paths["segmentation"]) as hdul:
         assert (hdul[0].data == segmentation).all()
+    # --no-segmap: the map stays in the result but is not written
+    quiet = dataclasses.replace(result, config=result.config.with_overrides(segmentation_map=False))
+    paths = quiet.write(tmp_path / "nomap", name="frame")
+    assert "segmentation" not in paths
+    assert not list((tmp_path / "nomap").glob("*segmentation*"))

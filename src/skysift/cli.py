@@ -130,6 +130,12 @@ def run_command(
     probability_map: bool = typer.Option(None, help="Write the localizer probability map."),
     overlay: bool = typer.Option(None, help="Write an overlay PNG (sources on the image)."),
     report: bool = typer.Option(None, help="Write the self-contained HTML report."),
+    segmap: bool = typer.Option(
+        None,
+        "--segmap/--no-segmap",
+        help="Write the segmentation map (FITS, labels = catalog ids) when the segment stage "
+        "runs (default on).",
+    ),
     config: Path = typer.Option(None, help="YAML configuration file; options override it."),
     hdu: str = typer.Option(None, help="HDU name or number (default: first image HDU)."),
     mask: Path = typer.Option(None, help="FITS mask: non-zero pixels are ignored."),
@@ -159,6 +165,7 @@ def run_command(
             probability_map=probability_map,
             overlay=overlay,
             report=report,
+            segmentation_map=segmap,
         )
         hdu_value = int(hdu) if hdu is not None and hdu.isdigit() else hdu
         image = read_image(images, hdu=hdu_value, mask=mask, weight=weight)

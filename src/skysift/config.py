@@ -52,6 +52,9 @@ class PipelineConfig:
         Also write the overlay PNG (the image, asinh/zscale, sources marked by class).
     report : bool
         Also write the self-contained HTML report (overlay, histograms, sortable table).
+    segmentation_map : bool
+        Write the segmentation map (FITS with the image WCS, labels = catalog ids) when the
+        segment stage ran.
     """
 
     stages: tuple[str, ...] = ("localize", "classify")
@@ -63,6 +66,7 @@ class PipelineConfig:
     probability_map: bool = False
     overlay: bool = False
     report: bool = False
+    segmentation_map: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(self.stages))

@@ -75,7 +75,7 @@ class Result:
             targets["regions"] = out / f"{name}.reg"
         if self.config.probability_map and self.probability_map is not None:
             targets["probability_map"] = out / f"{name}_probability.fits"
-        if self.segmentation is not None:
+        if self.config.segmentation_map and self.segmentation is not None:
             targets["segmentation"] = out / f"{name}_segmentation.fits"
         if self.config.overlay and self.image is not None:
             targets["overlay"] = out / f"{name}_overlay.png"
