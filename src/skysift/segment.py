@@ -28,7 +28,7 @@ from skysift.catalog import FLAGS
 from skysift.errors import EmptyCatalogWarning, InvalidParameterError
 from skysift.image import Image
 
-__all__ = ["Instances", "SegmentConfig", "Segmenter", "segment"]
+__all__ = ["Instances", "SegmentConfig", "Segmenter", "network_input", "segment"]
 
 log = logging.getLogger(__name__)
 
@@ -165,23 +165,11 @@ class Segmenter:
 
     def network_input(self, image: Image) -> np.ndarray:
         """``(channels, H, W)`` normalized input: the image's bands, or one band repeated."""
-        from skysift.normalization import normalize, robust_level_scale
-
-        channels = self.architecture.in_channels
-        if image.n_bands not in (1, channels):
-            raise InvalidParameterError(
-                f"the segmenter takes {channels} bands or 1 band (repeated); "
-                f"the image has {image.n_bands} ({', '.join(image.bands)})"
-            )
-        softening = self.card["normalization"]["softening"]
-        planes = []
-        for band in np.asarray(image.data):
-            level, scale = robust_level_scale(band, image.mask)
-            plane = normalize(band, level, scale, softening)
-            plane[image.mask | ~np.isfinite(plane)] = 0.0
-            planes.append(plane)
-        stack = np.stack(planes)
-        return np.repeat(stack, channels, axis=0) if len(planes) == 1 else stack
+        return network_input(
+            image,
+            channels=self.architecture.in_channels,
+            softening=self.card["normalization"]["softening"],
+        )
 
     def __call__(self, image: Image | np.ndarray, *, progress: bool = False) -> Instances:
         """Segment ``image``; returns its :class:`Instances`."""
@@ -252,6 +240,30 @@ class Segmenter:
                         }
                     )
         return found
+
+
+def network_input(image: Image, *, channels: int, softening: float) -> np.ndarray:
+    """What an R-CNN of skysift sees: ``(channels, H, W)`` normalized bands.
+
+    Each band is normalized on its own (:func:`skysift.normalization.normalize` with the
+    image's robust level and scale), masked and non-finite pixels set to 0; a single band is
+    repeated into every channel.
+    """
+    from skysift.normalization import normalize, robust_level_scale
+
+    if image.n_bands not in (1, channels):
+        raise InvalidParameterError(
+            f"the segmenter takes {channels} bands or 1 band (repeated); "
+            f"the image has {image.n_bands} ({', '.join(image.bands)})"
+        )
+    planes = []
+    for band in np.asarray(image.data):
+        level, scale = robust_level_scale(band, image.mask)
+        plane = normalize(band, level, scale, softening)
+        plane[image.mask | ~np.isfinite(plane)] = 0.0
+        planes.append(plane)
+    stack = np.stack(planes)
+    return np.repeat(stack, channels, axis=0) if len(planes) == 1 else stack
 
 
 def sky_subtracted_light(image: Image) -> np.ndarray:
