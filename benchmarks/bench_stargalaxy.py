@@ -65,8 +65,11 @@ def ablation(
     variants=tuple(VARIANTS),
     seeds=(0, 1, 2),
     threads: int = 2,
+    run_root: Path = ROOT / "runs" / "stargalaxy_ablation",
 ) -> list[dict]:
-    """ROC-AUC (all, inner, outer) of networks with different context inputs, per seed."""
+    """ROC-AUC (all, inner, outer) of networks with different context inputs, per seed.
+
+    Each network trains in ``run_root/<variant>_seed<seed>`` (and resumes from there)."""
     rows = []
     inner = test["radius"] < 0.5
     for variant in variants:
@@ -74,7 +77,7 @@ def ablation(
         for seed in seeds:
             name = f"{variant}_seed{seed}"
             config = StarGalaxyTrainingConfig(
-                run_dir=str(ROOT / "runs" / "stargalaxy_ablation" / name),
+                run_dir=str(Path(run_root) / name),
                 position_branch=branch,
                 position_input=position,
                 seeing_input=seeing,

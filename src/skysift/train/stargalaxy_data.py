@@ -40,9 +40,19 @@ SOFTENING = 4.0
 
 
 def stargalaxy_field_configs(
-    role: str, n: int, *, offset: int = 0, mix_seed: int = 0
+    role: str,
+    n: int,
+    *,
+    offset: int = 0,
+    mix_seed: int = 0,
+    psf_size_growth: float = PSF_SIZE_GROWTH,
+    psf_ellipticity_edge: float = PSF_ELLIPTICITY_EDGE,
 ) -> list[FieldConfig]:
-    """``n`` detector pieces for ``role`` (``train`` or ``test``), reproducibly drawn."""
+    """``n`` detector pieces for ``role`` (``train`` or ``test``), reproducibly drawn.
+
+    ``psf_size_growth`` and ``psf_ellipticity_edge`` set the optical law (FWHM growth and
+    radial shear at the detector corner); the defaults are the shipped model's.
+    """
     seeds = SEED_RANGES[role]
     first = seeds.start + SEED_OFFSET + offset
     rng = np.random.default_rng([mix_seed, first])
@@ -60,8 +70,8 @@ def stargalaxy_field_configs(
                 seed=first + k,
                 star_fraction=float(rng.uniform(0.82, 0.88)),
                 galaxy_mix=GALAXY_MIX,
-                psf_size_growth=PSF_SIZE_GROWTH,
-                psf_ellipticity_edge=PSF_ELLIPTICITY_EDGE,
+                psf_size_growth=psf_size_growth,
+                psf_ellipticity_edge=psf_ellipticity_edge,
                 optical_centre=(
                     DETECTOR.optical_centre[0] - ox,
                     DETECTOR.optical_centre[1] - oy,
