@@ -48,6 +48,12 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=50_000)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--variants",
+        default="none,position",
+        help="Variants to train now (run 'none' and 'position' in two processes to use two "
+        "cores); rows of other variants already in the results file are kept.",
+    )
     args = parser.parse_args()
     law = f"g{args.growth:g}_s{args.shear:g}"
     data_dir = ROOT / "data" / f"stargalaxy_psf_{law}"
@@ -64,11 +70,13 @@ def main() -> None:
         test,
         samples=args.samples,
         epochs=args.epochs,
-        variants=("none", "position"),
+        variants=tuple(args.variants.split(",")),
         threads=args.threads,
         run_root=ROOT / "runs" / f"stargalaxy_psf_{law}",
     )
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"laws": {}}
+    earlier = results["laws"].get(law, {}).get("rows", [])
+    rows = [r for r in earlier if r["variant"] not in args.variants.split(",")] + rows
     results["laws"][law] = {
         "date": time.strftime("%Y-%m-%d"),
         "psf_size_growth": args.growth,
