@@ -77,9 +77,11 @@ def speed(
     import sep
     import torch
 
+    from skysift.models.runtime import tune_malloc
     from skysift.segment import Segmenter, segment
     from skysift.sim import FieldConfig, simulate_field
 
+    tune_malloc()  # as the Segmenter does for its eager PyTorch inference
     torch.set_num_threads(threads)
     batches = [
         [torch.from_numpy(np.ascontiguousarray(i)) for i in test_images[k : k + 4]]

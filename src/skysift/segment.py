@@ -141,6 +141,9 @@ class Segmenter:
             module, card = _load(self.config.model)
         elif card is None:
             raise InvalidParameterError("a module needs its model card")
+        from skysift.models.runtime import tune_malloc
+
+        tune_malloc()  # eager PyTorch: keeping freed memory mapped saves ~20 % here
         self.module = module.eval()
         self.card = card
         self.architecture = SegmenterConfig.from_dict(card["architecture"]["config"])
