@@ -113,6 +113,13 @@ def ablation(
     return rows
 
 
+def load_ablation_data(train_dir, test_dir) -> tuple[dict, dict, dict]:
+    """Training samples, held-out test samples, and the stratified splits of the former."""
+    data = load_split(str(train_dir))
+    test = load_split(str(test_dir))
+    return data, test, split_indices(data["label"], data["snr"])
+
+
 def previous_rows(path: Path, skip: set[str]) -> list[dict]:
     """Ablation rows of an earlier run of this benchmark (same data and budget), for the
     variants not re-run now. Rows written before the seeing variants existed name their
@@ -384,9 +391,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     results_path = ROOT / "benchmarks" / "results" / "stargalaxy.json"
-    data = load_split(f"{args.data_dir}/stargalaxy_train")
-    test = load_split(f"{args.data_dir}/stargalaxy_test")
-    splits = split_indices(data["label"], data["snr"])
+    data, test, splits = load_ablation_data(
+        f"{args.data_dir}/stargalaxy_train", f"{args.data_dir}/stargalaxy_test"
+    )
     rows = ablation(
         data,
         splits,

@@ -20,10 +20,9 @@ import json
 import time
 from pathlib import Path
 
-from bench_stargalaxy import ROOT, ablation, ablation_summary
+from bench_stargalaxy import ROOT, ablation, ablation_summary, load_ablation_data
 
 from skysift.sim.dataset import write_dataset
-from skysift.train.stargalaxy import load_split, split_indices
 from skysift.train.stargalaxy_data import StarGalaxyCutouts, stargalaxy_field_configs
 
 RESULTS = ROOT / "benchmarks" / "results" / "stargalaxy_position_sensitivity.json"
@@ -56,14 +55,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     law = f"g{args.growth:g}_s{args.shear:g}"
-    data_dir = ROOT / "data" / f"stargalaxy_psf_{law}"
-    simulate(data_dir.with_name(data_dir.name + "_train"), "train", args.train_fields,
-             args.growth, args.shear)  # fmt: skip
-    simulate(data_dir.with_name(data_dir.name + "_test"), "test", args.test_fields,
-             args.growth, args.shear)  # fmt: skip
-    data = load_split(str(data_dir.with_name(data_dir.name + "_train")))
-    test = load_split(str(data_dir.with_name(data_dir.name + "_test")))
-    splits = split_indices(data["label"], data["snr"])
+    train_dir = ROOT / "data" / f"stargalaxy_psf_{law}_train"
+    test_dir = ROOT / "data" / f"stargalaxy_psf_{law}_test"
+    simulate(train_dir, "train", args.train_fields, args.growth, args.shear)
+    simulate(test_dir, "test", args.test_fields, args.growth, args.shear)
+    data, test, splits = load_ablation_data(train_dir, test_dir)
     rows = ablation(
         data,
         splits,
