@@ -20,6 +20,7 @@ import numpy as np
 from skysift.annotate import mask_iou, otsu_central_mask
 from skysift.image import Image
 from skysift.models.registry import load_model
+from skysift.morphology import GalaxyTyper
 from skysift.normalization import normalize
 from skysift.sim.dataset import iter_shards
 from skysift.train.segmenter import SOFTENING, evaluate_segmenter, load_images, raw_images
@@ -122,7 +123,7 @@ def speed(
     }
 
 
-def overlay_examples(module, directory: str, path: Path, *, n: int = 4) -> None:
+def overlay_examples(module, directory: str, path: Path, *, n: int = 4, galaxy_typer=None) -> None:
     """Test images (r band) with truth and predicted masks outlined by class."""
     import matplotlib
 
@@ -137,6 +138,13 @@ def overlay_examples(module, directory: str, path: Path, *, n: int = 4) -> None:
     ][:1]
     predictions = predict(module, [s["image"] for s in chosen])
     names = module.skysift_config.classes
+    if galaxy_typer is not None:
+        from skysift.morphology import retype_galaxies
+
+        predictions = [
+            retype_galaxies(p, s["image"], galaxy_typer, classes=names)
+            for p, s in zip(predictions, chosen, strict=True)
+        ]
     fig, axes = plt.subplots(2, len(chosen), figsize=(3.2 * len(chosen), 6.6))
     for column, (sample, prediction) in enumerate(zip(chosen, predictions, strict=True)):
         shown = sample["image"][1]
@@ -193,10 +201,47 @@ def _reached(value: float) -> str:
     return "80 % recall not reached" if not np.isfinite(value) else f"{value:.3f}"
 
 
+def _type_summary(metrics: dict) -> dict:
+    """What the galaxy types change: central accuracy and mAP, all-instance mAP."""
+    return {
+        "central_class_accuracy": metrics["central"]["class_accuracy"],
+        "central_segmented": metrics["central"]["segmented"],
+        "central_mask_map_50": metrics["central_map"]["mask_map_50"],
+        "mask_map_50": metrics["mask_map_50"],
+        "mask_map_50_per_class": metrics["mask_map_50_per_class"],
+        "class_accuracy_matched": metrics["matched"]["accuracy"],
+    }
+
+
 def shard_nsigma(directory: str) -> float:
     """Footprint isophote the test images were simulated with (from their manifest)."""
     manifest = json.loads((Path(directory) / "manifest.json").read_text())
     return manifest["shards"][0]["config"].get("footprint_nsigma", 1.0)
+
+
+def _types_table(result: dict) -> list[str]:
+    own = result.get("own_class_head")
+    if own is None or result.get("galaxy_types") != "morphology":
+        return [""]
+    typed = _type_summary(result["test"])
+    rows = [
+        ("spiral/elliptical accuracy of the segmented central galaxies", "central_class_accuracy"),
+        ("central galaxies, mask mAP@0.5", "central_mask_map_50"),
+        ("all instances, mask mAP@0.5", "mask_map_50"),
+        ("class accuracy of matched instances (score >= 0.5)", "class_accuracy_matched"),
+    ]
+    lines = [
+        "",
+        "| | Mask R-CNN class head | re-typed by `morphology` |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {text} | {own[key]:.3f} | {typed[key]:.3f} |" for text, key in rows]
+    for name in ("elliptical", "spiral", "other"):
+        lines.append(
+            f"| mask AP@0.5, {name} | {own['mask_map_50_per_class'].get(name, float('nan')):.3f}"
+            f" | {typed['mask_map_50_per_class'].get(name, float('nan')):.3f} |"
+        )
+    return [*lines, ""]
 
 
 def markdown(result: dict) -> str:
@@ -212,6 +257,11 @@ def markdown(result: dict) -> str:
         "artifact on). Instances: truth sources with S/N >= 5 and a "
         f"{result['footprint_nsigma']:g}-sigma footprint of >= 4 pixels.",
         "",
+        f"Galaxy types: {result.get('galaxy_types', 'own class head')} (the `Segmenter`'s "
+        "default re-types galaxy instances with the `morphology` network; "
+        "`--own-types` keeps the Mask R-CNN's class head).",
+        "",
+        *_types_table(result),
         "## COCO mAP (torchmetrics / pycocotools, up to 1000 detections per image)",
         "",
         "| | mAP@0.5 | mAP@[0.5:0.95] |",
@@ -337,6 +387,12 @@ def main() -> None:
         help="Root for benchmarks/results, docs/benchmarks, docs/images.",
     )
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--own-types",
+        action="store_true",
+        help="Keep the Mask R-CNN's own galaxy classes (default: re-typed by the shipped "
+        "galaxy-type network, as the Segmenter does).",
+    )
     args = parser.parse_args()
     import torch
 
@@ -348,11 +404,13 @@ def main() -> None:
     images = root / "docs" / "images"
     samples = load_images(args.test_dir)
     raws = raw_images(args.test_dir)
-    test = evaluate_segmenter(module, samples, raw_images=raws)
+    typer = None if args.own_types else GalaxyTyper()
+    test = evaluate_segmenter(module, samples, raw_images=raws, galaxy_typer=typer)
+    own = test if typer is None else evaluate_segmenter(module, samples, raw_images=raws)
     noise_rows = []
     for factor in (float(v) for v in args.noise.split(",")):
         noisy = noisy_samples(args.test_dir, factor, seed=7)
-        metrics = evaluate_segmenter(module, noisy, raw_images=raws)
+        metrics = evaluate_segmenter(module, noisy, raw_images=raws, galaxy_typer=typer)
         central = metrics["central"]
         noise_rows.append(
             {
@@ -365,7 +423,7 @@ def main() -> None:
         print(noise_rows[-1], flush=True)
     images.mkdir(parents=True, exist_ok=True)
     noise_figure(noise_rows, images / "segmenter_noise.png")
-    overlay_examples(module, args.test_dir, images / "segmenter_examples.png")
+    overlay_examples(module, args.test_dir, images / "segmenter_examples.png", galaxy_typer=typer)
     timing = speed(module, card, [s["image"] for s in samples[:32]], threads=args.threads)
     for key in ("field", "segmentation", "catalog"):
         timing.pop(key)
@@ -374,7 +432,9 @@ def main() -> None:
         "threads": args.threads,
         "footprint_nsigma": float(shard_nsigma(args.test_dir)),
         "n_test": len(samples),
+        "galaxy_types": "the segmenter's own class head" if typer is None else "morphology",
         "test": test,
+        "own_class_head": _type_summary(own),
         "noise": noise_rows,
         "otsu": otsu_against_truth(args.test_dir),
         "speed": timing,

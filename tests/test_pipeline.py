@@ -132,12 +132,14 @@ def test_segment_stage_says_why_it_cannot_run(frame):
 def test_segment_stage_labels_are_catalog_ids(frame, tmp_path):
     from astropy.io import fits
 
-    from skysift.segment import Segmenter
+    from skysift.segment import SegmentConfig, Segmenter
     from standins import CARD, ThresholdSegmenter
 
     field, _ = frame
     pipeline = skysift.Pipeline(PipelineConfig(stages=("localize", "classify", "segment")))
-    pipeline._segmenter = Segmenter(module=ThresholdSegmenter(level=2.0), card=CARD)
+    pipeline._segmenter = Segmenter(
+        SegmentConfig(galaxy_types=None), module=ThresholdSegmenter(level=2.0), card=CARD
+    )
     result = pipeline(field.image)
     catalog, segmentation = result.catalog, result.segmentation
     assert result.catalog.meta["stages_run"] == ["localize", "classify", "segment"]

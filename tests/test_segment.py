@@ -25,7 +25,23 @@ def _blobs(shape, centres, *, sigma=3.0, amplitude=400.0, seed=0):
 
 
 def _segmenter(**options):
+    """The stand-in detector, keeping its own class ("elliptical") unless told otherwise."""
+    options = {"galaxy_types": None, **options}
     return Segmenter(SegmentConfig(**options), module=ThresholdSegmenter(), card=CARD)
+
+
+def test_galaxy_instances_are_retyped_by_the_shipped_typer():
+    """Default config: every galaxy instance goes through the galaxy-type network, which sets
+    its class and scales its score by the class probability; stars would be left alone."""
+    image = _blobs((200, 260), [(60.0, 60.0), (190.0, 130.0)], sigma=6.0)
+    plain = _segmenter()(image)
+    typed = _segmenter(galaxy_types="morphology")(image)
+    assert set(plain.classes) == {"elliptical"}
+    assert len(typed) == len(plain) == 2
+    assert set(typed.classes) <= {"elliptical", "spiral", "other"}
+    # 0.9 (the stand-in's score) times a class probability of at least 1/3
+    assert (typed.scores < 0.9).all()
+    assert (typed.scores >= 0.3).all()
 
 
 def test_object_on_a_tile_seam_is_found_once():

@@ -442,6 +442,59 @@ def train_segmenter_command(
     _guarded(run)
 
 
+@train_app.command("morphology")
+def train_morphology_command(
+    seed: int = typer.Option(0, help="Seed of the network initialization and batch order."),
+    n_train: int = typer.Option(3000, help="Simulated 256x256 training images."),
+    n_test: int = typer.Option(300, help="Held-out test-seed images for the card."),
+    epochs: int = typer.Option(30, help="Passes over the training stamps."),
+    threads: int = typer.Option(2, help="CPU threads for training."),
+    workers: int = typer.Option(2, help="Processes simulating the images."),
+    data_dir: Path = typer.Option(Path("data"), help="Where simulated stamps are cached."),
+    run_dir: Path = typer.Option(Path("runs/morphology"), help="Checkpoints and the log."),
+    out: Path = typer.Option(
+        None, help="Write weights + card here (default: the package's weights folder)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Simulate galaxy stamps, train the galaxy-type network, test it, write weights.
+
+    The network re-types the segmenter's galaxy instances (elliptical, spiral, other). Every
+    stage resumes: simulated images and the last checkpoint are reused.
+    """
+    from skysift.train.morphology import (
+        MorphologyTrainingConfig,
+        finish_morphology,
+        prepare_data,
+        train_morphology,
+    )
+
+    def run() -> None:
+        config = MorphologyTrainingConfig(
+            seed=seed,
+            n_train_images=n_train,
+            epochs=epochs,
+            threads=threads,
+            train_dir=str(data_dir / "morphology_train"),
+            val_dir=str(data_dir / "morphology_val"),
+            run_dir=str(run_dir),
+        )
+        prepare_data(config, workers=workers, progress=not quiet)
+        best = train_morphology(config, progress=not quiet)
+        weights = finish_morphology(
+            config,
+            best / "best.safetensors",
+            out_dir=out,
+            test_dir=str(data_dir / "morphology_test"),
+            n_test=n_test,
+            segmenter_test_dir=str(data_dir / "segmenter_test"),
+            progress=not quiet,
+        )
+        typer.echo(f"wrote {weights}")
+
+    _guarded(run)
+
+
 @train_app.command("stargalaxy")
 def train_stargalaxy_command(
     seed: int = typer.Option(0, help="Seed of the network initialization and batch order."),

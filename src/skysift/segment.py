@@ -57,6 +57,9 @@ class SegmentConfig:
     centroid_sigma : float
         Gaussian sigma (pixels) of the windowed centroid of each instance (about the PSF's
         sigma: the centroid follows the light of the core, not of the whole mask).
+    galaxy_types : str or None
+        Shipped galaxy-type network that re-types the galaxy instances from stamps of each
+        galaxy (:mod:`skysift.morphology`); None keeps the Mask R-CNN's own class head.
     """
 
     model: str = "segmenter"
@@ -66,6 +69,7 @@ class SegmentConfig:
     mask_threshold: float = 0.5
     batch_size: int = 4
     centroid_sigma: float = 1.5
+    galaxy_types: str | None = "morphology"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.score_threshold <= 1.0 or not 0.0 < self.mask_threshold < 1.0:
@@ -152,6 +156,11 @@ class Segmenter:
                 f"model {card['name']!r} is the box-only Faster R-CNN variant: it draws no "
                 "masks, so it cannot make a segmentation map; use a Mask R-CNN segmenter"
             )
+        self.galaxy_typer = None
+        if self.config.galaxy_types is not None:
+            from skysift.morphology import GalaxyTyper
+
+            self.galaxy_typer = GalaxyTyper(self.config.galaxy_types)
         tile = self.config.tile
         if 2 * self.config.margin >= tile:
             raise InvalidParameterError(
@@ -194,6 +203,7 @@ class Segmenter:
     def _tile_instances(self, data: np.ndarray, *, progress: bool) -> list[dict[str, Any]]:
         import torch
 
+        from skysift.morphology import retype_galaxies
         from skysift.progress import progress_iter
         from skysift.tiling import tile_grid
 
@@ -215,9 +225,12 @@ class Segmenter:
                 inputs.append(torch.from_numpy(window))
             with torch.no_grad():
                 outputs = self.module(inputs)
-            for t, out in zip(batch, outputs, strict=True):
-                boxes = out["boxes"].numpy()
-                scores = out["scores"].numpy()
+            for t, window, out in zip(batch, inputs, outputs, strict=True):
+                out = {key: value.numpy() for key, value in out.items()}
+                if self.galaxy_typer is not None:
+                    out = retype_galaxies(out, window.numpy(), self.galaxy_typer, classes=classes)
+                boxes = out["boxes"]
+                scores = out["scores"]
                 centre_x = (boxes[:, 0] + boxes[:, 2]) / 2
                 centre_y = (boxes[:, 1] + boxes[:, 3]) / 2
                 keep = (
@@ -227,8 +240,8 @@ class Segmenter:
                     & (centre_y >= t.keep_rows.start)
                     & (centre_y < t.keep_rows.stop)
                 )
-                masks = out["masks"].numpy()[keep, 0] >= self.config.mask_threshold
-                labels = out["labels"].numpy()[keep]
+                masks = out["masks"][keep, 0] >= self.config.mask_threshold
+                labels = out["labels"][keep]
                 for mask, label, score in zip(masks, labels, scores[keep], strict=True):
                     rows, cols = np.nonzero(mask)
                     inside = (rows + t.rows.start < height) & (cols + t.cols.start < width)

@@ -39,6 +39,7 @@ def weights_dir() -> Path:
 
 
 def _builders() -> dict[str, Callable[[dict], Any]]:
+    from skysift.models.morphology import MorphologyConfig, MorphologyNet
     from skysift.models.segmenter import SegmenterConfig, build_segmenter
     from skysift.models.stargalaxy import StarGalaxyConfig, StarGalaxyNet
     from skysift.models.unet import UNet, UNetConfig
@@ -50,6 +51,7 @@ def _builders() -> dict[str, Callable[[dict], Any]]:
         "unet": lambda arch: UNet(UNetConfig(**{**arch, "widths": tuple(arch["widths"])})),
         "stargalaxy": stargalaxy,
         "segmenter": lambda arch: build_segmenter(SegmenterConfig.from_dict(arch)),
+        "morphology": lambda arch: MorphologyNet(MorphologyConfig.from_dict(arch)),
     }
 
 

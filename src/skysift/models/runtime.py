@@ -58,27 +58,41 @@ def _threads() -> int:
     )
 
 
-def make_runner(module, backend: str = "auto") -> Callable[[np.ndarray], np.ndarray]:
-    """A function mapping a float32 ``(n, c, h, w)`` batch to sigmoid probabilities."""
+def make_runner(
+    module, backend: str = "auto", *, activation: str = "sigmoid"
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A function mapping a float32 ``(n, c, h, w)`` batch to probabilities.
+
+    ``activation="sigmoid"``: per-pixel (or per-output) sigmoid of the network's logits, for a
+    map of any ``h, w``. ``"softmax"``: a classifier's ``(n, classes)`` logits to class
+    probabilities (only the batch size may vary).
+    """
+    _check_activation(activation)
     if backend in ("auto", "onnx"):
         try:
-            return _onnx_runner(module)
+            return _onnx_runner(module, activation)
         except ImportError:
             if backend == "onnx":
                 raise
             log.info("onnxruntime is not installed; running the network with PyTorch")
-    return _torch_runner(module)
+    return _torch_runner(module, activation)
 
 
-def _torch_runner(module) -> Callable[[np.ndarray], np.ndarray]:
+def _check_activation(activation: str) -> None:
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+
+
+def _torch_runner(module, activation: str = "sigmoid") -> Callable[[np.ndarray], np.ndarray]:
     import torch
 
     tune_malloc()
     module = module.eval()
+    finish = _ACTIVATIONS[activation]
 
     def run(batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return torch.sigmoid(module(torch.from_numpy(batch))).numpy()
+            return finish(module(torch.from_numpy(batch)).numpy())
 
     return run
 
@@ -188,7 +202,12 @@ def shipped_session(name: str, input_shapes: dict, dynamic_axes: dict, *, direct
 
 
 def shipped_runner(
-    name: str, input_shapes: dict | None = None, backend: str = "auto", *, directory=None
+    name: str,
+    input_shapes: dict | None = None,
+    backend: str = "auto",
+    *,
+    directory=None,
+    activation: str = "sigmoid",
 ) -> Callable[..., np.ndarray]:
     """A runner of the shipped model ``name`` (see :func:`make_runner`), torch-free if cached.
 
@@ -203,16 +222,22 @@ def shipped_runner(
         the batch positionally (as :func:`make_runner`'s).
     backend : str
         ``auto``, ``onnx`` or ``torch``.
+    activation : str
+        For a single-input network: ``sigmoid`` (a map, any ``h, w``) or ``softmax`` (a
+        classifier of fixed-size stamps; see :func:`make_runner`).
     """
     from skysift.models.registry import load_card, load_model
 
+    _check_activation(activation)
     if backend in ("auto", "onnx"):
         try:
             if input_shapes is None:
                 config = load_card(name, directory=directory)["architecture"]["config"]
-                shapes = {"image": (1, config.get("in_channels", 1), 64, 64)}
-                session = shipped_session(name, shapes, _IMAGE_AXES, directory=directory)
-                return _image_runner(session)
+                side = config.get("stamp", 64)
+                shapes = {"image": (1, config.get("in_channels", 1), side, side)}
+                axes = _IMAGE_AXES if activation == "sigmoid" else _CLASSIFIER_AXES
+                session = shipped_session(name, shapes, axes, directory=directory)
+                return _image_runner(session, activation)
             axes = {key: {0: "n"} for key in input_shapes} | {"logits": {0: "n"}}
             session = shipped_session(name, input_shapes, axes, directory=directory)
             return _named_runner(session)
@@ -222,7 +247,7 @@ def shipped_runner(
             log.info("onnxruntime is not installed; running the network with PyTorch")
     module, _ = load_model(name, directory=directory)
     if input_shapes is None:
-        return _torch_runner(module)
+        return _torch_runner(module, activation)
     return make_multi_input_runner(module, {}, "torch", input_names=list(input_shapes))
 
 
@@ -230,9 +255,20 @@ def _sigmoid(logits: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
 
 
-def _image_runner(session) -> Callable[[np.ndarray], np.ndarray]:
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+_ACTIVATIONS = {"sigmoid": _sigmoid, "softmax": _softmax}
+_CLASSIFIER_AXES = {"image": {0: "n"}, "logits": {0: "n"}}
+
+
+def _image_runner(session, activation: str = "sigmoid") -> Callable[[np.ndarray], np.ndarray]:
+    finish = _ACTIVATIONS[activation]
+
     def run(batch: np.ndarray) -> np.ndarray:
-        return _sigmoid(session.run(None, {"image": batch})[0])
+        return finish(session.run(None, {"image": batch})[0])
 
     return run
 
@@ -244,11 +280,13 @@ def _named_runner(session) -> Callable[..., np.ndarray]:
     return run
 
 
-def _onnx_runner(module) -> Callable[[np.ndarray], np.ndarray]:
+def _onnx_runner(module, activation: str = "sigmoid") -> Callable[[np.ndarray], np.ndarray]:
     import torch
 
-    example = torch.zeros(1, module.config.in_channels, 64, 64)
-    return _image_runner(_onnx_session(module, {"image": example}, _IMAGE_AXES))
+    side = getattr(module.config, "stamp", 64)
+    example = torch.zeros(1, module.config.in_channels, side, side)
+    axes = _IMAGE_AXES if activation == "sigmoid" else _CLASSIFIER_AXES
+    return _image_runner(_onnx_session(module, {"image": example}, axes), activation)
 
 
 def make_multi_input_runner(

@@ -392,8 +392,12 @@ def evaluate_segmenter(
     raw_images: list[np.ndarray] | None = None,
     centroid_sigma: float = 1.5,
     score_threshold: float = 0.5,
+    galaxy_typer=None,
 ) -> dict[str, Any]:
     """Test metrics of a segmenter on samples of :func:`load_images`.
+
+    With ``galaxy_typer`` (a :class:`skysift.morphology.GalaxyTyper`) the galaxy instances are
+    re-typed by it (:func:`skysift.morphology.retype_galaxies`), as the ``Segmenter`` does.
 
     Returns mask and box mAP (all instances, per class), the matched-instance statistics of
     :func:`skysift.evaluate.segmentation.confusion_statistics`, and for the central galaxies of
@@ -416,6 +420,13 @@ def evaluate_segmenter(
     has_masks = model.skysift_config.masks
     by = "mask" if has_masks else "box"
     predictions = predict(model, [s["image"] for s in samples])
+    if galaxy_typer is not None:
+        from skysift.morphology import retype_galaxies
+
+        predictions = [
+            retype_galaxies(p, s["image"], galaxy_typer, classes=classes)
+            for p, s in zip(predictions, samples, strict=True)
+        ]
     targets = [sample_targets(s["labels"], s["ids"], s["classes"]) for s in samples]
     metrics: dict[str, Any] = detection_map(
         predictions, targets, class_metrics=True, masks=has_masks
