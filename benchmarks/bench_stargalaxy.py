@@ -103,6 +103,7 @@ def ablation(
                 "all": classification_metrics(test["label"], p),
                 "inner": classification_metrics(test["label"][inner], p[inner]),
                 "outer": classification_metrics(test["label"][~inner], p[~inner]),
+                "outer_by_snr": _roc_auc_by_snr(test, p, ~inner),
             }
             rows.append(row)
             print(
@@ -111,6 +112,14 @@ def ablation(
                 flush=True,
             )
     return rows
+
+
+def _roc_auc_by_snr(test, p, selected) -> list[float | None]:
+    """ROC-AUC of ``p`` in each of ``SNR_BINS`` among the ``selected`` test sources."""
+    table = binned_classification_metrics(
+        test["label"][selected], p[selected], test["snr"][selected], bins=SNR_BINS
+    )
+    return [float(v) if np.isfinite(v) else None for v in table["roc_auc"]]
 
 
 def load_ablation_data(train_dir, test_dir) -> tuple[dict, dict, dict]:

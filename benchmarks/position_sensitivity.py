@@ -28,13 +28,15 @@ from skysift.train.stargalaxy_data import StarGalaxyCutouts, stargalaxy_field_co
 RESULTS = ROOT / "benchmarks" / "results" / "stargalaxy_position_sensitivity.json"
 
 
-def simulate(directory: Path, role: str, n: int, growth: float, shear: float) -> None:
-    configs = stargalaxy_field_configs(role, n, psf_size_growth=growth, psf_ellipticity_edge=shear)
+def simulate(directory: Path, role: str, n: int, growth: float, shear: float, coma: float) -> None:
+    configs = stargalaxy_field_configs(
+        role, n, psf_size_growth=growth, psf_ellipticity_edge=shear, psf_coma_edge=coma
+    )
     write_dataset(
         directory,
         configs,
         StarGalaxyCutouts(),
-        description=f"{role} pieces, PSF growth {growth:g}, shear {shear:g}",
+        description=f"{role} pieces, PSF growth {growth:g}, shear {shear:g}, coma {coma:g}",
     )
 
 
@@ -42,6 +44,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--growth", type=float, required=True, help="FWHM growth at the corner")
     parser.add_argument("--shear", type=float, required=True, help="radial shear at the corner")
+    parser.add_argument(
+        "--coma", type=float, default=0.0, help="light fraction in the coma flare at the corner"
+    )
+    parser.add_argument(
+        "--simulate-only", action="store_true", help="simulate the data and stop (no training)"
+    )
     parser.add_argument("--train-fields", type=int, default=120)
     parser.add_argument("--test-fields", type=int, default=30)
     parser.add_argument("--samples", type=int, default=50_000)
@@ -54,11 +62,13 @@ def main() -> None:
         "cores); rows of other variants already in the results file are kept.",
     )
     args = parser.parse_args()
-    law = f"g{args.growth:g}_s{args.shear:g}"
+    law = f"g{args.growth:g}_s{args.shear:g}" + (f"_c{args.coma:g}" if args.coma else "")
     train_dir = ROOT / "data" / f"stargalaxy_psf_{law}_train"
     test_dir = ROOT / "data" / f"stargalaxy_psf_{law}_test"
-    simulate(train_dir, "train", args.train_fields, args.growth, args.shear)
-    simulate(test_dir, "test", args.test_fields, args.growth, args.shear)
+    simulate(train_dir, "train", args.train_fields, args.growth, args.shear, args.coma)
+    simulate(test_dir, "test", args.test_fields, args.growth, args.shear, args.coma)
+    if args.simulate_only:
+        return
     data, test, splits = load_ablation_data(train_dir, test_dir)
     rows = ablation(
         data,
@@ -77,6 +87,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"),
         "psf_size_growth": args.growth,
         "psf_ellipticity_edge": args.shear,
+        "psf_coma_edge": args.coma,
         "train_fields": args.train_fields,
         "test_fields": args.test_fields,
         "test_sources": len(test["label"]),

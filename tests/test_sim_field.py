@@ -345,3 +345,34 @@ def test_invalid_configs_are_refused():
         FieldConfig(central_galaxy="irregular")
     with pytest.raises(InvalidParameterError, match="size must be >= 16"):
         FieldConfig(size=8)
+
+
+def test_coma_makes_the_psf_lopsided_outwards_with_its_centroid_kept():
+    """The coma flare points away from the optical centre, grows with the distance, and the
+    light's centroid stays at the source position (the truth convention)."""
+    from skysift.errors import InvalidParameterError
+    from skysift.sim.psf import VaryingPSF
+
+    def moments(psf, x, y):
+        image = psf.at(x, y).drawImage(nx=201, ny=201, scale=0.5, method="no_pixel").array
+        rows, cols = np.mgrid[:201, :201] - 100.0
+        total = image.sum()
+        cx, cy = (image * cols).sum() / total, (image * rows).sum() / total
+        skew = (image * (cols - cx) ** 3).sum() / total  # third moment along x
+        peak_row, peak_col = np.unravel_index(np.argmax(image), image.shape)
+        return cx, cy, skew, peak_col - 100
+
+    options = {"fwhm_centre": 2.5, "beta": 3.0, "centre": (0.0, 0.0), "reference_radius": 1000.0}
+    psf = VaryingPSF(**options, size_growth=0.0, ellipticity_edge=0.0, coma_edge=0.3)
+    cx, cy, skew_edge, peak_edge = moments(psf, 1000.0, 0.0)  # on the +x axis, rho = 1
+    assert abs(cx) < 0.01
+    assert abs(cy) < 0.01
+    assert skew_edge > 0  # the flare extends outwards (+x)
+    assert peak_edge < 0  # the core sits inwards of the centroid
+    _, _, skew_mid, _ = moments(psf, 300.0, 0.0)
+    assert 0 < skew_mid < skew_edge
+    symmetric = VaryingPSF(**options, size_growth=0.0, ellipticity_edge=0.0)
+    assert abs(moments(symmetric, 1000.0, 0.0)[2]) < 1e-6
+    assert psf.coma_at(0.0, 0.0) == 0.0
+    with pytest.raises(InvalidParameterError, match="coma_edge"):
+        VaryingPSF(**options, coma_edge=0.6)

@@ -95,8 +95,9 @@ class FieldConfig:
     psf_fwhm : float, optional
         PSF FWHM at the optical centre (arcsec, detection band); drawn from the preset's range
         when not given.
-    psf_size_growth, psf_ellipticity_edge : float
-        PSF variation at the reference radius (see :class:`~skysift.sim.psf.VaryingPSF`).
+    psf_size_growth, psf_ellipticity_edge, psf_coma_edge : float
+        PSF variation at the reference radius: FWHM growth, radial shear and the light fraction
+        in a one-sided coma flare (see :class:`~skysift.sim.psf.VaryingPSF`).
     optical_centre : (float, float), optional
         ``(x, y)`` of the optical axis in 0-based pixels; the image centre by default.
     psf_reference_radius : float, optional
@@ -150,6 +151,7 @@ class FieldConfig:
     psf_fwhm: float | None = None
     psf_size_growth: float = 0.15
     psf_ellipticity_edge: float = 0.08
+    psf_coma_edge: float = 0.0
     optical_centre: tuple[float, float] | None = None
     psf_reference_radius: float | None = None
     faint_margin: float = 1.0
@@ -325,6 +327,7 @@ def simulate_field(config: FieldConfig | None = None, *, progress: bool = False,
         reference_radius=config.psf_reference_radius or math.hypot(width, height) / 2,
         size_growth=config.psf_size_growth,
         ellipticity_edge=config.psf_ellipticity_edge,
+        coma_edge=config.psf_coma_edge,
         pixel_scale=preset.pixel_scale,
     )
     depth = point_source_depth(preset, preset.detection_band, fwhm=fwhm)

@@ -7,10 +7,16 @@ centre, measured in units of ``reference_radius``::
 
     fwhm(rho) = fwhm_centre * (1 + size_growth * rho**2)
     |e|(rho)  = ellipticity_edge * rho**2          (distortion-style shear e, not axis ratio)
+    f(rho)    = coma_edge * rho                    (flux in the one-sided coma flare)
 
-The elongation points radially (towards the optical centre), as field curvature and coma make
-it. This position dependence is why the star/galaxy classifier takes the position as input
-(ASID-C); ``size_growth = ellipticity_edge = 0`` gives a constant PSF.
+The elongation points radially (towards the optical centre), as field curvature and
+astigmatism make it. Coma, which grows linearly with field angle, makes the PSF lopsided: a
+fraction ``f`` of the light sits in a wider flare (``COMA_WIDTH`` x the FWHM) displaced
+radially outwards by ``COMA_OFFSET`` FWHM, and the core moves inwards so that the light's
+centroid stays at the source position (the truth position is the centroid). ASID-C describes
+MeerLICHT's sources as symmetric at the centre and asymmetric and elongated towards the edges;
+this position dependence is why the star/galaxy classifier takes the position as input.
+``size_growth = ellipticity_edge = coma_edge = 0`` gives a constant PSF.
 """
 
 from __future__ import annotations
@@ -23,11 +29,14 @@ import numpy as np
 
 from skysift.errors import InvalidParameterError
 
-__all__ = ["TRUNCATION_FWHM", "VaryingPSF"]
+__all__ = ["COMA_OFFSET", "COMA_WIDTH", "TRUNCATION_FWHM", "VaryingPSF"]
 
 #: The Moffat is truncated at this many FWHM (flux renormalized). For beta = 3 that drops about
 #: 0.2 % of the light and halves the FFT cost of every galaxy convolution.
 TRUNCATION_FWHM = 5.0
+#: FWHM of the coma flare relative to the core's, and its radial offset in units of the FWHM.
+COMA_WIDTH = 1.6
+COMA_OFFSET = 0.6
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,9 @@ class VaryingPSF:
         Fractional FWHM increase at ``rho = 1``.
     ellipticity_edge : float
         Shear ``|e|`` at ``rho = 1`` (0 <= e < 1).
+    coma_edge : float
+        Fraction of the light in the coma flare at ``rho = 1`` (0 <= f < 0.5); 0 keeps the PSF
+        point-symmetric everywhere.
     pixel_scale : float
         Arcsec per pixel.
     """
@@ -60,6 +72,7 @@ class VaryingPSF:
     reference_radius: float
     size_growth: float = 0.15
     ellipticity_edge: float = 0.08
+    coma_edge: float = 0.0
     pixel_scale: float = 1.0
 
     def __post_init__(self) -> None:
@@ -77,6 +90,8 @@ class VaryingPSF:
             raise InvalidParameterError(
                 f"ellipticity_edge must be in [0, 1); got {self.ellipticity_edge}"
             )
+        if not 0 <= self.coma_edge < 0.5:
+            raise InvalidParameterError(f"coma_edge must be in [0, 0.5); got {self.coma_edge}")
 
     def rho(self, x: float | np.ndarray, y: float | np.ndarray) -> float | np.ndarray:
         """Distance from the optical centre in units of ``reference_radius``."""
@@ -92,6 +107,10 @@ class VaryingPSF:
         angle = math.atan2(y - self.centre[1], x - self.centre[0])
         return e * math.cos(2 * angle), e * math.sin(2 * angle)
 
+    def coma_at(self, x: float, y: float) -> float:
+        """Fraction of the light in the coma flare at ``(x, y)``."""
+        return min(self.coma_edge * float(self.rho(x, y)), 0.49)
+
     def at(self, x: float, y: float, *, fwhm_scale: float = 1.0):
         """GalSim profile (unit flux) of the PSF at pixel ``(x, y)``.
 
@@ -99,9 +118,23 @@ class VaryingPSF:
         :meth:`SurveyPreset.fwhm_in_band`).
         """
 
+        import galsim
+
         fwhm = float(self.fwhm_at(x, y)) * fwhm_scale
         e1, e2 = self.shear_at(x, y)
-        psf = _unit_moffat(self.beta).dilate(fwhm)
+        unit = _unit_moffat(self.beta)
+        psf = unit.dilate(fwhm)
+        coma = self.coma_at(x, y)
+        if coma > 0:
+            dx, dy = x - self.centre[0], y - self.centre[1]
+            norm = math.hypot(dx, dy)
+            ux, uy = dx / norm, dy / norm
+            offset = COMA_OFFSET * fwhm  # flare-to-core distance, arcsec
+            flare = unit.dilate(COMA_WIDTH * fwhm).shift(
+                ux * (1 - coma) * offset, uy * (1 - coma) * offset
+            )
+            core = psf.shift(-ux * coma * offset, -uy * coma * offset)
+            psf = galsim.Add([core.withFlux(1 - coma), flare.withFlux(coma)])
         if e1 or e2:
             psf = psf.shear(e1=e1, e2=e2)
         return psf

@@ -458,7 +458,11 @@ def evaluate_segmenter(
         label = int(kept["labels"][p[0]])
         correct += label == int(sample["classes"][central])
         if raw_images is not None:
-            light = sky_subtracted_light(Image.from_array(raw_images[index]))
+            shape = raw_images[index].shape[-2:]
+            sources = np.zeros(shape, dtype=bool)
+            for k in range(len(kept["scores"])):
+                sources |= _instance_mask(kept, k, shape)
+            light = sky_subtracted_light(Image.from_array(raw_images[index]), sources=sources)
         else:
             light = sample["image"].sum(axis=0)
         mask = _instance_mask(kept, p[0], light.shape)

@@ -47,11 +47,13 @@ def stargalaxy_field_configs(
     mix_seed: int = 0,
     psf_size_growth: float = PSF_SIZE_GROWTH,
     psf_ellipticity_edge: float = PSF_ELLIPTICITY_EDGE,
+    psf_coma_edge: float = 0.0,
 ) -> list[FieldConfig]:
     """``n`` detector pieces for ``role`` (``train`` or ``test``), reproducibly drawn.
 
-    ``psf_size_growth`` and ``psf_ellipticity_edge`` set the optical law (FWHM growth and
-    radial shear at the detector corner); the defaults are the shipped model's.
+    ``psf_size_growth``, ``psf_ellipticity_edge`` and ``psf_coma_edge`` set the optical law
+    (FWHM growth, radial shear and coma light fraction at the detector corner); the defaults
+    are the shipped model's (no coma).
     """
     seeds = SEED_RANGES[role]
     first = seeds.start + SEED_OFFSET + offset
@@ -72,6 +74,7 @@ def stargalaxy_field_configs(
                 galaxy_mix=GALAXY_MIX,
                 psf_size_growth=psf_size_growth,
                 psf_ellipticity_edge=psf_ellipticity_edge,
+                psf_coma_edge=psf_coma_edge,
                 optical_centre=(
                     DETECTOR.optical_centre[0] - ox,
                     DETECTOR.optical_centre[1] - oy,
