@@ -244,6 +244,32 @@ def _types_table(result: dict) -> list[str]:
     return [*lines, ""]
 
 
+def _burke_by_snr(test: dict) -> list[str]:
+    """Precision at 80 % recall among the truth brighter than a S/N cut (fainter: neutral)."""
+    rows = test.get("precision_at_80_recall_by_snr")
+    if not rows:
+        return []
+    lines = [
+        "## Precision at 80 % recall by truth S/N (Burke et al.'s figure)",
+        "",
+        "All test images; a cut keeps the truth instances at or above it as required, truth "
+        "below it is neutral (a prediction matched to it is neither right nor wrong); matches "
+        "at mask IoU >= 0.5, ranked by score. `max recall` is the recall with every "
+        "prediction kept: where it is below 0.8 the figure cannot be reached at any threshold.",
+        "",
+        "| truth S/N >= | stars | star precision | star max recall | galaxies | "
+        "galaxy precision | galaxy max recall |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['snr_min']:g} | {row['star_n']} | {_reached(row['star_precision'])} | "
+            f"{row['star_max_recall']:.3f} | {row['galaxy_n']} | "
+            f"{_reached(row['galaxy_precision'])} | {row['galaxy_max_recall']:.3f} |"
+        )
+    return [*lines, ""]
+
+
 def markdown(result: dict) -> str:
     test = result["test"]
     matched = test["matched"]
@@ -332,6 +358,7 @@ def markdown(result: dict) -> str:
         f"| central centroid offset, median: centre of mass in the mask (the paper's) | "
         f"{central['centre_of_mass_offset_median']:.3f} px | <= 0.3 px |",
         "",
+        *_burke_by_snr(test),
         "## Robustness to added Gaussian noise",
         "",
         "Noise of a multiple of each band's sky noise added to the raw test images before "

@@ -123,3 +123,39 @@ def test_small_image_has_no_steps():
     steps = find_amplifier_steps(_sky((20, 20), 6))
     assert steps.offsets.shape == (1, 1)
     assert steps.offsets[0, 0] == 0.0
+
+
+@pytest.fixture(scope="module")
+def crowded_field():
+    import dataclasses
+
+    from skysift.sim import FieldConfig, simulate_field
+
+    config = FieldConfig(
+        survey="meerlicht", size=512, density=150, star_fraction=0.9, seed=2_000_731
+    )
+    field = simulate_field(config)
+    flat = simulate_field(dataclasses.replace(config, amplifier_offset=0.0).without_artifacts())
+    return field, field.background[0] - flat.background[0]
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_crowded_field_estimate_is_never_worse_than_none(crowded_field, masked):
+    """In a crowded simulated field (confusion, saturated stars, bleed trails) the steps may
+    go unfound, but what is subtracted must not be further from the true offsets than
+    subtracting nothing; also with half the image masked around sources."""
+    from scipy import ndimage
+
+    field, true_offsets = crowded_field
+    assert np.ptp(true_offsets) > 10  # the field has steps to find
+    plane = field.image.data[0]
+    mask = np.asarray(field.image.mask).copy()
+    if masked:
+        mask |= ndimage.binary_dilation(field.footprints > 0, iterations=3)
+    fitted = find_amplifier_steps(plane, mask=mask).map(plane.shape)
+
+    def rms(offsets):
+        residual = true_offsets - offsets
+        return float(np.sqrt(np.mean((residual - residual.mean()) ** 2)))
+
+    assert rms(fitted) <= rms(np.zeros_like(fitted)) + 0.5

@@ -240,6 +240,36 @@ def test_box_matching_and_box_only_scores():
         confusion_statistics([prediction], [truth], ("star", "galaxy"), by="pixel")
 
 
+def test_precision_at_recall_by_snr_treats_faint_truth_as_neutral():
+    from skysift.evaluate.segmentation import precision_at_recall_by_snr
+
+    truth_boxes = np.array([[0, 0, 5, 5], [10, 10, 15, 15], [20, 20, 25, 25]], np.float32)
+    truth = {"boxes": truth_boxes, "labels": [1, 2, 1]}  # star, galaxy, faint star
+    snr = [np.array([50.0, 50.0, 3.0])]
+    prediction = {
+        "boxes": np.array(
+            [[20, 20, 25, 25], [0, 0, 5, 5], [30, 30, 35, 35], [10, 10, 15, 15]], np.float32
+        ),
+        "labels": [1, 1, 2, 2],  # the faint star, the star, a spurious galaxy, the galaxy
+        "scores": [0.95, 0.9, 0.99, 0.8],
+    }
+    rows = precision_at_recall_by_snr(
+        [prediction], [truth], snr, ("star", "galaxy"), cuts=(1.0, 5.0, 60.0), by="box"
+    )
+    assert [r["snr_min"] for r in rows] == [1.0, 5.0, 60.0]
+    # S/N >= 1: both stars required, both found first
+    assert rows[0]["star_n"] == 2
+    assert rows[0]["star_precision"] == 1.0
+    # S/N >= 5: the faint star's match is neutral, not a false positive
+    assert rows[1]["star_n"] == 1
+    assert rows[1]["star_precision"] == 1.0
+    assert rows[1]["star_max_recall"] == 1.0
+    # the spurious galaxy ranks first: 80 % recall of one galaxy at precision 1/2
+    assert rows[1]["galaxy_precision"] == 0.5
+    assert np.isnan(rows[2]["star_precision"])
+    assert rows[2]["galaxy_n"] == 0
+
+
 def test_centroids_are_measured_onsky_subtracted_light():
     from skysift.evaluate.segmentation import mask_centroid
     from skysift.image import Image

@@ -106,6 +106,14 @@ def _strip_jumps(medians: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarr
     return jumps, np.full(n, error)
 
 
+def _robust_scale(values: np.ndarray) -> float:
+    """MAD-based standard deviation of the finite ``values`` (0 when there are too few)."""
+    values = values[np.isfinite(values)]
+    if values.size < 8:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+
+
 def _profile_noise(medians: np.ndarray) -> float:
     """Robust noise of a profile of column medians, from its first differences."""
     diffs = np.diff(medians)
@@ -117,16 +125,16 @@ def _profile_noise(medians: np.ndarray) -> float:
 
 
 def _axis_statistics(sky: np.ndarray, *, window: int, chunk: int):
-    """Per boundary: the rms over chunks of the median-strip jump in units of its error, the
-    chunk-summed squared mean-level jump (which peaks at the step itself), and the jump of
-    every chunk in image units, ``(chunks, width)``."""
+    """Per boundary: the significance of its median-strip jump (the lower quartile over
+    chunks of |jump| / error: a read-out boundary runs through every chunk, a bright star or
+    a bleed trail through one or two), the chunk-summed squared mean-level jump (which peaks
+    at the step itself), and the jump of every chunk in image units, ``(chunks, width)``."""
     height, width = sky.shape
     n_chunks = max(1, height // chunk)
     edges = np.linspace(0, height, n_chunks + 1).round().astype(int)
-    chi2 = np.zeros(width)
     chi2_sharp = np.zeros(width)
-    count = np.zeros(width)
     chunk_jumps = np.full((n_chunks, width), np.nan)
+    chunk_z = np.full((n_chunks, width), np.nan)
     for index, (lo, hi) in enumerate(itertools.pairwise(edges)):
         medians = _column_medians(sky[lo:hi])
         noise = _profile_noise(medians)
@@ -134,17 +142,16 @@ def _axis_statistics(sky: np.ndarray, *, window: int, chunk: int):
             continue
         jumps, error = _strip_jumps(medians, window)
         chunk_jumps[index] = jumps
-        z = jumps / (error * noise)
-        good = np.isfinite(z)
-        chi2[good] += z[good] ** 2
-        count[good] += 1
+        # the jumps' own spread over all boundaries (steps are few) when it exceeds the
+        # pixel-noise expectation: unresolved light of crowded fields, galaxy wings
+        chunk_z[index] = np.abs(jumps) / max(error[0] * noise, _robust_scale(jumps))
         # the median-strip jump is flat within ~window/2 of a step; the difference of the
         # mean levels of the columns either side peaks at the step itself
         sharp = _mean_jumps(medians, window) / noise
         chi2_sharp[np.isfinite(sharp)] += sharp[np.isfinite(sharp)] ** 2
-    with np.errstate(all="ignore"):
-        rms = np.where(count > 0, np.sqrt(chi2 / np.maximum(count, 1)), np.nan)
-    return rms, chi2_sharp, chunk_jumps
+    with _quiet_nan_warnings():
+        significance = np.nanpercentile(chunk_z, 25, axis=0)
+    return significance, chi2_sharp, chunk_jumps
 
 
 def _find_axis_steps(
@@ -200,15 +207,56 @@ def _mean_jumps(medians: np.ndarray, window: int) -> np.ndarray:
 
 def _segment_jump(sky: np.ndarray, boundary: int, window: int) -> tuple[float, float]:
     """Jump (and its variance) of the level of ``sky`` (NaN = masked) across column
-    ``boundary``, from strips of ``window`` columns, corrected for a linear gradient."""
-    lo = max(boundary - 2 * window, 0)
-    medians = _column_medians(sky[:, lo : boundary + 2 * window])
+    ``boundary``, from strips of ``window`` columns, corrected for a linear gradient.
+
+    The error is the larger of the pixel-noise expectation and the spread of the same
+    statistic over every other boundary of the stripe (confusion, galaxy wings)."""
+    medians = _column_medians(sky)
     noise = _profile_noise(medians)
     jumps, error = _strip_jumps(medians, window)
-    value = jumps[boundary - lo] if boundary - lo < jumps.size else np.nan
+    value = jumps[boundary] if boundary < jumps.size else np.nan
     if not (np.isfinite(value) and noise > 0):
         return 0.0, np.inf
-    return float(value), float((error[0] * noise) ** 2)
+    elsewhere = np.abs(np.arange(jumps.size) - boundary) > 2 * window
+    sigma = max(error[0] * noise, _robust_scale(jumps[elsewhere]))
+    return float(value), float(sigma**2)
+
+
+def _chunk_medians(sky: np.ndarray, length: int, axis: int) -> np.ndarray:
+    """Median of ``sky`` (NaN = masked) over consecutive runs of ``length`` pixels along
+    ``axis``, broadcast back to the image's shape."""
+    moved = np.moveaxis(sky, axis, -1)
+    n = moved.shape[-1]
+    pad = (-n) % length
+    padded = np.pad(moved, [(0, 0)] * (moved.ndim - 1) + [(0, pad)], constant_values=np.nan)
+    runs = padded.reshape(*moved.shape[:-1], -1, length)
+    with _quiet_nan_warnings():
+        medians = np.nanmedian(runs, axis=-1)
+    full = np.repeat(medians, length, axis=-1)[..., :n]
+    return np.moveaxis(full, -1, axis)
+
+
+def _sky_only(sky: np.ndarray, nsigma: float = 4.0, run: int = 32) -> np.ndarray:
+    """``sky`` with source pixels set to NaN: those more than ``nsigma`` pixel-noise sigmas
+    above both the median of their run of ``run`` pixels along the row and along the column.
+
+    A pixel lifted by an amplifier step is above at most one of the two (the run across the
+    boundary), so steps survive; star cores and bright galaxies are above both. The pixel
+    noise comes from differences of neighbouring pixels along rows, which neither a smooth
+    sky nor a step changes."""
+    diffs = np.diff(sky, axis=1).ravel()
+    diffs = diffs[np.isfinite(diffs)]
+    if diffs.size < 16:
+        return sky
+    sigma = 1.4826 * np.median(np.abs(diffs - np.median(diffs))) / np.sqrt(2)
+    limit = nsigma * sigma
+    with np.errstate(invalid="ignore"):
+        bright = (sky > _chunk_medians(sky, run, axis=0) + limit) & (
+            sky > _chunk_medians(sky, run, axis=1) + limit
+        )
+    out = sky.copy()
+    out[bright] = np.nan
+    return out
 
 
 def find_amplifier_steps(
@@ -234,8 +282,8 @@ def find_amplifier_steps(
         Length of the pieces of a boundary tested separately; their evidence is combined, so
         a step only part of a boundary shows (a grid of amplifiers) is still found.
     threshold : float
-        Significance a boundary needs: the rms over the chunks of the gradient-corrected
-        jump in units of its standard error.
+        Significance a boundary needs: the lower quartile over the chunks of the
+        gradient-corrected jump in units of its standard error.
     min_section : int
         Smallest width of a read-out section: of two candidate boundaries closer than this,
         only the more significant is kept.
@@ -258,40 +306,58 @@ def find_amplifier_steps(
     sky = np.array(plane, dtype=np.float64)
     bad = ~np.isfinite(sky) if mask is None else (np.asarray(mask, dtype=bool) | ~np.isfinite(sky))
     sky[bad] = np.nan
+    sky = _sky_only(sky)
     options = {"window": window, "chunk": chunk, "threshold": threshold, "min_section": min_section}
     columns = _find_axis_steps(sky, **options)
     rows = _find_axis_steps(sky.T, **options)
-    offsets = _solve_offsets(sky, columns, rows, window)
+    # a boundary whose jumps, measured section by section, do not stand out is dropped
+    for _ in range(3):
+        offsets, significance = _solve_offsets(sky, columns, rows, window)
+        keep_columns = significance["columns"] >= threshold
+        keep_rows = significance["rows"] >= threshold
+        if keep_columns.all() and keep_rows.all():
+            break
+        columns, rows = columns[keep_columns], rows[keep_rows]
+    else:
+        offsets, _ = _solve_offsets(sky, columns, rows, window)
     return AmplifierSteps(columns=columns, rows=rows, offsets=offsets)
 
 
 def _solve_offsets(sky: np.ndarray, columns: np.ndarray, rows: np.ndarray, window: int):
     """One offset per section from the jumps along every stretch of boundary between two
-    adjacent sections (weighted least squares, mean zero)."""
+    adjacent sections (weighted least squares, mean zero), and the significance of each
+    boundary (rms over its stretches of jump / error)."""
     n_rows, n_cols = len(rows) + 1, len(columns) + 1
+    significance = {"columns": np.zeros(len(columns)), "rows": np.zeros(len(rows))}
     if n_rows * n_cols == 1:
-        return np.zeros((1, 1))
+        return np.zeros((1, 1)), significance
     row_edges = np.concatenate([[0], rows, [sky.shape[0]]])
     col_edges = np.concatenate([[0], columns, [sky.shape[1]]])
     equations, values, weights = [], [], []
+    z2 = {"columns": [[] for _ in columns], "rows": [[] for _ in rows]}
 
     def block(i, k):
         return i * n_cols + k
+
+    def add(upper, lower, jump, variance, axis, index):
+        equations.append((upper, lower))
+        values.append(jump)
+        weights.append(0.0 if not np.isfinite(variance) else 1.0 / variance)
+        if np.isfinite(variance):
+            z2[axis][index].append(jump**2 / variance)
 
     for i in range(n_rows):
         stripe = sky[row_edges[i] : row_edges[i + 1]]
         for k, boundary in enumerate(columns):
             jump, variance = _segment_jump(stripe, int(boundary), window)
-            equations.append((block(i, k + 1), block(i, k)))
-            values.append(jump)
-            weights.append(0.0 if not np.isfinite(variance) else 1.0 / variance)
+            add(block(i, k + 1), block(i, k), jump, variance, "columns", k)
     for k in range(n_cols):
         stripe = sky[:, col_edges[k] : col_edges[k + 1]].T
         for i, boundary in enumerate(rows):
             jump, variance = _segment_jump(stripe, int(boundary), window)
-            equations.append((block(i + 1, k), block(i, k)))
-            values.append(jump)
-            weights.append(0.0 if not np.isfinite(variance) else 1.0 / variance)
+            add(block(i + 1, k), block(i, k), jump, variance, "rows", i)
+    for axis, per_boundary in z2.items():
+        significance[axis] = np.array([np.sqrt(np.mean(v)) if v else 0.0 for v in per_boundary])
     n = n_rows * n_cols
     design = np.zeros((len(equations) + 1, n))
     target = np.zeros(len(equations) + 1)
@@ -301,7 +367,7 @@ def _solve_offsets(sky: np.ndarray, columns: np.ndarray, rows: np.ndarray, windo
         target[e] = values[e]
     design[-1, :] = 1.0 / n  # mean offset zero
     solution, *_ = np.linalg.lstsq(design * w[:, None], target * w, rcond=None)
-    return solution.reshape(n_rows, n_cols)
+    return solution.reshape(n_rows, n_cols), significance
 
 
 def amplifier_offset_map(plane: np.ndarray, *, mask: np.ndarray | None = None, **options):

@@ -22,6 +22,7 @@ __all__ = [
     "match_instances",
     "match_predictions",
     "precision_at_recall",
+    "precision_at_recall_by_snr",
 ]
 
 #: Detections per image considered by mAP (crowded fields hold more than COCO's 100).
@@ -242,6 +243,79 @@ def precision_at_recall(
         return float("nan")
     k = reached[0]
     return float(hits[k] / (k + 1))
+
+
+def precision_at_recall_by_snr(
+    predictions: list[dict[str, Any]],
+    targets: list[dict[str, Any]],
+    snr: list[np.ndarray],
+    classes: tuple[str, ...],
+    *,
+    cuts: tuple[float, ...] = (5.0, 10.0, 20.0, 50.0, 100.0),
+    recall: float = 0.8,
+    iou: float = 0.5,
+    by: str = "mask",
+) -> list[dict[str, Any]]:
+    """Burke et al.'s figure, precision at ``recall`` for stars and for galaxies, among the
+    truth instances with S/N at or above each cut.
+
+    Predictions are matched one-to-one to all truth instances (class-agnostic, by mask or
+    box IoU, greedy by score). For a cut, truth below it is neutral: a prediction matched to
+    it counts neither as right nor as wrong, as the localizer's scoring treats sources
+    between the detection limits. A prediction is right for its group (star, or any galaxy
+    class) when its match is a truth instance of that group.
+
+    Parameters
+    ----------
+    predictions, targets : list of dict
+        Per image, as for :func:`detection_map`.
+    snr : list of numpy.ndarray
+        Per image, the S/N of each truth instance (same order as the target's).
+    classes : tuple of str
+        Class names; label ``k`` is ``classes[k - 1]``.
+
+    Returns
+    -------
+    list of dict
+        One row per cut: ``snr_min``, and per group ``{group}_n`` (truth instances),
+        ``{group}_precision`` (NaN when the recall is never reached) and
+        ``{group}_max_recall`` (recall with every prediction kept).
+    """
+    star = classes.index("star") + 1 if "star" in classes else -1
+    matched = []
+    for prediction, target in zip(predictions, targets, strict=True):
+        p, t = match_predictions(prediction, target, by=by, iou=iou)
+        truth_index = np.full(len(prediction["scores"]), -1, dtype=np.int64)
+        truth_index[p] = t
+        matched.append(truth_index)
+    rows = []
+    for cut in cuts:
+        row: dict[str, Any] = {"snr_min": float(cut)}
+        for group in ("star", "galaxy"):
+            scores, right, n_true = [], [], 0
+            for prediction, target, values, truth_index in zip(
+                predictions, targets, snr, matched, strict=True
+            ):
+                true_star = np.asarray(target["labels"]) == star
+                in_group = true_star if group == "star" else ~true_star
+                required = np.asarray(values, dtype=float) >= cut
+                n_true += int((in_group & required).sum())
+                predicted_star = np.asarray(prediction["labels"]) == star
+                mine = predicted_star if group == "star" else ~predicted_star
+                for k in np.flatnonzero(mine):
+                    t = truth_index[k]
+                    if t >= 0 and not required[t]:
+                        continue  # neutral
+                    scores.append(float(prediction["scores"][k]))
+                    right.append(bool(t >= 0 and in_group[t]))
+            hits = int(np.sum(right))
+            row[f"{group}_n"] = n_true
+            row[f"{group}_precision"] = precision_at_recall(
+                np.asarray(scores), np.asarray(right, dtype=bool), n_true, recall=recall
+            )
+            row[f"{group}_max_recall"] = hits / n_true if n_true else float("nan")
+        rows.append(row)
+    return rows
 
 
 def confusion_statistics(

@@ -412,6 +412,7 @@ def evaluate_segmenter(
         detection_map,
         mask_centroid,
         match_predictions,
+        precision_at_recall_by_snr,
     )
     from skysift.image import Image
     from skysift.segment import instance_centroids, sky_subtracted_light
@@ -436,6 +437,9 @@ def evaluate_segmenter(
         metrics[key] = {names[k]: v for k, v in metrics[key].items()}
     metrics["matched"] = confusion_statistics(
         predictions, targets, classes, score_threshold=score_threshold, by=by
+    )
+    metrics["precision_at_80_recall_by_snr"] = precision_at_recall_by_snr(
+        predictions, targets, [s["snr"] for s in samples], classes, by=by
     )
     n_central = found = correct = 0
     offsets, mass_offsets = [], []
