@@ -147,7 +147,7 @@ def previous_rows(path: Path, skip: set[str]) -> list[dict]:
 
 def ablation_summary(rows: list[dict]) -> dict:
     """Mean and spread per variant, and the per-seed outer gains of the position input."""
-    summary: dict = {"variants": {}, "position_gain_outer": {}}
+    summary: dict = {"variants": {}, "position_gain_outer": {}, "position_gain_outer_by_snr": {}}
     for variant in dict.fromkeys(r["variant"] for r in rows):
         chosen = [r for r in rows if r["variant"] == variant]
         summary["variants"][variant] = {
@@ -161,6 +161,15 @@ def ablation_summary(rows: list[dict]) -> dict:
         if seeds:
             diffs = [a[s]["outer"]["roc_auc"] - b[s]["outer"]["roc_auc"] for s in seeds]
             summary["position_gain_outer"][f"{with_} - {without}"] = [*_mean_std(diffs), diffs]
+            if all("outer_by_snr" in a[s] and "outer_by_snr" in b[s] for s in seeds):
+                per_bin = np.array(
+                    [[np.nan if v is None else v for v in a[s]["outer_by_snr"]] for s in seeds]
+                ) - np.array(
+                    [[np.nan if v is None else v for v in b[s]["outer_by_snr"]] for s in seeds]
+                )
+                summary["position_gain_outer_by_snr"][f"{with_} - {without}"] = [
+                    _mean_std(column) for column in per_bin.T
+                ]
     return summary
 
 
