@@ -20,6 +20,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 from bench_stargalaxy import ROOT, ablation, ablation_summary, load_ablation_data
 
 from skysift.sim.dataset import write_dataset
@@ -40,6 +41,53 @@ def simulate(directory: Path, role: str, n: int, growth: float, shear: float, co
     )
 
 
+def psf_figure(laws: list[tuple[float, float, float]], path: Path) -> None:
+    """PSF stamps from the detector centre to its corner, one row per optical law
+    (growth, shear, coma), on the simulated MeerLICHT detector at 2.5" seeing."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from skysift.sim.presets import get_preset
+    from skysift.sim.psf import VaryingPSF
+    from skysift.train.stargalaxy_data import DETECTOR
+
+    preset = get_preset("meerlicht")
+    centre = DETECTOR.optical_centre
+    reference = float(np.hypot(*DETECTOR.half_size))
+    radii = (0.0, 0.35, 0.7, 1.0)
+    fig, axes = plt.subplots(len(laws), len(radii), figsize=(2 * len(radii), 2.1 * len(laws)))
+    for row, (growth, shear, coma) in enumerate(laws):
+        psf = VaryingPSF(
+            fwhm_centre=2.5,
+            beta=preset.psf_beta,
+            centre=centre,
+            reference_radius=reference,
+            size_growth=growth,
+            ellipticity_edge=shear,
+            coma_edge=coma,
+            pixel_scale=preset.pixel_scale,
+        )
+        for col, rho in enumerate(radii):
+            offset = rho * reference / np.sqrt(2)
+            stamp = psf.at(centre[0] + offset, centre[1] + offset).drawImage(
+                nx=25, ny=25, scale=preset.pixel_scale, method="no_pixel"
+            )
+            ax = axes[row, col]
+            ax.imshow(np.arcsinh(stamp.array / stamp.array.max() * 30), origin="lower")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(f"rho = {rho:g}")
+            if col == 0:
+                ax.set_ylabel(f"g {growth:g}, e {shear:g}, coma {coma:g}", fontsize=8)
+    fig.suptitle("PSF towards the detector corner (up-right), asinh stretch")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--growth", type=float, required=True, help="FWHM growth at the corner")
@@ -49,6 +97,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--simulate-only", action="store_true", help="simulate the data and stop (no training)"
+    )
+    parser.add_argument(
+        "--figure-only",
+        action="store_true",
+        help="draw docs/images/stargalaxy_psf_laws.png (shipped, strong, strong + coma) and stop",
     )
     parser.add_argument("--train-fields", type=int, default=120)
     parser.add_argument("--test-fields", type=int, default=30)
@@ -62,6 +115,12 @@ def main() -> None:
         "cores); rows of other variants already in the results file are kept.",
     )
     args = parser.parse_args()
+    if args.figure_only:
+        psf_figure(
+            [(0.35, 0.18, 0.0), (1.0, 0.4, 0.0), (args.growth, args.shear, args.coma)],
+            ROOT / "docs" / "images" / "stargalaxy_psf_laws.png",
+        )
+        return
     law = f"g{args.growth:g}_s{args.shear:g}" + (f"_c{args.coma:g}" if args.coma else "")
     train_dir = ROOT / "data" / f"stargalaxy_psf_{law}_train"
     test_dir = ROOT / "data" / f"stargalaxy_psf_{law}_test"
