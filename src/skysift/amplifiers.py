@@ -61,11 +61,27 @@ class AmplifierSteps:
         return self.offsets[row_block[:, None], col_block[None, :]].astype(np.float32)
 
 
+def _nanmedian(values: np.ndarray, axis: int) -> np.ndarray:
+    """Median along ``axis`` ignoring NaNs (NaN where all are NaN).
+
+    The same as :func:`numpy.nanmedian`, by one sort (NaNs sort last) and a gather: numpy's
+    own takes a masked-array path for short axes that is ~10x slower on images."""
+    ordered = np.sort(np.moveaxis(values, axis, -1), axis=-1)
+    count = np.sum(np.isfinite(ordered), axis=-1)
+    low = np.maximum(count - 1, 0) // 2
+    high = np.maximum(count, 1) // 2 - (count == 0)
+    high = np.maximum(high, 0)
+    a = np.take_along_axis(ordered, low[..., None], axis=-1)[..., 0]
+    b = np.take_along_axis(ordered, high[..., None], axis=-1)[..., 0]
+    median = (a + b) / 2
+    return np.where(count > 0, median, np.nan)
+
+
 def _column_medians(sky: np.ndarray) -> np.ndarray:
     """Median of each column of ``sky`` (NaN = masked); NaN where a column has < 3 pixels."""
     valid = np.isfinite(sky).sum(axis=0)
     with np.errstate(all="ignore"), _quiet_nan_warnings():
-        medians = np.nanmedian(sky, axis=0)
+        medians = _nanmedian(sky, axis=0)
     medians[valid < 3] = np.nan
     return medians
 
@@ -96,7 +112,7 @@ def _strip_jumps(medians: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarr
         return jumps, np.full(n, np.nan)
     with _quiet_nan_warnings():
         # strip[i] = median of medians[i : i + window]
-        strip = np.nanmedian(np.lib.stride_tricks.sliding_window_view(medians, window), axis=1)
+        strip = _nanmedian(np.lib.stride_tricks.sliding_window_view(medians, window), axis=1)
     j = np.arange(2 * window, n - 2 * window + 1)
     a, b, c, d = strip[j - 2 * window], strip[j - window], strip[j], strip[j + window]
     jumps[j] = (c - b) - ((b - a) + (d - c)) / 2
@@ -149,8 +165,13 @@ def _axis_statistics(sky: np.ndarray, *, window: int, chunk: int):
         # mean levels of the columns either side peaks at the step itself
         sharp = _mean_jumps(medians, window) / noise
         chi2_sharp[np.isfinite(sharp)] += sharp[np.isfinite(sharp)] ** 2
-    with _quiet_nan_warnings():
-        significance = np.nanpercentile(chunk_z, 25, axis=0)
+    # lower quartile over the chunks (NaNs sort last; the nearest lower rank, no interpolation)
+    ordered = np.sort(chunk_z, axis=0)
+    count = np.sum(np.isfinite(ordered), axis=0)
+    rank = (np.maximum(count - 1, 0) * 0.25).astype(np.intp)
+    significance = np.where(
+        count > 0, np.take_along_axis(ordered, rank[None, :], axis=0)[0], np.nan
+    )
     return significance, chi2_sharp, chunk_jumps
 
 
@@ -231,7 +252,7 @@ def _chunk_medians(sky: np.ndarray, length: int, axis: int) -> np.ndarray:
     padded = np.pad(moved, [(0, 0)] * (moved.ndim - 1) + [(0, pad)], constant_values=np.nan)
     runs = padded.reshape(*moved.shape[:-1], -1, length)
     with _quiet_nan_warnings():
-        medians = np.nanmedian(runs, axis=-1)
+        medians = _nanmedian(runs, axis=-1)
     full = np.repeat(medians, length, axis=-1)[..., :n]
     return np.moveaxis(full, -1, axis)
 
