@@ -19,7 +19,9 @@ Steps within ``2 * window`` pixels of the image edge are not searched.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,6 +63,14 @@ class AmplifierSteps:
         return self.offsets[row_block[:, None], col_block[None, :]].astype(np.float32)
 
 
+@contextlib.contextmanager
+def _quiet_nan_warnings():
+    """Silence numpy's warnings about all-NaN slices (those give NaN, which is handled)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
 def _nanmedian(values: np.ndarray, axis: int) -> np.ndarray:
     """Median along ``axis`` ignoring NaNs (NaN where all are NaN).
 
@@ -68,9 +78,8 @@ def _nanmedian(values: np.ndarray, axis: int) -> np.ndarray:
     own takes a masked-array path for short axes that is ~10x slower on images."""
     ordered = np.sort(np.moveaxis(values, axis, -1), axis=-1)
     count = np.sum(np.isfinite(ordered), axis=-1)
-    low = np.maximum(count - 1, 0) // 2
-    high = np.maximum(count, 1) // 2 - (count == 0)
-    high = np.maximum(high, 0)
+    low = np.where(count > 0, (count - 1) // 2, 0)
+    high = np.where(count > 0, count // 2, 0)
     a = np.take_along_axis(ordered, low[..., None], axis=-1)[..., 0]
     b = np.take_along_axis(ordered, high[..., None], axis=-1)[..., 0]
     median = (a + b) / 2
@@ -80,22 +89,9 @@ def _nanmedian(values: np.ndarray, axis: int) -> np.ndarray:
 def _column_medians(sky: np.ndarray) -> np.ndarray:
     """Median of each column of ``sky`` (NaN = masked); NaN where a column has < 3 pixels."""
     valid = np.isfinite(sky).sum(axis=0)
-    with np.errstate(all="ignore"), _quiet_nan_warnings():
-        medians = _nanmedian(sky, axis=0)
+    medians = _nanmedian(sky, axis=0)
     medians[valid < 3] = np.nan
     return medians
-
-
-class _quiet_nan_warnings:
-    def __enter__(self):
-        import warnings
-
-        self._catcher = warnings.catch_warnings()
-        self._catcher.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._catcher.__exit__(*exc)
 
 
 def _strip_jumps(medians: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
@@ -110,9 +106,8 @@ def _strip_jumps(medians: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarr
     jumps = np.full(n, np.nan)
     if n < 4 * window:
         return jumps, np.full(n, np.nan)
-    with _quiet_nan_warnings():
-        # strip[i] = median of medians[i : i + window]
-        strip = _nanmedian(np.lib.stride_tricks.sliding_window_view(medians, window), axis=1)
+    # strip[i] = median of medians[i : i + window]
+    strip = _nanmedian(np.lib.stride_tricks.sliding_window_view(medians, window), axis=1)
     j = np.arange(2 * window, n - 2 * window + 1)
     a, b, c, d = strip[j - 2 * window], strip[j - window], strip[j], strip[j + window]
     jumps[j] = (c - b) - ((b - a) + (d - c)) / 2
