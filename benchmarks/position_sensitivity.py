@@ -16,6 +16,7 @@ positions, as for the shipped model), trains the six networks and adds a row per
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ from skysift.sim.dataset import write_dataset
 from skysift.train.stargalaxy_data import StarGalaxyCutouts, stargalaxy_field_configs
 
 RESULTS = ROOT / "benchmarks" / "results" / "stargalaxy_position_sensitivity.json"
+IMAGES = ROOT / "docs" / "images"
 
 
 def simulate(directory: Path, role: str, n: int, growth: float, shear: float, coma: float) -> None:
@@ -88,6 +90,76 @@ def psf_figure(laws: list[tuple[float, float, float]], path: Path) -> None:
     plt.close(fig)
 
 
+def gain_figure(results: dict, path: Path) -> None:
+    """Seed-paired ROC-AUC gain of the position branch (position - none) per optical law:
+    whole field, inner and outer part, and the outer part per truth S/N bin."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from skysift.train.stargalaxy import SNR_BINS
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    laws = list(results["laws"])
+    width = 0.8 / max(len(laws), 1)
+    for k, law in enumerate(laws):
+        rows = results["laws"][law]["rows"]
+        with_ = {r["seed"]: r for r in rows if r["variant"] == "position"}
+        without = {r["seed"]: r for r in rows if r["variant"] == "none"}
+        seeds = sorted(with_.keys() & without.keys())
+        if not seeds:
+            continue
+        parts = ("all", "inner", "outer")
+        gains = np.array(
+            [[with_[s][p]["roc_auc"] - without[s][p]["roc_auc"] for p in parts] for s in seeds]
+        )
+        left.bar(
+            np.arange(3) + k * width,
+            gains.mean(axis=0),
+            width,
+            yerr=gains.std(axis=0, ddof=1) if len(seeds) > 1 else None,
+            label=law,
+            capsize=3,
+        )
+        if all("outer_by_snr" in with_[s] and "outer_by_snr" in without[s] for s in seeds):
+            per_bin = np.array(
+                [
+                    [
+                        np.nan if a is None or b is None else a - b
+                        for a, b in zip(
+                            with_[s]["outer_by_snr"], without[s]["outer_by_snr"], strict=True
+                        )
+                    ]
+                    for s in seeds
+                ]
+            )
+            labels = [
+                f"{lo:g}-{hi:g}" if hi < 1e8 else f">={lo:g}"
+                for lo, hi in itertools.pairwise(SNR_BINS)
+            ]
+            right.errorbar(
+                np.arange(len(labels)),
+                np.nanmean(per_bin, axis=0),
+                yerr=np.nanstd(per_bin, axis=0, ddof=1) if len(seeds) > 1 else None,
+                marker="o",
+                capsize=3,
+                label=law,
+            )
+            right.set_xticks(np.arange(len(labels)), labels)
+    left.set_xticks(np.arange(3) + width * (len(laws) - 1) / 2, ["whole field", "inner", "outer"])
+    left.axhline(0, color="grey", lw=0.8)
+    left.set_ylabel("ROC-AUC gain, position - none (3 seeds)")
+    left.legend(fontsize=8)
+    right.axhline(0, color="grey", lw=0.8)
+    right.set_xlabel("truth S/N")
+    right.set_title("outer part, by S/N")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--growth", type=float, required=True, help="FWHM growth at the corner")
@@ -101,7 +173,8 @@ def main() -> None:
     parser.add_argument(
         "--figure-only",
         action="store_true",
-        help="draw docs/images/stargalaxy_psf_laws.png (shipped, strong, strong + coma) and stop",
+        help="draw docs/images/stargalaxy_psf_laws.png (shipped, strong, strong + coma) and "
+        "docs/images/stargalaxy_position_gain.png (from the results file) and stop",
     )
     parser.add_argument("--train-fields", type=int, default=120)
     parser.add_argument("--test-fields", type=int, default=30)
@@ -120,6 +193,8 @@ def main() -> None:
             [(0.35, 0.18, 0.0), (1.0, 0.4, 0.0), (args.growth, args.shear, args.coma)],
             ROOT / "docs" / "images" / "stargalaxy_psf_laws.png",
         )
+        if RESULTS.exists():
+            gain_figure(json.loads(RESULTS.read_text()), IMAGES / "stargalaxy_position_gain.png")
         return
     law = f"g{args.growth:g}_s{args.shear:g}" + (f"_c{args.coma:g}" if args.coma else "")
     train_dir = ROOT / "data" / f"stargalaxy_psf_{law}_train"
@@ -155,6 +230,7 @@ def main() -> None:
         "summary": ablation_summary(rows),
     }
     RESULTS.write_text(json.dumps(results, indent=1, default=float) + "\n")
+    gain_figure(results, IMAGES / "stargalaxy_position_gain.png")
     print(json.dumps(results["laws"][law]["summary"], indent=1, default=float))
 
 
