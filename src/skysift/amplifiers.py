@@ -319,7 +319,7 @@ def find_amplifier_steps(
         )
     if window < 2 or chunk < 8:
         raise InvalidParameterError(f"need window >= 2 and chunk >= 8; got {window}, {chunk}")
-    sky = np.array(plane, dtype=np.float64)
+    sky = np.array(plane, dtype=np.float32)
     bad = ~np.isfinite(sky) if mask is None else (np.asarray(mask, dtype=bool) | ~np.isfinite(sky))
     sky[bad] = np.nan
     sky = _sky_only(sky)
