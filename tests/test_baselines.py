@@ -48,7 +48,8 @@ def synthetic():
 def test_baselines_find_known_stars(synthetic, detector):
     image, truth = synthetic
     catalog = detector(image)
-    assert [c.name for c in COLUMNS if c.name not in ("ra", "dec")] == catalog.colnames[:19]
+    schema = [c.name for c in COLUMNS if c.name not in ("ra", "dec")]
+    assert catalog.colnames[: len(schema)] == schema
     match = match_catalogs(
         catalog["x"].value, catalog["y"].value, truth[:, 0], truth[:, 1], radius=1.0
     )

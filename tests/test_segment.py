@@ -84,7 +84,12 @@ def test_labels_are_catalog_ids_and_unmatched_instances_are_added():
     assert first["morphology"] == "elliptical"
     assert first["area"] == (segmentation == 7).sum() > 0
     assert first["bbox_xmin"] <= 50 <= first["bbox_xmax"]
+    # the instance's own centroid beside the localizer's position, which is kept
+    assert first["x"].value == 50.2
+    assert abs(first["x_segment"].value - 50.0) < 0.1
+    assert abs(first["y_segment"].value - 50.0) < 0.1
     assert out[out["id"] == 9][0]["area"] == -1  # no instance there
+    assert np.isnan(out[out["id"] == 9][0]["x_segment"].value)
     added = out[out["id"] == 10][0]
     assert added["flags"] & FLAGS["unmatched_instance"]
     assert abs(added["x"].value - 150.0) < 0.3

@@ -58,6 +58,20 @@ COLUMNS: tuple[Column, ...] = (
     Column("bbox_ymin", "i8", None, -1, "bounding box, first row (pixel)"),
     Column("bbox_ymax", "i8", None, -1, "bounding box, last row (pixel)"),
     Column("area", "i8", None, -1, "number of pixels in the source's segmentation footprint"),
+    Column(
+        "x_segment",
+        "f8",
+        "pix",
+        np.nan,
+        "column of the windowed centroid of the segmenter instance's sky-subtracted light",
+    ),
+    Column(
+        "y_segment",
+        "f8",
+        "pix",
+        np.nan,
+        "row of the windowed centroid of the segmenter instance's sky-subtracted light",
+    ),
     Column("flags", "i4", None, 0, "bit mask; see skysift.catalog.FLAGS and decode_flags"),
 )
 _SKY = ("ra", "dec")

@@ -425,7 +425,9 @@ def segment(
     Returns
     -------
     catalog : astropy.table.QTable
-        A copy with ``morphology``, ``morphology_score``, ``bbox_*`` and ``area`` filled.
+        A copy with ``morphology``, ``morphology_score``, ``bbox_*``, ``area`` and the
+        instance's own windowed centroid ``x_segment``, ``y_segment`` filled (``x``, ``y`` stay
+        the localizer's).
     segmentation : numpy.ndarray
         int32 label map whose labels are the catalog's ids.
     """
@@ -468,6 +470,8 @@ def segment(
     out["bbox_ymin"][rows] = instances.bbox[:, 2]
     out["bbox_ymax"][rows] = instances.bbox[:, 3]
     out["area"][rows] = instances.area
+    out["x_segment"][rows] = instances.x * out["x_segment"].unit
+    out["y_segment"][rows] = instances.y * out["y_segment"].unit
     lookup = np.zeros(len(instances) + 1, dtype=np.int32)
     lookup[1:] = np.asarray(out["id"])[rows]
     out.meta["segmenter"] = segmenter.card["name"]
