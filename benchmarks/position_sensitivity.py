@@ -122,26 +122,17 @@ def gain_figure(results: dict, path: Path) -> None:
             label=law,
             capsize=3,
         )
-        if all("outer_by_snr" in with_[s] and "outer_by_snr" in without[s] for s in seeds):
-            per_bin = np.array(
-                [
-                    [
-                        np.nan if a is None or b is None else a - b
-                        for a, b in zip(
-                            with_[s]["outer_by_snr"], without[s]["outer_by_snr"], strict=True
-                        )
-                    ]
-                    for s in seeds
-                ]
-            )
+        per_bin = ablation_summary(rows)["position_gain_outer_by_snr"].get("position - none")
+        if per_bin:
             labels = [
                 f"{lo:g}-{hi:g}" if hi < 1e8 else f">={lo:g}"
                 for lo, hi in itertools.pairwise(SNR_BINS)
             ]
+            mean, spread = np.array(per_bin).T
             right.errorbar(
                 np.arange(len(labels)),
-                np.nanmean(per_bin, axis=0),
-                yerr=np.nanstd(per_bin, axis=0, ddof=1) if len(seeds) > 1 else None,
+                mean,
+                yerr=spread if len(seeds) > 1 else None,
                 marker="o",
                 capsize=3,
                 label=law,

@@ -94,7 +94,7 @@ def _column_medians(sky: np.ndarray) -> np.ndarray:
     return medians
 
 
-def _strip_jumps(medians: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+def _strip_jumps(medians: np.ndarray, window: int) -> tuple[np.ndarray, float]:
     """Gradient-corrected jump at every boundary ``j`` (between columns ``j - 1`` and ``j``)
     of a profile of column medians, and its standard error in units of the profile's noise.
 
@@ -105,7 +105,7 @@ def _strip_jumps(medians: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarr
     n = medians.size
     jumps = np.full(n, np.nan)
     if n < 4 * window:
-        return jumps, np.full(n, np.nan)
+        return jumps, float("nan")
     # strip[i] = median of medians[i : i + window]
     strip = _nanmedian(np.lib.stride_tricks.sliding_window_view(medians, window), axis=1)
     j = np.arange(2 * window, n - 2 * window + 1)
@@ -114,7 +114,7 @@ def _strip_jumps(medians: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarr
     # error of a strip median of `window` values of unit noise, propagated through 1.5, 1.5,
     # 0.5, 0.5 weights
     error = _MEDIAN_ERROR / np.sqrt(window) * np.sqrt(2 * 1.5**2 + 2 * 0.5**2)
-    return jumps, np.full(n, error)
+    return jumps, float(error)
 
 
 def _robust_scale(values: np.ndarray) -> float:
@@ -155,7 +155,7 @@ def _axis_statistics(sky: np.ndarray, *, window: int, chunk: int):
         chunk_jumps[index] = jumps
         # the jumps' own spread over all boundaries (steps are few) when it exceeds the
         # pixel-noise expectation: unresolved light of crowded fields, galaxy wings
-        chunk_z[index] = np.abs(jumps) / max(error[0] * noise, _robust_scale(jumps))
+        chunk_z[index] = np.abs(jumps) / max(error * noise, _robust_scale(jumps))
         # the median-strip jump is flat within ~window/2 of a step; the difference of the
         # mean levels of the columns either side peaks at the step itself
         sharp = _mean_jumps(medians, window) / noise
@@ -234,7 +234,7 @@ def _segment_jump(sky: np.ndarray, boundary: int, window: int) -> tuple[float, f
     if not (np.isfinite(value) and noise > 0):
         return 0.0, np.inf
     elsewhere = np.abs(np.arange(jumps.size) - boundary) > 2 * window
-    sigma = max(error[0] * noise, _robust_scale(jumps[elsewhere]))
+    sigma = max(error * noise, _robust_scale(jumps[elsewhere]))
     return float(value), float(sigma**2)
 
 
