@@ -136,6 +136,10 @@ def test_aperture_photometry_without_annulus_and_with_no_sky_pixels():
             "annulus",
         ),
         (lambda im: aperture_photometry(im, [1.0], [1.0], 2.0, noise=1.0, subpix=0), "subpix"),
+        (
+            lambda im: aperture_photometry(im, [1.0], [1.0], 2.0, noise=1.0, mask=np.ones((4, 4))),
+            "mask shape",
+        ),
     ],
 )
 def test_bad_arguments_raise_clear_errors(call, message):

@@ -83,6 +83,21 @@ def _as_positions(data, x, y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.require(data, dtype=np.float32, requirements=["C", "W"]), x, y
 
 
+def _pixel_mask(mask, shape: tuple[int, int]) -> np.ndarray:
+    """A C-ordered writeable bool mask of ``shape`` (no copy when ``mask`` already is one)."""
+    if mask is None:
+        return np.zeros(shape, dtype=np.bool_)
+    mask = np.asarray(mask)
+    if mask.shape != shape:
+        try:
+            mask = np.broadcast_to(mask, shape)
+        except ValueError:
+            raise InvalidParameterError(
+                f"mask shape {mask.shape} does not match the image's {shape}"
+            ) from None
+    return np.require(mask, dtype=np.bool_, requirements=["C", "W"])
+
+
 def _per_source(value, n: int, name: str) -> np.ndarray:
     out = np.array(np.broadcast_to(np.asarray(value, dtype=np.float64), (n,)))
     if not np.all(np.isfinite(out)) or np.any(out <= 0):
@@ -276,11 +291,7 @@ def aperture_photometry(
         raise InvalidParameterError(
             f"annulus must be (inner, outer) with 0 <= inner < outer; got {annulus}"
         )
-    bad = (
-        np.zeros(data.shape, dtype=np.bool_)
-        if mask is None
-        else np.array(np.broadcast_to(np.asarray(mask, dtype=bool), data.shape))
-    )
+    bad = _pixel_mask(mask, data.shape)
     total = np.zeros(x.size)
     area = np.zeros(x.size)
     sky_sum = np.zeros(x.size)
