@@ -145,3 +145,17 @@ def test_aperture_photometry_without_annulus_and_with_no_sky_pixels():
 def test_bad_arguments_raise_clear_errors(call, message):
     with pytest.raises(InvalidParameterError, match=message):
         call(np.zeros((16, 16), dtype=np.float32))
+
+
+def test_calls_from_several_threads_agree_with_one_call():
+    from concurrent.futures import ThreadPoolExecutor
+
+    x, y, image, sigma = _stars(seed=2_000_404)
+    alone = windowed_centroids(image, np.round(x), np.round(y), sigma)
+    with ThreadPoolExecutor(4) as pool:
+        runs = list(
+            pool.map(lambda _: windowed_centroids(image, np.round(x), np.round(y), sigma), range(8))
+        )
+    for run in runs:
+        np.testing.assert_array_equal(run.x, alone.x)
+        np.testing.assert_array_equal(run.flags, alone.flags)

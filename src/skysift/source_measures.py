@@ -28,6 +28,7 @@ a gain is given, as SEP does.
 from __future__ import annotations
 
 import math
+import threading
 from typing import NamedTuple
 
 import numba
@@ -57,6 +58,11 @@ WINDOW_EMPTY = 1 << 8
 #: The window moved farther than ``max_shift`` from its start (iteration stopped there).
 WINDOW_WANDERED = 1 << 9
 
+
+#: Numba's fallback threading layer (``workqueue``, used when neither OpenMP nor TBB is
+#: available) must not run two parallel kernels at once: callers on several threads (a
+#: threaded Dask worker) take turns.
+_KERNEL_LOCK = threading.Lock()
 
 #: Floating-point licences of the kernels: sums may be re-associated (vectorized), NaN and
 #: infinity keep their meaning.
@@ -299,22 +305,23 @@ def aperture_photometry(
     flags = np.zeros(x.size, dtype=np.int32)
     if x.size:
         order = _row_order(y)
-        _aperture_kernel(
-            data,
-            bad,
-            x[order],
-            y[order],
-            float(radius),
-            r_in,
-            r_out,
-            annulus is not None,
-            int(subpix),
-            total,
-            area,
-            sky_sum,
-            sky_count,
-            flags,
-        )
+        with _KERNEL_LOCK:
+            _aperture_kernel(
+                data,
+                bad,
+                x[order],
+                y[order],
+                float(radius),
+                r_in,
+                r_out,
+                annulus is not None,
+                int(subpix),
+                total,
+                area,
+                sky_sum,
+                sky_count,
+                flags,
+            )
         total, area, sky_sum, sky_count, flags = (
             _unsort(a, order) for a in (total, area, sky_sum, sky_count, flags)
         )
