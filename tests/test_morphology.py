@@ -159,3 +159,58 @@ def test_tiny_training_run_writes_a_loadable_typer(tmp_path):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
     with pytest.raises(InvalidParameterError, match="stamps must be"):
         typer.probabilities(np.zeros((2, 3, 32, 32), np.float32))
+
+
+def test_tiny_training_run_with_stars_types_every_instance(tmp_path):
+    from skysift.models.registry import load_model
+    from skysift.models.segmenter import CLASSES
+    from skysift.morphology import GalaxyTyper, retype_galaxies
+    from skysift.train.morphology import (
+        MorphologyTrainingConfig,
+        finish_morphology,
+        load_stamps,
+        prepare_data,
+        train_morphology,
+    )
+
+    config = MorphologyTrainingConfig(
+        name="sourcetype_tiny",
+        train_dir=str(tmp_path / "train"),
+        val_dir=str(tmp_path / "val"),
+        run_dir=str(tmp_path / "run"),
+        n_train_images=4,
+        n_val_images=3,
+        epochs=1,
+        batch_size=8,
+        threads=1,
+        min_snr=10.0,
+        with_stars=True,
+    )
+    prepare_data(config, progress=False)
+    train = load_stamps(config.train_dir)
+    assert set(np.unique(train["label"])) >= {0, 1}  # stars (0) and galaxies
+    assert np.all(train["snr"][~train["central"]] >= 10.0)
+    run = train_morphology(config, progress=False)
+    assert "star_galaxy_auc_snr20" in (run / "train.log").read_text()
+    weights = finish_morphology(
+        config,
+        run / "best.safetensors",
+        out_dir=tmp_path / "weights",
+        test_dir=str(tmp_path / "test"),
+        n_test=2,
+        segmenter_test_dir=None,
+        progress=False,
+    )
+    module, card = load_model("sourcetype_tiny", directory=weights.parent)
+    assert card["classes"] == list(CLASSES)
+    assert card["training"]["command"] == "skysift train morphology --seed 0 --with-stars"
+    typer = GalaxyTyper(module=module, card=card, backend="torch")
+    # a star instance is re-typed too: every output class is one of the segmenter's
+    prediction = {
+        "boxes": np.array([[40.0, 40.0, 50.0, 50.0], [10.0, 10.0, 30.0, 30.0]]),
+        "labels": np.array([1, 2]),
+        "scores": np.array([0.9, 0.8]),
+    }
+    out = retype_galaxies(prediction, np.zeros((3, 64, 64), np.float32), typer, classes=CLASSES)
+    assert len(out["labels"]) == 2
+    assert np.all(out["scores"] <= np.array([0.9, 0.8]) + 1e-6)

@@ -445,22 +445,33 @@ def train_segmenter_command(
 @train_app.command("morphology")
 def train_morphology_command(
     seed: int = typer.Option(0, help="Seed of the network initialization and batch order."),
-    n_train: int = typer.Option(3000, help="Simulated 256x256 training images."),
+    with_stars: bool = typer.Option(
+        False,
+        "--with-stars",
+        help="Type every instance (star, elliptical, spiral, other), not only galaxies.",
+    ),
+    n_train: int = typer.Option(
+        None, help="Simulated 256x256 training images (default 3000; 1200 with stars)."
+    ),
     n_test: int = typer.Option(300, help="Held-out test-seed images for the card."),
-    epochs: int = typer.Option(30, help="Passes over the training stamps."),
+    epochs: int = typer.Option(
+        None, help="Passes over the training stamps (default 30; 12 with stars)."
+    ),
     threads: int = typer.Option(2, help="CPU threads for training."),
     workers: int = typer.Option(2, help="Processes simulating the images."),
     data_dir: Path = typer.Option(Path("data"), help="Where simulated stamps are cached."),
-    run_dir: Path = typer.Option(Path("runs/morphology"), help="Checkpoints and the log."),
+    run_dir: Path = typer.Option(None, help="Checkpoints and the log (default runs/<data>)."),
     out: Path = typer.Option(
         None, help="Write weights + card here (default: the package's weights folder)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """Simulate galaxy stamps, train the galaxy-type network, test it, write weights.
+    """Simulate stamps, train the type network, test it, write weights.
 
-    The network re-types the segmenter's galaxy instances (elliptical, spiral, other). Every
-    stage resumes: simulated images and the last checkpoint are reused.
+    The network re-types the segmenter's galaxy instances (elliptical, spiral, other), or
+    with ``--with-stars`` every instance (star, elliptical, spiral, other: stamps of every
+    star and galaxy with S/N >= 10 of the segmenter's kinds of images). Every stage resumes:
+    simulated images and the last checkpoint are reused.
     """
     from skysift.train.morphology import (
         MorphologyTrainingConfig,
@@ -470,14 +481,25 @@ def train_morphology_command(
     )
 
     def run() -> None:
+        stem = "sourcetype" if with_stars else "morphology"
+        options = (
+            {"n_train_images": 1200, "n_val_images": 200, "epochs": 12, "batch_size": 128}
+            if with_stars
+            else {}
+        )
+        options["min_snr"] = 10.0 if with_stars else 30.0
+        if n_train is not None:
+            options["n_train_images"] = n_train
+        if epochs is not None:
+            options["epochs"] = epochs
         config = MorphologyTrainingConfig(
             seed=seed,
-            n_train_images=n_train,
-            epochs=epochs,
+            with_stars=with_stars,
             threads=threads,
-            train_dir=str(data_dir / "morphology_train"),
-            val_dir=str(data_dir / "morphology_val"),
-            run_dir=str(run_dir),
+            train_dir=str(data_dir / f"{stem}_train"),
+            val_dir=str(data_dir / f"{stem}_val"),
+            run_dir=str(run_dir or Path("runs") / stem),
+            **options,
         )
         prepare_data(config, workers=workers, progress=not quiet)
         best = train_morphology(config, progress=not quiet)
@@ -485,7 +507,7 @@ def train_morphology_command(
             config,
             best / "best.safetensors",
             out_dir=out,
-            test_dir=str(data_dir / "morphology_test"),
+            test_dir=str(data_dir / f"{stem}_test"),
             n_test=n_test,
             segmenter_test_dir=str(data_dir / "segmenter_test"),
             progress=not quiet,

@@ -18,6 +18,7 @@ __all__ = [
     "binned_classification_metrics",
     "classification_metrics",
     "expected_calibration_error",
+    "precision_at_recall",
     "reliability_curve",
 ]
 
@@ -34,6 +35,30 @@ def _validate(y_true, p) -> tuple[np.ndarray, np.ndarray]:
     if y.size and not (np.isfinite(prob).all() and (prob >= 0).all() and (prob <= 1).all()):
         raise InvalidParameterError("probabilities must be finite and within [0, 1]")
     return y.astype(int), prob
+
+
+def precision_at_recall(y_true, score, recall: float = 0.8) -> float:
+    """Precision at the highest score threshold whose recall reaches ``recall``.
+
+    Burke et al.'s operating point for star/galaxy typing (precision at 80 % recall);
+    ``score`` may be any ranking (higher = more likely positive). NaN without positives.
+    """
+    from sklearn.metrics import precision_recall_curve
+
+    y_true = np.asarray(y_true, dtype=bool).ravel()
+    score = np.asarray(score, dtype=float).ravel()
+    if y_true.shape != score.shape:
+        raise InvalidParameterError(
+            f"y_true and score differ in length: {y_true.size} vs {score.size}"
+        )
+    if not 0 < recall <= 1:
+        raise InvalidParameterError(f"recall must be in (0, 1]; got {recall}")
+    if not y_true.any():
+        return float("nan")
+    precision, recalls, _ = precision_recall_curve(y_true, score)
+    # recalls fall along the curve: the last point still reaching ``recall`` is the strictest
+    reached = np.flatnonzero(recalls >= recall)
+    return float(precision[reached[-1]])
 
 
 def reliability_curve(y_true, p, *, n_bins: int = 10) -> dict[str, np.ndarray]:

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from skysift.models.morphology import GALAXY_CLASSES, MorphologyConfig
+from skysift.models.segmenter import CLASSES as SOURCE_CLASSES
 from skysift.morphology import STAMP_PADDING, galaxy_stamp
 from skysift.sim.field import FieldConfig, SimulatedField
 from skysift.sim.seeds import SEED_RANGES
@@ -48,11 +49,23 @@ SEED_OFFSET = 500_000
 CENTRAL_CYCLE = ("elliptical", "spiral", "elliptical", "spiral", "disk", "clumpy")
 IMAGE_SIZE = 256
 SOFTENING = 4.0
+#: With stars, images come from the segmenter's seeds past its own datasets' (<= 4,000).
+SOURCE_TYPE_OFFSET = 20_000
 
 
-def morphology_field_configs(role: str, n: int, *, mix_seed: int = 0) -> list[FieldConfig]:
-    """``n`` images for ``role`` (``train``, ``validation`` or ``test``)."""
-    from skysift.train.segmenter_data import FOOTPRINT_NSIGMA
+def morphology_field_configs(
+    role: str, n: int, *, mix_seed: int = 0, with_stars: bool = False
+) -> list[FieldConfig]:
+    """``n`` images for ``role`` (``train``, ``validation`` or ``test``).
+
+    With ``with_stars`` the images are the segmenter's kinds (SDSS cutouts with a central
+    galaxy and DECaLS fields, :func:`skysift.train.segmenter_data.segmenter_field_configs`),
+    from seeds past the segmenter's own datasets.
+    """
+    from skysift.train.segmenter_data import FOOTPRINT_NSIGMA, segmenter_field_configs
+
+    if with_stars:
+        return segmenter_field_configs(role, n, offset=SOURCE_TYPE_OFFSET, mix_seed=3)
 
     first = SEED_RANGES[role].start + SEED_OFFSET
     rng = np.random.default_rng([mix_seed, first])
@@ -89,15 +102,23 @@ def footprint_boxes(footprints: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class MorphologyStamps:
-    """Extractor for :func:`skysift.sim.dataset.write_dataset`: one stamp per galaxy.
+    """Extractor for :func:`skysift.sim.dataset.write_dataset`: one stamp per source.
 
     Stores float16 stamps of the normalized image (as the segmenter sees it) and, per stamp,
-    the class index into :data:`GALAXY_CLASSES`, the truth S/N, half-light radius over the PSF
-    FWHM, the box side and whether it is the image's central galaxy.
+    the class index into :attr:`classes` (with ``with_stars`` every star and galaxy above
+    ``min_snr`` gives a stamp, labelled with the segmenter's classes), the truth S/N,
+    half-light radius over the PSF FWHM, the box side and whether it is the image's central
+    galaxy.
     """
 
     min_snr: float = 30.0
     stamp: int = 64
+    with_stars: bool = False
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The labels' classes: galaxy types, or the segmenter's classes with stars."""
+        return SOURCE_CLASSES if self.with_stars else GALAXY_CLASSES
 
     def __call__(self, field: SimulatedField) -> dict[str, np.ndarray]:
         from skysift.segment import network_input
@@ -112,7 +133,7 @@ class MorphologyStamps:
         central = ids == 1 if field.config.central_galaxy is not None else np.zeros_like(ids, bool)
         boxes = footprint_boxes(np.asarray(field.footprints), ids)
         keep = (
-            np.isin(morphology, GALAXY_CLASSES)
+            np.isin(morphology, self.classes)
             & np.isfinite(boxes[:, 0])
             & ((snr >= self.min_snr) | central)
         )
@@ -133,7 +154,7 @@ class MorphologyStamps:
         sides = np.maximum(boxes[keep, 2] - boxes[keep, 0], boxes[keep, 3] - boxes[keep, 1])
         return {
             "stamps": np.asarray(stamps, dtype=np.float16).reshape(n, -1, self.stamp, self.stamp),
-            "label": np.array([GALAXY_CLASSES.index(m) for m in morphology[keep]], dtype=np.int64),
+            "label": np.array([self.classes.index(m) for m in morphology[keep]], dtype=np.int64),
             "snr": snr[keep],
             "size_ratio": hlr[keep] / psf_fwhm[keep],
             "side": sides,
@@ -159,6 +180,14 @@ class MorphologyTrainingConfig:
     seed: int = 0
     threads: int = 2
     min_snr: float = 30.0
+    with_stars: bool = False
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return SOURCE_CLASSES if self.with_stars else GALAXY_CLASSES
+
+    def extractor(self) -> MorphologyStamps:
+        return MorphologyStamps(min_snr=self.min_snr, with_stars=self.with_stars)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -183,12 +212,12 @@ def prepare_data(
     jobs = []
     for role in roles:
         directory, n = plan[role]
-        configs = morphology_field_configs(role, n)
+        configs = morphology_field_configs(role, n, with_stars=config.with_stars)
         if workers <= 1:
             jobs.append((directory, configs))
         else:
             jobs += [(f"{directory}/part_{k}", configs[k::workers]) for k in range(workers)]
-    extract = MorphologyStamps(min_snr=config.min_snr)
+    extract = config.extractor()
     if workers <= 1:
         for directory, configs in jobs:
             _write_part(directory, configs, extract, progress)
@@ -248,15 +277,34 @@ def predict_probabilities(module, stamps: np.ndarray, *, batch: int = 512) -> np
     return np.concatenate(out) if out else np.zeros((0, len(GALAXY_CLASSES)), np.float32)
 
 
-def type_metrics(probabilities: np.ndarray, data: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Accuracy overall, on central galaxies, and spiral/elliptical accuracy of the centrals."""
+def type_metrics(
+    probabilities: np.ndarray,
+    data: dict[str, np.ndarray],
+    *,
+    classes: tuple[str, ...] = GALAXY_CLASSES,
+) -> dict[str, Any]:
+    """Accuracy overall, on central galaxies, and spiral/elliptical accuracy of the centrals.
+
+    With a ``star`` class, also the star/galaxy separation (P(galaxy) = 1 - P(star)) of the
+    stamps with truth S/N >= 20: ROC-AUC and the precision of galaxies and of stars at 80 %
+    recall (Burke et al.'s figure, per stamp).
+    """
     predicted = probabilities.argmax(axis=1)
     labels = data["label"]
     central = data["central"].astype(bool)
-    spiral_elliptical = central & np.isin(labels, [0, 1])
-    confusion = np.zeros((len(GALAXY_CLASSES), len(GALAXY_CLASSES)), dtype=int)
+    named = [classes.index("elliptical"), classes.index("spiral")]
+    spiral_elliptical = central & np.isin(labels, named)
+    confusion = np.zeros((len(classes), len(classes)), dtype=int)
     np.add.at(confusion, (labels, predicted), 1)
+    extra = {}
+    if "star" in classes:
+        extra = star_galaxy_separation(
+            1.0 - probabilities[:, classes.index("star")],
+            labels != classes.index("star"),
+            data["snr"] >= 20.0,
+        )
     return {
+        **extra,
         "n": int(labels.size),
         "accuracy": float(np.mean(predicted == labels)) if labels.size else math.nan,
         "central_accuracy": float(np.mean(predicted[central] == labels[central]))
@@ -268,6 +316,24 @@ def type_metrics(probabilities: np.ndarray, data: dict[str, np.ndarray]) -> dict
         if spiral_elliptical.any()
         else math.nan,
         "confusion": confusion.tolist(),
+    }
+
+
+def star_galaxy_separation(
+    galaxy_score: np.ndarray, is_galaxy: np.ndarray, selected: np.ndarray
+) -> dict[str, float]:
+    """ROC-AUC and precision at 80 % recall of galaxies and of stars among ``selected``."""
+    from sklearn.metrics import roc_auc_score
+
+    from skysift.evaluate.classification import precision_at_recall
+
+    score, truth = galaxy_score[selected], is_galaxy[selected].astype(bool)
+    if truth.all() or not truth.any():
+        return {}
+    return {
+        "star_galaxy_auc_snr20": float(roc_auc_score(truth, score)),
+        "galaxy_precision_at_80_recall_snr20": precision_at_recall(truth, score, 0.8),
+        "star_precision_at_80_recall_snr20": precision_at_recall(~truth, -score, 0.8),
     }
 
 
@@ -289,7 +355,9 @@ def train_morphology(config: MorphologyTrainingConfig, *, progress: bool = True)
     run.mkdir(parents=True, exist_ok=True)
     train = load_stamps(config.train_dir)
     val = load_stamps(config.val_dir)
-    model = MorphologyNet(MorphologyConfig(in_channels=int(train["stamps"].shape[1])))
+    model = MorphologyNet(
+        MorphologyConfig(in_channels=int(train["stamps"].shape[1]), classes=config.classes)
+    )
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
@@ -298,7 +366,7 @@ def train_morphology(config: MorphologyTrainingConfig, *, progress: bool = True)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.learning_rate, total_steps=total, pct_start=0.1
     )
-    counts = np.bincount(train["label"], minlength=len(GALAXY_CLASSES)).astype(float)
+    counts = np.bincount(train["label"], minlength=len(config.classes)).astype(float)
     weights = torch.tensor(
         counts.sum() / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32
     )
@@ -331,7 +399,9 @@ def train_morphology(config: MorphologyTrainingConfig, *, progress: bool = True)
             optimizer.step()
             scheduler.step()
             losses.append(float(loss.detach()))
-        metrics = type_metrics(predict_probabilities(model, val["stamps"]), val)
+        metrics = type_metrics(
+            predict_probabilities(model, val["stamps"]), val, classes=config.classes
+        )
         entry = {
             "epoch": epoch + 1,
             "loss": float(np.mean(losses)),
@@ -340,7 +410,10 @@ def train_morphology(config: MorphologyTrainingConfig, *, progress: bool = True)
         }
         append_log(run / "train.log", entry)
         log.info("%s", json.dumps(entry))
-        score = metrics["central_accuracy"] + 1e-3 * metrics["accuracy"]
+        # with stars the star/galaxy separation counts as much as the centrals' types
+        score = metrics["central_accuracy"] + (
+            metrics["star_galaxy_auc_snr20"] if config.with_stars else 1e-3 * metrics["accuracy"]
+        )
         if score > best:
             best = score
             save_weights(model, run / "best.safetensors")
@@ -358,17 +431,44 @@ def train_morphology(config: MorphologyTrainingConfig, *, progress: bool = True)
 
 
 def _command(config: MorphologyTrainingConfig) -> str:
-    return f"skysift train morphology --seed {config.seed}"
+    stars = " --with-stars" if config.with_stars else ""
+    return f"skysift train morphology --seed {config.seed}{stars}"
 
 
 def card_for(config: MorphologyTrainingConfig, architecture: MorphologyConfig) -> dict[str, Any]:
     """Model card skeleton of a galaxy-type network trained with ``config``."""
     from skysift.train.segmenter_data import FOOTPRINT_NSIGMA
 
+    if config.with_stars:
+        task = (
+            "source type (star, elliptical, spiral, other) of a segmented instance, from a "
+            "stamp resampled around its box; the segmenter's second look at every instance"
+        )
+        trained_on = {
+            "images": f"{config.n_train_images} 256x256 images of the segmenter's kinds: SDSS "
+            "g,r,i cutouts with a bright central elliptical or spiral (neighbours at "
+            "10-40/arcmin^2) and DECaLS g,r,z fields at 40-150/arcmin^2; varying PSF, all "
+            "artifacts",
+            "stamps": f"every star and galaxy with S/N >= {config.min_snr:g} and the central "
+            f"galaxy, cut around its {FOOTPRINT_NSIGMA:g}-sigma footprint's box, size "
+            "x0.9-1.5 and centre +-8 % jittered; spirals smaller than the PSF labelled other",
+        }
+    else:
+        task = (
+            "galaxy type (elliptical, spiral, other) of a segmented galaxy, from a stamp "
+            "resampled around its box; the segmenter's second look at its galaxy instances"
+        )
+        trained_on = {
+            "images": f"{config.n_train_images} SDSS g,r,i 256x256 images with a bright central "
+            f"galaxy (cycling {', '.join(CENTRAL_CYCLE)}), neighbours at 10-40/arcmin^2, "
+            "varying PSF, all artifacts",
+            "stamps": f"every galaxy with S/N >= {config.min_snr:g} and the central one, cut "
+            f"around its {FOOTPRINT_NSIGMA:g}-sigma footprint's box, size x0.9-1.5 and centre "
+            "+-8 % jittered; spirals smaller than the PSF labelled other",
+        }
     return {
         "name": config.name,
-        "task": "galaxy type (elliptical, spiral, other) of a segmented galaxy, from a stamp "
-        "resampled around its box; the segmenter's second look at its galaxy instances",
+        "task": task,
         "architecture": {"kind": "morphology", "config": architecture.to_dict()},
         "normalization": {
             "kind": "asinh_mad",
@@ -379,14 +479,7 @@ def card_for(config: MorphologyTrainingConfig, architecture: MorphologyConfig) -
             "Gaussian anti-aliasing when shrinking",
         },
         "classes": list(architecture.classes),
-        "trained_on": {
-            "images": f"{config.n_train_images} SDSS g,r,i 256x256 images with a bright central "
-            f"galaxy (cycling {', '.join(CENTRAL_CYCLE)}), neighbours at 10-40/arcmin^2, "
-            "varying PSF, all artifacts",
-            "stamps": f"every galaxy with S/N >= {config.min_snr:g} and the central one, cut "
-            f"around its {FOOTPRINT_NSIGMA:g}-sigma footprint's box, size x0.9-1.5 and centre "
-            "+-8 % jittered; spirals smaller than the PSF labelled other",
-        },
+        "trained_on": trained_on,
         "training": {
             "command": _command(config),
             "seed": config.seed,
@@ -419,17 +512,19 @@ def finish_morphology(
     from skysift.sim.dataset import write_dataset
 
     val = load_stamps(config.val_dir)
-    architecture = MorphologyConfig(in_channels=int(val["stamps"].shape[1]))
+    architecture = MorphologyConfig(in_channels=int(val["stamps"].shape[1]), classes=config.classes)
     model = MorphologyNet(architecture)
     model.load_state_dict(load_file(str(best_weights)))
     model.eval()
-    full = type_metrics(predict_probabilities(model, val["stamps"]), val)
+    full = type_metrics(predict_probabilities(model, val["stamps"]), val, classes=config.classes)
     half = MorphologyNet(architecture)
     half.load_state_dict({k: v.half().to(v.dtype) for k, v in model.state_dict().items()})
     half.eval()
     fp16 = (
         abs(
-            type_metrics(predict_probabilities(half, val["stamps"]), val)["accuracy"]
+            type_metrics(predict_probabilities(half, val["stamps"]), val, classes=config.classes)[
+                "accuracy"
+            ]
             - full["accuracy"]
         )
         < 0.005
@@ -437,13 +532,15 @@ def finish_morphology(
     shipped = half if fp16 else model
     write_dataset(
         test_dir,
-        morphology_field_configs("test", n_test),
-        MorphologyStamps(min_snr=config.min_snr),
+        morphology_field_configs("test", n_test, with_stars=config.with_stars),
+        config.extractor(),
         progress=progress,
         description="galaxy-type stamps (test, held out)",
     )
     test = load_stamps(test_dir)
-    stamp_metrics = type_metrics(predict_probabilities(shipped, test["stamps"]), test)
+    stamp_metrics = type_metrics(
+        predict_probabilities(shipped, test["stamps"]), test, classes=config.classes
+    )
     card = card_for(config, architecture)
     card["parameters"] = int(sum(p.numel() for p in model.parameters()))
     card["metrics"] = {
@@ -457,6 +554,11 @@ def finish_morphology(
             "central_spiral_elliptical_accuracy"
         ],
         "test_confusion": stamp_metrics["confusion"],
+        **{
+            f"test_{key}": value
+            for key, value in stamp_metrics.items()
+            if key.startswith(("star_", "galaxy_"))
+        },
     }
     results = {"stamps": stamp_metrics}
     if segmenter_test_dir and Path(segmenter_test_dir, "manifest.json").exists():
