@@ -107,9 +107,10 @@ def test_softmax_runner_matches_torch_in_both_backends():
         make_runner(module, "torch", activation="relu")
 
 
-def test_tiny_training_run_writes_a_loadable_typer(tmp_path):
+def _tiny_run(tmp_path, name: str, **options):
+    """Prepare, train and finish a tiny type network; returns (config, train stamps, run,
+    module, card)."""
     from skysift.models.registry import load_model
-    from skysift.morphology import GalaxyTyper
     from skysift.train.morphology import (
         MorphologyTrainingConfig,
         finish_morphology,
@@ -119,28 +120,17 @@ def test_tiny_training_run_writes_a_loadable_typer(tmp_path):
     )
 
     config = MorphologyTrainingConfig(
-        name="morphology_tiny",
+        name=name,
         train_dir=str(tmp_path / "train"),
         val_dir=str(tmp_path / "val"),
         run_dir=str(tmp_path / "run"),
-        n_train_images=6,
         n_val_images=3,
-        epochs=2,
-        batch_size=4,
         threads=1,
+        **options,
     )
     prepare_data(config, progress=False)
     train = load_stamps(config.train_dir)
-    assert train["stamps"].shape[1:] == (3, 64, 64)
-    assert train["central"].sum() == 6  # every image's central galaxy
-    # centrals cycle elliptical, spiral, elliptical, spiral, disk, clumpy (disk, clumpy: other)
-    central_labels = train["label"][train["central"]]
-    assert list(central_labels[[0, 2, 4, 5]]) == [0, 0, 2, 2]
-    assert set(central_labels[[1, 3]]) <= {1, 2}  # a spiral smaller than the PSF is "other"
     run = train_morphology(config, progress=False)
-    log = (run / "train.log").read_text().splitlines()
-    assert len(log) == 2
-    assert "central_accuracy" in log[0]
     weights = finish_morphology(
         config,
         run / "best.safetensors",
@@ -150,7 +140,25 @@ def test_tiny_training_run_writes_a_loadable_typer(tmp_path):
         segmenter_test_dir=None,
         progress=False,
     )
-    module, card = load_model("morphology_tiny", directory=weights.parent)
+    module, card = load_model(name, directory=weights.parent)
+    return config, train, run, module, card
+
+
+def test_tiny_training_run_writes_a_loadable_typer(tmp_path):
+    from skysift.morphology import GalaxyTyper
+
+    _, train, run, module, card = _tiny_run(
+        tmp_path, "morphology_tiny", n_train_images=6, epochs=2, batch_size=4
+    )
+    assert train["stamps"].shape[1:] == (3, 64, 64)
+    assert train["central"].sum() == 6  # every image's central galaxy
+    # centrals cycle elliptical, spiral, elliptical, spiral, disk, clumpy (disk, clumpy: other)
+    central_labels = train["label"][train["central"]]
+    assert list(central_labels[[0, 2, 4, 5]]) == [0, 0, 2, 2]
+    assert set(central_labels[[1, 3]]) <= {1, 2}  # a spiral smaller than the PSF is "other"
+    log = (run / "train.log").read_text().splitlines()
+    assert len(log) == 2
+    assert "central_accuracy" in log[0]
     assert card["metrics"]["test_stamps"] >= 2
     assert card["training"]["command"] == "skysift train morphology --seed 0"
     typer = GalaxyTyper(module=module, card=card, backend="torch")
@@ -162,46 +170,21 @@ def test_tiny_training_run_writes_a_loadable_typer(tmp_path):
 
 
 def test_tiny_training_run_with_stars_types_every_instance(tmp_path):
-    from skysift.models.registry import load_model
     from skysift.models.segmenter import CLASSES
     from skysift.morphology import GalaxyTyper, retype_galaxies
-    from skysift.train.morphology import (
-        MorphologyTrainingConfig,
-        finish_morphology,
-        load_stamps,
-        prepare_data,
-        train_morphology,
-    )
 
-    config = MorphologyTrainingConfig(
-        name="sourcetype_tiny",
-        train_dir=str(tmp_path / "train"),
-        val_dir=str(tmp_path / "val"),
-        run_dir=str(tmp_path / "run"),
+    _, train, run, module, card = _tiny_run(
+        tmp_path,
+        "sourcetype_tiny",
         n_train_images=4,
-        n_val_images=3,
         epochs=1,
         batch_size=8,
-        threads=1,
         min_snr=10.0,
         with_stars=True,
     )
-    prepare_data(config, progress=False)
-    train = load_stamps(config.train_dir)
     assert set(np.unique(train["label"])) >= {0, 1}  # stars (0) and galaxies
     assert np.all(train["snr"][~train["central"]] >= 10.0)
-    run = train_morphology(config, progress=False)
     assert "star_galaxy_auc_snr20" in (run / "train.log").read_text()
-    weights = finish_morphology(
-        config,
-        run / "best.safetensors",
-        out_dir=tmp_path / "weights",
-        test_dir=str(tmp_path / "test"),
-        n_test=2,
-        segmenter_test_dir=None,
-        progress=False,
-    )
-    module, card = load_model("sourcetype_tiny", directory=weights.parent)
     assert card["classes"] == list(CLASSES)
     assert card["training"]["command"] == "skysift train morphology --seed 0 --with-stars"
     typer = GalaxyTyper(module=module, card=card, backend="torch")
