@@ -159,3 +159,15 @@ def test_calls_from_several_threads_agree_with_one_call():
     for run in runs:
         np.testing.assert_array_equal(run.x, alone.x)
         np.testing.assert_array_equal(run.flags, alone.flags)
+
+
+def test_positions_off_the_image_or_not_finite_give_flags_not_hangs():
+    image = np.ones((32, 32), dtype=np.float32)
+    x = np.array([np.nan, 1e300, -50.0, 16.0])
+    y = np.array([5.0, 5.0, 5.0, np.inf])
+    flux, err, flags = aperture_photometry(image, x, y, 3.0, annulus=(6, 9), noise=1.0)
+    assert np.all(np.isnan(flux))
+    assert np.all(np.isnan(err))
+    assert np.all(flags & APERTURE_TRUNCATED)
+    centroids = windowed_centroids(image, x, y, 1.5)
+    assert np.all(centroids.flags & WINDOW_EMPTY)

@@ -158,7 +158,10 @@ def windowed_centroids(data, x, y, sigma, *, max_shift: float | None = None) -> 
     flags = np.zeros(x.size, dtype=np.int32)
     if x.size:
         order = _row_order(y)
-        _windowed_kernel(data, x[order], y[order], sigma[order], max_shift2, x_out, y_out, flags)
+        with _KERNEL_LOCK:
+            _windowed_kernel(
+                data, x[order], y[order], sigma[order], max_shift2, x_out, y_out, flags
+            )
         x_out, y_out, flags = (_unsort(a, order) for a in (x_out, y_out, flags))
     return WindowedCentroids(x_out, y_out, flags)
 
@@ -179,6 +182,9 @@ def _windowed_kernel(
         for _ in range(MAX_STEPS):
             if not (math.isfinite(x) and math.isfinite(y)):
                 flag |= WINDOW_EMPTY
+                break
+            if x + radius < 0 or y + radius < 0 or x - radius > width or y - radius > height:
+                flag |= WINDOW_EMPTY | WINDOW_TRUNCATED  # wholly off the image
                 break
             row0 = math.floor(y - radius)
             row1 = math.ceil(y + radius)
@@ -417,6 +423,12 @@ def _aperture_kernel(
         total = 0.0
         good_area = 0.0
         area = 0.0
+        outer = max(reach, r_out)
+        if not (
+            -outer <= xc <= width + outer and -outer <= yc <= height + outer
+        ):  # NaN, or wholly off the image: no area (NaN flux)
+            flags[k] = APERTURE_TRUNCATED
+            continue
         for row in range(math.floor(yc - reach), math.ceil(yc + reach) + 1):
             dy = row - yc
             first, last = _chord(xc, dy, edge2)

@@ -87,6 +87,11 @@ def morphology_field_configs(
     ]
 
 
+def type_classes(*, with_stars: bool) -> tuple[str, ...]:
+    """The type network's classes: galaxy types, or the segmenter's classes with stars."""
+    return SOURCE_CLASSES if with_stars else GALAXY_CLASSES
+
+
 def footprint_boxes(footprints: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """``(n, 4)`` x1, y1, x2, y2 (pixel edges) of each id's footprint; NaN where it has none."""
     from scipy import ndimage
@@ -118,7 +123,7 @@ class MorphologyStamps:
     @property
     def classes(self) -> tuple[str, ...]:
         """The labels' classes: galaxy types, or the segmenter's classes with stars."""
-        return SOURCE_CLASSES if self.with_stars else GALAXY_CLASSES
+        return type_classes(with_stars=self.with_stars)
 
     def __call__(self, field: SimulatedField) -> dict[str, np.ndarray]:
         from skysift.segment import network_input
@@ -184,7 +189,7 @@ class MorphologyTrainingConfig:
 
     @property
     def classes(self) -> tuple[str, ...]:
-        return SOURCE_CLASSES if self.with_stars else GALAXY_CLASSES
+        return type_classes(with_stars=self.with_stars)
 
     def extractor(self) -> MorphologyStamps:
         return MorphologyStamps(min_snr=self.min_snr, with_stars=self.with_stars)
@@ -274,7 +279,7 @@ def predict_probabilities(module, stamps: np.ndarray, *, batch: int = 512) -> np
         for i in range(0, len(stamps), batch):
             logits = module(torch.from_numpy(np.asarray(stamps[i : i + batch], np.float32)))
             out.append(torch.softmax(logits, dim=1).numpy())
-    return np.concatenate(out) if out else np.zeros((0, len(GALAXY_CLASSES)), np.float32)
+    return np.concatenate(out) if out else np.zeros((0, len(module.config.classes)), np.float32)
 
 
 def type_metrics(
@@ -412,7 +417,9 @@ def train_morphology(config: MorphologyTrainingConfig, *, progress: bool = True)
         log.info("%s", json.dumps(entry))
         # with stars the star/galaxy separation counts as much as the centrals' types
         score = metrics["central_accuracy"] + (
-            metrics["star_galaxy_auc_snr20"] if config.with_stars else 1e-3 * metrics["accuracy"]
+            metrics.get("star_galaxy_auc_snr20", 0.0)
+            if config.with_stars
+            else 1e-3 * metrics["accuracy"]
         )
         if score > best:
             best = score
