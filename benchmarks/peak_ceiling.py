@@ -32,20 +32,32 @@ from skysift.sim import simulate_field
 MEERLICHT = ("meerlicht crowded 150/arcmin2", "meerlicht 40/arcmin2", "meerlicht sparse 3/arcmin2")
 
 
-def perfect_peaks(config, *, smooth: bool, threshold: float):
-    """The real field and the local maxima of its noiseless, artifact-free, sky-free light."""
+def noiseless_light(config):
+    """The artifact-free field, the detection band's index, its noiseless sky and its light.
+
+    Returns ``(field, band, sky, light)``: ``field`` is ``config`` without artifacts (noise
+    on), ``sky`` the noiseless sky of that band and ``light`` the noiseless, sky-free light of
+    every source.
+    """
     clean = config.without_artifacts()
     field = simulate_field(clean)
     ideal = simulate_field(dataclasses.replace(clean, noise=False))
     sky = simulate_field(dataclasses.replace(clean, noise=False, density=0.0))
     band = ideal.image.bands.index(ideal.preset.detection_band)
-    light = np.asarray(ideal.image.data[band], float) - sky.image.data[band]
-    pixel_noise = 1.4826 * np.median(np.abs(field.image.data[band] - ideal.image.data[band]))
+    sky_band = np.asarray(sky.image.data[band], float)
+    light = np.asarray(ideal.image.data[band], float) - sky_band
+    return field, band, sky_band, light
+
+
+def perfect_peaks(config, *, smooth: bool, threshold: float):
+    """The real field and the local maxima of its noiseless, artifact-free, sky-free light."""
+    field, band, sky, light = noiseless_light(config)
+    pixel_noise = 1.4826 * np.median(np.abs(field.image.data[band] - sky - light))
     kernel = np.zeros((41, 41))
     kernel[20, 20] = 1.0
     if smooth:
         sigma = np.median(np.asarray(field.truth["psf_fwhm"].value)) / (
-            2.3548 * ideal.preset.pixel_scale
+            2.3548 * field.preset.pixel_scale
         )
         light = ndimage.gaussian_filter(light, sigma)
         kernel = ndimage.gaussian_filter(kernel, sigma)

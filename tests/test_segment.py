@@ -136,9 +136,18 @@ def test_mask_rcnn_runs_on_tiles_of_any_image():
     assert instances.labels.shape == (100, 300)
     assert len(instances) <= 5 * 2  # at most 5 per tile, two tiles
     large = Segmenter(SegmentConfig(tile=512), module=model, card=card)
-    assert model.transform.min_size == (512,)
-    assert model.roi_heads.detections_per_img == 20
+    assert large.module.transform.min_size == (512,)
+    assert large.module.roi_heads.detections_per_img == 20
     assert large(image).labels.shape == (100, 300)
+    # each segmenter keeps its own settings; the caller's module is left as it was
+    assert segmenter.module.transform.min_size == (256,)
+    assert segmenter.module.roi_heads.detections_per_img == 5
+    assert segmenter.module.roi_heads.score_thresh == architecture.score_threshold
+    assert large.module.roi_heads.score_thresh == pytest.approx(0.5)
+    assert model.transform.min_size == build_segmenter(architecture).transform.min_size
+    assert model.roi_heads.detections_per_img == 5
+    assert model.roi_heads.score_thresh == architecture.score_threshold
+    assert large.module.backbone is model.backbone  # the weights are shared, not copied
 
 
 def test_box_only_model_is_refused_for_segmentation_maps():
@@ -288,3 +297,32 @@ def test_centroids_are_measured_onsky_subtracted_light():
     assert abs(y - 50.0) < 0.3
     raw_x, _ = mask_centroid(image, mask)
     assert raw_x > 52.0  # the sky would drag it towards the middle of the mask
+
+
+def test_box_pasting_matches_torchvision_at_the_tile_edges():
+    from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+    from skysift.segment import _mask_pixels
+
+    rng = np.random.default_rng(2_000_300)
+    masks = rng.random((6, 1, 28, 28)).astype(np.float32)
+    boxes = np.array(
+        [
+            [0, 0, 10, 12],
+            [50.3, 40.7, 63.9, 63.9],
+            [20, 30, 21, 31],
+            [5.5, 60, 40.2, 64],
+            [0, 0, 64, 64],
+            [63, 2, 64, 9],
+        ],
+        dtype=np.float32,
+    )
+    whole = paste_masks_in_image(torch.from_numpy(masks), torch.from_numpy(boxes), (64, 64))
+    expected = _mask_pixels(whole.numpy(), boxes, (64, 64), 0.5)
+    assert sum(r.size for r, _ in expected) > 0
+    for (rows, cols), (rows_tv, cols_tv) in zip(
+        _mask_pixels(masks, boxes, (64, 64), 0.5), expected, strict=True
+    ):
+        np.testing.assert_array_equal(rows, rows_tv)
+        np.testing.assert_array_equal(cols, cols_tv)
+    assert _mask_pixels(masks[:0], boxes[:0], (64, 64), 0.5) == []

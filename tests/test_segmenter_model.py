@@ -106,3 +106,48 @@ def test_box_only_variant_ships_and_finds_central_galaxies():
             ious = box_iou(torch.as_tensor(prediction["boxes"][confident]), truth["boxes"])
             found += bool((ious >= 0.5).any())
     assert found >= 6
+
+
+def test_low_score_detections_dropped_early_change_nothing(shipped):
+    """The segmenter drops detections below its kept score before the mask head (3.5x faster
+    on a 2048^2 field); the instances must be exactly those of the full detector output."""
+    from skysift.segment import Segmenter
+
+    field, _ = next(_cutouts(1))
+    full = Segmenter()
+    full.module.roi_heads.score_thresh = 0.05  # the network's own threshold: every detection
+    assert shipped.module.roi_heads.score_thresh > 0.49
+    fast, slow = shipped(field.image), full(field.image)
+    assert len(fast) == len(slow) > 0
+    np.testing.assert_array_equal(fast.labels, slow.labels)
+    np.testing.assert_array_equal(fast.scores, slow.scores)
+    np.testing.assert_array_equal(fast.classes, slow.classes)
+    np.testing.assert_allclose(fast.x, slow.x)
+
+
+def test_masks_pasted_into_their_boxes_equal_torchvision_whole_tile_masks(shipped):
+    """The segmenter pastes each mask into its box only; the pixels must be exactly those of
+    torchvision's own whole-tile pasting, for the shipped network's real detections."""
+    import torch
+
+    from skysift.segment import _detections, _mask_pixels
+
+    field, _ = next(_cutouts(1))
+    data = shipped.network_input(field.image)
+    size = shipped.config.tile  # the tile size the segmenter's detector runs at
+    padded = np.pad(data, ((0, 0), (0, size - data.shape[1]), (0, size - data.shape[2])))
+    tile = torch.from_numpy(np.ascontiguousarray(padded, dtype=np.float32))
+    module = shipped.module
+    with torch.no_grad():
+        whole = {k: v.numpy() for k, v in module([tile])[0].items()}
+        local = {k: v.numpy() for k, v in _detections(module, [tile])[0].items()}
+    np.testing.assert_array_equal(local["boxes"], whole["boxes"])
+    assert local["masks"].shape[-1] < tile.shape[-1] == whole["masks"].shape[-1]
+    shape = tuple(tile.shape[-2:])
+    for threshold in (0.3, 0.5):
+        mine = _mask_pixels(local["masks"], local["boxes"], shape, threshold)
+        theirs = _mask_pixels(whole["masks"], whole["boxes"], shape, threshold)
+        assert len(mine) == len(theirs) == len(whole["scores"]) > 0
+        for (rows, cols), (rows_tv, cols_tv) in zip(mine, theirs, strict=True):
+            np.testing.assert_array_equal(rows, rows_tv)
+            np.testing.assert_array_equal(cols, cols_tv)

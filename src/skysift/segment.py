@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -148,7 +149,7 @@ class Segmenter:
         from skysift.models.runtime import tune_malloc
 
         tune_malloc()  # eager PyTorch: keeping freed memory mapped saves ~20 % here
-        self.module = module.eval()
+        self.module = _inference_view(module.eval())
         self.card = card
         self.architecture = SegmenterConfig.from_dict(card["architecture"]["config"])
         if not self.architecture.masks:
@@ -171,9 +172,15 @@ class Segmenter:
             transform.min_size = (tile,)
             transform.max_size = tile
             scale = (tile / self.architecture.image_size) ** 2
-            self.module.roi_heads.detections_per_img = int(
-                self.architecture.detections_per_image * scale
-            )
+            heads = self.module.roi_heads
+            heads.detections_per_img = int(self.architecture.detections_per_image * scale)
+            # The galaxy types only lower a score (detection score x type probability), so a
+            # detection below the kept threshold can never be kept: drop it before the mask
+            # head, which otherwise draws and pastes a full-tile mask for each of ~200 per tile
+            # (the same instances come out; 2048^2 field: see docs/models.md, session 9).
+            # (torchvision keeps scores strictly above its threshold; ours keeps them at it)
+            kept_from = math.nextafter(self.config.score_threshold, -math.inf)
+            heads.score_thresh = max(float(heads.score_thresh), kept_from)
 
     def network_input(self, image: Image) -> np.ndarray:
         """``(channels, H, W)`` normalized input: the image's bands, or one band repeated."""
@@ -224,7 +231,7 @@ class Segmenter:
                 window[:, : piece.shape[1], : piece.shape[2]] = piece
                 inputs.append(torch.from_numpy(window))
             with torch.no_grad():
-                outputs = self.module(inputs)
+                outputs = _detections(self.module, inputs)
             for t, window, out in zip(batch, inputs, outputs, strict=True):
                 out = {key: value.numpy() for key, value in out.items()}
                 if self.galaxy_typer is not None:
@@ -240,10 +247,11 @@ class Segmenter:
                     & (centre_y >= t.keep_rows.start)
                     & (centre_y < t.keep_rows.stop)
                 )
-                masks = out["masks"][keep, 0] >= self.config.mask_threshold
+                pixels = _mask_pixels(
+                    out["masks"][keep], boxes[keep], (tile, tile), self.config.mask_threshold
+                )
                 labels = out["labels"][keep]
-                for mask, label, score in zip(masks, labels, scores[keep], strict=True):
-                    rows, cols = np.nonzero(mask)
+                for (rows, cols), label, score in zip(pixels, labels, scores[keep], strict=True):
                     inside = (rows + t.rows.start < height) & (cols + t.cols.start < width)
                     if not inside.any():
                         continue
@@ -256,6 +264,82 @@ class Segmenter:
                         }
                     )
         return found
+
+
+def _detections(module, inputs: list) -> list[dict[str, Any]]:
+    """The detector's eval-mode outputs for a batch of tiles, masks left unpasted if it can.
+
+    A torchvision Mask R-CNN pastes every mask into an image of the whole tile; for ~100
+    instances per tile that costs more than the network. Its parts are therefore run here as
+    its own ``forward`` runs them, except that the masks stay ``(n, 1, M, M)`` probabilities
+    in their box (the tiles are never resized, so boxes need no rescaling);
+    :func:`_mask_pixels` pastes each one into its box only. Any other module (a stand-in) is
+    called as it is and returns whole-tile masks.
+    """
+    parts = ("transform", "backbone", "rpn", "roi_heads")
+    if not all(hasattr(module, name) for name in parts):
+        return module(inputs)
+    images, _ = module.transform(inputs)
+    if images.image_sizes != [tuple(i.shape[-2:]) for i in inputs]:
+        raise RuntimeError("the detector resized its input tiles; masks would not line up")
+    features = module.backbone(images.tensors)
+    proposals, _ = module.rpn(images, features)
+    detections, _ = module.roi_heads(features, proposals, images.image_sizes)
+    return detections
+
+
+def _mask_pixels(
+    masks: np.ndarray, boxes: np.ndarray, shape: tuple[int, int], threshold: float
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(rows, cols)`` at or above ``threshold`` of each instance's mask, in tile pixels.
+
+    ``masks`` are whole-tile ``(n, 1, H, W)`` probabilities, or the mask head's ``(n, 1, M,
+    M)`` ones inside ``boxes``; those are pasted exactly as torchvision's
+    ``paste_masks_in_image`` does (padded by one cell, box enlarged to match, bilinear
+    resampling to the integer box, clipped to the tile), but into the box alone.
+    """
+    import torch
+    from torch.nn import functional
+    from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
+
+    if masks.shape[0] == 0:
+        return []
+    if masks.shape[-2:] == shape:
+        return [tuple(np.nonzero(mask[0] >= threshold)) for mask in masks]
+    padded, scale = expand_masks(torch.from_numpy(masks), padding=1)
+    grown = expand_boxes(torch.from_numpy(boxes), scale).to(dtype=torch.int64).tolist()
+    height, width = shape
+    out = []
+    for mask, (x0, y0, x1, y1) in zip(padded, grown, strict=True):
+        size = (max(y1 - y0 + 1, 1), max(x1 - x0 + 1, 1))
+        local = functional.interpolate(
+            mask[0].expand((1, 1, -1, -1)), size=size, mode="bilinear", align_corners=False
+        )[0, 0]
+        top, left = max(y0, 0), max(x0, 0)
+        bottom, right = max(min(y1 + 1, height), top), max(min(x1 + 1, width), left)
+        crop = local[top - y0 : bottom - y0, left - x0 : right - x0]
+        rows, cols = np.nonzero(crop.numpy() >= threshold)
+        out.append((rows + top, cols + left))
+    return out
+
+
+def _inference_view(module):
+    """``module`` with its own inference settings (tile size, detection limits).
+
+    The weights are shared; the detector's transform, RPN and RoI heads are shallow copies, so
+    setting them here changes neither the caller's module nor the cached shipped one, which
+    other segmenters with other options may be using.
+    """
+    import copy
+
+    if not hasattr(module, "_modules"):  # not a torch module: nothing to configure
+        return module
+    view = copy.copy(module)
+    view._modules = dict(module._modules)
+    for name in ("transform", "rpn", "roi_heads"):
+        if name in view._modules:
+            view._modules[name] = copy.copy(view._modules[name])
+    return view
 
 
 def network_input(image: Image, *, channels: int, softening: float) -> np.ndarray:
