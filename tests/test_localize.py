@@ -142,6 +142,56 @@ def test_sources_on_tile_seams_are_found_once():
         assert distance.min() < 0.15
 
 
+@pytest.mark.parametrize("augment", ["flips", "d4"])
+def test_augmented_maps_are_mapped_back_onto_the_image(augment):
+    # the oracle is symmetric under flips and quarter turns, so every augmented pass must land
+    # its blobs where the plain pass does (a wrong inverse would smear or move them); the
+    # image is not square, so the turned passes are tiled on the transposed shape
+    positions = [(30.2, 40.7), (250.4, 61.3), (120.0, 150.6), (300.8, 170.2)]
+    data = star_image(positions, (200, 330))
+    plain_catalog, plain = oracle_localizer()(data)
+    catalog, probability = oracle_localizer(augment=augment)(data)
+    np.testing.assert_allclose(probability, plain, atol=1e-5)
+    assert len(catalog) == len(plain_catalog) == len(positions)
+    np.testing.assert_allclose(catalog["x"].value, plain_catalog["x"].value, atol=1e-4)
+
+
+def test_augmented_map_is_the_mean_of_the_symmetric_passes():
+    # a network that only sees the left-right gradient: its flipped passes differ, and the
+    # "flips" map is the mean of the four passes, each flipped back
+    class Gradient(Oracle):
+        def forward(self, x):
+            return 4.0 * (x[..., :, 1:2] - x[..., :, :1]).expand_as(x).contiguous() + 0 * x
+
+    ramp = np.tile(np.linspace(0.0, 50.0, 90, dtype=np.float32), (70, 1)) + 100.0
+    localizer = Localizer(
+        LocalizeConfig(backend="torch", augment="flips", tile=96, margin=0),
+        module=Gradient().eval(),
+        card=ORACLE_CARD,
+    )
+    plain = Localizer(
+        LocalizeConfig(backend="torch", tile=96, margin=0),
+        module=Gradient().eval(),
+        card=ORACLE_CARD,
+    )
+    image = Image.from_array(ramp)
+    passes = []
+    for view, back in (
+        (ramp, lambda p: p),
+        (ramp[:, ::-1], lambda p: p[:, ::-1]),
+        (ramp[::-1, ::-1], lambda p: p[::-1, ::-1]),
+        (ramp[::-1], lambda p: p[::-1]),
+    ):
+        passes.append(back(plain.probability_map(Image.from_array(np.ascontiguousarray(view)))))
+    assert not np.allclose(passes[0], passes[1])
+    np.testing.assert_allclose(localizer.probability_map(image), np.mean(passes, axis=0), atol=1e-6)
+
+
+def test_unknown_augmentation_is_refused():
+    with pytest.raises(InvalidParameterError, match="augment"):
+        LocalizeConfig(augment="d8")
+
+
 def test_block_wise_peaks_equal_whole_map_peaks(rng):
     # a probability map full of blobs, some straddling the block seams, some close pairs
     from scipy.ndimage import gaussian_filter

@@ -227,6 +227,11 @@ def localize(
         None, "--probability-map", help="Also write the U-Net probability map to this FITS file."
     ),
     threshold: float = typer.Option(None, help="LoG threshold (default: the model card's)."),
+    augment: str = typer.Option(
+        None,
+        help="Test-time augmentation: 'flips' (4 passes) or 'd4' (8 passes, flips and "
+        "rotations); slower, more accurate (docs/models.md).",
+    ),
     overwrite: bool = typer.Option(False, help="Replace existing output files."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
@@ -245,9 +250,10 @@ def localize(
             if target is not None and target.exists() and not overwrite:
                 raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
         hdu_value = int(hdu) if hdu is not None and hdu.isdigit() else hdu
+        config = LocalizeConfig(threshold=threshold, augment=augment)  # bad options first
         image = read_image(images, hdu=hdu_value, mask=mask, weight=weight)
         start = time.perf_counter()
-        localizer = Localizer(LocalizeConfig(threshold=threshold))
+        localizer = Localizer(config)
         catalog, probability = localizer(image, progress=not quiet)
         _write_table(catalog, out)
         if probability_map is not None:

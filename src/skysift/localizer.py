@@ -54,6 +54,14 @@ PEAK_BLOCK = 4096
 PEAK_MARGIN = 24
 
 
+#: Test-time augmentations: ``(quarter turns, left-right flip first)`` of each network pass.
+AUGMENTATIONS: dict[str | None, tuple[tuple[int, bool], ...]] = {
+    None: ((0, False),),
+    "flips": ((0, False), (0, True), (2, False), (2, True)),
+    "d4": tuple((turns, flip) for turns in range(4) for flip in (False, True)),
+}
+
+
 @dataclass(frozen=True)
 class LocalizeConfig:
     """Options of the localizer (defaults come from the model card when ``None``).
@@ -81,6 +89,13 @@ class LocalizeConfig:
         ``auto`` (ONNX Runtime when installed, else torch), ``onnx`` or ``torch``.
     band : str or int, optional
         Use only this band instead of the multi-band detection image.
+    augment : str, optional
+        Test-time augmentation: the probability map is the mean of the network's maps of the
+        image flipped (``"flips"``: 4 maps) or flipped and rotated by 90 degrees (``"d4"``: all
+        8 symmetries of the pixel grid), each mapped back. It removes much of the network's
+        noise-driven scatter: on validation fields F1 rose 0.836 -> 0.865 (sparse), 0.743 ->
+        0.758 (40/arcmin^2) and 0.649 -> 0.654 (crowded) with ``"d4"``, for 4 or 8 times the
+        network's time (docs/models.md, session 9). ``None`` (default): one pass.
     """
 
     model: str = "localizer"
@@ -93,12 +108,16 @@ class LocalizeConfig:
     aperture_radius: float | None = None
     backend: str = "auto"
     band: str | int | None = None
+    augment: str | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in ("auto", "onnx", "torch"):
             raise InvalidParameterError(
                 f"backend must be auto, onnx or torch; got {self.backend!r}"
             )
+        if self.augment not in AUGMENTATIONS:
+            choices = ", ".join(repr(k) for k in AUGMENTATIONS)
+            raise InvalidParameterError(f"augment must be one of {choices}; got {self.augment!r}")
         if self.tile is not None and self.tile <= 2 * self.margin:
             raise InvalidParameterError(
                 f"tile ({self.tile}) must be larger than twice the margin ({self.margin})"
@@ -198,15 +217,24 @@ class Localizer:
         from skysift.tiling import predict_tiled
 
         normalized = self.detection_image(image)
-        tile, batch_size = self.tiling(normalized.shape)
-        probability = predict_tiled(
-            normalized,
-            self._runner,
-            tile=tile,
-            margin=self.config.margin,
-            batch_size=batch_size,
-            progress=progress,
-        )
+        symmetries = AUGMENTATIONS[self.config.augment]
+        probability = np.zeros(normalized.shape, dtype=np.float32)
+        for quarter_turns, flip in symmetries:
+            view = np.rot90(normalized[:, ::-1] if flip else normalized, quarter_turns)
+            view = np.ascontiguousarray(view)
+            tile, batch_size = self.tiling(view.shape)
+            seen = predict_tiled(
+                view,
+                self._runner,
+                tile=tile,
+                margin=self.config.margin,
+                batch_size=batch_size,
+                progress=progress,
+            )
+            back = np.rot90(seen, -quarter_turns)
+            probability += back[:, ::-1] if flip else back
+        if len(symmetries) > 1:
+            probability /= len(symmetries)
         probability[image.mask] = 0.0
         return probability
 
