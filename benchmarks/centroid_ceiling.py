@@ -20,13 +20,11 @@ Run: ``.venv/bin/python benchmarks/centroid_ceiling.py`` (writes
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from pathlib import Path
 
 import numpy as np
 from bench_localizer import ROOT, scenarios
-from peak_ceiling import MEERLICHT, noiseless_light
+from peak_ceiling import MEERLICHT, noiseless_light, write_rows
 
 from skysift.source_measures import windowed_centroids
 
@@ -81,16 +79,9 @@ def main() -> None:
             "fraction_within_1p5": float(within.mean()),
         }
         rows.append(row)
-        print(
-            f"{label:30s} {variant:45s} RMS {row['rms_within_1p5']:.3f} "
-            f"median {row['median_within_1p5']:.3f} within {row['fraction_within_1p5']:.2f} "
-            f"({row['n_stars']} stars)",
-            flush=True,
-        )
-    out = Path(args.out_dir) / "benchmarks" / "results" / "centroid_ceiling.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"date": time.strftime("%Y-%m-%d"), "quick": args.quick, "rows": rows}
-    out.write_text(json.dumps(result, indent=1) + "\n")
+        figures = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float))
+        print(f"{label:30s} {variant:45s} {figures} ({row['n_stars']} stars)", flush=True)
+    write_rows(Path(args.out_dir), "centroid_ceiling", rows, quick=args.quick)
 
 
 if __name__ == "__main__":

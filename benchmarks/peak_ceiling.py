@@ -106,9 +106,14 @@ def main() -> None:
                 f"R_blend {row['recall_blended']:.3f}",
                 flush=True,
             )
-    out = Path(args.out_dir) / "benchmarks" / "results" / "peak_ceiling.json"
+    write_rows(Path(args.out_dir), "peak_ceiling", rows, quick=args.quick)
+
+
+def write_rows(root: Path, name: str, rows: list[dict], *, quick: bool) -> None:
+    """``benchmarks/results/<name>.json`` under ``root``: the date, the mode and the rows."""
+    out = root / "benchmarks" / "results" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"date": time.strftime("%Y-%m-%d"), "quick": args.quick, "rows": rows}
+    result = {"date": time.strftime("%Y-%m-%d"), "quick": quick, "rows": rows}
     out.write_text(json.dumps(result, indent=1) + "\n")
 
 
