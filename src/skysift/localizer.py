@@ -218,7 +218,7 @@ class Localizer:
 
         normalized = self.detection_image(image)
         symmetries = AUGMENTATIONS[self.config.augment]
-        probability = np.zeros(normalized.shape, dtype=np.float32)
+        probability = None
         for quarter_turns, flip in symmetries:
             view = np.rot90(normalized[:, ::-1] if flip else normalized, quarter_turns)
             view = np.ascontiguousarray(view)
@@ -232,7 +232,11 @@ class Localizer:
                 progress=progress,
             )
             back = np.rot90(seen, -quarter_turns)
-            probability += back[:, ::-1] if flip else back
+            back = back[:, ::-1] if flip else back
+            if probability is None:
+                probability = np.ascontiguousarray(back)  # one pass: the map itself
+            else:
+                probability += back
         if len(symmetries) > 1:
             probability /= len(symmetries)
         probability[image.mask] = 0.0
