@@ -254,8 +254,8 @@ def run_speed(localizers, quick: bool) -> list[dict]:
     """End to end on a 2560x2560 FITS file: read, normalize, U-Net, LoG, catalog.
 
     Run before anything else in the process, and the default localizer and SEP on both
-    frames before the augmented localizer, whose 8-pass maps leave the heap larger: timed
-    after them, the default crowded frame took 2.5 s instead of 2.1 s.
+    frames before the augmented localizer: timed after the accuracy runs and the augmented
+    passes, the default crowded frame once took 2.5 s, against 2.2-2.3 s timed first.
     """
     from astropy.io import fits
 

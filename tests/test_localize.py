@@ -190,6 +190,8 @@ def test_augmented_map_is_the_mean_of_the_symmetric_passes():
 def test_unknown_augmentation_is_refused():
     with pytest.raises(InvalidParameterError, match="augment"):
         LocalizeConfig(augment="d8")
+    with pytest.raises(InvalidParameterError, match="augment"):
+        LocalizeConfig(augment=["d4"])  # e.g. a YAML list by mistake
 
 
 def test_block_wise_peaks_equal_whole_map_peaks(rng):

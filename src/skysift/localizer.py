@@ -115,7 +115,7 @@ class LocalizeConfig:
             raise InvalidParameterError(
                 f"backend must be auto, onnx or torch; got {self.backend!r}"
             )
-        if self.augment not in AUGMENTATIONS:
+        if not isinstance(self.augment, str | None) or self.augment not in AUGMENTATIONS:
             choices = ", ".join(repr(k) for k in AUGMENTATIONS)
             raise InvalidParameterError(f"augment must be one of {choices}; got {self.augment!r}")
         if self.tile is not None and self.tile <= 2 * self.margin:
