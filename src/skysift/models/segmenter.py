@@ -17,12 +17,22 @@ that the method comparison needs (detection and class without a mask head).
   4-layer mask head of ``fpn_channels``) to keep the shipped weights a few MB.
 - **Input** is a normalized ``(bands, 256, 256)`` tile; the detector's internal resize is
   switched off by fixing its size to the tile size, so pixels keep their scale.
+- **One detection per source.** torchvision turns every region proposal into one detection
+  per class whose probability passes the score threshold, so a compact galaxy comes out as
+  a star *and* as a galaxy, and the copy that loses the match counts against whichever class
+  it carries. With ``class_decision="star_or_galaxy"`` (the default) each proposal gives
+  one detection: a star when P(star) is at least the summed probability of the galaxy
+  classes, otherwise a galaxy of its most probable galaxy class, scored by the probability
+  of the group it was given (as Matterport's Mask R-CNN, used by Burke et al. 2019, keeps
+  one class per proposal), and overlapping detections are suppressed whatever their class
+  (each is a hypothesis for one source). ``"per_class"`` keeps torchvision's behaviour.
 
 Classes (index 0 is background): star, elliptical, spiral, other (any other galaxy).
 """
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -30,10 +40,12 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["CLASSES", "CompactTrunk", "SegmenterConfig", "build_segmenter"]
+__all__ = ["CLASSES", "CLASS_DECISIONS", "CompactTrunk", "SegmenterConfig", "build_segmenter"]
 
 #: Instance classes, in the network's label order (label = index + 1; 0 is background).
 CLASSES: tuple[str, ...] = ("star", "elliptical", "spiral", "other")
+#: How region proposals become detections (see the module notes).
+CLASS_DECISIONS: tuple[str, ...] = ("star_or_galaxy", "per_class")
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,11 @@ class SegmenterConfig:
         Lowest instance score returned.
     masks : bool
         Mask R-CNN (True) or the box-only Faster R-CNN (False).
+    class_decision : str
+        ``"star_or_galaxy"``: one detection per region proposal, star or galaxy by the
+        summed class probabilities, suppression across classes; ``"per_class"``:
+        torchvision's one detection per proposal and class, suppression within a class.
+        Inference only; it does not change the weights.
     """
 
     in_channels: int = 3
@@ -84,8 +101,13 @@ class SegmenterConfig:
     detections_per_image: int = 200
     score_threshold: float = 0.05
     masks: bool = True
+    class_decision: str = "star_or_galaxy"
 
     def __post_init__(self) -> None:
+        if self.class_decision not in CLASS_DECISIONS:
+            raise ValueError(
+                f"class_decision must be one of {CLASS_DECISIONS}; got {self.class_decision!r}"
+            )
         if len(self.widths) != 5 or len(self.blocks) != 4:
             raise ValueError("widths needs 5 entries (stem + 4 stages) and blocks 4")
         if len(self.anchor_sizes) != 5:
@@ -221,5 +243,94 @@ def build_segmenter(config: SegmenterConfig | None = None) -> nn.Module:
         )
     else:
         model = FasterRCNN(backbone, **common)
+    model.roi_heads = _one_class_heads(model.roi_heads, config)
     model.skysift_config = config
     return model
+
+
+@functools.cache
+def _source_roi_heads_class():
+    """torchvision's RoI heads with one detection per proposal (made on first use, so that
+    importing this module does not import torchvision)."""
+    from torchvision.models.detection.roi_heads import RoIHeads
+
+    class SourceRoIHeads(RoIHeads):
+        """RoI heads whose detections follow ``class_decision`` (see the module notes)."""
+
+        class_decision = "per_class"
+        star_label = 0
+
+        def postprocess_detections(self, class_logits, box_regression, proposals, image_shapes):
+            if self.class_decision == "per_class":
+                return super().postprocess_detections(
+                    class_logits, box_regression, proposals, image_shapes
+                )
+            return _one_detection_per_proposal(
+                self, class_logits, box_regression, proposals, image_shapes
+            )
+
+    return SourceRoIHeads
+
+
+def _one_class_heads(heads, config: SegmenterConfig):
+    """``heads`` (torchvision's RoI heads) rebuilt with the same modules and settings as
+    RoI heads that follow ``config.class_decision``."""
+    SourceRoIHeads = _source_roi_heads_class()
+    rebuilt = SourceRoIHeads(
+        heads.box_roi_pool,
+        heads.box_head,
+        heads.box_predictor,
+        fg_iou_thresh=heads.proposal_matcher.high_threshold,
+        bg_iou_thresh=heads.proposal_matcher.low_threshold,
+        batch_size_per_image=heads.fg_bg_sampler.batch_size_per_image,
+        positive_fraction=heads.fg_bg_sampler.positive_fraction,
+        bbox_reg_weights=heads.box_coder.weights,
+        score_thresh=heads.score_thresh,
+        nms_thresh=heads.nms_thresh,
+        detections_per_img=heads.detections_per_img,
+        mask_roi_pool=heads.mask_roi_pool,
+        mask_head=heads.mask_head,
+        mask_predictor=heads.mask_predictor,
+    )
+    rebuilt.class_decision = config.class_decision
+    rebuilt.star_label = config.classes.index("star") + 1 if "star" in config.classes else 0
+    return rebuilt
+
+
+def _one_detection_per_proposal(heads, class_logits, box_regression, proposals, image_shapes):
+    """Boxes, scores and labels per image with one class per proposal (see module notes)."""
+    from torch.nn import functional
+    from torchvision.ops import boxes as box_ops
+
+    counts = [len(p) for p in proposals]
+    decoded = heads.box_coder.decode(box_regression, proposals)
+    probabilities = functional.softmax(class_logits, -1)
+    star = heads.star_label
+    out_boxes, out_scores, out_labels = [], [], []
+    for boxes, p, shape in zip(
+        decoded.split(counts, 0), probabilities.split(counts, 0), image_shapes, strict=True
+    ):
+        boxes = box_ops.clip_boxes_to_image(boxes, shape)
+        if star:
+            others = torch.ones(p.shape[1], dtype=torch.bool)
+            others[[0, star]] = False
+            galaxy_labels = torch.nonzero(others).flatten()
+            galaxy = p[:, galaxy_labels]
+            galaxy_label = galaxy_labels[galaxy.argmax(1)]
+            is_star = p[:, star] >= galaxy.sum(1)
+            labels = torch.where(is_star, torch.full_like(galaxy_label, star), galaxy_label)
+            scores = torch.where(is_star, p[:, star], galaxy.sum(1))
+        else:
+            scores, labels = p[:, 1:].max(1)
+            labels = labels + 1
+        boxes = boxes[torch.arange(len(labels)), labels]
+        keep = torch.where(scores > heads.score_thresh)[0]
+        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        keep = box_ops.remove_small_boxes(boxes, min_size=1e-2)
+        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        keep = box_ops.nms(boxes, scores, heads.nms_thresh)  # one source, whatever its class
+        keep = keep[: heads.detections_per_img]
+        out_boxes.append(boxes[keep])
+        out_scores.append(scores[keep])
+        out_labels.append(labels[keep])
+    return out_boxes, out_scores, out_labels

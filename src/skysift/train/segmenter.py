@@ -635,9 +635,23 @@ def finish_segmenter(
     test = evaluate_segmenter(shipped, load_images(test_dir), raw_images=raw_images(test_dir))
     card = card_for(config)
     card["parameters"] = int(sum(p.numel() for p in model.parameters()))
+    card["metrics"] = card_metrics(config, test, validation=full[key], n_test=n_test)
+    Path(config.run_dir, "test_metrics.json").write_text(
+        json.dumps(test, indent=1, default=str) + "\n"
+    )
+    with torch.no_grad():
+        return save_model(shipped, card, out_dir or weights_dir(), fp16=fp16)
+
+
+def card_metrics(
+    config: SegmenterTrainingConfig, test: dict[str, Any], *, validation: float, n_test: int
+) -> dict[str, Any]:
+    """The model card's metrics from :func:`evaluate_segmenter`'s held-out ``test`` result
+    and the ``validation`` value of the selection metric."""
+    key = config.selection_metric
     kind = key.split("_")[0]  # "mask", or "box" for a box-only model
-    card["metrics"] = {
-        f"validation_{key}": full[key],
+    metrics = {
+        f"validation_{key}": validation,
         "test_images": n_test,
         "test_mask_map_50": test.get("mask_map_50"),
         "test_mask_map": test.get("mask_map"),
@@ -650,13 +664,9 @@ def finish_segmenter(
         "test_central_class_accuracy": test["central"]["class_accuracy"],
         "test_central_centroid_offset_median": test["central"]["centroid_offset_median"],
         "test_precision_at_80_recall": test["matched"]["precision_at_80_recall"],
+        "test_precision_at_80_recall_by_snr": test.get("precision_at_80_recall_by_snr"),
         "scoring": "COCO mAP (torchmetrics/pycocotools, up to 1000 detections per image) over "
         "all instances; central = the bright galaxy of the Galaxy-Zoo-like cutouts"
         + ("" if config.architecture.masks else "; matched by box IoU"),
     }
-    card["metrics"] = {k: v for k, v in card["metrics"].items() if v is not None}
-    Path(config.run_dir, "test_metrics.json").write_text(
-        json.dumps(test, indent=1, default=str) + "\n"
-    )
-    with torch.no_grad():
-        return save_model(shipped, card, out_dir or weights_dir(), fp16=fp16)
+    return {k: v for k, v in metrics.items() if v is not None}

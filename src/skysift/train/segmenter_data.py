@@ -29,7 +29,13 @@ from skysift.models.segmenter import CLASSES
 from skysift.sim.field import FieldConfig, SimulatedField
 from skysift.sim.seeds import SEED_RANGES
 
-__all__ = ["FOOTPRINT_NSIGMA", "SegmenterSamples", "instance_targets", "segmenter_field_configs"]
+__all__ = [
+    "FOOTPRINT_NSIGMA",
+    "SegmenterSamples",
+    "instance_targets",
+    "segmenter_field_configs",
+    "typical_field_configs",
+]
 
 IMAGE_SIZE = 256
 #: Field seeds start here within each role's range (clear of the other models' fields).
@@ -40,6 +46,13 @@ SDSS_FRACTION = 0.75
 #: 1-sigma footprints, which reach below the noise of single pixels (most of its galaxy misses
 #: overlapped the truth with IoU < 0.5); 2 sigma is an edge the image itself shows.
 FOOTPRINT_NSIGMA = 2.0
+#: Burke et al.'s (2019) "typical field": galaxies and stars per arcmin^2 brighter than the
+#: detection band's 5-sigma depth (their figure is for ~30 galaxies/arcmin^2; the stars are a
+#: high-latitude count at that depth).
+TYPICAL_GALAXY_DENSITY = 30.0
+TYPICAL_STAR_DENSITY = 5.0
+#: Typical-field seeds start here within each role's range (after the segmenter images).
+TYPICAL_SEED_OFFSET = SEED_OFFSET + 50_000
 
 
 def segmenter_field_configs(
@@ -63,15 +76,9 @@ def segmenter_field_configs(
     configs = []
     for k in range(n):
         cutout = rng.random() < SDSS_FRACTION
-        common = {
-            "size": IMAGE_SIZE,
-            "seed": first + k,
+        common = {  # drawn in this order: star fraction first
             "star_fraction": float(rng.uniform(0.3, 0.7)),
-            "psf_size_growth": float(rng.uniform(0.0, 0.2)),
-            "optical_centre": tuple(float(v) for v in rng.uniform(-512, 768, 2)),
-            "psf_reference_radius": 1024.0,
-            "cosmic_rays": float(rng.uniform(10.0, 100.0)),
-            "footprint_nsigma": FOOTPRINT_NSIGMA,
+            **_varied_instrument(rng, first + k),
         }
         if cutout:
             central = "elliptical" if k % 2 == 0 else "spiral"
@@ -89,6 +96,41 @@ def segmenter_field_configs(
             )
         configs.append(config)
     return configs
+
+
+def _varied_instrument(rng: np.random.Generator, seed: int) -> dict:
+    """Field settings every segmenter image draws: PSF variation, optical centre, cosmics."""
+    return {
+        "size": IMAGE_SIZE,
+        "seed": seed,
+        "psf_size_growth": float(rng.uniform(0.0, 0.2)),
+        "optical_centre": tuple(float(v) for v in rng.uniform(-512, 768, 2)),
+        "psf_reference_radius": 1024.0,
+        "cosmic_rays": float(rng.uniform(10.0, 100.0)),
+        "footprint_nsigma": FOOTPRINT_NSIGMA,
+    }
+
+
+def typical_field_configs(role: str, n: int, *, mix_seed: int = 0) -> list[FieldConfig]:
+    """``n`` of Burke et al.'s typical fields for ``role``: DECaLS g, r, z, 256 x 256.
+
+    :data:`TYPICAL_GALAXY_DENSITY` galaxies and :data:`TYPICAL_STAR_DENSITY` stars per
+    arcmin^2 above the 5-sigma depth (fainter ones follow the number counts), no central
+    galaxy, every artifact on; PSF variation and cosmic rays drawn as for the segmenter's
+    images. Seeds are clear of :func:`segmenter_field_configs`'s.
+    """
+    first = SEED_RANGES[role].start + TYPICAL_SEED_OFFSET
+    rng = np.random.default_rng([mix_seed, first])
+    density = TYPICAL_GALAXY_DENSITY + TYPICAL_STAR_DENSITY
+    return [
+        FieldConfig(
+            survey="decals",
+            density=density,
+            star_fraction=TYPICAL_STAR_DENSITY / density,
+            **_varied_instrument(rng, first + k),
+        )
+        for k in range(n)
+    ]
 
 
 def instance_targets(
