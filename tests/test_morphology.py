@@ -83,6 +83,9 @@ def test_retype_merges_galaxy_duplicates_and_keeps_stars():
     np.testing.assert_array_equal(out["labels"], [3, 1, 1])
     np.testing.assert_allclose(out["scores"], [0.9 * 0.8, 0.95, 0.5], rtol=1e-6)
     assert out["scores"].dtype == np.float32
+    np.testing.assert_allclose(out["detection_scores"], [0.9, 0.95, 0.5])  # before typing
+    again = retype_galaxies(out, np.zeros((3, 80, 80)), typer, classes=CLASSES)
+    np.testing.assert_allclose(again["detection_scores"], [0.9, 0.95, 0.5])
     np.testing.assert_array_equal(typer.boxes, [[10, 10, 30, 30]])
     empty = {k: v[:0] for k, v in prediction.items()}
     assert len(retype_galaxies(empty, np.zeros((3, 8, 8)), typer, classes=CLASSES)["labels"]) == 0

@@ -282,6 +282,12 @@ def test_precision_at_recall_by_snr_treats_faint_truth_as_neutral():
     assert rows[1]["galaxy_precision"] == 0.5
     assert np.isnan(rows[2]["star_precision"])
     assert rows[2]["galaxy_n"] == 0
+    # ranked by the detection scores where a type network rescaled the scores
+    typed = {**prediction, "detection_scores": [0.95, 0.9, 0.5, 0.8]}
+    (row,) = precision_at_recall_by_snr(
+        [typed], [truth], snr, ("star", "galaxy"), cuts=(5.0,), by="box"
+    )
+    assert row["galaxy_precision"] == 1.0  # the galaxy now ranks above the spurious one
 
 
 def test_centroids_are_measured_onsky_subtracted_light():

@@ -177,7 +177,9 @@ def retype_galaxies(
     knows) are therefore first reduced to one per object (greedy, by score, box IoU >=
     ``merge_iou``); each survivor gets the typer's most probable class, and its score becomes
     its detection score times that class's probability. Other instances (stars) are kept as
-    they are. The input is not modified.
+    they are. The detection scores before typing are returned as ``detection_scores`` (kept
+    if the input already has them): they rank sources as stars or galaxies, whatever their
+    galaxy type. The input is not modified.
 
     Parameters
     ----------
@@ -209,6 +211,7 @@ def retype_galaxies(
             taken |= overlaps[i] >= merge_iou
     keep = np.sort(np.concatenate([np.flatnonzero(~galaxy), kept]).astype(np.intp))
     out = {key: np.asarray(value)[keep] for key, value in prediction.items()}
+    out.setdefault("detection_scores", np.asarray(prediction["scores"])[keep])
     if kept:
         kept_arr = np.array(kept)
         probabilities = typer(data, boxes[kept_arr])

@@ -263,7 +263,10 @@ def precision_at_recall_by_snr(
     box IoU, greedy by score). For a cut, truth below it is neutral: a prediction matched to
     it counts neither as right nor as wrong, as the localizer's scoring treats sources
     between the detection limits. A prediction is right for its group (star, or any galaxy
-    class) when its match is a truth instance of that group.
+    class) when its match is a truth instance of that group. Predictions are ranked by their
+    ``detection_scores`` where present (the detector's P(star) or P(galaxy), before a galaxy
+    type network scaled them by its type's probability; see
+    :func:`skysift.morphology.retype_galaxies`), else by ``scores``.
 
     Parameters
     ----------
@@ -300,13 +303,14 @@ def precision_at_recall_by_snr(
                 in_group = true_star if group == "star" else ~true_star
                 required = np.asarray(values, dtype=float) >= cut
                 n_true += int((in_group & required).sum())
+                ranking = prediction.get("detection_scores", prediction["scores"])
                 predicted_star = np.asarray(prediction["labels"]) == star
                 mine = predicted_star if group == "star" else ~predicted_star
                 for k in np.flatnonzero(mine):
                     t = truth_index[k]
                     if t >= 0 and not required[t]:
                         continue  # neutral
-                    scores.append(float(prediction["scores"][k]))
+                    scores.append(float(ranking[k]))
                     right.append(bool(t >= 0 and in_group[t]))
             hits = int(np.sum(right))
             row[f"{group}_n"] = n_true
@@ -340,7 +344,8 @@ def confusion_statistics(
         ``confusion`` (rows: truth classes + spurious; columns: predicted classes + missed),
         per-class ``precision``, ``recall``, ``f1``, the ``accuracy`` of the class of matched
         pairs, and ``precision_at_80_recall`` for stars and for galaxies (any galaxy class),
-        ranked by score over all predictions (the Burke et al. figure).
+        ranked over all predictions by ``detection_scores`` where present, else ``scores``
+        (the Burke et al. figure; see :func:`precision_at_recall_by_snr`).
     """
     n = len(classes)
     confusion = np.zeros((n + 1, n + 1), dtype=np.int64)
@@ -349,6 +354,7 @@ def confusion_statistics(
     star = classes.index("star") + 1 if "star" in classes else -1
     for prediction, target in zip(predictions, targets, strict=True):
         scores = np.asarray(prediction["scores"], dtype=float)
+        ranking = np.asarray(prediction.get("detection_scores", scores), dtype=float)
         labels = np.asarray(prediction["labels"], dtype=np.int64)
         true_labels = np.asarray(target["labels"], dtype=np.int64)
         p, t = match_predictions(prediction, target, by=by, iou=iou)
@@ -361,7 +367,7 @@ def confusion_statistics(
             truth_group = (
                 None if matched_truth[k] < 0 else ("star" if matched_truth[k] == star else "galaxy")
             )
-            grouped[group].append((scores[k], truth_group == group))
+            grouped[group].append((ranking[k], truth_group == group))
         confident = scores >= score_threshold
         keep = confident[p]
         for pk, tk in zip(p[keep], t[keep], strict=True):
