@@ -22,8 +22,13 @@ def test_card_reproduces_and_records_its_test(shipped):
     assert card["architecture"]["kind"] == "segmenter"
     metrics = card["metrics"]
     assert metrics["test_images"] >= 100
-    # regression guard, well below the shipped model's held-out figure (docs/models.md)
-    assert metrics["test_mask_map_50"] > 0.3
+    # regression guards, below the shipped model's held-out figures (docs/models.md): the
+    # raw class head with one detection per source (0.29; COCO mAP also rewards the extra
+    # class hypotheses per source that torchvision's default keeps: 0.37), and the star vs
+    # galaxy figure, which does not depend on them (0.49)
+    assert card["architecture"]["config"]["class_decision"] == "star_or_galaxy"
+    assert metrics["test_mask_map_50"] > 0.25
+    assert metrics["test_star_galaxy_mask_map_50"] > 0.4
     assert sum(p.numel() for p in shipped.module.parameters()) < 5_000_000
 
 
@@ -91,7 +96,7 @@ def test_box_only_variant_ships_and_finds_central_galaxies():
     module, card = load_model("segmenter_boxes")
     assert card["architecture"]["config"]["masks"] is False
     assert card["training"]["command"] == "skysift train segmenter --seed 0 --box-only"
-    assert card["metrics"]["test_box_map_50"] > 0.3  # regression guard (held out: 0.39)
+    assert card["metrics"]["test_box_map_50"] > 0.25  # regression guard (held out: 0.31)
     softening = card["normalization"]["softening"]
     found = 0
     for field, sample in _cutouts(8):
