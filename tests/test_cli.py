@@ -62,6 +62,16 @@ def test_bad_option_is_one_line_not_a_traceback(tmp_path):
     assert result.exit_code == 2
     assert "unknown survey preset 'hubble'" in result.output
     assert "Traceback" not in result.output
+    for options, message in (
+        (["--schedule", "fast"], "unknown schedule 'fast'"),
+        (["--typical-fields", "-1"], "typical-fields must be >= 0"),
+    ):
+        result = runner.invoke(
+            app, ["train", "segmenter", *options, "--data-dir", str(tmp_path), "-q"]
+        )
+        assert result.exit_code == 2
+        assert message in result.output
+        assert not any(tmp_path.iterdir())  # refused before anything is simulated
 
 
 def test_import_is_light():

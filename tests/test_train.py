@@ -151,6 +151,50 @@ def test_tiny_segmenter_training_runs_in_stages_and_resumes(tmp_path, masks):
     assert len((tmp_path / "run" / "train.log").read_text().splitlines()) == 2
 
 
+def test_segmenter_typical_fields_join_the_training_images_and_the_card(tmp_path):
+    import dataclasses
+
+    from skysift.sim.dataset import write_dataset
+    from skysift.sim.seeds import SEED_RANGES
+    from skysift.train.segmenter import (
+        LONG_STAGES,
+        SegmenterTrainingConfig,
+        _training_images,
+        card_for,
+    )
+    from skysift.train.segmenter_data import (
+        SegmenterSamples,
+        segmenter_field_configs,
+        typical_field_configs,
+    )
+
+    typical = typical_field_configs("train", 3)
+    assert all(c.survey == "decals" and c.central_galaxy is None for c in typical)
+    assert all(c.density == pytest.approx(35.0) for c in typical)
+    assert all(c.star_fraction == pytest.approx(5 / 35) for c in typical)
+    seeds = {c.seed for c in typical}
+    assert all(seed in SEED_RANGES["train"] for seed in seeds)
+    assert not seeds & {c.seed for c in segmenter_field_configs("train", 1500)}
+    assert {c.seed for c in typical_field_configs("test", 3)} <= set(SEED_RANGES["test"])
+    small = [dataclasses.replace(c, size=64) for c in typical[:2]]
+    write_dataset(tmp_path / "typical", small[:1], SegmenterSamples(), progress=False)
+    write_dataset(tmp_path / "train", small[1:], SegmenterSamples(), progress=False)
+    config = SegmenterTrainingConfig(
+        train_dir=str(tmp_path / "train"),
+        typical_dir=str(tmp_path / "typical"),
+        n_typical=1,
+        stages=LONG_STAGES,
+    )
+    assert len(_training_images(config)) == 2
+    assert len(_training_images(dataclasses.replace(config, n_typical=0))) == 1
+    card = card_for(config)
+    assert card["training"]["command"].endswith("--schedule long --typical-fields 1")
+    assert "typical DECaLS fields" in card["trained_on"]["images"]
+    assert card_for(SegmenterTrainingConfig())["training"]["command"] == (
+        "skysift train segmenter --seed 0"
+    )
+
+
 def test_segmenter_parameter_groups_partition_the_model():
     import torch
 
