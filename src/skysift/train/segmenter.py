@@ -138,28 +138,20 @@ class SegmenterTrainingConfig:
 
 def prepare_data(config: SegmenterTrainingConfig, *, progress: bool = True) -> None:
     """Simulate (or finish simulating) the validation and training images."""
-    extract = SegmenterSamples()
-    write_dataset(
-        config.val_dir,
-        segmenter_field_configs("validation", config.n_val),
-        extract,
-        progress=progress,
-        description="segmenter validation images",
-    )
-    write_dataset(
-        config.train_dir,
-        segmenter_field_configs("train", config.n_train),
-        extract,
-        progress=progress,
-        description="segmenter training images",
-    )
+    datasets = [
+        (config.val_dir, segmenter_field_configs("validation", config.n_val), "validation"),
+        (config.train_dir, segmenter_field_configs("train", config.n_train), "training"),
+    ]
     if config.n_typical:
+        typical = typical_field_configs("train", config.n_typical)
+        datasets.append((config.typical_dir, typical, "typical-field training"))
+    for directory, configs, kind in datasets:
         write_dataset(
-            config.typical_dir,
-            typical_field_configs("train", config.n_typical),
-            extract,
+            directory,
+            configs,
+            SegmenterSamples(),
             progress=progress,
-            description="typical fields for segmenter training",
+            description=f"segmenter {kind} images",
         )
 
 
