@@ -98,3 +98,21 @@ def test_without_a_star_class_the_most_probable_class_is_kept():
     )
     assert labels.tolist() == [2]
     assert scores.tolist() == pytest.approx([0.5])
+
+
+def test_no_proposals_and_a_star_only_model():
+    heads = _heads("star_or_galaxy")
+    (boxes,), (scores,), (labels,) = heads.postprocess_detections(
+        torch.zeros(0, 5), torch.zeros(0, 20), [torch.zeros(0, 4)], [(64, 64)]
+    )
+    assert boxes.shape == (0, 4)
+    assert len(scores) == len(labels) == 0
+    stars = build_segmenter(SegmenterConfig(classes=("star",))).roi_heads
+    (boxes,), (scores,), (labels,) = stars.postprocess_detections(
+        torch.log(torch.tensor([[0.2, 0.8]])),
+        torch.zeros(1, 8),
+        [torch.tensor([[1.0, 1, 5, 5]])],
+        [(64, 64)],
+    )
+    assert labels.tolist() == [1]
+    assert scores.tolist() == pytest.approx([0.8])

@@ -311,7 +311,7 @@ def _one_detection_per_proposal(heads, class_logits, box_regression, proposals, 
         decoded.split(counts, 0), probabilities.split(counts, 0), image_shapes, strict=True
     ):
         boxes = box_ops.clip_boxes_to_image(boxes, shape)
-        if star:
+        if star and p.shape[1] > 2:  # a star class and at least one galaxy class
             others = torch.ones(p.shape[1], dtype=torch.bool)
             others[[0, star]] = False
             galaxy_labels = torch.nonzero(others).flatten()
@@ -323,7 +323,7 @@ def _one_detection_per_proposal(heads, class_logits, box_regression, proposals, 
         else:
             scores, labels = p[:, 1:].max(1)
             labels = labels + 1
-        boxes = boxes[torch.arange(len(labels)), labels]
+        boxes = boxes.reshape(len(p), p.shape[1], 4)[torch.arange(len(labels)), labels]
         keep = torch.where(scores > heads.score_thresh)[0]
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         keep = box_ops.remove_small_boxes(boxes, min_size=1e-2)
