@@ -1,9 +1,11 @@
-"""Segmenter benchmark: COCO mAP, matched-instance statistics, morphology, centroids, noise
+"""Segmenter benchmark: COCO mAP, matched-instance statistics, morphology, centroids, Burke et
+al.'s precision at 80 % recall (on the test images and on held-out typical fields), noise
 robustness, the Otsu auto-annotation against truth, speed, and example overlays.
 
 Run: ``.venv/bin/python benchmarks/bench_segmenter.py`` after ``skysift train segmenter``
 (which simulates the held-out test images under ``data/segmenter_test``). Everything is scored
-on test-seed images never used in training or model selection. Writes
+on test-seed images never used in training or model selection (the typical fields are
+simulated here under ``data/segmenter_typical_test`` when missing). Writes
 ``benchmarks/results/segmenter.json``, ``docs/benchmarks/segmenter.md`` and
 ``docs/images/segmenter_*.png``.
 """
