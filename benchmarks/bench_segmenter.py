@@ -84,11 +84,12 @@ def typical_field(module, directory: str, n: int, *, galaxy_typer) -> dict:
         SegmenterSamples(),
         description="Burke et al.'s typical fields (test seeds)",
     )
+    samples = load_images(directory)
     metrics = evaluate_segmenter(
-        module, load_images(directory), raw_images=raw_images(directory), galaxy_typer=galaxy_typer
+        module, samples, raw_images=raw_images(directory), galaxy_typer=galaxy_typer
     )
     return {
-        "n": n,
+        "n": len(samples),
         "galaxy_density": TYPICAL_GALAXY_DENSITY,
         "star_density": TYPICAL_STAR_DENSITY,
         "mask_map_50": metrics["mask_map_50"],

@@ -306,24 +306,24 @@ def _one_detection_per_proposal(heads, class_logits, box_regression, proposals, 
     decoded = heads.box_coder.decode(box_regression, proposals)
     probabilities = functional.softmax(class_logits, -1)
     star = heads.star_label
+    n_labels = probabilities.shape[1]
+    galaxy_labels = torch.tensor([k for k in range(1, n_labels) if k != star])
     out_boxes, out_scores, out_labels = [], [], []
     for boxes, p, shape in zip(
         decoded.split(counts, 0), probabilities.split(counts, 0), image_shapes, strict=True
     ):
         boxes = box_ops.clip_boxes_to_image(boxes, shape)
-        if star and p.shape[1] > 2:  # a star class and at least one galaxy class
-            others = torch.ones(p.shape[1], dtype=torch.bool)
-            others[[0, star]] = False
-            galaxy_labels = torch.nonzero(others).flatten()
+        if star and len(galaxy_labels):  # a star class and at least one galaxy class
             galaxy = p[:, galaxy_labels]
+            p_galaxy = galaxy.sum(1)
             galaxy_label = galaxy_labels[galaxy.argmax(1)]
-            is_star = p[:, star] >= galaxy.sum(1)
+            is_star = p[:, star] >= p_galaxy
             labels = torch.where(is_star, torch.full_like(galaxy_label, star), galaxy_label)
-            scores = torch.where(is_star, p[:, star], galaxy.sum(1))
+            scores = torch.where(is_star, p[:, star], p_galaxy)
         else:
             scores, labels = p[:, 1:].max(1)
             labels = labels + 1
-        boxes = boxes.reshape(len(p), p.shape[1], 4)[torch.arange(len(labels)), labels]
+        boxes = boxes.reshape(len(p), n_labels, 4)[torch.arange(len(labels)), labels]
         keep = torch.where(scores > heads.score_thresh)[0]
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         keep = box_ops.remove_small_boxes(boxes, min_size=1e-2)
