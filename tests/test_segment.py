@@ -178,7 +178,7 @@ def test_sample_targets_boxes_follow_masks():
 
 def test_instance_targets_of_a_galaxy_zoo_like_cutout():
     from skysift.sim import FieldConfig, simulate_field
-    from skysift.train.segmenter_data import instance_targets
+    from skysift.train.segmenter_data import instance_targets, unmasked_sources
 
     field = simulate_field(
         FieldConfig(survey="sdss", size=128, density=20, seed=2_000_301, central_galaxy="spiral")
@@ -194,6 +194,13 @@ def test_instance_targets_of_a_galaxy_zoo_like_cutout():
     truth = field.truth
     clumps = np.asarray(truth["id"])[np.asarray(truth["is_shred"])]
     assert not set(clumps.tolist()) & present
+    # every other source with S/N >= 2 is recorded as a source without a mask
+    unmasked = unmasked_sources(field, instances["id"])
+    others = (np.asarray(truth["snr"]) >= 2.0) & ~np.asarray(truth["is_shred"])
+    others &= ~np.isin(np.asarray(truth["id"]), instances["id"])
+    assert len(unmasked["x"]) == int(others.sum()) > 0
+    assert (unmasked["snr"] >= 2.0).all()
+    assert set(map(float, unmasked["x"])) == set(map(float, np.asarray(truth["x"])[others]))
 
 
 def test_detection_map_perfect_and_missing():
@@ -288,6 +295,42 @@ def test_precision_at_recall_by_snr_treats_faint_truth_as_neutral():
         [typed], [truth], snr, ("star", "galaxy"), cuts=(5.0,), by="box"
     )
     assert row["galaxy_precision"] == 1.0  # the galaxy now ranks above the spurious one
+
+
+def test_detections_of_sources_without_a_mask_are_neutral():
+    from skysift.evaluate.segmentation import (
+        confusion_statistics,
+        precision_at_recall_by_snr,
+        unmasked_detections,
+    )
+
+    truth = {"boxes": np.array([[0, 0, 5, 5]], np.float32), "labels": [2]}  # one galaxy
+    snr = [np.array([50.0])]
+    prediction = {
+        "boxes": np.array(
+            [[19, 19, 22, 22], [19, 20, 22, 23], [40, 40, 43, 43], [0, 0, 5, 5]], np.float32
+        ),  # two on a faint source without a mask (centre (20, 20)), one on nothing, the galaxy
+        "labels": [2, 2, 2, 2],
+        "scores": [0.99, 0.98, 0.5, 0.9],
+    }
+    faint = {"x": np.array([20.0]), "y": np.array([20.2]), "snr": np.array([3.0])}
+    matched = np.array([False, False, False, True])
+    # one detection per source, the nearer; never one already matched to an instance
+    found = unmasked_detections(prediction, matched, faint)
+    assert found.tolist() == [True, False, False, False]
+    assert not unmasked_detections(prediction, matched, None).any()
+    assert not unmasked_detections(prediction, ~matched, faint).any()
+    args = ([prediction], [truth], snr, ("star", "galaxy"))
+    (strict,) = precision_at_recall_by_snr(*args, cuts=(5.0,), by="box")
+    (lenient,) = precision_at_recall_by_snr(*args, cuts=(5.0,), by="box", unmasked=[faint])
+    assert strict["galaxy_precision"] == pytest.approx(1 / 3)  # two false ones above it
+    assert lenient["galaxy_precision"] == pytest.approx(1 / 2)  # the duplicate stays false
+    stats = confusion_statistics(
+        [prediction], [truth], ("star", "galaxy"), by="box", unmasked=[faint]
+    )
+    assert stats["confusion"][2][:2] == [0, 2]  # spurious: the duplicate and the empty one
+    assert stats["on_unmasked"] == 1
+    assert stats["precision_at_80_recall"]["galaxy"] == pytest.approx(1 / 2)
 
 
 def test_centroids_are_measured_onsky_subtracted_light():

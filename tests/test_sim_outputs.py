@@ -95,6 +95,13 @@ def test_robust_level_scale_ignores_sources_and_nans(rng):
     assert scale == pytest.approx(2.0, rel=0.05)
 
 
+def test_dataset_refuses_a_directory_written_by_another_extractor(tmp_path):
+    configs = [FieldConfig(survey="meerlicht", size=64, density=30, seed=11)]
+    write_dataset(tmp_path, configs, LocalizerPatches(size=32, stride=32), progress=False)
+    with pytest.raises(InvalidParameterError, match="written by LocalizerPatches"):
+        write_dataset(tmp_path, configs, LocalizerPatches(size=64, stride=64), progress=False)
+
+
 def test_dataset_shards_resume_without_redoing(tmp_path, monkeypatch):
     configs = [FieldConfig(survey="meerlicht", size=64, density=30, seed=s) for s in (11, 12)]
     extract = LocalizerPatches(size=32, stride=32)

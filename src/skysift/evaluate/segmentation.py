@@ -5,6 +5,13 @@ pycocotools) for boxes and masks. The matched statistics pair each truth instanc
 prediction of highest mask IoU (>= ``iou``, greedy by score, one-to-one) and give per-class
 precision, recall and F1, the class confusion matrix of matched pairs, and the centroid
 offsets the Mask Galaxy paper measures (centre of mass of the image inside the mask).
+
+A detection matched to no instance but sitting on a truth source that has no mask (too faint
+for one, or hidden under a brighter neighbour's footprint) found a real source whose mask
+cannot be scored: given those sources (``unmasked``), it counts neither as right nor as
+wrong, as the localizer's scoring treats truth between its S/N limits
+(:mod:`skysift.evaluate.matching`). A detection of a star-forming clump, or of nothing,
+stays a false one.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ __all__ = [
     "match_predictions",
     "precision_at_recall",
     "precision_at_recall_by_snr",
+    "unmasked_detections",
 ]
 
 #: Detections per image considered by mAP (crowded fields hold more than COCO's 100).
@@ -213,6 +221,52 @@ def match_predictions(
     return p, t
 
 
+#: Largest distance (pixels) from a detection's box centre to a truth source without a mask
+#: for the detection to be taken as that source's (see the module notes).
+UNMASKED_MATCH_RADIUS = 2.0
+
+
+def unmasked_detections(
+    prediction: dict[str, Any],
+    matched: np.ndarray,
+    unmasked: dict[str, np.ndarray] | None,
+    *,
+    radius: float = UNMASKED_MATCH_RADIUS,
+) -> np.ndarray:
+    """Which detections of one image sit on a truth source that has no instance mask.
+
+    Parameters
+    ----------
+    prediction : dict
+        ``boxes`` ``(n, 4)`` as (x0, y0, x1, y1), x1 and y1 one past the last pixel.
+    matched : array of bool
+        Detections already matched to an instance (never taken here).
+    unmasked : dict of arrays or None
+        ``x`` and ``y`` (0-based pixels) of the image's truth sources without a mask
+        (:func:`skysift.train.segmenter_data.unmasked_sources`); None for none.
+    radius : float
+        Largest distance from a detection's box centre to its source.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        One per detection; each such source takes at most one detection (the nearest,
+        one-to-one as :func:`skysift.evaluate.matching.match_catalogs`).
+    """
+    from skysift.evaluate.matching import match_catalogs
+
+    boxes = np.asarray(prediction["boxes"], dtype=float).reshape(-1, 4)
+    found = np.zeros(len(boxes), dtype=bool)
+    free = np.flatnonzero(~np.asarray(matched, dtype=bool))
+    if unmasked is None or not free.size or not len(unmasked["x"]):
+        return found
+    x = 0.5 * (boxes[free, 0] + boxes[free, 2]) - 0.5
+    y = 0.5 * (boxes[free, 1] + boxes[free, 3]) - 0.5
+    pairs = match_catalogs(x, y, unmasked["x"], unmasked["y"], radius=radius)
+    found[free[pairs.detection_index]] = True
+    return found
+
+
 def precision_at_recall(
     scores: np.ndarray, is_true: np.ndarray, n_true: int, *, recall: float = 0.8
 ) -> float:
@@ -255,6 +309,7 @@ def precision_at_recall_by_snr(
     recall: float = 0.8,
     iou: float = 0.5,
     by: str = "mask",
+    unmasked: list[dict[str, np.ndarray] | None] | None = None,
 ) -> list[dict[str, Any]]:
     """Burke et al.'s figure, precision at ``recall`` for stars and for galaxies, among the
     truth instances with S/N at or above each cut.
@@ -262,11 +317,12 @@ def precision_at_recall_by_snr(
     Predictions are matched one-to-one to all truth instances (class-agnostic, by mask or
     box IoU, greedy by score). For a cut, truth below it is neutral: a prediction matched to
     it counts neither as right nor as wrong, as the localizer's scoring treats sources
-    between the detection limits. A prediction is right for its group (star, or any galaxy
-    class) when its match is a truth instance of that group. Predictions are ranked by their
-    ``detection_scores`` where present (the detector's P(star) or P(galaxy), before a galaxy
-    type network scaled them by its type's probability; see
-    :func:`skysift.morphology.retype_galaxies`), else by ``scores``.
+    between the detection limits. So is a prediction on a truth source without a mask
+    (``unmasked``, see :func:`unmasked_detections`). A prediction is right for its group
+    (star, or any galaxy class) when its match is a truth instance of that group.
+    Predictions are ranked by their ``detection_scores`` where present (the detector's
+    P(star) or P(galaxy), before a galaxy type network scaled them by its type's
+    probability; see :func:`skysift.morphology.retype_galaxies`), else by ``scores``.
 
     Parameters
     ----------
@@ -276,6 +332,9 @@ def precision_at_recall_by_snr(
         Per image, the S/N of each truth instance (same order as the target's).
     classes : tuple of str
         Class names; label ``k`` is ``classes[k - 1]``.
+    unmasked : list of dict, optional
+        Per image, the truth sources without a mask (``x``, ``y``); None leaves every
+        unmatched prediction a false one.
 
     Returns
     -------
@@ -285,19 +344,21 @@ def precision_at_recall_by_snr(
         ``{group}_max_recall`` (recall with every prediction kept).
     """
     star = classes.index("star") + 1 if "star" in classes else -1
-    matched = []
-    for prediction, target in zip(predictions, targets, strict=True):
+    matched, on_unmasked = [], []
+    for k, (prediction, target) in enumerate(zip(predictions, targets, strict=True)):
         p, t = match_predictions(prediction, target, by=by, iou=iou)
         truth_index = np.full(len(prediction["scores"]), -1, dtype=np.int64)
         truth_index[p] = t
         matched.append(truth_index)
+        sources = None if unmasked is None else unmasked[k]
+        on_unmasked.append(unmasked_detections(prediction, truth_index >= 0, sources))
     rows = []
     for cut in cuts:
         row: dict[str, Any] = {"snr_min": float(cut)}
         for group in ("star", "galaxy"):
             scores, right, n_true = [], [], 0
-            for prediction, target, values, truth_index in zip(
-                predictions, targets, snr, matched, strict=True
+            for prediction, target, values, truth_index, found in zip(
+                predictions, targets, snr, matched, on_unmasked, strict=True
             ):
                 true_star = np.asarray(target["labels"]) == star
                 in_group = true_star if group == "star" else ~true_star
@@ -306,7 +367,7 @@ def precision_at_recall_by_snr(
                 ranking = prediction.get("detection_scores", prediction["scores"])
                 predicted_star = np.asarray(prediction["labels"]) == star
                 mine = predicted_star if group == "star" else ~predicted_star
-                for k in np.flatnonzero(mine):
+                for k in np.flatnonzero(mine & ~found):
                     t = truth_index[k]
                     if t >= 0 and not required[t]:
                         continue  # neutral
@@ -330,13 +391,16 @@ def confusion_statistics(
     score_threshold: float = 0.5,
     iou: float = 0.5,
     by: str = "mask",
+    unmasked: list[dict[str, np.ndarray] | None] | None = None,
 ) -> dict[str, Any]:
     """Matched-instance statistics over a set of images.
 
     Predictions above ``score_threshold`` are matched one-to-one to truth masks (``by="box"``:
     boxes, for box-only detectors) by IoU
     (class-agnostic); the class confusion matrix counts the matched pairs, with an extra
-    ``missed`` column (truth without a match) and ``spurious`` row (unmatched predictions).
+    ``missed`` column (truth without a match) and ``spurious`` row (unmatched predictions,
+    except those on a truth source without a mask when ``unmasked`` gives them per image;
+    see :func:`unmasked_detections`, and the ``on_unmasked`` count).
 
     Returns
     -------
@@ -351,8 +415,9 @@ def confusion_statistics(
     confusion = np.zeros((n + 1, n + 1), dtype=np.int64)
     grouped: dict[str, list[tuple[float, bool]]] = {"star": [], "galaxy": []}
     n_group = {"star": 0, "galaxy": 0}
+    n_on_unmasked = 0
     star = classes.index("star") + 1 if "star" in classes else -1
-    for prediction, target in zip(predictions, targets, strict=True):
+    for index, (prediction, target) in enumerate(zip(predictions, targets, strict=True)):
         scores = np.asarray(prediction["scores"], dtype=float)
         ranking = np.asarray(prediction.get("detection_scores", scores), dtype=float)
         labels = np.asarray(prediction["labels"], dtype=np.int64)
@@ -360,9 +425,12 @@ def confusion_statistics(
         p, t = match_predictions(prediction, target, by=by, iou=iou)
         matched_truth = np.full(len(scores), -1, dtype=np.int64)
         matched_truth[p] = true_labels[t]
+        found = unmasked_detections(
+            prediction, matched_truth >= 0, None if unmasked is None else unmasked[index]
+        )
         n_group["star"] += int((true_labels == star).sum())
         n_group["galaxy"] += int((true_labels != star).sum())
-        for k in range(len(scores)):
+        for k in np.flatnonzero(~found):
             group = "star" if labels[k] == star else "galaxy"
             truth_group = (
                 None if matched_truth[k] < 0 else ("star" if matched_truth[k] == star else "galaxy")
@@ -378,8 +446,9 @@ def confusion_statistics(
             confusion[label - 1, n] += 1
         used = np.zeros(len(scores), dtype=bool)
         used[p[keep]] = True
-        for label in labels[confident & ~used]:
+        for label in labels[confident & ~used & ~found]:
             confusion[n, label - 1] += 1
+        n_on_unmasked += int((confident & ~used & found).sum())
     diagonal = np.diag(confusion)[:n].astype(float)
     predicted = confusion[:, :n].sum(axis=0).astype(float)
     truth = confusion[:n].sum(axis=1).astype(float)
@@ -395,6 +464,7 @@ def confusion_statistics(
         "recall": dict(zip(classes, recall.tolist(), strict=True)),
         "f1": dict(zip(classes, f1.tolist(), strict=True)),
         "accuracy": float(np.trace(pairs) / pairs.sum()) if pairs.sum() else float("nan"),
+        "on_unmasked": n_on_unmasked,
         "precision_at_80_recall": {
             group: precision_at_recall(
                 np.array([s for s, _ in rows]),

@@ -165,6 +165,11 @@ def write_dataset(
         "extractor": repr(extract),
         "shards": [],
     }
+    if manifest["extractor"] != repr(extract):
+        raise InvalidParameterError(
+            f"{out}: its samples were written by {manifest['extractor']}, not by "
+            f"{extract!r}; delete the directory or choose another one to simulate it afresh"
+        )
     done = {entry["seed"] for entry in manifest["shards"] if (out / entry["file"]).exists()}
     manifest["shards"] = [entry for entry in manifest["shards"] if entry["seed"] in done]
     todo = [c for c in configs if c.seed not in done]

@@ -191,6 +191,8 @@ def load_images(
             "snr": shard["inst_snr"],
             "seed": int(shard["seed"][0]),
         }
+        if "unmasked_x" in shard:  # datasets written before these were recorded lack them
+            sample["unmasked"] = {k: shard[f"unmasked_{k}"] for k in ("x", "y", "snr")}
         if annotations == "otsu":
             sample = _otsu_annotated(sample, shard)
         samples.append(sample)
@@ -207,7 +209,7 @@ def _otsu_annotated(sample: dict[str, Any], shard) -> dict[str, Any]:
     ident = sample["ids"][central]
     labels = np.where(otsu_central_mask(raw), ident[0], 0).astype(sample["labels"].dtype)
     return {
-        **sample,
+        **{key: value for key, value in sample.items() if key != "unmasked"},
         "labels": labels,
         **{key: sample[key][central] for key in ("ids", "classes", "central", "x", "y", "snr")},
     }
@@ -432,6 +434,11 @@ def evaluate_segmenter(
     the sky-subtracted light in the predicted mask and of its centre of mass (both as
     :mod:`skysift.segment` measures them on ``raw_images``). A box-only model is scored on
     boxes throughout (matches by box IoU, the box as its mask for the centroids).
+
+    When every sample carries its truth sources without a mask (``unmasked``; datasets
+    written since these were recorded), a detection of one of them counts neither as right
+    nor as wrong in the matched statistics and Burke et al.'s figure
+    (``unmasked_sources_known`` says whether they did).
     """
     from skysift.evaluate.segmentation import (
         confusion_statistics,
@@ -461,12 +468,14 @@ def evaluate_segmenter(
     names = {k + 1: name for k, name in enumerate(classes)}
     for key in [k for k in metrics if k.endswith("_per_class")]:
         metrics[key] = {names[k]: v for k, v in metrics[key].items()}
+    unmasked = [s["unmasked"] for s in samples] if all("unmasked" in s for s in samples) else None
     metrics["matched"] = confusion_statistics(
-        predictions, targets, classes, score_threshold=score_threshold, by=by
+        predictions, targets, classes, score_threshold=score_threshold, by=by, unmasked=unmasked
     )
     metrics["precision_at_80_recall_by_snr"] = precision_at_recall_by_snr(
-        predictions, targets, [s["snr"] for s in samples], classes, by=by
+        predictions, targets, [s["snr"] for s in samples], classes, by=by, unmasked=unmasked
     )
+    metrics["unmasked_sources_known"] = unmasked is not None
     n_central = found = correct = 0
     offsets, mass_offsets = [], []
     for index, (sample, prediction) in enumerate(zip(samples, predictions, strict=True)):

@@ -35,6 +35,7 @@ __all__ = [
     "instance_targets",
     "segmenter_field_configs",
     "typical_field_configs",
+    "unmasked_sources",
 ]
 
 IMAGE_SIZE = 256
@@ -186,17 +187,52 @@ def instance_targets(
     return labels, instances
 
 
+def unmasked_sources(
+    field: SimulatedField, instance_ids: np.ndarray, *, min_snr: float = 2.0
+) -> dict[str, np.ndarray]:
+    """Truth sources of a field that are not instances: too faint for a mask, or hidden
+    under a brighter neighbour's footprint.
+
+    A detection of one of them finds a real source whose mask cannot be scored, so the
+    Burke et al. figure counts it as neither right nor wrong
+    (:func:`skysift.evaluate.segmentation.precision_at_recall_by_snr`), as the localizer's
+    scoring treats truth between its S/N limits. Star-forming clumps are left out: a
+    detection of one is a shred, a false source.
+
+    Returns
+    -------
+    dict of arrays
+        ``x``, ``y`` and ``snr`` of the sources with detection-band S/N >= ``min_snr``.
+    """
+    truth = field.truth
+    ids = np.asarray(truth["id"], dtype=np.int64)
+    snr = np.asarray(truth["snr"], dtype=float)
+    keep = (
+        (snr >= min_snr)
+        & ~np.asarray(truth["is_shred"], dtype=bool)
+        & ~np.isin(ids, np.asarray(instance_ids, dtype=np.int64))
+    )
+    return {
+        "x": np.asarray(truth["x"], dtype=float)[keep],
+        "y": np.asarray(truth["y"], dtype=float)[keep],
+        "snr": snr[keep],
+    }
+
+
 @dataclass(frozen=True)
 class SegmenterSamples:
     """Extractor for :func:`skysift.sim.dataset.write_dataset`: one sample per image.
 
     Stores the raw image (ADU) with the per-band level and scale of the whole image (the
     normalization inference uses), the instance label map, and one row per instance
-    (``inst_*`` arrays; all belong to sample 0 of the shard).
+    (``inst_*`` arrays; all belong to sample 0 of the shard), and the truth sources with
+    S/N >= ``unmasked_snr`` that are not instances (``unmasked_*``, see
+    :func:`unmasked_sources`).
     """
 
     min_snr: float = 5.0
     min_area: int = 4
+    unmasked_snr: float = 2.0
 
     def __call__(self, field: SimulatedField) -> dict[str, np.ndarray]:
         from skysift.normalization import robust_level_scale
@@ -214,4 +250,10 @@ class SegmenterSamples:
             "labels": labels[np.newaxis].astype(np.int32),
             "seed": np.array([field.config.seed], dtype=np.int64),
             **{f"inst_{k}": v for k, v in instances.items()},
+            **{
+                f"unmasked_{k}": v
+                for k, v in unmasked_sources(
+                    field, instances["id"], min_snr=self.unmasked_snr
+                ).items()
+            },
         }
