@@ -2,10 +2,10 @@
 al.'s precision at 80 % recall (on the test images and on held-out typical fields), noise
 robustness, the Otsu auto-annotation against truth, speed, and example overlays.
 
-Run: ``.venv/bin/python benchmarks/bench_segmenter.py`` after ``skysift train segmenter``
-(which simulates the held-out test images under ``data/segmenter_test``). Everything is scored
-on test-seed images never used in training or model selection (the typical fields are
-simulated here under ``data/segmenter_typical_test`` when missing). Writes
+Run: ``.venv/bin/python benchmarks/bench_segmenter.py``. Everything is scored on test-seed
+images never used in training or model selection: the 128 held-out images of the model card
+(``data/segmenter_test``) and 64 typical fields (``data/segmenter_typical_test``), both
+simulated here when missing. Writes
 ``benchmarks/results/segmenter.json``, ``docs/benchmarks/segmenter.md`` and
 ``docs/images/segmenter_*.png``.
 """
@@ -66,6 +66,19 @@ def otsu_against_truth(directory: str) -> dict:
         "mean_iou": float(values.mean()),
         "fraction_iou_above_0.5": float((values > 0.5).mean()),
     }
+
+
+def test_images(directory: str, n: int) -> None:
+    """Simulate the ``n`` held-out test images the model card is measured on, if missing."""
+    from skysift.sim.dataset import write_dataset
+    from skysift.train.segmenter_data import SegmenterSamples, segmenter_field_configs
+
+    write_dataset(
+        directory,
+        segmenter_field_configs("test", n),
+        SegmenterSamples(),
+        description="segmenter test images (held out)",
+    )
 
 
 def typical_field(module, directory: str, n: int, *, galaxy_typer) -> dict:
@@ -489,6 +502,9 @@ def main() -> None:
         default=str(ROOT / "data" / "segmenter_typical_test"),
         help="Burke et al.'s typical fields (simulated here from test seeds if missing).",
     )
+    parser.add_argument(
+        "--test-n", type=int, default=128, help="Held-out test images (as the model card's)."
+    )
     parser.add_argument("--typical-n", type=int, default=64)
     parser.add_argument("--noise", default="0,0.5,1,2,3")
     parser.add_argument(
@@ -515,6 +531,7 @@ def main() -> None:
     )
     root = Path(args.out_dir)
     images = root / "docs" / "images"
+    test_images(args.test_dir, args.test_n)
     samples = load_images(args.test_dir)
     raws = raw_images(args.test_dir)
     typer = None if args.own_types else GalaxyTyper()

@@ -333,6 +333,27 @@ def test_detections_of_sources_without_a_mask_are_neutral():
     assert stats["precision_at_80_recall"]["galaxy"] == pytest.approx(1 / 2)
 
 
+def test_loose_detections_of_instances_below_the_cut_are_neutral():
+    from skysift.evaluate.segmentation import precision_at_recall_by_snr
+
+    truth = {  # a bright galaxy and a faint one
+        "boxes": np.array([[0, 0, 5, 5], [30, 30, 34, 34]], np.float32),
+        "labels": [2, 2],
+    }
+    prediction = {  # the bright one, and the faint one with a box too wide (IoU 0.44)
+        "boxes": np.array([[0, 0, 5, 5], [29, 29, 35, 35]], np.float32),
+        "labels": [2, 2],
+        "scores": [0.9, 0.97],
+    }
+    args = ([prediction], [truth], [np.array([50.0, 3.0])], ("star", "galaxy"))
+    bright, both = precision_at_recall_by_snr(*args, cuts=(5.0, 1.0), by="box")
+    assert bright["galaxy_n"] == 1
+    assert bright["galaxy_precision"] == 1.0  # on a galaxy below the cut: neutral
+    assert both["galaxy_n"] == 2  # required now: a false detection, the faint one missed
+    assert both["galaxy_max_recall"] == 0.5
+    assert np.isnan(both["galaxy_precision"])
+
+
 def test_centroids_are_measured_onsky_subtracted_light():
     from skysift.evaluate.segmentation import mask_centroid
     from skysift.image import Image

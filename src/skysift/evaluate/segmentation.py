@@ -10,8 +10,9 @@ A detection matched to no instance but sitting on a truth source that has no mas
 for one, or hidden under a brighter neighbour's footprint) found a real source whose mask
 cannot be scored: given those sources (``unmasked``), it counts neither as right nor as
 wrong, as the localizer's scoring treats truth between its S/N limits
-(:mod:`skysift.evaluate.matching`). A detection of a star-forming clump, or of nothing,
-stays a false one.
+(:mod:`skysift.evaluate.matching`). Burke et al.'s figure by S/N treats a detection on an
+instance below its cut the same way, whatever the IoU of its mask. A detection of a
+star-forming clump, a second detection of a source, or one of nothing stays a false one.
 """
 
 from __future__ import annotations
@@ -317,8 +318,10 @@ def precision_at_recall_by_snr(
     Predictions are matched one-to-one to all truth instances (class-agnostic, by mask or
     box IoU, greedy by score). For a cut, truth below it is neutral: a prediction matched to
     it counts neither as right nor as wrong, as the localizer's scoring treats sources
-    between the detection limits. So is a prediction on a truth source without a mask
-    (``unmasked``, see :func:`unmasked_detections`). A prediction is right for its group
+    between the detection limits. So is a prediction that matched nothing but sits on a
+    truth source below the cut: an instance whose mask it drew too wide or too narrow for
+    the IoU, or a source without a mask (``unmasked``); see :func:`unmasked_detections`. A
+    prediction is right for its group
     (star, or any galaxy class) when its match is a truth instance of that group.
     Predictions are ranked by their ``detection_scores`` where present (the detector's
     P(star) or P(galaxy), before a galaxy type network scaled them by its type's
@@ -355,24 +358,30 @@ def precision_at_recall_by_snr(
     rows = []
     for cut in cuts:
         row: dict[str, Any] = {"snr_min": float(cut)}
+        counted = []  # per image: (required truth, detections that count)
+        for prediction, target, values, truth_index, found in zip(
+            predictions, targets, snr, matched, on_unmasked, strict=True
+        ):
+            required = np.asarray(values, dtype=float) >= cut
+            neutral = found | ((truth_index >= 0) & ~required[np.maximum(truth_index, 0)])
+            neutral |= _on_faint_instances(prediction, target, truth_index, neutral, required)
+            counted.append((required, ~neutral))
         for group in ("star", "galaxy"):
             scores, right, n_true = [], [], 0
-            for prediction, target, values, truth_index, found in zip(
-                predictions, targets, snr, matched, on_unmasked, strict=True
+            for prediction, target, truth_index, (required, counts) in zip(
+                predictions, targets, matched, counted, strict=True
             ):
                 true_star = np.asarray(target["labels"]) == star
                 in_group = true_star if group == "star" else ~true_star
-                required = np.asarray(values, dtype=float) >= cut
                 n_true += int((in_group & required).sum())
-                ranking = prediction.get("detection_scores", prediction["scores"])
+                ranking = np.asarray(prediction.get("detection_scores", prediction["scores"]))
                 predicted_star = np.asarray(prediction["labels"]) == star
-                mine = predicted_star if group == "star" else ~predicted_star
-                for k in np.flatnonzero(mine & ~found):
-                    t = truth_index[k]
-                    if t >= 0 and not required[t]:
-                        continue  # neutral
-                    scores.append(float(ranking[k]))
-                    right.append(bool(t >= 0 and in_group[t]))
+                mine = np.flatnonzero(
+                    (predicted_star if group == "star" else ~predicted_star) & counts
+                )
+                t = truth_index[mine]
+                scores.extend(ranking[mine].astype(float).tolist())
+                right.extend(((t >= 0) & in_group[np.maximum(t, 0)]).tolist())
             hits = int(np.sum(right))
             row[f"{group}_n"] = n_true
             row[f"{group}_precision"] = precision_at_recall(
@@ -381,6 +390,28 @@ def precision_at_recall_by_snr(
             row[f"{group}_max_recall"] = hits / n_true if n_true else float("nan")
         rows.append(row)
     return rows
+
+
+def _on_faint_instances(
+    prediction: dict[str, Any],
+    target: dict[str, Any],
+    truth_index: np.ndarray,
+    neutral: np.ndarray,
+    required: np.ndarray,
+) -> np.ndarray:
+    """Detections matched to nothing that sit on a truth instance below the cut that no
+    detection matched (its mask drawn too wide or too narrow for IoU >= 0.5)."""
+    boxes = np.asarray(target["boxes"], dtype=float).reshape(-1, 4)
+    taken = np.zeros(len(boxes), dtype=bool)
+    taken[truth_index[truth_index >= 0]] = True
+    faint = np.flatnonzero(~required & ~taken)
+    if not faint.size:
+        return np.zeros(len(truth_index), dtype=bool)
+    centres = {
+        "x": 0.5 * (boxes[faint, 0] + boxes[faint, 2]) - 0.5,
+        "y": 0.5 * (boxes[faint, 1] + boxes[faint, 3]) - 0.5,
+    }
+    return unmasked_detections(prediction, (truth_index >= 0) | neutral, centres)
 
 
 def confusion_statistics(
