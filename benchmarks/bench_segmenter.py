@@ -291,6 +291,17 @@ def _types_table(result: dict) -> list[str]:
     return [*lines, ""]
 
 
+#: How the figure treats predictions of sources it does not score (see
+#: :func:`skysift.evaluate.segmentation.precision_at_recall_by_snr`).
+NEUTRAL_RULE = (
+    "a prediction matched to it, or sitting on it (box centre within 2 px) with a mask too "
+    "wide or narrow for the IoU, is neither right nor wrong; so is one on a truth source "
+    "without a mask (S/N >= 2 but too faint for one, or hidden under a brighter neighbour's "
+    "footprint). A second prediction of a source, one of a star-forming clump and one of "
+    "nothing count as false."
+)
+
+
 def _burke_by_snr(test: dict, *, title: str, images: str) -> list[str]:
     """Precision at 80 % recall among the truth brighter than a S/N cut (fainter: neutral)."""
     rows = test.get("precision_at_80_recall_by_snr")
@@ -300,9 +311,9 @@ def _burke_by_snr(test: dict, *, title: str, images: str) -> list[str]:
         f"## {title}",
         "",
         f"{images}; a cut keeps the truth instances at or above it as required, truth "
-        "below it is neutral (a prediction matched to it is neither right nor wrong); matches "
-        "at mask IoU >= 0.5, ranked by score. `max recall` is the recall with every "
-        "prediction kept: where it is below 0.8 the figure cannot be reached at any threshold.",
+        f"below it is neutral: {NEUTRAL_RULE} Matches at mask IoU >= 0.5, ranked by the "
+        "detector's score. `max recall` is the recall with every prediction kept: where it is "
+        "below 0.8 the figure cannot be reached at any threshold.",
         "",
         "| truth S/N >= | stars | star precision | star max recall | galaxies | "
         "galaxy precision | galaxy max recall |",
@@ -420,6 +431,13 @@ def markdown(result: dict) -> str:
     ]
     for name, row in zip([*classes, "spurious"], matched["confusion"], strict=True):
         lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+    if "on_unmasked" in matched:
+        lines += [
+            "",
+            f"Not spurious: {matched['on_unmasked']} predictions (score >= 0.5) on truth "
+            "sources without a mask (too faint for one, or hidden under a brighter "
+            "neighbour's footprint).",
+        ]
     p80 = matched["precision_at_80_recall"]
     central = test["central"]
     lines += [
