@@ -352,6 +352,19 @@ def test_loose_detections_of_instances_below_the_cut_are_neutral():
     assert both["galaxy_n"] == 2  # required now: a false detection, the faint one missed
     assert both["galaxy_max_recall"] == 0.5
     assert np.isnan(both["galaxy_precision"])
+    # an image without truth instances: its detections are false, nothing breaks
+    empty = {"boxes": np.zeros((0, 4), np.float32), "labels": []}
+    (row,) = precision_at_recall_by_snr(
+        [prediction, prediction],
+        [truth, empty],
+        [np.array([50.0, 3.0]), np.zeros(0)],
+        ("star", "galaxy"),
+        cuts=(5.0,),
+        by="box",
+        unmasked=[None, {"x": np.zeros(0), "y": np.zeros(0), "snr": np.zeros(0)}],
+    )
+    assert row["galaxy_n"] == 1
+    assert row["galaxy_precision"] == pytest.approx(1 / 2)  # its 0.97 ranks above the galaxy
 
 
 def test_centroids_are_measured_onsky_subtracted_light():

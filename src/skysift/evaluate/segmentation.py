@@ -363,7 +363,7 @@ def precision_at_recall_by_snr(
             predictions, targets, snr, matched, on_unmasked, strict=True
         ):
             required = np.asarray(values, dtype=float) >= cut
-            neutral = found | ((truth_index >= 0) & ~required[np.maximum(truth_index, 0)])
+            neutral = found | _at(~required, truth_index)
             neutral |= _on_faint_instances(prediction, target, truth_index, neutral, required)
             counted.append((required, ~neutral))
         for group in ("star", "galaxy"):
@@ -381,7 +381,7 @@ def precision_at_recall_by_snr(
                 )
                 t = truth_index[mine]
                 scores.extend(ranking[mine].astype(float).tolist())
-                right.extend(((t >= 0) & in_group[np.maximum(t, 0)]).tolist())
+                right.extend(_at(in_group, t).tolist())
             hits = int(np.sum(right))
             row[f"{group}_n"] = n_true
             row[f"{group}_precision"] = precision_at_recall(
@@ -390,6 +390,14 @@ def precision_at_recall_by_snr(
             row[f"{group}_max_recall"] = hits / n_true if n_true else float("nan")
         rows.append(row)
     return rows
+
+
+def _at(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``values[index]`` where ``index >= 0``, False elsewhere (also when ``values`` is empty)."""
+    out = np.zeros(np.shape(index), dtype=bool)
+    valid = np.asarray(index) >= 0
+    out[valid] = np.asarray(values, dtype=bool)[np.asarray(index)[valid]]
+    return out
 
 
 def _on_faint_instances(
