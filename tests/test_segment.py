@@ -178,7 +178,7 @@ def test_sample_targets_boxes_follow_masks():
 
 def test_instance_targets_of_a_galaxy_zoo_like_cutout():
     from skysift.sim import FieldConfig, simulate_field
-    from skysift.train.segmenter_data import instance_targets, unmasked_sources
+    from skysift.train.segmenter_data import SegmenterSamples, instance_targets, unmasked_sources
 
     field = simulate_field(
         FieldConfig(survey="sdss", size=128, density=20, seed=2_000_301, central_galaxy="spiral")
@@ -201,6 +201,12 @@ def test_instance_targets_of_a_galaxy_zoo_like_cutout():
     assert len(unmasked["x"]) == int(others.sum()) > 0
     assert (unmasked["snr"] >= 2.0).all()
     assert set(map(float, unmasked["x"])) == set(map(float, np.asarray(truth["x"])[others]))
+    # the sample records the detection band's PSF FWHM (pixels) at the image centre
+    sample = SegmenterSamples()(field)
+    fwhm = float(sample["psf_fwhm"][0])
+    assert fwhm == pytest.approx(float(field.psf.fwhm_at(63.5, 63.5)) / field.psf.pixel_scale)
+    median_star = np.median(np.asarray(truth["psf_fwhm"].value)) / field.psf.pixel_scale
+    assert fwhm == pytest.approx(median_star, rel=0.2)
 
 
 def test_detection_map_perfect_and_missing():

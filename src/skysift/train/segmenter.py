@@ -193,6 +193,8 @@ def load_images(
         }
         if "unmasked_x" in shard:  # datasets written before these were recorded lack them
             sample["unmasked"] = {k: shard[f"unmasked_{k}"] for k in ("x", "y", "snr")}
+        if "psf_fwhm" in shard:
+            sample["psf_fwhm"] = float(shard["psf_fwhm"][0])
         if annotations == "otsu":
             sample = _otsu_annotated(sample, shard)
         samples.append(sample)

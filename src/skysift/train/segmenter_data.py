@@ -225,9 +225,10 @@ class SegmenterSamples:
 
     Stores the raw image (ADU) with the per-band level and scale of the whole image (the
     normalization inference uses), the instance label map, and one row per instance
-    (``inst_*`` arrays; all belong to sample 0 of the shard), and the truth sources with
+    (``inst_*`` arrays; all belong to sample 0 of the shard), the truth sources with
     S/N >= ``unmasked_snr`` that are not instances (``unmasked_*``, see
-    :func:`unmasked_sources`).
+    :func:`unmasked_sources`), and the detection band's PSF FWHM at the image centre
+    (``psf_fwhm``, pixels), the reference a PSF-aware star/galaxy decision needs.
     """
 
     min_snr: float = 5.0
@@ -242,6 +243,8 @@ class SegmenterSamples:
             [robust_level_scale(band, field.image.mask) for band in data], dtype=np.float32
         )
         labels, instances = instance_targets(field, min_snr=self.min_snr, min_area=self.min_area)
+        height, width = labels.shape
+        fwhm = float(field.psf.fwhm_at((width - 1) / 2, (height - 1) / 2)) / field.psf.pixel_scale
         return {
             "image": data[np.newaxis],
             "mask": np.asarray(field.image.mask)[np.newaxis].astype(np.uint8),
@@ -249,6 +252,7 @@ class SegmenterSamples:
             "scale": stats[np.newaxis, :, 1],
             "labels": labels[np.newaxis].astype(np.int32),
             "seed": np.array([field.config.seed], dtype=np.int64),
+            "psf_fwhm": np.array([fwhm], dtype=np.float32),
             **{f"inst_{k}": v for k, v in instances.items()},
             **{
                 f"unmasked_{k}": v
