@@ -177,13 +177,13 @@ def overlay_examples(module, directory: str, path: Path, *, n: int = 4, galaxy_t
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from skysift.train.segmenter import predict
+    from skysift.train.segmenter import network_images, predict
 
     samples = load_images(directory)
     chosen = [s for s in samples if s["central"].any()][: n - 1] + [
         s for s in samples if not s["central"].any()
     ][:1]
-    predictions = predict(module, [s["image"] for s in chosen])
+    predictions = predict(module, network_images(module, chosen))
     names = module.skysift_config.classes
     if galaxy_typer is not None:
         from skysift.morphology import retype_galaxies

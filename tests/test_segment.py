@@ -150,6 +150,43 @@ def test_mask_rcnn_runs_on_tiles_of_any_image():
     assert large.module.backbone is model.backbone  # the weights are shared, not copied
 
 
+def test_a_model_with_a_psf_channel_is_given_the_psf_fwhm():
+    from astropy.io import fits
+
+    from skysift.errors import InvalidParameterError
+    from skysift.image import Image
+    from skysift.models.segmenter import PSF_CHANNEL_OFFSET, with_psf_channel
+
+    bands = np.ones((3, 8, 8), np.float32)
+    stacked = with_psf_channel(bands, 5.5)
+    assert stacked.shape == (4, 8, 8)
+    assert np.all(stacked[3] == 5.5 - PSF_CHANNEL_OFFSET)
+    assert np.all(stacked[:3] == bands)
+    assert bands.shape == (3, 8, 8)  # the input is left alone
+    with pytest.raises(InvalidParameterError, match="psf_fwhm"):
+        with_psf_channel(bands, float("nan"))
+    with pytest.raises(InvalidParameterError, match="psf_fwhm"):
+        SegmentConfig(psf_fwhm=-1.0)
+
+    torch.manual_seed(0)
+    architecture = SegmenterConfig(
+        widths=(8, 8, 8, 8, 8), fpn_channels=8, detections_per_image=5, psf_channel=True
+    )
+    model = build_segmenter(architecture)
+    assert model.backbone.body.stem[0].in_channels == 4
+    card = {**CARD, "architecture": {"kind": "segmenter", "config": architecture.to_dict()}}
+    data = np.stack([_blobs((64, 64), [(30.0, 30.0)])] * 3)
+    given = Segmenter(SegmentConfig(tile=64, margin=0, psf_fwhm=4.5), module=model, card=card)
+    assert given.network_input(Image.from_array(data))[3].max() == pytest.approx(0.5)
+    assert given(data).labels.shape == (64, 64)
+    from_header = Segmenter(SegmentConfig(tile=64, margin=0), module=model, card=card)
+    header = fits.Header({"SEEING": 1.2})
+    image = Image.from_array(data, header=header, pixel_scale=0.4)
+    assert from_header.network_input(image)[3].max() == pytest.approx(3.0 - PSF_CHANNEL_OFFSET)
+    with pytest.raises(InvalidParameterError, match="takes the PSF FWHM"):
+        from_header(data)  # no FWHM given, no header
+
+
 def test_box_only_model_is_refused_for_segmentation_maps():
     from skysift.errors import InvalidParameterError
 

@@ -104,8 +104,12 @@ def test_peak_target_needs_fields_with_truth(tmp_path):
         LocalizerTrainingConfig(target="ring")
 
 
-@pytest.mark.parametrize("masks", [True, False], ids=["mask_rcnn", "box_only"])
-def test_tiny_segmenter_training_runs_in_stages_and_resumes(tmp_path, masks):
+@pytest.mark.parametrize(
+    ("masks", "psf_channel"),
+    [(True, False), (False, False), (True, True)],
+    ids=["mask_rcnn", "box_only", "psf_channel"],
+)
+def test_tiny_segmenter_training_runs_in_stages_and_resumes(tmp_path, masks, psf_channel):
     from skysift.models.segmenter import SegmenterConfig
     from skysift.sim import FieldConfig
     from skysift.sim.dataset import write_dataset
@@ -128,6 +132,7 @@ def test_tiny_segmenter_training_runs_in_stages_and_resumes(tmp_path, masks):
             box_head_width=16,
             image_size=64,
             masks=masks,
+            psf_channel=psf_channel,
         ),
         stages=(
             Stage("scratch", 2, 1e-3, ("early", "deep", "heads")),
@@ -149,11 +154,32 @@ def test_tiny_segmenter_training_runs_in_stages_and_resumes(tmp_path, masks):
     assert all(("mask_map_50" in entry) == masks and "box_map_50" in entry for entry in log)
     train_segmenter(config, progress=False)
     assert len((tmp_path / "run" / "train.log").read_text().splitlines()) == 2
+    if psf_channel:  # images without a recorded PSF FWHM are refused, by name
+        import shutil
+
+        from skysift.train import segmenter as module
+
+        shutil.rmtree(tmp_path / "run")
+        original = module.load_images
+
+        def without_fwhm(directory, **options):
+            return [
+                {k: v for k, v in s.items() if k != "psf_fwhm"}
+                for s in original(directory, **options)
+            ]
+
+        module.load_images = without_fwhm
+        try:
+            with pytest.raises(ValueError, match="no recorded PSF FWHM"):
+                train_segmenter(config, progress=False)
+        finally:
+            module.load_images = original
 
 
 def test_segmenter_typical_fields_join_the_training_images_and_the_card(tmp_path):
     import dataclasses
 
+    from skysift.models.segmenter import SegmenterConfig
     from skysift.sim.dataset import write_dataset
     from skysift.sim.seeds import SEED_RANGES
     from skysift.train.segmenter import (
@@ -189,6 +215,8 @@ def test_segmenter_typical_fields_join_the_training_images_and_the_card(tmp_path
     assert len(_training_images(dataclasses.replace(config, n_typical=0))) == 1
     card = card_for(config)
     assert card["training"]["command"].endswith("--schedule long --typical-fields 1")
+    with_psf = dataclasses.replace(config, architecture=SegmenterConfig(psf_channel=True))
+    assert card_for(with_psf)["training"]["command"].endswith("--psf-channel")
     assert "typical DECaLS fields" in card["trained_on"]["images"]
     assert card_for(SegmenterTrainingConfig())["training"]["command"] == (
         "skysift train segmenter --seed 0"

@@ -408,6 +408,12 @@ def train_segmenter_command(
         help="Add this many of Burke et al.'s typical DECaLS fields (30 galaxies + 5 stars "
         "/arcmin^2, training seeds) to the training images.",
     ),
+    psf_channel: bool = typer.Option(
+        False,
+        "--psf-channel",
+        help="Give the network the PSF FWHM as one more input channel (experimental: "
+        "the Segmenter runs such a model given the FWHM; see docs/models.md, session 11).",
+    ),
     data_dir: Path = typer.Option(Path("data"), help="Where simulated images are cached."),
     run_dir: Path = typer.Option(
         None, help="Checkpoints and the log (default runs/segmenter or runs/segmenter_boxes)."
@@ -442,7 +448,7 @@ def train_segmenter_command(
         name = "segmenter_boxes" if box_only else "segmenter"
         config = SegmenterTrainingConfig(
             name=name,
-            architecture=SegmenterConfig(masks=not box_only),
+            architecture=SegmenterConfig(masks=not box_only, psf_channel=psf_channel),
             stages=SCHEDULES[schedule],
             seed=seed,
             n_train=n_train,

@@ -61,6 +61,10 @@ class SegmentConfig:
     galaxy_types : str or None
         Shipped galaxy-type network that re-types the galaxy instances from stamps of each
         galaxy (:mod:`skysift.morphology`); None keeps the Mask R-CNN's own class head.
+    psf_fwhm : float or None
+        Detection-band PSF FWHM (pixels) for a model with a PSF channel
+        (``SegmenterConfig(psf_channel=True)``); None takes the header's ``SEEING`` (arcsec)
+        over the pixel scale. Models without the channel ignore it.
     """
 
     model: str = "segmenter"
@@ -71,8 +75,13 @@ class SegmentConfig:
     batch_size: int = 4
     centroid_sigma: float = 1.5
     galaxy_types: str | None = "morphology"
+    psf_fwhm: float | None = None
 
     def __post_init__(self) -> None:
+        if self.psf_fwhm is not None and not (math.isfinite(self.psf_fwhm) and self.psf_fwhm > 0):
+            raise InvalidParameterError(
+                f"psf_fwhm must be a positive number of pixels, got {self.psf_fwhm}"
+            )
         if not 0.0 <= self.score_threshold <= 1.0 or not 0.0 < self.mask_threshold < 1.0:
             raise InvalidParameterError(
                 "score_threshold must be in [0, 1], mask_threshold in (0, 1)"
@@ -183,11 +192,31 @@ class Segmenter:
             heads.score_thresh = max(float(heads.score_thresh), kept_from)
 
     def network_input(self, image: Image) -> np.ndarray:
-        """``(channels, H, W)`` normalized input: the image's bands, or one band repeated."""
-        return network_input(
+        """``(channels, H, W)`` normalized input: the image's bands, or one band repeated,
+        and the PSF channel if the model has one."""
+        bands = network_input(
             image,
             channels=self.architecture.in_channels,
             softening=self.card["normalization"]["softening"],
+        )
+        if not self.architecture.psf_channel:
+            return bands
+        from skysift.models.segmenter import with_psf_channel
+
+        return with_psf_channel(bands, self._psf_fwhm(image))
+
+    def _psf_fwhm(self, image: Image) -> float:
+        """PSF FWHM in pixels: the config's, else the header's SEEING over the pixel scale."""
+        if self.config.psf_fwhm is not None:
+            return float(self.config.psf_fwhm)
+        header = image.header
+        seeing = header.get("SEEING") if header is not None else None
+        if seeing and image.pixel_scale:
+            return float(seeing) / image.pixel_scale
+        raise InvalidParameterError(
+            f"the {self.config.model!r} model takes the PSF FWHM as an input: give "
+            "SegmentConfig(psf_fwhm=<pixels>) or an image whose header has SEEING (arcsec) "
+            "and a pixel scale"
         )
 
     def __call__(self, image: Image | np.ndarray, *, progress: bool = False) -> Instances:

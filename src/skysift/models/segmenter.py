@@ -37,15 +37,44 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["CLASSES", "CLASS_DECISIONS", "CompactTrunk", "SegmenterConfig", "build_segmenter"]
+__all__ = [
+    "CLASSES",
+    "CLASS_DECISIONS",
+    "PSF_CHANNEL_OFFSET",
+    "CompactTrunk",
+    "SegmenterConfig",
+    "build_segmenter",
+    "with_psf_channel",
+]
 
 #: Instance classes, in the network's label order (label = index + 1; 0 is background).
 CLASSES: tuple[str, ...] = ("star", "elliptical", "spiral", "other")
 #: How region proposals become detections (see the module notes).
 CLASS_DECISIONS: tuple[str, ...] = ("star_or_galaxy", "per_class")
+#: PSF FWHM (pixels) that the PSF channel shows as 0 (typical FWHMs are 2.5-6.5 pixels).
+PSF_CHANNEL_OFFSET = 4.0
+
+
+def with_psf_channel(image: np.ndarray, psf_fwhm: float) -> np.ndarray:
+    """``image`` ``(bands, H, W)`` with the PSF channel appended (see ``psf_channel``).
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Normalized bands.
+    psf_fwhm : float
+        Detection-band PSF FWHM in pixels.
+    """
+    from skysift.errors import InvalidParameterError
+
+    if not (np.isfinite(psf_fwhm) and psf_fwhm > 0):
+        raise InvalidParameterError(f"psf_fwhm must be a positive number of pixels; got {psf_fwhm}")
+    plane = np.full((1, *np.shape(image)[1:]), psf_fwhm - PSF_CHANNEL_OFFSET, dtype=np.float32)
+    return np.concatenate([np.asarray(image, dtype=np.float32), plane])
 
 
 @dataclass(frozen=True)
@@ -86,6 +115,10 @@ class SegmenterConfig:
         summed class probabilities, suppression across classes; ``"per_class"``:
         torchvision's one detection per proposal and class, suppression within a class.
         Inference only; it does not change the weights.
+    psf_channel : bool
+        One more input channel after the bands, holding the detection band's PSF FWHM in
+        pixels minus :data:`PSF_CHANNEL_OFFSET` everywhere (:func:`with_psf_channel`): the
+        reference that tells a compact galaxy from a star in any seeing.
     """
 
     in_channels: int = 3
@@ -102,6 +135,12 @@ class SegmenterConfig:
     score_threshold: float = 0.05
     masks: bool = True
     class_decision: str = "star_or_galaxy"
+    psf_channel: bool = False
+
+    @property
+    def input_channels(self) -> int:
+        """Channels the network takes: the bands, plus the PSF channel if any."""
+        return self.in_channels + int(self.psf_channel)
 
     def __post_init__(self) -> None:
         if self.class_decision not in CLASS_DECISIONS:
@@ -142,7 +181,7 @@ class CompactTrunk(nn.Module):
         super().__init__()
         stem = config.widths[0]
         self.stem = nn.Sequential(
-            nn.Conv2d(config.in_channels, stem, 3, stride=2, padding=1, bias=False),
+            nn.Conv2d(config.input_channels, stem, 3, stride=2, padding=1, bias=False),
             nn.BatchNorm2d(stem),
             nn.ReLU(inplace=True),
         )
@@ -218,8 +257,8 @@ def build_segmenter(config: SegmenterConfig | None = None) -> nn.Module:
         "num_classes": None,
         "min_size": config.image_size,
         "max_size": config.image_size,
-        "image_mean": [0.0] * config.in_channels,
-        "image_std": [1.0] * config.in_channels,
+        "image_mean": [0.0] * config.input_channels,
+        "image_std": [1.0] * config.input_channels,
         "rpn_anchor_generator": anchors,
         "rpn_nms_thresh": config.rpn_nms_threshold,
         "rpn_pre_nms_top_n_train": 1000,

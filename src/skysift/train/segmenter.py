@@ -312,9 +312,30 @@ def validation_map(model, samples: list[dict[str, np.ndarray]]) -> dict[str, flo
     """Box and (Mask R-CNN) mask mAP on validation samples (torchmetrics, COCO definitions)."""
     from skysift.evaluate.segmentation import detection_map
 
-    predictions = predict(model, [s["image"] for s in samples])
+    predictions = predict(model, network_images(model, samples))
     targets = [sample_targets(s["labels"], s["ids"], s["classes"]) for s in samples]
     return detection_map(predictions, targets, masks=model.skysift_config.masks)
+
+
+def network_images(model, samples: list[dict[str, Any]]) -> list[np.ndarray]:
+    """The network's inputs for samples of :func:`load_images`: their bands, with the PSF
+    channel appended when the model has one
+    (:func:`skysift.models.segmenter.with_psf_channel`)."""
+    if not model.skysift_config.psf_channel:
+        return [s["image"] for s in samples]
+    _require_psf_fwhm(samples)
+    from skysift.models.segmenter import with_psf_channel
+
+    return [with_psf_channel(s["image"], s["psf_fwhm"]) for s in samples]
+
+
+def _require_psf_fwhm(samples: list[dict[str, Any]]) -> None:
+    missing = [s["seed"] for s in samples if "psf_fwhm" not in s]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} images (seeds {missing[:3]}...) have no recorded PSF FWHM, which "
+            "a model with a PSF channel needs; simulate them again (delete their directory)"
+        )
 
 
 def train_segmenter(config: SegmenterTrainingConfig, *, progress: bool = True) -> Path:
@@ -322,7 +343,7 @@ def train_segmenter(config: SegmenterTrainingConfig, *, progress: bool = True) -
     import torch
 
     from skysift.models.runtime import tune_malloc
-    from skysift.models.segmenter import build_segmenter
+    from skysift.models.segmenter import build_segmenter, with_psf_channel
     from skysift.progress import progress_iter
     from skysift.train.checkpoints import append_log, save_weights
 
@@ -355,6 +376,8 @@ def train_segmenter(config: SegmenterTrainingConfig, *, progress: bool = True) -
         raise ValueError(
             f"no training or validation images in {config.train_dir}, {config.val_dir}"
         )
+    if config.architecture.psf_channel:
+        _require_psf_fwhm(train + val)
     running: list[float] = []
     started = time.perf_counter()
     for step in progress_iter(
@@ -368,6 +391,8 @@ def train_segmenter(config: SegmenterTrainingConfig, *, progress: bool = True) -
         for index in rng.integers(len(train), size=config.batch_size):
             sample = train[int(index)]
             image, labels = _augment(rng, sample["image"], sample["labels"], config.noise_max)
+            if config.architecture.psf_channel:
+                image = with_psf_channel(image, sample["psf_fwhm"])
             images.append(torch.from_numpy(image))
             targets.append(sample_targets(labels, sample["ids"], sample["classes"]))
         losses = model(images, targets)
@@ -455,7 +480,7 @@ def evaluate_segmenter(
     classes = model.skysift_config.classes
     has_masks = model.skysift_config.masks
     by = "mask" if has_masks else "box"
-    predictions = predict(model, [s["image"] for s in samples])
+    predictions = predict(model, network_images(model, samples))
     if galaxy_typer is not None:
         from skysift.morphology import retype_galaxies
 
@@ -612,6 +637,7 @@ def card_for(config: SegmenterTrainingConfig) -> dict[str, Any]:
         + ("" if config.architecture.masks else " --box-only")
         + (f" --schedule {schedule}" if schedule not in (None, "standard") else "")
         + (f" --typical-fields {config.n_typical}" if config.n_typical else "")
+        + (" --psf-channel" if config.architecture.psf_channel else "")
     )
     images = (
         "256x256: SDSS g,r,i cutouts centred on a bright elliptical or spiral galaxy (75 %) and "
