@@ -25,7 +25,13 @@ from skysift.models.registry import load_model
 from skysift.morphology import GalaxyTyper
 from skysift.normalization import normalize
 from skysift.sim.dataset import iter_shards
-from skysift.train.segmenter import SOFTENING, evaluate_segmenter, load_images, raw_images
+from skysift.train.segmenter import (
+    SOFTENING,
+    evaluate_segmenter,
+    load_images,
+    network_images,
+    raw_images,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 COLOURS = {"star": "#ffd92f", "elliptical": "#fc8d62", "spiral": "#66c2a5", "other": "#8da0cb"}
@@ -126,7 +132,7 @@ def speed(
     import torch
 
     from skysift.models.runtime import tune_malloc
-    from skysift.segment import Segmenter, segment
+    from skysift.segment import SegmentConfig, Segmenter, segment
     from skysift.sim import FieldConfig, simulate_field
 
     tune_malloc()  # as the Segmenter does for its eager PyTorch inference
@@ -146,7 +152,9 @@ def speed(
     field = simulate_field(
         FieldConfig(survey="sdss", size=2048, density=30, seed=1_999_001, central_galaxy="spiral")
     )
-    segmenter = Segmenter(module=segmenter_module, card=card)
+    height, width = field.footprints.shape
+    fwhm = float(field.psf.fwhm_at((width - 1) / 2, (height - 1) / 2)) / field.psf.pixel_scale
+    segmenter = Segmenter(SegmentConfig(psf_fwhm=fwhm), module=segmenter_module, card=card)
     start = time.perf_counter()
     catalog, segmentation = segment(field.image, segmenter=segmenter)
     elapsed = time.perf_counter() - start
@@ -177,7 +185,7 @@ def overlay_examples(module, directory: str, path: Path, *, n: int = 4, galaxy_t
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from skysift.train.segmenter import network_images, predict
+    from skysift.train.segmenter import predict
 
     samples = load_images(directory)
     chosen = [s for s in samples if s["central"].any()][: n - 1] + [
@@ -573,7 +581,7 @@ def main() -> None:
     images.mkdir(parents=True, exist_ok=True)
     noise_figure(noise_rows, images / "segmenter_noise.png")
     overlay_examples(module, args.test_dir, images / "segmenter_examples.png", galaxy_typer=typer)
-    timing = speed(module, card, [s["image"] for s in samples[:32]], threads=args.threads)
+    timing = speed(module, card, network_images(module, samples[:32]), threads=args.threads)
     for key in ("field", "segmentation", "catalog"):
         timing.pop(key)
     result = {
