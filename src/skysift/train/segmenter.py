@@ -330,9 +330,11 @@ def network_images(model, samples: list[dict[str, Any]]) -> list[np.ndarray]:
 
 
 def _require_psf_fwhm(samples: list[dict[str, Any]]) -> None:
+    from skysift.errors import InvalidParameterError
+
     missing = [s["seed"] for s in samples if "psf_fwhm" not in s]
     if missing:
-        raise ValueError(
+        raise InvalidParameterError(
             f"{len(missing)} images (seeds {missing[:3]}...) have no recorded PSF FWHM, which "
             "a model with a PSF channel needs; simulate them again (delete their directory)"
         )
