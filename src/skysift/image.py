@@ -191,6 +191,13 @@ class Image:
         """``(height, width)`` in pixels."""
         return self.data.shape[1], self.data.shape[2]
 
+    @property
+    def header_fwhm(self) -> float | None:
+        """PSF FWHM in pixels from the header's ``SEEING`` (arcsec) over the pixel scale;
+        None when either is missing."""
+        seeing = self.header.get("SEEING") if self.header is not None else None
+        return float(seeing) / self.pixel_scale if seeing and self.pixel_scale else None
+
     def band(self, name: str | int) -> np.ndarray:
         """Return one band's 2-D pixels (read-only) by name or index."""
         if isinstance(name, int | np.integer):

@@ -375,9 +375,8 @@ def _fwhm_pixels(image: Image, data_sub, x, y, score) -> float:
     """PSF FWHM in pixels: header SEEING / pixel scale, else from the brightest detections."""
     import sep
 
-    header = image.header
-    if header is not None and image.pixel_scale and header.get("SEEING"):
-        return float(header["SEEING"]) / image.pixel_scale
+    if image.header_fwhm is not None:
+        return image.header_fwhm
     chosen = np.argsort(-score)[: min(200, len(x))]
     radius, flag = sep.flux_radius(
         data_sub, x[chosen], y[chosen], np.full(chosen.size, 8.0), 0.5, subpix=5

@@ -209,10 +209,8 @@ class Segmenter:
         """PSF FWHM in pixels: the config's, else the header's SEEING over the pixel scale."""
         if self.config.psf_fwhm is not None:
             return float(self.config.psf_fwhm)
-        header = image.header
-        seeing = header.get("SEEING") if header is not None else None
-        if seeing and image.pixel_scale:
-            return float(seeing) / image.pixel_scale
+        if image.header_fwhm is not None:
+            return image.header_fwhm
         raise InvalidParameterError(
             f"the {self.config.model!r} model takes the PSF FWHM as an input: give "
             "SegmentConfig(psf_fwhm=<pixels>) or an image whose header has SEEING (arcsec) "
