@@ -235,6 +235,7 @@ def test_seeing_is_measured_from_the_sources(rng, fwhm):
     # too few bright sources: no estimate rather than a wrong one
     assert np.isnan(seeing_from_cutouts(cutouts[:4], softening=4.0))
     assert np.isnan(seeing_from_cutouts(np.zeros((50, 34, 34), np.float32), softening=4.0))
+    assert np.isnan(seeing_from_cutouts(cutouts[:0], softening=4.0))  # no cutouts at all
 
 
 def test_seeing_input_network_and_classifier(rng):

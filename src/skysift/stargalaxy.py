@@ -78,9 +78,11 @@ def seeing_from_cutouts(cutouts: np.ndarray, *, softening: float) -> float:
     """
     values = softening * np.sinh(np.asarray(cutouts, np.float32))
     n, size = values.shape[0], values.shape[1]
+    if n < SEEING_MIN_SOURCES:
+        return float("nan")
     centre = size // 2
     core = values[:, centre - 1 : centre + 2, centre - 1 : centre + 2].reshape(n, -1)
-    peak = core.max(axis=1) if n else np.empty(0, np.float32)
+    peak = core.max(axis=1)
     bright = np.flatnonzero(peak >= SEEING_MIN_PEAK)
     if bright.size < SEEING_MIN_SOURCES:
         return float("nan")
