@@ -52,3 +52,25 @@ def artifact_field():
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(scope="session")
+def moffat_star_field():
+    """``(image, middle_band, fwhm)``: three bands of the same 40 Moffat stars (FWHM 3.5 px,
+    beta 3) and 150 cosmic rays (sharp, 2 x 3 pixels) in the middle band only, which then
+    outnumber the stars; and that middle band alone."""
+    import galsim
+
+    from skysift.image import Image
+
+    rng = np.random.default_rng(2_000_103)
+    size, fwhm = 384, 3.5
+    profile = galsim.Moffat(beta=3.0, fwhm=fwhm)
+    bands = rng.normal(100.0, 1.0, (3, size, size)).astype(np.float32)
+    for x, y in rng.uniform(20, size - 20, (40, 2)):
+        star = profile.drawImage(nx=34, ny=34, scale=1.0, offset=(x % 1 - 0.5, y % 1 - 0.5))
+        row, col = int(y) - 17, int(x) - 17
+        bands[:, row : row + 34, col : col + 34] += rng.uniform(2e3, 2e4) * star.array
+    for x, y in rng.uniform(10, size - 10, (150, 2)).astype(int):
+        bands[1, y : y + 2, x : x + 3] += rng.uniform(200, 2000)
+    return Image.from_array(bands), Image.from_array(bands[1]), fwhm

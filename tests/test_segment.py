@@ -150,7 +150,7 @@ def test_mask_rcnn_runs_on_tiles_of_any_image():
     assert large.module.backbone is model.backbone  # the weights are shared, not copied
 
 
-def test_a_model_with_a_psf_channel_is_given_the_psf_fwhm():
+def test_a_model_with_a_psf_channel_is_given_the_psf_fwhm(moffat_star_field):
     from astropy.io import fits
 
     from skysift.errors import InvalidParameterError
@@ -183,8 +183,14 @@ def test_a_model_with_a_psf_channel_is_given_the_psf_fwhm():
     header = fits.Header({"SEEING": 1.2})
     image = Image.from_array(data, header=header, pixel_scale=0.4)
     assert from_header.network_input(image)[3].max() == pytest.approx(3.0 - PSF_CHANNEL_OFFSET)
-    with pytest.raises(InvalidParameterError, match="takes the PSF FWHM"):
-        from_header(data)  # no FWHM given, no header
+    assert given(data).meta == {"psf_fwhm_pixels": 4.5, "psf_fwhm_from": "config"}
+    # neither given nor in the header: measured on the image's stars, when it has enough
+    stars, _, fwhm = moffat_star_field
+    measured, origin = from_header.psf_fwhm(stars)
+    assert origin == "measured"
+    assert measured == pytest.approx(fwhm, rel=0.03)
+    with pytest.raises(InvalidParameterError, match="fewer than 20 bright point sources"):
+        from_header(data)  # one blob: nothing to measure it on
 
 
 def test_box_only_model_is_refused_for_segmentation_maps():

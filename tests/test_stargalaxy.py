@@ -208,7 +208,7 @@ def test_bad_catalog_or_band_is_a_clear_error(rng):
             image, make_catalog({"x": [3.0]}).copy()[["x"]], classifier=_tiny_classifier()
         )
     catalog = make_catalog({"x": [30.0], "y": [30.0]})
-    with pytest.raises(InvalidParameterError, match="no band 'r'"):
+    with pytest.raises(InvalidParameterError, match="band 'r' not in this image"):
         skysift.classify_stars(image, catalog, band="r", classifier=_tiny_classifier())
     with pytest.raises(InvalidParameterError, match="out of range"):
         skysift.classify_stars(image, catalog, band=3, classifier=_tiny_classifier())

@@ -198,17 +198,24 @@ class Image:
         seeing = self.header.get("SEEING") if self.header is not None else None
         return float(seeing) / self.pixel_scale if seeing and self.pixel_scale else None
 
-    def band(self, name: str | int) -> np.ndarray:
-        """Return one band's 2-D pixels (read-only) by name or index."""
+    def band_index(self, name: str | int | None = None) -> int:
+        """Index of a band given by name or index; None is the middle band (the detection
+        band of g,r,i and g,r,z images, the only band of a single-band image)."""
+        if name is None:
+            return self.n_bands // 2
         if isinstance(name, int | np.integer):
             if not -self.n_bands <= name < self.n_bands:
                 raise InvalidParameterError(
                     f"band index {name} is out of range for {self.n_bands} band(s)"
                 )
-            return self.data[name]
+            return int(name) % self.n_bands
         if name not in self.bands:
             raise InvalidParameterError(f"band {name!r} not in this image; it has {self.bands}")
-        return self.data[self.bands.index(name)]
+        return self.bands.index(name)
+
+    def band(self, name: str | int) -> np.ndarray:
+        """Return one band's 2-D pixels (read-only) by name or index."""
+        return self.data[self.band_index(name)]
 
 
 def pixel_scale_from_wcs(wcs: WCS) -> float | None:

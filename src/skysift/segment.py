@@ -33,6 +33,10 @@ __all__ = ["Instances", "SegmentConfig", "Segmenter", "network_input", "segment"
 
 log = logging.getLogger(__name__)
 
+#: Fewest bright point sources a PSF FWHM is measured on when neither the config nor the
+#: header gives it (a measurement on fewer strays by 5-10 %: docs/models.md).
+PSF_MIN_SOURCES = 20
+
 
 @dataclass(frozen=True)
 class SegmentConfig:
@@ -191,9 +195,10 @@ class Segmenter:
             kept_from = math.nextafter(self.config.score_threshold, -math.inf)
             heads.score_thresh = max(float(heads.score_thresh), kept_from)
 
-    def network_input(self, image: Image) -> np.ndarray:
+    def network_input(self, image: Image, *, psf_fwhm: float | None = None) -> np.ndarray:
         """``(channels, H, W)`` normalized input: the image's bands, or one band repeated,
-        and the PSF channel if the model has one."""
+        and the PSF channel if the model has one (``psf_fwhm`` in pixels, else that of
+        :meth:`psf_fwhm`)."""
         bands = network_input(
             image,
             channels=self.architecture.in_channels,
@@ -203,16 +208,39 @@ class Segmenter:
             return bands
         from skysift.models.segmenter import with_psf_channel
 
-        return with_psf_channel(bands, self._psf_fwhm(image))
+        return with_psf_channel(bands, psf_fwhm or self.psf_fwhm(image)[0])
 
-    def _psf_fwhm(self, image: Image) -> float:
-        """PSF FWHM in pixels: the config's, else the header's SEEING over the pixel scale."""
+    def psf_fwhm(self, image: Image) -> tuple[float, str]:
+        """The PSF FWHM (pixels) a model with a PSF channel gets, and where it came from.
+
+        In this order: ``SegmentConfig(psf_fwhm=)``; the header's ``SEEING`` (arcsec) over the
+        pixel scale; measured on the image's bright point sources
+        (:func:`skysift.seeing.measure_psf_fwhm`, middle band) when it has at least
+        :data:`PSF_MIN_SOURCES` of them. The model's star/galaxy decision moves with this
+        number (5 % shifts it visibly; docs/models.md), so a measured value is logged.
+
+        Raises
+        ------
+        InvalidParameterError
+            None of the three is available.
+        """
         if self.config.psf_fwhm is not None:
-            return float(self.config.psf_fwhm)
+            return float(self.config.psf_fwhm), "config"
         if image.header_fwhm is not None:
-            return image.header_fwhm
+            return image.header_fwhm, "header SEEING"
+        from skysift.seeing import measure_psf_fwhm
+
+        measured = measure_psf_fwhm(image, min_sources=PSF_MIN_SOURCES)
+        if np.isfinite(measured):
+            log.warning(
+                "segment: PSF FWHM %.2f px measured on the image (no psf_fwhm given, no "
+                "SEEING in the header)",
+                measured,
+            )
+            return measured, "measured"
         raise InvalidParameterError(
-            f"the {self.config.model!r} model takes the PSF FWHM as an input: give "
+            f"the {self.config.model!r} model takes the PSF FWHM as an input, and this image "
+            f"has fewer than {PSF_MIN_SOURCES} bright point sources to measure it on: give "
             "SegmentConfig(psf_fwhm=<pixels>) or an image whose header has SEEING (arcsec) "
             "and a pixel scale"
         )
@@ -222,7 +250,8 @@ class Segmenter:
         from skysift.image import as_image
 
         image = as_image(image)
-        data = self.network_input(image)
+        psf = self.psf_fwhm(image) if self.architecture.psf_channel else None
+        data = self.network_input(image, psf_fwhm=psf[0] if psf else None)
         found = self._tile_instances(data, progress=progress)
         light = sky_subtracted_light(image, sources=source_pixels(found, data.shape[1:]))
         instances = _paint(found, light, data.shape[1:])
@@ -232,6 +261,8 @@ class Segmenter:
             sigma=self.config.centroid_sigma,
             fallback=(instances.x_mass, instances.y_mass),
         )
+        if psf is not None:
+            instances.meta["psf_fwhm_pixels"], instances.meta["psf_fwhm_from"] = psf
         return instances
 
     def _tile_instances(self, data: np.ndarray, *, progress: bool) -> list[dict[str, Any]]:
@@ -586,6 +617,9 @@ def segment(
     lookup = np.zeros(len(instances) + 1, dtype=np.int32)
     lookup[1:] = np.asarray(out["id"])[rows]
     out.meta["segmenter"] = segmenter.card["name"]
+    for key in ("psf_fwhm_pixels", "psf_fwhm_from"):
+        if key in instances.meta:
+            out.meta[f"segmenter_{key}"] = instances.meta[key]
     return out, lookup[instances.labels]
 
 
