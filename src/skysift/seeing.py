@@ -1,8 +1,9 @@
 """The PSF FWHM of an image, measured on its own bright point sources.
 
 Each bright source's full width at half maximum is ``2 sqrt(A / pi)``, with ``A`` the number of
-pixels above half its peak near its centre: exact for a circular Gaussian or Moffat profile,
-and only a few per cent high for a pixelated one. Among bright sources stars usually
+pixels above half its peak near its centre: exact for a circular Gaussian or Moffat profile.
+On pixels, whole-pixel counting is high for a small PSF; the ``"calibrated"`` method of
+:func:`fwhm_from_stamps` removes that. Among bright sources stars usually
 outnumber resolved galaxies, so the middle half of the distribution is the PSF, and the mean
 of that middle half is the estimate.
 
@@ -11,15 +12,15 @@ Two things break that assumption, and :func:`measure_psf_fwhm` guards against bo
 - Cosmic rays and hot pixels are sharper than the PSF, and at high Galactic latitude they can
   outnumber the stars. In an image with several bands, a source counts only if it is also
   bright in another band: a star shows in every band, while a cosmic ray hits one exposure.
-  (Simulated DECaLS fields with 5 stars/arcmin² and every artifact on measure 0.50-0.67 of
-  the true FWHM without this test, and 0.97-1.09 with it.)
+  (Simulated DECaLS fields with 5 stars/arcmin² and every artifact on measured 0.50-0.67 of
+  the true FWHM without this test.)
 - Small images hold few stars. Below ``min_sources`` bright sources the estimate is NaN rather
   than a guess.
 
-Where stars are rare among the bright sources, resolved galaxies still pull the estimate up:
-on simulated 1024² fields it is within 2.4 % of the stars' median FWHM in SDSS and DECaLS
-fields with 30-70 % stars, but 4-9 % off in fields of 30 galaxies and 5 stars per arcmin²
-(docs/models.md, session 12). A header's ``SEEING`` or a survey's PSF model is
+Where stars are rare among the bright sources, resolved galaxies pull the estimate about:
+on simulated 1024² fields it is within 2.4 % of the median FWHM of the stars in SDSS and
+DECaLS fields with 30-70 % stars, but 4 % low to 9 % high in fields of 30 galaxies and 5 stars
+per arcmin² (docs/models.md, session 12). A header's ``SEEING`` or a survey's PSF model is
 better wherever there is one.
 
 >>> from skysift.seeing import measure_psf_fwhm
