@@ -252,6 +252,39 @@ def test_instance_targets_of_a_galaxy_zoo_like_cutout():
     assert fwhm == pytest.approx(median_star, rel=0.2)
 
 
+def test_fragments_painted_over_are_dropped_from_the_catalog():
+    from skysift.evaluate.segmentation import as_catalog
+    from skysift.segment import _paint
+
+    shape = (64, 64)
+    masks = np.zeros((4, *shape), dtype=bool)
+    masks[0, 20:40, 20:40] = True  # a bright galaxy
+    masks[1, 25:35, 25:35] = True  # a fragment of it, all inside
+    masks[2, 30:50, 36:56] = True  # a neighbour: 40 of its 400 pixels under the galaxy
+    masks[3, 10:50, 10:50] = True  # a looser mask around it: 960 of 1600 pixels its own
+    scores = np.array([0.9, 0.6, 0.7, 0.5], np.float32)
+    found = [
+        {"rows": r, "cols": c, "class": "elliptical", "score": float(score)}
+        for (r, c), score in zip((np.nonzero(m) for m in masks), scores, strict=True)
+    ]
+    instances = _paint(found, np.zeros(shape, np.float32), shape)
+    assert instances.scores.tolist() == pytest.approx([0.9, 0.7, 0.5])
+    assert instances.area.tolist() == [400, 360, 960]
+    # the evaluation's view of the label map keeps the same instances with the same pixels
+    prediction = {
+        "masks": masks[:, None].astype(np.float32),
+        "scores": scores,
+        "labels": np.array([2, 2, 2, 2]),
+    }
+    catalog = as_catalog(prediction)
+    assert catalog["scores"].tolist() == pytest.approx([0.9, 0.7, 0.5])
+    painted = np.zeros(shape, np.int32)
+    for k, mask in enumerate(catalog["masks"][:, 0] > 0):
+        painted[mask] = k + 1
+    np.testing.assert_array_equal(painted, instances.labels)
+    assert prediction["masks"].shape == (4, 1, *shape)  # the input is left alone
+
+
 def test_detection_map_perfect_and_missing():
     from skysift.evaluate.segmentation import detection_map
 

@@ -154,6 +154,20 @@ def test_tiny_segmenter_training_runs_in_stages_and_resumes(tmp_path, masks, psf
     assert all(("mask_map_50" in entry) == masks and "box_map_50" in entry for entry in log)
     train_segmenter(config, progress=False)
     assert len((tmp_path / "run" / "train.log").read_text().splitlines()) == 2
+    # the evaluation scores the detections, and for a mask model the catalog's instances too
+    from safetensors.torch import load_file
+
+    from skysift.models.segmenter import build_segmenter
+    from skysift.train.segmenter import evaluate_segmenter, load_images
+
+    model = build_segmenter(config.architecture)
+    model.load_state_dict(load_file(str(best)))
+    metrics = evaluate_segmenter(model.eval(), load_images(str(tmp_path / "val")))
+    assert len(metrics["precision_at_80_recall_by_snr"]) == 5
+    assert ("catalog" in metrics) == masks
+    if masks:
+        assert len(metrics["catalog"]["precision_at_80_recall_by_snr"]) == 5
+        assert "mask_map_50" in metrics["catalog"]["central_map"]
     if psf_channel:  # images without a recorded PSF FWHM are refused, by name
         import shutil
 

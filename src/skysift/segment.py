@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 #: Fewest bright point sources a PSF FWHM is measured on when neither the config nor the
 #: header gives it (a measurement on fewer strays by 5-10 %: docs/models.md).
 PSF_MIN_SOURCES = 20
+#: An instance left with less than this fraction of its own mask once the more confident
+#: instances are painted is a fragment or a second hypothesis of one of them (nested masks
+#: of one bright galaxy, which box suppression does not merge), and is dropped.
+MIN_KEPT_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -514,8 +518,9 @@ def _paint(found: list[dict[str, Any]], light: np.ndarray, shape: tuple[int, int
         x[k], y[k] = mask_centroid(light[found_slice], labels[found_slice] == k + 1)
         x[k] += cols.start
         y[k] += rows.start
-    # instances painted over completely by more confident ones are dropped
-    alive = area > 0
+    # instances painted over (mostly) by more confident ones are dropped
+    own = np.array([f["rows"].size for f in found], dtype=np.int64)
+    alive = (area > 0) & (area >= MIN_KEPT_FRACTION * own)
     remap = np.zeros(n + 1, dtype=np.int32)
     remap[1:][alive] = np.arange(1, int(alive.sum()) + 1)
     return Instances(

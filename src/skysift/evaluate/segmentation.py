@@ -13,6 +13,10 @@ wrong, as the localizer's scoring treats truth between its S/N limits
 (:mod:`skysift.evaluate.matching`). Burke et al.'s figure by S/N treats a detection on an
 instance below its cut the same way, whatever the IoU of its mask. A detection of a
 star-forming clump, a second detection of a source, or one of nothing stays a false one.
+
+The detector's masks overlap; the catalog a user gets does not: the ``Segmenter`` paints them
+into one label map, most confident last, and drops what is left mostly painted over.
+:func:`as_catalog` does the same to a prediction, so the metrics can be taken on either.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 
 __all__ = [
     "MAX_DETECTIONS",
+    "as_catalog",
     "confusion_statistics",
     "detection_map",
     "mask_centroid",
@@ -54,6 +59,32 @@ def _as_tensors(
         if prediction:
             entry["scores"] = torch.as_tensor(np.asarray(item["scores"], dtype=np.float32))
         out.append(entry)
+    return out
+
+
+def as_catalog(prediction: dict[str, Any], *, mask_threshold: float = 0.5) -> dict[str, Any]:
+    """A prediction as the ``Segmenter``'s label map leaves it.
+
+    The masks are painted in ascending ``scores`` (the most confident instance owns contested
+    pixels); each instance keeps the pixels it owns, and one left with less than
+    :data:`skysift.segment.MIN_KEPT_FRACTION` of its own mask (or none) is dropped. Other
+    keys follow the kept instances; the input is not modified.
+    """
+    from skysift.segment import MIN_KEPT_FRACTION
+
+    scores = np.asarray(prediction["scores"])
+    if not scores.size or "masks" not in prediction:
+        return dict(prediction)
+    masks = np.asarray(prediction["masks"])[:, 0] >= mask_threshold
+    labels = np.zeros(masks.shape[1:], dtype=np.int32)
+    for k in np.argsort(scores, kind="stable"):
+        labels[masks[k]] = k + 1
+    owned = np.bincount(labels.ravel(), minlength=scores.size + 1)[1:]
+    own = masks.reshape(scores.size, -1).sum(axis=1)
+    kept = np.flatnonzero((owned > 0) & (owned >= MIN_KEPT_FRACTION * own))
+    out = {key: np.asarray(value)[kept] for key, value in prediction.items()}
+    out["masks"] = (labels[np.newaxis] == (kept[:, None, None] + 1))[:, np.newaxis]
+    out["masks"] = out["masks"].astype(np.float32)
     return out
 
 

@@ -468,8 +468,13 @@ def evaluate_segmenter(
     written since these were recorded), a detection of one of them counts neither as right
     nor as wrong in the matched statistics and Burke et al.'s figure
     (``unmasked_sources_known`` says whether they did).
+
+    ``catalog`` holds Burke et al.'s figure and the central-galaxy mAP again, on the
+    instances the ``Segmenter``'s label map leaves (:func:`skysift.evaluate.segmentation.
+    as_catalog`): the detector's masks overlap, the catalog's do not.
     """
     from skysift.evaluate.segmentation import (
+        as_catalog,
         confusion_statistics,
         detection_map,
         mask_centroid,
@@ -505,6 +510,14 @@ def evaluate_segmenter(
         predictions, targets, [s["snr"] for s in samples], classes, by=by, unmasked=unmasked
     )
     metrics["unmasked_sources_known"] = unmasked is not None
+    if has_masks:  # the same on the label map's instances, as the Segmenter delivers them
+        catalogs = [as_catalog(p) for p in predictions]
+        metrics["catalog"] = {
+            "precision_at_80_recall_by_snr": precision_at_recall_by_snr(
+                catalogs, targets, [s["snr"] for s in samples], classes, unmasked=unmasked
+            ),
+            "central_map": central_galaxy_map(catalogs, samples),
+        }
     n_central = found = correct = 0
     offsets, mass_offsets = [], []
     for index, (sample, prediction) in enumerate(zip(samples, predictions, strict=True)):
