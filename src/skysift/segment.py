@@ -5,7 +5,9 @@ overlapping tiles of the network's size, and each tile is segmented. An instance
 one tile whose kept (central) region holds its box centre, so an object on a tile seam is
 reported once, by the tile that sees it whole (objects up to ``2 * margin`` pixels across).
 Instances are painted into a label map in ascending score order (the more confident instance
-owns contested pixels), and their area, box and centroid are measured on that map. Centroids
+owns contested pixels); one left with less than :data:`MIN_KEPT_FRACTION` of its mask is a
+fragment or second hypothesis of a more confident one and is dropped. Area, box and centroid
+are measured on that map. Centroids
 are windowed centroids of the sky-subtracted light started at the mask's peak; the centre of
 mass inside the mask (the Mask Galaxy paper's section 5.4) is kept as ``x_mass, y_mass``.
 
