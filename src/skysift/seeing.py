@@ -265,6 +265,7 @@ def measure_psf_fwhm(
 
     index = image.band_index(band)
     measured = SkySubtractedBand(image, index)
+    sep.set_extract_pixstack(max(300_000, measured.data.size // 2))  # large, crowded frames
     found = sep.extract(
         measured.data,
         DETECTION_SIGMA,
