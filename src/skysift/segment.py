@@ -234,7 +234,7 @@ class Segmenter:
             return float(self.config.psf_fwhm), "config"
         if image.header_fwhm is not None:
             return image.header_fwhm, "header SEEING"
-        from skysift.seeing import measure_psf_fwhm
+        from skysift.seeing import SEEING_RADIUS, measure_psf_fwhm
 
         measured = measure_psf_fwhm(image, min_sources=PSF_MIN_SOURCES)
         if np.isfinite(measured):
@@ -245,10 +245,10 @@ class Segmenter:
             )
             return measured, "measured"
         raise InvalidParameterError(
-            f"the {self.config.model!r} model takes the PSF FWHM as an input, and this image "
-            f"has fewer than {PSF_MIN_SOURCES} bright point sources to measure it on: give "
-            "SegmentConfig(psf_fwhm=<pixels>) or an image whose header has SEEING (arcsec) "
-            "and a pixel scale"
+            f"the {self.config.model!r} model takes the PSF FWHM as an input, and it could not "
+            f"be measured on this image (fewer than {PSF_MIN_SOURCES} bright point sources, or "
+            f"a PSF wider than {2 * SEEING_RADIUS:g} px): give SegmentConfig(psf_fwhm=<pixels>) "
+            "or an image whose header has SEEING (arcsec) and a pixel scale"
         )
 
     def __call__(self, image: Image | np.ndarray, *, progress: bool = False) -> Instances:
