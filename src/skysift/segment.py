@@ -128,6 +128,9 @@ class Instances:
     x_mass, y_mass : numpy.ndarray
         Centre of mass of the sky-subtracted light inside the mask (the Mask Galaxy paper's
         centroid; noisier for large, faint masks).
+    meta : dict
+        For a model with a PSF channel, ``psf_fwhm_pixels`` and where it came from
+        (``psf_fwhm_from``: ``"config"``, ``"header SEEING"`` or ``"measured"``).
     """
 
     labels: np.ndarray
