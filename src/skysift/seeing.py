@@ -105,19 +105,22 @@ class SkySubtractedBand:
 
     def peak_sigma(self, x, y) -> np.ndarray:
         """The highest pixel of the 3 x 3 box around each ``(x, y)``, in noise sigmas."""
-        height, width = self.data.shape
-        cols = np.clip(np.rint(np.asarray(x, float)).astype(int), 0, width - 1)
-        rows = np.clip(np.rint(np.asarray(y, float)).astype(int), 0, height - 1)
+        rows, cols = self._pixels(x, y)
         padded = np.pad(self.data, 1)
         box = [padded[rows + 1 + dy, cols + 1 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
         return np.max(box, axis=0) / self.scale if rows.size else np.empty(0)
 
     def brightest(self, x, y, n: int) -> np.ndarray:
         """Indices of the ``n`` sources with the brightest central pixel."""
+        rows, cols = self._pixels(x, y)
+        return np.argsort(-self.data[rows, cols])[:n]
+
+    def _pixels(self, x, y) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows, cols)`` of the pixels holding ``(x, y)``, clipped to the image."""
         height, width = self.data.shape
         cols = np.clip(np.rint(np.asarray(x, float)).astype(int), 0, width - 1)
         rows = np.clip(np.rint(np.asarray(y, float)).astype(int), 0, height - 1)
-        return np.argsort(-self.data[rows, cols])[:n]
+        return rows, cols
 
 
 def fwhm_from_stamps(
