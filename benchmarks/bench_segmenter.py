@@ -6,8 +6,8 @@ Run: ``.venv/bin/python benchmarks/bench_segmenter.py``. Everything is scored on
 images never used in training or model selection: the 128 held-out images of the model card
 (``data/segmenter_test``) and 64 typical fields (``data/segmenter_typical_test``), both
 simulated here when missing. Writes
-``benchmarks/results/segmenter.json``, ``docs/benchmarks/segmenter.md`` and
-``docs/images/segmenter_*.png``.
+``benchmarks/results/<model>.json``, ``docs/benchmarks/<model>.md`` and
+``docs/images/<model>_*.png`` (``--model``, default ``segmenter``).
 """
 
 from __future__ import annotations
@@ -389,7 +389,7 @@ def markdown(result: dict) -> str:
     lines = [
         "# Segmenter benchmark",
         "",
-        f"`benchmarks/bench_segmenter.py`, {result['date']}: shipped `segmenter` model on "
+        f"`benchmarks/bench_segmenter.py`, {result['date']}: `{result['model']}` model on "
         f"{result['n_test']} held-out test images (256x256; 75 % SDSS g,r,i cutouts centred on "
         "a bright elliptical or spiral galaxy, 25 % DECaLS g,r,z blended fields; every "
         "artifact on). Instances: truth sources with S/N >= 5 and a "
@@ -512,7 +512,7 @@ def markdown(result: dict) -> str:
     sp = result["speed"]
     lines += [
         "",
-        "![noise](../images/segmenter_noise.png)",
+        f"![noise](../images/{result['model']}_noise.png)",
         "",
         "## Otsu auto-annotation against the true footprints",
         "",
@@ -531,7 +531,7 @@ def markdown(result: dict) -> str:
         f"segmentation map, one band) {sp['sep_2048_seconds']:.2f} s: "
         f"{sp['ratio_to_sep']:.0f}x SEP's time.",
         "",
-        "![examples](../images/segmenter_examples.png)",
+        f"![examples](../images/{result['model']}_examples.png)",
         "",
     ]
     return "\n".join(lines)
@@ -554,6 +554,9 @@ def main() -> None:
         "--weights-dir", default=None, help="Model folder (default: the shipped weights)."
     )
     parser.add_argument(
+        "--model", default="segmenter", help="Model name, e.g. segmenter_psf (its card's name)."
+    )
+    parser.add_argument(
         "--out-dir",
         default=str(ROOT),
         help="Root for benchmarks/results, docs/benchmarks, docs/images.",
@@ -570,7 +573,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     module, card = load_model(
-        "segmenter", directory=Path(args.weights_dir) if args.weights_dir else None
+        args.model, directory=Path(args.weights_dir) if args.weights_dir else None
     )
     root = Path(args.out_dir)
     images = root / "docs" / "images"
@@ -596,13 +599,15 @@ def main() -> None:
         )
         print(noise_rows[-1], flush=True)
     images.mkdir(parents=True, exist_ok=True)
-    noise_figure(noise_rows, images / "segmenter_noise.png")
-    overlay_examples(module, args.test_dir, images / "segmenter_examples.png", galaxy_typer=typer)
+    name = card["name"]
+    noise_figure(noise_rows, images / f"{name}_noise.png")
+    overlay_examples(module, args.test_dir, images / f"{name}_examples.png", galaxy_typer=typer)
     timing = speed(module, card, network_images(module, samples[:32]), threads=args.threads)
     for key in ("field", "segmentation", "catalog"):
         timing.pop(key)
     result = {
         "date": time.strftime("%Y-%m-%d"),
+        "model": name,
         "threads": args.threads,
         "footprint_nsigma": float(shard_nsigma(args.test_dir)),
         "n_test": len(samples),
@@ -616,9 +621,9 @@ def main() -> None:
     }
     for folder in ("benchmarks/results", "docs/benchmarks"):
         (root / folder).mkdir(parents=True, exist_ok=True)
-    out = root / "benchmarks" / "results" / "segmenter.json"
+    out = root / "benchmarks" / "results" / f"{name}.json"
     out.write_text(json.dumps(result, indent=1, default=float) + "\n")
-    (root / "docs" / "benchmarks" / "segmenter.md").write_text(markdown(result))
+    (root / "docs" / "benchmarks" / f"{name}.md").write_text(markdown(result))
     print(markdown(result))
 
 

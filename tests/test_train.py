@@ -237,6 +237,58 @@ def test_segmenter_typical_fields_join_the_training_images_and_the_card(tmp_path
     )
 
 
+def test_segmenter_finetune_starts_from_the_packaged_model_with_a_silent_psf_channel():
+    import dataclasses
+
+    import torch
+
+    from skysift.errors import InvalidParameterError
+    from skysift.models.registry import load_card, load_model
+    from skysift.models.segmenter import SegmenterConfig, build_segmenter, with_psf_channel
+    from skysift.train.segmenter import (
+        FINETUNE_STAGES,
+        SegmenterTrainingConfig,
+        card_for,
+        initial_state,
+    )
+
+    base, _ = load_model("segmenter")
+    architecture = dataclasses.replace(base.skysift_config, psf_channel=True)
+    state, sha256 = initial_state("segmenter", architecture)
+    assert sha256 == load_card("segmenter")["sha256"]
+    model = build_segmenter(architecture)
+    model.load_state_dict(state)
+    model.eval()
+    image = np.random.default_rng(2_000_310).normal(size=(3, 96, 96)).astype(np.float32)
+    with torch.no_grad():
+        before = base([torch.from_numpy(image)])[0]
+        after = model([torch.from_numpy(with_psf_channel(image, 5.5))])[0]
+    assert len(before["scores"]) > 0
+    torch.testing.assert_close(after["scores"], before["scores"])
+    torch.testing.assert_close(after["masks"], before["masks"])
+
+    config = SegmenterTrainingConfig(
+        name="segmenter_psf",
+        architecture=architecture,
+        stages=FINETUNE_STAGES,
+        init_from="segmenter",
+    )
+    card = card_for(config)
+    assert card["training"]["command"].endswith(
+        "--schedule finetune --psf-channel --init-from segmenter"
+    )
+    assert card["training"]["initialized_from"]["sha256"] == sha256
+    with pytest.raises(InvalidParameterError, match="finetune"):
+        SegmenterTrainingConfig(stages=FINETUNE_STAGES)
+    with pytest.raises(InvalidParameterError, match="finetune"):
+        SegmenterTrainingConfig(init_from="segmenter")
+    narrower = SegmenterConfig(widths=(8, 8, 8, 8, 8), fpn_channels=8)
+    with pytest.raises(InvalidParameterError, match="widths"):
+        initial_state("segmenter", narrower)
+    with pytest.raises(InvalidParameterError, match="not a segmenter"):
+        initial_state("localizer", architecture)
+
+
 def test_segmenter_parameter_groups_partition_the_model():
     import torch
 

@@ -400,8 +400,9 @@ def train_segmenter_command(
     ),
     schedule: str = typer.Option(
         "standard",
-        help="Training schedule: 'standard' (3,000 steps, the shipped model's) or 'long' "
-        "(5,100 steps: 1,800 more at 3e-4 and a longer last stage).",
+        help="Training schedule: 'standard' (3,000 steps, the shipped model's), 'long' "
+        "(5,100 steps: 1,800 more at 3e-4 and a longer last stage) or 'finetune' (1,500 "
+        "steps continuing --init-from).",
     ),
     typical_fields: int = typer.Option(
         0,
@@ -412,7 +413,13 @@ def train_segmenter_command(
         False,
         "--psf-channel",
         help="Give the network the PSF FWHM as one more input channel (experimental: "
-        "the Segmenter runs such a model given the FWHM; see docs/models.md, session 11).",
+        "the Segmenter runs such a model given the FWHM; see docs/models.md, session 11). "
+        "The model is called 'segmenter_psf'.",
+    ),
+    init_from: str = typer.Option(
+        None,
+        help="Start from this packaged model (e.g. 'segmenter') instead of random weights; "
+        "needs --schedule finetune. A PSF channel it lacks starts with zero weights.",
     ),
     data_dir: Path = typer.Option(Path("data"), help="Where simulated images are cached."),
     run_dir: Path = typer.Option(
@@ -446,6 +453,8 @@ def train_segmenter_command(
         if typical_fields < 0:
             raise InvalidParameterError(f"typical-fields must be >= 0, got {typical_fields}")
         name = "segmenter_boxes" if box_only else "segmenter"
+        if psf_channel:
+            name = f"{name}_psf"
         config = SegmenterTrainingConfig(
             name=name,
             architecture=SegmenterConfig(masks=not box_only, psf_channel=psf_channel),
@@ -456,6 +465,7 @@ def train_segmenter_command(
             typical_dir=str(data_dir / "segmenter_train_typical"),
             threads=threads,
             masks=masks,
+            init_from=init_from,
             train_dir=str(data_dir / "segmenter_train"),
             val_dir=str(data_dir / "segmenter_val"),
             run_dir=str(run_dir or Path("runs") / name),

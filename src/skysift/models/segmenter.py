@@ -49,6 +49,7 @@ __all__ = [
     "SegmenterConfig",
     "build_segmenter",
     "with_psf_channel",
+    "with_zero_psf_weights",
 ]
 
 #: Instance classes, in the network's label order (label = index + 1; 0 is background).
@@ -75,6 +76,21 @@ def with_psf_channel(image: np.ndarray, psf_fwhm: float) -> np.ndarray:
         raise InvalidParameterError(f"psf_fwhm must be a positive number of pixels; got {psf_fwhm}")
     plane = np.full((1, *np.shape(image)[1:]), psf_fwhm - PSF_CHANNEL_OFFSET, dtype=np.float32)
     return np.concatenate([np.asarray(image, dtype=np.float32), plane])
+
+
+#: The first convolution's weights, ``(out, in, 3, 3)``: the only layer that sees the bands.
+STEM_WEIGHT = "backbone.body.stem.0.weight"
+
+
+def with_zero_psf_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A copy of a segmenter ``state`` dict with a PSF input channel added to its stem.
+
+    The new channel's weights are zero, so the network's output does not change: a model
+    without the PSF channel becomes the starting point of one that has it.
+    """
+    stem = state[STEM_WEIGHT]
+    zeros = torch.zeros_like(stem[:, :1])
+    return {**state, STEM_WEIGHT: torch.cat([stem, zeros], dim=1)}
 
 
 @dataclass(frozen=True)

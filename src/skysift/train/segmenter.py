@@ -84,8 +84,19 @@ LONG_STAGES: tuple[Stage, ...] = (
     *STAGES[2:4],
     Stage("all", 600, 7e-5, ("early", "deep", "heads")),
 )
+#: Continues a trained segmenter (``init_from``): every layer at the rate of the paper's
+#: "deeper" stage, then slower. Session 11's 800-step fine-tune at 2e-4 kept the central
+#: galaxies; this one is longer and uses every training image.
+FINETUNE_STAGES: tuple[Stage, ...] = (
+    Stage("finetune", 1000, 2e-4, ("early", "deep", "heads")),
+    Stage("finetune_slower", 500, 5e-5, ("early", "deep", "heads")),
+)
 #: Named schedules of ``skysift train segmenter --schedule``.
-SCHEDULES: dict[str, tuple[Stage, ...]] = {"standard": STAGES, "long": LONG_STAGES}
+SCHEDULES: dict[str, tuple[Stage, ...]] = {
+    "standard": STAGES,
+    "long": LONG_STAGES,
+    "finetune": FINETUNE_STAGES,
+}
 
 
 @dataclass(frozen=True)
@@ -113,12 +124,21 @@ class SegmenterTrainingConfig:
     #: annotation of the central galaxy, see load_images); validation uses the same kind, the
     #: held-out test always the truth.
     masks: str = "truth"
+    #: Start from this packaged model's weights instead of a random initialization. A PSF
+    #: channel the packaged model lacks starts with zero first-layer weights, so training
+    #: starts from exactly that model's output (see :func:`initial_state`).
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
-        if self.masks not in ("truth", "otsu"):
-            from skysift.errors import InvalidParameterError
+        from skysift.errors import InvalidParameterError
 
+        if self.masks not in ("truth", "otsu"):
             raise InvalidParameterError(f"masks must be 'truth' or 'otsu'; got {self.masks!r}")
+        if (self.stages == FINETUNE_STAGES) != (self.init_from is not None):
+            raise InvalidParameterError(
+                "the 'finetune' schedule continues a trained model: give it init_from "
+                "(--init-from NAME), and give init_from only with that schedule"
+            )
 
     @property
     def selection_metric(self) -> str:
@@ -355,6 +375,8 @@ def train_segmenter(config: SegmenterTrainingConfig, *, progress: bool = True) -
     run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     model = build_segmenter(config.architecture)
+    if config.init_from is not None:
+        model.load_state_dict(initial_state(config.init_from, config.architecture)[0])
     groups = parameter_groups(model)
     optimizer = torch.optim.AdamW(
         [{"params": groups[name], "name": name} for name in ("early", "deep", "heads")],
@@ -433,6 +455,41 @@ def train_segmenter(config: SegmenterTrainingConfig, *, progress: bool = True) -
                 last,
             )
     return run / "best.safetensors"
+
+
+def initial_state(name: str, architecture: SegmenterConfig) -> tuple[dict[str, Any], str]:
+    """Weights of packaged model ``name`` fitted to ``architecture``, and their sha256.
+
+    The two architectures must agree except for the PSF channel: when ``architecture`` adds
+    one, the stem's weights for it are zero, so the network computes what ``name`` computes.
+
+    Raises
+    ------
+    InvalidParameterError
+        ``name`` is not a segmenter, or its architecture differs in anything else.
+    """
+    from skysift.errors import InvalidParameterError
+    from skysift.models.registry import load_model
+    from skysift.models.segmenter import with_zero_psf_weights
+
+    base, card = load_model(name)
+    base_config = getattr(base, "skysift_config", None)
+    if card["architecture"]["kind"] != "segmenter" or base_config is None:
+        raise InvalidParameterError(f"--init-from {name}: not a segmenter model")
+    if architecture.psf_channel and base_config.psf_channel:
+        base_config = dataclasses.replace(base_config, psf_channel=False)
+    wanted = dataclasses.replace(architecture, psf_channel=False)
+    if base_config != wanted:
+        differs = sorted(
+            k for k, v in base_config.to_dict().items() if wanted.to_dict().get(k) != v
+        )
+        raise InvalidParameterError(
+            f"--init-from {name}: its architecture differs from the one being trained in {differs}"
+        )
+    state = {k: v.float() for k, v in base.state_dict().items()}
+    if architecture.psf_channel and not base.skysift_config.psf_channel:
+        state = with_zero_psf_weights(state)
+    return state, card["sha256"]
 
 
 def _training_images(config: SegmenterTrainingConfig) -> list[dict[str, Any]]:
@@ -653,6 +710,7 @@ def card_for(config: SegmenterTrainingConfig) -> dict[str, Any]:
         + (f" --schedule {schedule}" if schedule not in (None, "standard") else "")
         + (f" --typical-fields {config.n_typical}" if config.n_typical else "")
         + (" --psf-channel" if config.architecture.psf_channel else "")
+        + (f" --init-from {config.init_from}" if config.init_from else "")
     )
     images = (
         "256x256: SDSS g,r,i cutouts centred on a bright elliptical or spiral galaxy (75 %) and "
@@ -663,6 +721,20 @@ def card_for(config: SegmenterTrainingConfig) -> dict[str, Any]:
             f"; plus {config.n_typical} of Burke et al.'s typical DECaLS fields "
             f"({TYPICAL_GALAXY_DENSITY:g} galaxies + {TYPICAL_STAR_DENSITY:g} stars /arcmin^2)"
         )
+    training: dict[str, Any] = {
+        "command": f"skysift train segmenter --seed {config.seed}{options}",
+        "seed": config.seed,
+        "config": config.to_dict(),
+    }
+    if config.init_from:
+        from skysift.models.registry import load_card
+
+        base = load_card(config.init_from)
+        training["initialized_from"] = {
+            "name": config.init_from,
+            "sha256": base["sha256"],
+            "command": base["training"]["command"],
+        }
     return {
         "name": config.name,
         "task": task,
@@ -680,11 +752,7 @@ def card_for(config: SegmenterTrainingConfig) -> dict[str, Any]:
             "instances": f"truth sources with S/N >= 5 and a {FOOTPRINT_NSIGMA:g}-sigma footprint "
             "of >= 4 pixels",
         },
-        "training": {
-            "command": f"skysift train segmenter --seed {config.seed}{options}",
-            "seed": config.seed,
-            "config": config.to_dict(),
-        },
+        "training": training,
     }
 
 
