@@ -52,34 +52,69 @@ def _cutouts(n: int):
         yield field, extract(field)
 
 
-def test_shipped_model_segments_and_classifies_central_galaxies(shipped):
-    """Eight seeded cutouts: the central galaxy is found (mask IoU >= 0.5 with its true 2-sigma
-    footprint) in at least six and typed right in at least four, and bright stars are found
-    as stars. (The first shipped model: 8 found with IoU 0.55-0.93, 5 typed, 31 of 31 stars.)"""
+def _central_galaxy_counts(segment) -> dict[str, int]:
+    """Eight seeded cutouts through ``segment(image, field)``: central galaxies found (mask
+    IoU >= 0.5 with the true 2-sigma footprint) and typed right, bright stars found as stars."""
     from skysift.image import Image
 
-    found = typed = bright_stars = stars_found = 0
+    counts = dict.fromkeys(("found", "typed", "bright_stars", "stars_found"), 0)
     for field, sample in _cutouts(8):
         image = Image.from_array(field.image.data, mask=field.image.mask)
-        instances = shipped(image)
+        instances = segment(image, field)
         truth = sample["labels"][0]
         central = int(sample["inst_id"][sample["inst_central"]][0])
         true_mask = truth == central
         ious = [mask_iou(instances.labels == k + 1, true_mask) for k in range(len(instances))]
         best = int(np.argmax(ious)) if ious else -1
         if best >= 0 and ious[best] >= 0.5:
-            found += 1
-            typed += instances.classes[best] == field.config.central_galaxy
+            counts["found"] += 1
+            counts["typed"] += instances.classes[best] == field.config.central_galaxy
         stars = (sample["inst_label"] == 1) & (sample["inst_snr"] >= 50)
         for ident in sample["inst_id"][stars]:
-            bright_stars += 1
+            counts["bright_stars"] += 1
             owners = instances.labels[truth == ident]
             owner = np.bincount(owners[owners > 0]).argmax() if (owners > 0).any() else 0
-            stars_found += owner > 0 and instances.classes[owner - 1] == "star"
-    assert found >= 6
-    assert typed >= 4
-    assert bright_stars >= 20
-    assert stars_found >= 0.9 * bright_stars
+            counts["stars_found"] += owner > 0 and instances.classes[owner - 1] == "star"
+    return counts
+
+
+def test_shipped_model_segments_and_classifies_central_galaxies(shipped):
+    """The central galaxy is found in at least six of eight cutouts and typed right in at
+    least four, and bright stars are found as stars. (The first shipped model: 8 found with
+    IoU 0.55-0.93, 5 typed, 31 of 31 stars.)"""
+    counts = _central_galaxy_counts(lambda image, field: shipped(image))
+    assert counts["found"] >= 6
+    assert counts["typed"] >= 4
+    assert counts["bright_stars"] >= 20
+    assert counts["stars_found"] >= 0.9 * counts["bright_stars"]
+
+
+def test_psf_model_continues_the_segmenter_and_segments_given_the_fwhm():
+    """``segmenter_psf`` is the shipped segmenter fine-tuned with the PSF FWHM as an input:
+    its card names that model's exact weights, and given each cutout's true FWHM it passes
+    the shipped model's checks on the same cutouts."""
+    from skysift.models.registry import load_card
+    from skysift.segment import SegmentConfig, Segmenter
+
+    card = load_card("segmenter_psf")
+    assert card["architecture"]["config"]["psf_channel"] is True
+    assert card["training"]["command"] == (
+        "skysift train segmenter --seed 0 --schedule finetune --typical-fields 300 "
+        "--psf-channel --init-from segmenter"
+    )
+    assert card["training"]["initialized_from"]["sha256"] == load_card("segmenter")["sha256"]
+    assert card["metrics"]["test_central_mask_map_50"] > 0.7  # held out: 0.75 (raw classes)
+
+    def segment(image, field):
+        height, width = field.image.data.shape[-2:]
+        fwhm = field.psf.fwhm_at((width - 1) / 2, (height - 1) / 2) / field.psf.pixel_scale
+        return Segmenter(SegmentConfig(model="segmenter_psf", psf_fwhm=float(fwhm)))(image)
+
+    counts = _central_galaxy_counts(segment)
+    assert counts["found"] >= 6
+    assert counts["typed"] >= 4
+    assert counts["bright_stars"] >= 20
+    assert counts["stars_found"] >= 0.9 * counts["bright_stars"]
 
 
 def test_box_only_variant_ships_and_finds_central_galaxies():

@@ -51,7 +51,9 @@ class SegmentConfig:
     Parameters
     ----------
     model : str
-        Shipped model name.
+        Shipped model name: ``"segmenter"``, or ``"segmenter_psf"``, the same network
+        fine-tuned with the PSF FWHM as an input (better star/galaxy separation; it needs
+        the FWHM, see ``psf_fwhm``).
     tile : int
         Tile side (pixels) at inference. The network is convolutional and was trained on
         256x256 images; larger tiles (pixels are never resampled) spend less time on the
@@ -73,8 +75,10 @@ class SegmentConfig:
         galaxy (:mod:`skysift.morphology`); None keeps the Mask R-CNN's own class head.
     psf_fwhm : float or None
         Detection-band PSF FWHM (pixels) for a model with a PSF channel
-        (``SegmenterConfig(psf_channel=True)``); None takes the header's ``SEEING`` (arcsec)
-        over the pixel scale. Models without the channel ignore it.
+        (``SegmenterConfig(psf_channel=True)``, e.g. ``segmenter_psf``); None takes the
+        header's ``SEEING`` (arcsec) over the pixel scale, else the FWHM measured on the
+        image's stars (:func:`skysift.seeing.measure_psf_fwhm`). Models without the channel
+        ignore it.
     """
 
     model: str = "segmenter"
@@ -302,7 +306,8 @@ class Segmenter:
             for t, window, out in zip(batch, inputs, outputs, strict=True):
                 out = {key: value.numpy() for key, value in out.items()}
                 if self.galaxy_typer is not None:
-                    out = retype_galaxies(out, window.numpy(), self.galaxy_typer, classes=classes)
+                    bands = window.numpy()[: self.architecture.in_channels]  # no PSF channel
+                    out = retype_galaxies(out, bands, self.galaxy_typer, classes=classes)
                 boxes = out["boxes"]
                 scores = out["scores"]
                 centre_x = (boxes[:, 0] + boxes[:, 2]) / 2

@@ -703,6 +703,11 @@ def card_for(config: SegmenterTrainingConfig) -> dict[str, Any]:
         else "detection: sources' boxes and class (star, elliptical, spiral, other galaxy) "
         "with Faster R-CNN (the box-only variant of the segmenter; not a pipeline stage)"
     )
+    if config.architecture.psf_channel:
+        task += (
+            "; the PSF FWHM is an input (SegmentConfig(psf_fwhm=), the header's SEEING, or "
+            "measured on the image's stars)"
+        )
     schedule = next((k for k, v in SCHEDULES.items() if v == config.stages), None)
     options = (
         (" --masks otsu" if config.masks != "truth" else "")
