@@ -386,14 +386,25 @@ def markdown(result: dict) -> str:
     test = result["test"]
     matched = test["matched"]
     classes = matched["classes"]
+    model = result.get("model", "segmenter")
     lines = [
         "# Segmenter benchmark",
         "",
-        f"`benchmarks/bench_segmenter.py`, {result['date']}: `{result['model']}` model on "
+        f"`benchmarks/bench_segmenter.py`, {result['date']}: `{model}` model on "
         f"{result['n_test']} held-out test images (256x256; 75 % SDSS g,r,i cutouts centred on "
         "a bright elliptical or spiral galaxy, 25 % DECaLS g,r,z blended fields; every "
         "artifact on). Instances: truth sources with S/N >= 5 and a "
         f"{result['footprint_nsigma']:g}-sigma footprint of >= 4 pixels.",
+        *(
+            [
+                "",
+                "The network takes the PSF FWHM as an input: it is given the simulation's "
+                "detection-band FWHM at each image's centre, as a survey's PSF model or the "
+                "header's SEEING would give it.",
+            ]
+            if result.get("psf_channel")
+            else []
+        ),
         "",
         f"Galaxy types: {result.get('galaxy_types', 'own class head')} (the `Segmenter`'s "
         "default re-types galaxy instances with the `morphology` network; "
@@ -512,7 +523,7 @@ def markdown(result: dict) -> str:
     sp = result["speed"]
     lines += [
         "",
-        f"![noise](../images/{result['model']}_noise.png)",
+        f"![noise](../images/{model}_noise.png)",
         "",
         "## Otsu auto-annotation against the true footprints",
         "",
@@ -531,7 +542,7 @@ def markdown(result: dict) -> str:
         f"segmentation map, one band) {sp['sep_2048_seconds']:.2f} s: "
         f"{sp['ratio_to_sep']:.0f}x SEP's time.",
         "",
-        f"![examples](../images/{result['model']}_examples.png)",
+        f"![examples](../images/{model}_examples.png)",
         "",
     ]
     return "\n".join(lines)
@@ -608,6 +619,7 @@ def main() -> None:
     result = {
         "date": time.strftime("%Y-%m-%d"),
         "model": name,
+        "psf_channel": bool(card["architecture"]["config"].get("psf_channel")),
         "threads": args.threads,
         "footprint_nsigma": float(shard_nsigma(args.test_dir)),
         "n_test": len(samples),
