@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from skysift.cli import app
@@ -92,3 +94,34 @@ def test_console_script_help():
     )
     assert result.returncode == 0
     assert "simulate" in result.stdout
+
+
+def test_run_segments_with_the_psf_model_from_the_config_and_the_seeing_header(tmp_path):
+    """``skysift run`` with ``segment: {model: segmenter_psf}``: the network takes its PSF
+    FWHM from the middle band's SEEING header, and the catalog records it."""
+    from astropy.io import fits
+    from astropy.table import Table
+
+    from skysift.sim import FieldConfig, simulate_field
+
+    field = simulate_field(
+        FieldConfig(survey="sdss", size=128, density=40, seed=2_000_777, central_galaxy="spiral")
+    )
+    paths = field.write(tmp_path / "field", name="f")
+    bands = [str(paths[f"image_{band}"]) for band in ("g", "r", "i")]
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "stages: [localize, segment]\nformats: [ecsv]\nsegment: {model: segmenter_psf}\n"
+    )
+    result = runner.invoke(
+        app, ["run", *bands, "--config", str(config), "--out", str(tmp_path / "out"), "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    catalog = Table.read(next((tmp_path / "out").glob("*.ecsv")))
+    header = fits.getheader(bands[1])
+    assert catalog.meta["segmenter"] == "segmenter_psf"
+    assert catalog.meta["segmenter_psf_fwhm_from"] == "header SEEING"
+    assert catalog.meta["segmenter_psf_fwhm_pixels"] == pytest.approx(
+        header["SEEING"] / header["PIXSCALE"], rel=1e-3
+    )
+    assert (np.asarray(catalog["area"]) > 0).any()

@@ -100,6 +100,23 @@ def test_several_files_are_bands_named_from_headers(tmp_path, pixels):
     np.testing.assert_allclose(image.band("z"), pixels + 2)
 
 
+def test_seeing_is_the_middle_bands_own_when_each_band_is_a_file(tmp_path, pixels):
+    """The bluer band's seeing is wider: a model that takes the detection band's FWHM must get
+    the middle file's SEEING, not the first file's."""
+    paths = []
+    for band, seeing in zip("gri", (1.5, 1.4, "n/a"), strict=True):
+        header = _wcs_header(pixels.shape)
+        header.update({"FILTER": band, "SEEING": seeing})
+        paths.append(_write(tmp_path / f"f{band}.fits", pixels, header))
+    image = read_image(paths)
+    assert image.meta["band_seeing"] == (1.5, 1.4, None)
+    assert image.header_fwhm == pytest.approx(1.4 / 0.5)
+    one = read_image(paths[0])
+    assert "band_seeing" not in one.meta
+    assert one.header_fwhm == pytest.approx(1.5 / 0.5)
+    assert read_image(paths[2]).header_fwhm is None  # not a number: no seeing
+
+
 def test_cube_is_bands_and_names_can_be_given(tmp_path, pixels):
     cube = np.stack([pixels, pixels + 1])
     image = read_image(_write(tmp_path / "cube.fits", cube), bands=["g", "r"])

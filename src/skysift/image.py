@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,15 @@ def _readonly(array: np.ndarray) -> np.ndarray:
     view = array.view()
     view.flags.writeable = False
     return view
+
+
+def seeing_arcsec(value: Any) -> float | None:
+    """A header's ``SEEING`` as a positive number, or None (missing, not a number, <= 0)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None
 
 
 @dataclass(frozen=True, eq=False)
@@ -193,10 +203,19 @@ class Image:
 
     @property
     def header_fwhm(self) -> float | None:
-        """PSF FWHM in pixels from the header's ``SEEING`` (arcsec) over the pixel scale;
-        None when either is missing."""
-        seeing = self.header.get("SEEING") if self.header is not None else None
-        return float(seeing) / self.pixel_scale if seeing and self.pixel_scale else None
+        """PSF FWHM in pixels of the middle band (the detection band of g,r,i and g,r,z
+        images): its ``SEEING`` (arcsec) over the pixel scale; None when either is missing.
+
+        When the bands were read from one file each, ``meta["band_seeing"]`` holds each
+        file's own ``SEEING`` (the bluer bands' seeing is wider) and the middle band's is
+        used; otherwise the (first) header's.
+        """
+        per_band = self.meta.get("band_seeing")
+        if per_band is not None and len(per_band) == self.n_bands:
+            seeing = per_band[self.band_index()]
+        else:
+            seeing = seeing_arcsec(self.header.get("SEEING") if self.header is not None else None)
+        return seeing / self.pixel_scale if seeing and self.pixel_scale else None
 
     def band_index(self, name: str | int | None = None) -> int:
         """Index of a band given by name or index; None is the middle band (the detection

@@ -24,7 +24,7 @@ from skysift.errors import (
     InvalidParameterError,
     WCSWarning,
 )
-from skysift.image import MIN_IMAGE_SIZE, Image, pixel_scale_from_wcs
+from skysift.image import MIN_IMAGE_SIZE, Image, pixel_scale_from_wcs, seeing_arcsec
 
 __all__ = [
     "CATALOG_FORMATS",
@@ -151,6 +151,12 @@ def read_image(
         copy=False,
     )
     object.__setattr__(image, "path", str(paths[0]))
+    if len(layers) > 1:  # one file per band: keep each band's own seeing (Image.header_fwhm)
+        image.meta["band_seeing"] = tuple(
+            seeing_arcsec(layer.header.get("SEEING"))
+            for layer in layers
+            for _ in range(layer.n_planes)
+        )
     return image
 
 
