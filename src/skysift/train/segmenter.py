@@ -376,7 +376,7 @@ def train_segmenter(config: SegmenterTrainingConfig, *, progress: bool = True) -
     torch.manual_seed(config.seed)
     model = build_segmenter(config.architecture)
     if config.init_from is not None:
-        model.load_state_dict(initial_state(config.init_from, config.architecture)[0])
+        model.load_state_dict(initial_state(config.init_from, config.architecture))
     groups = parameter_groups(model)
     optimizer = torch.optim.AdamW(
         [{"params": groups[name], "name": name} for name in ("early", "deep", "heads")],
@@ -457,8 +457,8 @@ def train_segmenter(config: SegmenterTrainingConfig, *, progress: bool = True) -
     return run / "best.safetensors"
 
 
-def initial_state(name: str, architecture: SegmenterConfig) -> tuple[dict[str, Any], str]:
-    """Weights of packaged model ``name`` fitted to ``architecture``, and their sha256.
+def initial_state(name: str, architecture: SegmenterConfig) -> dict[str, Any]:
+    """Weights of packaged model ``name`` fitted to ``architecture``.
 
     The two architectures must agree except for the PSF channel: when ``architecture`` adds
     one, the stem's weights for it are zero, so the network computes what ``name`` computes.
@@ -476,20 +476,16 @@ def initial_state(name: str, architecture: SegmenterConfig) -> tuple[dict[str, A
     base_config = getattr(base, "skysift_config", None)
     if card["architecture"]["kind"] != "segmenter" or base_config is None:
         raise InvalidParameterError(f"--init-from {name}: not a segmenter model")
-    if architecture.psf_channel and base_config.psf_channel:
-        base_config = dataclasses.replace(base_config, psf_channel=False)
-    wanted = dataclasses.replace(architecture, psf_channel=False)
-    if base_config != wanted:
-        differs = sorted(
-            k for k, v in base_config.to_dict().items() if wanted.to_dict().get(k) != v
-        )
+    adds_psf = architecture.psf_channel and not base_config.psf_channel
+    have = base_config.to_dict()
+    want = dataclasses.replace(architecture, psf_channel=False) if adds_psf else architecture
+    differs = sorted(k for k, v in want.to_dict().items() if have.get(k) != v)
+    if differs:
         raise InvalidParameterError(
             f"--init-from {name}: its architecture differs from the one being trained in {differs}"
         )
-    state = {k: v.float() for k, v in base.state_dict().items()}
-    if architecture.psf_channel and not base.skysift_config.psf_channel:
-        state = with_zero_psf_weights(state)
-    return state, card["sha256"]
+    state = base.state_dict()
+    return with_zero_psf_weights(state) if adds_psf else state
 
 
 def _training_images(config: SegmenterTrainingConfig) -> list[dict[str, Any]]:
