@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -14,7 +15,7 @@ from skysift.errors import InvalidParameterError
 from skysift.normalization import robust_level_scale
 from skysift.sim import PRESETS, FieldConfig, point_source_depth, seed_role, simulate_field
 from skysift.sim.dataset import LocalizerPatches, iter_shards, write_dataset
-from skysift.sim.seeds import check_seed_role
+from skysift.sim.seeds import check_seed_role, dataset_seeds
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +87,45 @@ def test_seed_roles():
         check_seed_role([1, 1_000_001], "train")
 
 
+def test_dataset_seeds_scale_offsets_into_the_short_validation_range():
+    assert dataset_seeds("train", 3, offset=400_000) == range(400_000, 400_003)
+    assert dataset_seeds("test", 3, offset=400_000) == range(1_400_000, 1_400_003)
+    assert dataset_seeds("validation", 3, offset=400_000) == range(940_000, 940_003)
+    with pytest.raises(InvalidParameterError, match="past the validation range"):
+        dataset_seeds("validation", 20_000, offset=900_000)
+    with pytest.raises(InvalidParameterError, match="role must be one of"):
+        dataset_seeds("tuning", 3)
+
+
+def test_every_models_datasets_stay_in_their_role_and_apart():
+    """Each model's dataset builders, at the sizes their trainers use, draw seeds of their
+    role only, and no two datasets of one role share a seed (a validation set on test seeds,
+    or one model's validation on another's test images, would leak)."""
+    from skysift.train.fields import localizer_field_configs
+    from skysift.train.morphology import morphology_field_configs
+    from skysift.train.segmenter_data import segmenter_field_configs, typical_field_configs
+    from skysift.train.stargalaxy_data import stargalaxy_field_configs
+
+    builders = {
+        "localizer": lambda role: localizer_field_configs(role, 200),
+        "segmenter": lambda role: segmenter_field_configs(role, 1500),
+        "typical": lambda role: typical_field_configs(role, 600),
+        "morphology": lambda role: morphology_field_configs(role, 3000),
+        "morphology+stars": lambda role: morphology_field_configs(role, 1200, with_stars=True),
+        "stargalaxy": lambda role: stargalaxy_field_configs(role, 150),
+    }
+    every = {}
+    for role in ("train", "validation", "test"):
+        for name, build in builders.items():
+            seeds = [c.seed for c in build(role)]
+            check_seed_role(seeds, role)
+            every[(role, name)] = set(seeds)
+    names = sorted(every)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not every[a] & every[b], (a, b)
+
+
 def test_robust_level_scale_ignores_sources_and_nans(rng):
     data = rng.normal(10.0, 2.0, (200, 200)).astype(np.float32)
     data[50:60, 50:60] = 1e5
@@ -100,6 +140,21 @@ def test_dataset_refuses_a_directory_written_by_another_extractor(tmp_path):
     write_dataset(tmp_path, configs, LocalizerPatches(size=32, stride=32), progress=False)
     with pytest.raises(InvalidParameterError, match="written by LocalizerPatches"):
         write_dataset(tmp_path, configs, LocalizerPatches(size=64, stride=64), progress=False)
+
+
+def test_dataset_refuses_to_mix_in_other_fields(tmp_path):
+    """A directory is one dataset: shards of other seeds, or of the same seed simulated with
+    other settings, are refused instead of being read back with the new ones."""
+    extract = LocalizerPatches(size=32, stride=32)
+    config = FieldConfig(survey="meerlicht", size=64, density=30, seed=11)
+    write_dataset(tmp_path, [config], extract, progress=False)
+    other_seed = dataclasses.replace(config, seed=12)
+    with pytest.raises(InvalidParameterError, match=r"not asked for \(e.g. seed 11\)"):
+        write_dataset(tmp_path, [other_seed], extract, progress=False)
+    denser = dataclasses.replace(config, density=60)
+    with pytest.raises(InvalidParameterError, match="other settings"):
+        write_dataset(tmp_path, [denser], extract, progress=False)
+    assert write_dataset(tmp_path, [config, other_seed], extract, progress=False)["n_samples"] == 8
 
 
 def test_dataset_shards_resume_without_redoing(tmp_path, monkeypatch):

@@ -170,6 +170,7 @@ def write_dataset(
             f"{out}: its samples were written by {manifest['extractor']}, not by "
             f"{extract!r}; delete the directory or choose another one to simulate it afresh"
         )
+    _refuse_other_fields(out, manifest, configs)
     done = {entry["seed"] for entry in manifest["shards"] if (out / entry["file"]).exists()}
     manifest["shards"] = [entry for entry in manifest["shards"] if entry["seed"] in done]
     todo = [c for c in configs if c.seed not in done]
@@ -187,6 +188,29 @@ def write_dataset(
             tmp.write_text(json.dumps(manifest, indent=1) + "\n")
     manifest["n_samples"] = sum(entry["n"] for entry in manifest["shards"])
     return manifest
+
+
+def _refuse_other_fields(out: Path, manifest: dict[str, Any], configs: list[FieldConfig]) -> None:
+    """Raise if ``out`` holds shards of fields other than ``configs`` (other seeds, or the
+    same seed simulated with other settings): readers take every shard of a directory, so
+    finishing such a directory would mix two datasets silently."""
+    wanted = {c.seed: json.loads(json.dumps(c.to_dict())) for c in configs}
+    stray = [entry["seed"] for entry in manifest["shards"] if entry["seed"] not in wanted]
+    changed = [
+        entry["seed"]
+        for entry in manifest["shards"]
+        if entry["seed"] in wanted and entry.get("config") != wanted[entry["seed"]]
+    ]
+    if stray or changed:
+        what = (
+            f"{len(stray)} field(s) not asked for (e.g. seed {stray[0]})"
+            if stray
+            else f"{len(changed)} field(s) simulated with other settings (e.g. seed {changed[0]})"
+        )
+        raise InvalidParameterError(
+            f"{out}: holds {what}; delete the directory or choose another one to simulate "
+            "this dataset afresh"
+        )
 
 
 def _read_manifest(out: Path) -> dict[str, Any] | None:

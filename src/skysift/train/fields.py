@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from skysift.sim.field import FieldConfig
-from skysift.sim.seeds import SEED_RANGES
+from skysift.sim.seeds import dataset_seeds
 
 __all__ = ["localizer_field_configs"]
 
@@ -34,12 +34,13 @@ def localizer_field_configs(
     size : int
         Field side in pixels.
     offset : int
-        First seed is ``SEED_RANGES[role].start + offset`` (lets datasets grow without reuse).
+        Place in the role's seed range (see :func:`skysift.sim.seeds.dataset_seeds`); lets
+        datasets grow without reuse.
     mix_seed : int
         Seed of the draw of survey, density and the other field properties.
     """
-    seeds = SEED_RANGES[role]
-    rng = np.random.default_rng([mix_seed, seeds.start + offset])
+    first = dataset_seeds(role, n, offset=offset).start
+    rng = np.random.default_rng([mix_seed, first])
     names, weights = zip(*_SURVEYS, strict=True)
     configs = []
     for k in range(n):
@@ -49,7 +50,7 @@ def localizer_field_configs(
                 survey=str(rng.choice(names, p=weights)),
                 size=size,
                 density=float(math.exp(rng.uniform(math.log(1.0), math.log(300.0)))),
-                seed=seeds.start + offset + k,
+                seed=first + k,
                 star_fraction=float(rng.uniform(0.3, 0.95)),
                 cluster_fraction=float(rng.uniform(0.3, 0.8)) if cluster else 0.0,
                 cluster_radius=float(rng.uniform(10.0, 60.0)),

@@ -32,7 +32,7 @@ from skysift.models.morphology import GALAXY_CLASSES, MorphologyConfig
 from skysift.models.segmenter import CLASSES as SOURCE_CLASSES
 from skysift.morphology import STAMP_PADDING, galaxy_stamp
 from skysift.sim.field import FieldConfig, SimulatedField
-from skysift.sim.seeds import SEED_RANGES
+from skysift.sim.seeds import dataset_seeds, seed_span
 
 __all__ = [
     "MorphologyStamps",
@@ -67,7 +67,7 @@ def morphology_field_configs(
     if with_stars:
         return segmenter_field_configs(role, n, offset=SOURCE_TYPE_OFFSET, mix_seed=3)
 
-    first = SEED_RANGES[role].start + SEED_OFFSET
+    first = dataset_seeds(role, n, offset=SEED_OFFSET).start
     rng = np.random.default_rng([mix_seed, first])
     return [
         FieldConfig(
@@ -549,6 +549,14 @@ def finish_morphology(
         predict_probabilities(shipped, test["stamps"]), test, classes=config.classes
     )
     card = card_for(config, architecture)
+    card["data_seeds"] = {
+        role: seed_span(morphology_field_configs(role, n, with_stars=config.with_stars))
+        for role, n in (
+            ("train", config.n_train_images),
+            ("validation", config.n_val_images),
+            ("test", n_test),
+        )
+    }
     card["parameters"] = int(sum(p.numel() for p in model.parameters()))
     card["metrics"] = {
         "validation_accuracy": full["accuracy"],

@@ -27,6 +27,7 @@ import numpy as np
 from skysift.models.segmenter import SegmenterConfig
 from skysift.normalization import normalize
 from skysift.sim.dataset import iter_shards, write_dataset
+from skysift.sim.seeds import seed_span
 from skysift.train.segmenter_data import (
     FOOTPRINT_NSIGMA,
     TYPICAL_GALAXY_DENSITY,
@@ -736,9 +737,16 @@ def card_for(config: SegmenterTrainingConfig) -> dict[str, Any]:
             "sha256": base["sha256"],
             "command": base["training"]["command"],
         }
+    seeds = {
+        "train": seed_span(segmenter_field_configs("train", config.n_train)),
+        "validation": seed_span(segmenter_field_configs("validation", config.n_val)),
+    }
+    if config.n_typical:
+        seeds["train_typical"] = seed_span(typical_field_configs("train", config.n_typical))
     return {
         "name": config.name,
         "task": task,
+        "data_seeds": seeds,
         "architecture": {"kind": "segmenter", "config": config.architecture.to_dict()},
         "normalization": {
             "kind": "asinh_mad",
@@ -793,6 +801,7 @@ def finish_segmenter(
     shipped = half if fp16 else model
     test = evaluate_segmenter(shipped, load_images(test_dir), raw_images=raw_images(test_dir))
     card = card_for(config)
+    card["data_seeds"]["test"] = seed_span(segmenter_field_configs("test", n_test))
     card["parameters"] = int(sum(p.numel() for p in model.parameters()))
     card["metrics"] = card_metrics(config, test, validation=full[key], n_test=n_test)
     Path(config.run_dir, "test_metrics.json").write_text(

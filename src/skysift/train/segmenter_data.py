@@ -27,7 +27,7 @@ import numpy as np
 
 from skysift.models.segmenter import CLASSES
 from skysift.sim.field import FieldConfig, SimulatedField
-from skysift.sim.seeds import SEED_RANGES
+from skysift.sim.seeds import dataset_seeds
 
 __all__ = [
     "FOOTPRINT_NSIGMA",
@@ -72,7 +72,7 @@ def segmenter_field_configs(
     mix_seed : int
         Seed of the draw of image kinds and their properties.
     """
-    first = SEED_RANGES[role].start + SEED_OFFSET + offset
+    first = dataset_seeds(role, n, offset=SEED_OFFSET + offset).start
     rng = np.random.default_rng([mix_seed, first])
     configs = []
     for k in range(n):
@@ -120,7 +120,7 @@ def typical_field_configs(role: str, n: int, *, mix_seed: int = 0) -> list[Field
     galaxy, every artifact on; PSF variation and cosmic rays drawn as for the segmenter's
     images. Seeds are clear of :func:`segmenter_field_configs`'s.
     """
-    first = SEED_RANGES[role].start + TYPICAL_SEED_OFFSET
+    first = dataset_seeds(role, n, offset=TYPICAL_SEED_OFFSET).start
     rng = np.random.default_rng([mix_seed, first])
     density = TYPICAL_GALAXY_DENSITY + TYPICAL_STAR_DENSITY
     return [

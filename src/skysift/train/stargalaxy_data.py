@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from skysift.sim.field import FieldConfig, SimulatedField
-from skysift.sim.seeds import SEED_RANGES
+from skysift.sim.seeds import dataset_seeds
 from skysift.stargalaxy import DetectorGeometry, classifier_inputs
 
 __all__ = ["DETECTOR", "StarGalaxyCutouts", "detector_geometry", "stargalaxy_field_configs"]
@@ -55,8 +55,7 @@ def stargalaxy_field_configs(
     (FWHM growth, radial shear and coma light fraction at the detector corner); the defaults
     are the shipped model's (no coma).
     """
-    seeds = SEED_RANGES[role]
-    first = seeds.start + SEED_OFFSET + offset
+    first = dataset_seeds(role, n, offset=SEED_OFFSET + offset).start
     rng = np.random.default_rng([mix_seed, first])
     reach = 2 * DETECTOR.half_size[0] - FIELD_SIZE
     # the corner of the detector reaches rho = 1 at the half-diagonal
