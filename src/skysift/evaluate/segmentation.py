@@ -29,7 +29,9 @@ __all__ = [
     "MAX_DETECTIONS",
     "as_catalog",
     "confusion_statistics",
+    "counted_detections",
     "detection_map",
+    "figure_matches",
     "mask_centroid",
     "match_boxes",
     "match_instances",
@@ -378,14 +380,7 @@ def precision_at_recall_by_snr(
         ``{group}_max_recall`` (recall with every prediction kept).
     """
     star = classes.index("star") + 1 if "star" in classes else -1
-    matched, on_unmasked = [], []
-    for k, (prediction, target) in enumerate(zip(predictions, targets, strict=True)):
-        p, t = match_predictions(prediction, target, by=by, iou=iou)
-        truth_index = np.full(len(prediction["scores"]), -1, dtype=np.int64)
-        truth_index[p] = t
-        matched.append(truth_index)
-        sources = None if unmasked is None else unmasked[k]
-        on_unmasked.append(unmasked_detections(prediction, truth_index >= 0, sources))
+    matched, on_unmasked = figure_matches(predictions, targets, by=by, iou=iou, unmasked=unmasked)
     rows = []
     for cut in cuts:
         row: dict[str, Any] = {"snr_min": float(cut)}
@@ -394,9 +389,9 @@ def precision_at_recall_by_snr(
             predictions, targets, snr, matched, on_unmasked, strict=True
         ):
             required = np.asarray(values, dtype=float) >= cut
-            neutral = found | _at(~required, truth_index)
-            neutral |= _on_faint_instances(prediction, target, truth_index, neutral, required)
-            counted.append((required, ~neutral))
+            counted.append(
+                (required, counted_detections(prediction, target, truth_index, found, required))
+            )
         for group in ("star", "galaxy"):
             scores, right, n_true = [], [], 0
             for prediction, target, truth_index, (required, counts) in zip(
@@ -421,6 +416,55 @@ def precision_at_recall_by_snr(
             row[f"{group}_max_recall"] = hits / n_true if n_true else float("nan")
         rows.append(row)
     return rows
+
+
+def figure_matches(
+    predictions: list[dict[str, Any]],
+    targets: list[dict[str, Any]],
+    *,
+    by: str = "mask",
+    iou: float = 0.5,
+    unmasked: list[dict[str, np.ndarray] | None] | None = None,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per image, the matches :func:`precision_at_recall_by_snr` scores.
+
+    Returns
+    -------
+    truth_index : list of numpy.ndarray
+        Per detection, the index of the truth instance it matched (one-to-one, greedy by
+        score), or -1.
+    on_unmasked : list of numpy.ndarray of bool
+        Per detection, whether it was taken as a truth source without a mask
+        (:func:`unmasked_detections`).
+    """
+    matched, on_unmasked = [], []
+    for k, (prediction, target) in enumerate(zip(predictions, targets, strict=True)):
+        p, t = match_predictions(prediction, target, by=by, iou=iou)
+        truth_index = np.full(len(prediction["scores"]), -1, dtype=np.int64)
+        truth_index[p] = t
+        matched.append(truth_index)
+        sources = None if unmasked is None else unmasked[k]
+        on_unmasked.append(unmasked_detections(prediction, truth_index >= 0, sources))
+    return matched, on_unmasked
+
+
+def counted_detections(
+    prediction: dict[str, Any],
+    target: dict[str, Any],
+    truth_index: np.ndarray,
+    on_unmasked: np.ndarray,
+    required: np.ndarray,
+) -> np.ndarray:
+    """Which detections of one image count, right or wrong, for an S/N cut.
+
+    A detection is neutral when it found a truth source without a mask, matched a truth
+    instance below the cut (``~required``), or sits unmatched on such an instance that no
+    detection matched (see :func:`precision_at_recall_by_snr`); every other one counts.
+    ``truth_index`` and ``on_unmasked`` come from :func:`figure_matches`.
+    """
+    neutral = on_unmasked | _at(~required, truth_index)
+    neutral |= _on_faint_instances(prediction, target, truth_index, neutral, required)
+    return ~neutral
 
 
 def _at(values: np.ndarray, index: np.ndarray) -> np.ndarray:

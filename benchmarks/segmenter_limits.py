@@ -1,0 +1,245 @@
+"""What limits Burke et al.'s precision at 80 % recall for a segmenter (diagnostic).
+
+On the instances the ``Segmenter``'s label map keeps (its catalog), per truth S/N cut:
+
+1. the figure as it is;
+2. the fate of every truth instance at or above the cut: found (mask IoU >= 0.5) as its own
+   group (star or galaxy), found as the other group, or missed;
+3. the figure again with every matched instance given its true group: what a perfect star /
+   galaxy second look could reach, the ceiling of re-classifying;
+4. the detections that count as false above the score that reaches 80 % recall (all of
+   them when 80 % is never reached), by kind: right source but wrong group, a mask that
+   overlaps a truth instance with IoU 0.2-0.5, one that barely overlaps one, one on nothing.
+
+Validation seeds only (Burke et al.'s typical fields, or the segmenter's own images; both
+simulated when missing): these ceilings steer what is built next, so they are never read off
+the test images. Run: ``.venv/bin/python benchmarks/segmenter_limits.py --model segmenter_psf``.
+Writes ``benchmarks/results/<model>_limits_<images>.json`` and prints markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from skysift.evaluate.segmentation import (
+    as_catalog,
+    counted_detections,
+    figure_matches,
+    precision_at_recall_by_snr,
+)
+from skysift.models.registry import load_model
+from skysift.morphology import GalaxyTyper, retype_galaxies
+from skysift.sim.dataset import write_dataset
+from skysift.train.segmenter import load_images, network_images, predict, sample_targets
+from skysift.train.segmenter_data import (
+    SegmenterSamples,
+    segmenter_field_configs,
+    typical_field_configs,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGE_SETS = {
+    "typical": ("segmenter_typical_validation", typical_field_configs, 48),
+    "standard": ("segmenter_val", segmenter_field_configs, 64),
+}
+FALSE_KINDS = ("wrong group", "mask IoU 0.2-0.5", "mask IoU < 0.2", "on nothing")
+
+
+def catalogs_of(module, samples: list[dict], *, galaxy_typer) -> list[dict]:
+    """The Segmenter's catalog of each sample: detections, typed, painted (as_catalog)."""
+    classes = module.skysift_config.classes
+    predictions = predict(module, network_images(module, samples))
+    if galaxy_typer is not None:
+        predictions = [
+            retype_galaxies(p, s["image"], galaxy_typer, classes=classes)
+            for p, s in zip(predictions, samples, strict=True)
+        ]
+    return [as_catalog(p) for p in predictions]
+
+
+def with_true_groups(
+    catalog: dict, target: dict, truth_index: np.ndarray, *, star: int, other: int
+) -> dict:
+    """``catalog`` with each matched instance's group set to its truth's (galaxy types kept;
+    an instance called a star that is a galaxy becomes ``other``); ranks are left as they
+    were detected."""
+    labels = np.asarray(catalog["labels"]).copy()
+    true_star = np.asarray(target["labels"]) == star
+    matched = np.flatnonzero(truth_index >= 0)
+    is_star = true_star[truth_index[matched]]
+    labels[matched[is_star]] = star
+    wrongly_star = matched[~is_star & (labels[matched] == star)]
+    labels[wrongly_star] = other
+    out = dict(catalog)
+    out["labels"] = labels
+    return out
+
+
+def false_kind(iou_row: np.ndarray, matched: bool) -> str:
+    if matched:
+        return "wrong group"
+    best = float(iou_row.max(initial=0.0))
+    if best >= 0.2:
+        return "mask IoU 0.2-0.5"
+    return "mask IoU < 0.2" if best > 0 else "on nothing"
+
+
+def mask_ious(catalog: dict, target: dict) -> np.ndarray:
+    predicted = np.asarray(catalog["masks"])[:, 0] >= 0.5
+    truth = np.asarray(target["masks"], dtype=bool)
+    a = predicted.reshape(len(predicted), -1).astype(np.float32)
+    b = truth.reshape(len(truth), -1).astype(np.float32)
+    inter = a @ b.T
+    union = a.sum(1)[:, None] + b.sum(1)[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1.0), 0.0)
+
+
+def limits(catalogs, samples, classes, cuts) -> dict:
+    """The four views of the module notes for each cut."""
+    star, other = classes.index("star") + 1, classes.index("other") + 1
+    targets = [sample_targets(s["labels"], s["ids"], s["classes"]) for s in samples]
+    snr = [np.asarray(s["snr"], dtype=float) for s in samples]
+    unmasked = [s["unmasked"] for s in samples]
+    matched, on_unmasked = figure_matches(catalogs, targets, unmasked=unmasked)
+    oracle = [
+        with_true_groups(c, t, m, star=star, other=other)
+        for c, t, m in zip(catalogs, targets, matched, strict=True)
+    ]
+    figure = precision_at_recall_by_snr(
+        catalogs, targets, snr, classes, cuts=cuts, unmasked=unmasked
+    )
+    ceiling = precision_at_recall_by_snr(
+        oracle, targets, snr, classes, cuts=cuts, unmasked=unmasked
+    )
+    ious = [mask_ious(c, t) for c, t in zip(catalogs, targets, strict=True)]
+    rows = []
+    for cut, as_is, best in zip(cuts, figure, ceiling, strict=True):
+        fates = Counter()
+        ranked: dict[str, list[tuple[float, bool, str]]] = {"star": [], "galaxy": []}
+        n_true = Counter()
+        for c, t, values, m, found, iou in zip(
+            catalogs, targets, snr, matched, on_unmasked, ious, strict=True
+        ):
+            required = values >= cut
+            true_star = np.asarray(t["labels"]) == star
+            predicted_star = np.asarray(c["labels"]) == star
+            owner = np.full(len(true_star), -1)
+            owner[m[m >= 0]] = np.flatnonzero(m >= 0)
+            for k in np.flatnonzero(required):
+                group = "star" if true_star[k] else "galaxy"
+                n_true[group] += 1
+                if owner[k] < 0:
+                    fates[f"{group}: missed"] += 1
+                else:
+                    called = "star" if predicted_star[owner[k]] else "galaxy"
+                    fates[f"{group}: found as {called}"] += 1
+            counts = counted_detections(c, t, m, found, required)
+            ranking = np.asarray(c.get("detection_scores", c["scores"]), dtype=float)
+            for d in np.flatnonzero(counts):
+                group = "star" if predicted_star[d] else "galaxy"
+                right = m[d] >= 0 and bool(true_star[m[d]]) == (group == "star")
+                kind = "" if right else false_kind(iou[d], bool(m[d] >= 0))
+                ranked[group].append((float(ranking[d]), bool(right), kind))
+        false_above = {}
+        for group, items in ranked.items():
+            items.sort(key=lambda item: -item[0])
+            hits = np.cumsum([right for _, right, _ in items])
+            reach = np.flatnonzero(hits >= 0.8 * n_true[group]) if items else np.array([])
+            upto = int(reach[0]) + 1 if reach.size else len(items)
+            kinds = Counter(kind for _, right, kind in items[:upto] if not right)
+            false_above[group] = {
+                "reached": bool(reach.size),
+                "ranked": upto,
+                **{kind: kinds.get(kind, 0) for kind in FALSE_KINDS},
+            }
+        rows.append(
+            {
+                "snr_min": cut,
+                "figure": as_is,
+                "true_groups": best,
+                "fates": dict(sorted(fates.items())),
+                "false_above_80_recall": false_above,
+            }
+        )
+    return {"images": len(samples), "cuts": rows}
+
+
+def _value(row: dict, group: str) -> str:
+    precision, recall = row[f"{group}_precision"], row[f"{group}_max_recall"]
+    shown = "not reached" if np.isnan(precision) else f"{precision:.3f}"
+    return f"{shown} ({recall:.2f})"
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        f"`{result['model']}` on {result['images']} {result['image_set']} validation images "
+        "(catalog; precision at 80 % recall, max recall in brackets)",
+        "",
+        "| S/N >= | stars | stars, true groups | galaxies | galaxies, true groups |",
+        "|---|---|---|---|---|",
+    ]
+    for row in result["cuts"]:
+        a, b = row["figure"], row["true_groups"]
+        lines.append(
+            f"| {row['snr_min']:g} | {_value(a, 'star')} | {_value(b, 'star')} | "
+            f"{_value(a, 'galaxy')} | {_value(b, 'galaxy')} |"
+        )
+    lines += ["", "| S/N >= | " + " | ".join(sorted(result["cuts"][0]["fates"])) + " |"]
+    lines.append("|---" * (1 + len(result["cuts"][0]["fates"])) + "|")
+    for row in result["cuts"]:
+        fates = row["fates"]
+        lines.append(
+            f"| {row['snr_min']:g} | " + " | ".join(str(fates[k]) for k in sorted(fates)) + " |"
+        )
+    lines += [
+        "",
+        "| S/N >= | group | ranked to 80 % | " + " | ".join(FALSE_KINDS) + " |",
+        "|---|---|---|" + "---|" * len(FALSE_KINDS),
+    ]
+    for row in result["cuts"]:
+        for group, false in row["false_above_80_recall"].items():
+            reach = f"{false['ranked']}" + ("" if false["reached"] else " (all; not reached)")
+            lines.append(
+                f"| {row['snr_min']:g} | {group} | {reach} | "
+                + " | ".join(str(false[k]) for k in FALSE_KINDS)
+                + " |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="segmenter")
+    parser.add_argument("--weights-dir", default=None, help="Model folder (default: shipped).")
+    parser.add_argument("--images", choices=sorted(IMAGE_SETS), default="typical")
+    parser.add_argument("--cuts", default="20,50,100")
+    parser.add_argument("--own-types", action="store_true", help="Skip the galaxy-type network.")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    name, configs, n = IMAGE_SETS[args.images]
+    directory = ROOT / "data" / name
+    write_dataset(directory, configs("validation", n), SegmenterSamples(), progress=True)
+    module, _ = load_model(
+        args.model, directory=Path(args.weights_dir) if args.weights_dir else None
+    )
+    samples = load_images(str(directory))
+    typer = None if args.own_types else GalaxyTyper()
+    catalogs = catalogs_of(module, samples, galaxy_typer=typer)
+    cuts = tuple(float(v) for v in args.cuts.split(","))
+    result = limits(catalogs, samples, module.skysift_config.classes, cuts)
+    result.update(model=args.model, image_set=args.images, galaxy_types=typer is not None)
+    out = ROOT / "benchmarks" / "results" / f"{args.model}_limits_{args.images}.json"
+    out.write_text(json.dumps(result, indent=1, default=float) + "\n")
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
