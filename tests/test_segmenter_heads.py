@@ -116,3 +116,28 @@ def test_no_proposals_and_a_star_only_model():
     )
     assert labels.tolist() == [1]
     assert scores.tolist() == pytest.approx([0.8])
+
+
+def test_eval_detections_carry_their_star_and_galaxy_probabilities():
+    """Each detection reports P(star) and P(any galaxy class); its score is the larger, its
+    class follows it, and their sum (the probability of a source at all) is at most 1."""
+    torch.manual_seed(0)
+    model = build_segmenter().eval()
+    with torch.no_grad():
+        (detections,) = model([torch.randn(3, 64, 64)])
+    assert len(detections["scores"]) > 0
+    p_star, p_galaxy = detections["p_star"], detections["p_galaxy"]
+    assert p_star.shape == p_galaxy.shape == detections["scores"].shape
+    assert torch.allclose(detections["scores"], torch.maximum(p_star, p_galaxy))
+    assert torch.equal(detections["labels"] == 1, p_star >= p_galaxy)
+    assert bool(((p_star + p_galaxy) <= 1 + 1e-6).all())
+    model.train()
+    images = [torch.randn(3, 64, 64)]
+    targets = [
+        {
+            "boxes": torch.tensor([[10.0, 10, 20, 20]]),
+            "labels": torch.tensor([1]),
+            "masks": torch.zeros(1, 64, 64, dtype=torch.uint8),
+        }
+    ]
+    assert "loss_classifier" in model(images, targets)  # training is unchanged

@@ -315,14 +315,24 @@ def _source_roi_heads_class():
         class_decision = "per_class"
         star_label = 0
 
+        def forward(self, features, proposals, image_shapes, targets=None):
+            self._groups = None
+            result, losses = super().forward(features, proposals, image_shapes, targets)
+            if self._groups is not None and not self.training:
+                for detections, (p_star, p_galaxy) in zip(result, self._groups, strict=True):
+                    detections["p_star"], detections["p_galaxy"] = p_star, p_galaxy
+            self._groups = None
+            return result, losses
+
         def postprocess_detections(self, class_logits, box_regression, proposals, image_shapes):
             if self.class_decision == "per_class":
                 return super().postprocess_detections(
                     class_logits, box_regression, proposals, image_shapes
                 )
-            return _one_detection_per_proposal(
+            boxes, scores, labels, self._groups = _one_detection_per_proposal(
                 self, class_logits, box_regression, proposals, image_shapes
             )
+            return boxes, scores, labels
 
     return SourceRoIHeads
 
@@ -353,7 +363,9 @@ def _one_class_heads(heads, config: SegmenterConfig):
 
 
 def _one_detection_per_proposal(heads, class_logits, box_regression, proposals, image_shapes):
-    """Boxes, scores and labels per image with one class per proposal (see module notes)."""
+    """Boxes, scores and labels per image with one class per proposal (see module notes), and
+    per image the kept detections' ``(P(star), P(any galaxy class))``; their sum is the
+    probability that the detection is a source at all (not background)."""
     from torch.nn import functional
     from torchvision.ops import boxes as box_ops
 
@@ -363,29 +375,30 @@ def _one_detection_per_proposal(heads, class_logits, box_regression, proposals, 
     star = heads.star_label
     n_labels = probabilities.shape[1]
     galaxy_labels = torch.tensor([k for k in range(1, n_labels) if k != star])
-    out_boxes, out_scores, out_labels = [], [], []
+    out_boxes, out_scores, out_labels, out_groups = [], [], [], []
     for boxes, p, shape in zip(
         decoded.split(counts, 0), probabilities.split(counts, 0), image_shapes, strict=True
     ):
         boxes = box_ops.clip_boxes_to_image(boxes, shape)
+        p_star = p[:, star] if star else torch.zeros(len(p))
+        p_galaxy = p[:, galaxy_labels].sum(1) if len(galaxy_labels) else torch.zeros(len(p))
         if star and len(galaxy_labels):  # a star class and at least one galaxy class
             galaxy = p[:, galaxy_labels]
-            p_galaxy = galaxy.sum(1)
             galaxy_label = galaxy_labels[galaxy.argmax(1)]
-            is_star = p[:, star] >= p_galaxy
+            is_star = p_star >= p_galaxy
             labels = torch.where(is_star, torch.full_like(galaxy_label, star), galaxy_label)
-            scores = torch.where(is_star, p[:, star], p_galaxy)
+            scores = torch.where(is_star, p_star, p_galaxy)
         else:
             scores, labels = p[:, 1:].max(1)
             labels = labels + 1
         boxes = boxes.reshape(len(p), n_labels, 4)[torch.arange(len(labels)), labels]
         keep = torch.where(scores > heads.score_thresh)[0]
-        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        keep = box_ops.remove_small_boxes(boxes, min_size=1e-2)
-        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        keep = box_ops.nms(boxes, scores, heads.nms_thresh)  # one source, whatever its class
-        keep = keep[: heads.detections_per_img]
+        small = box_ops.remove_small_boxes(boxes[keep], min_size=1e-2)
+        keep = keep[small]
+        suppressed = box_ops.nms(boxes[keep], scores[keep], heads.nms_thresh)  # one per source
+        keep = keep[suppressed[: heads.detections_per_img]]
         out_boxes.append(boxes[keep])
         out_scores.append(scores[keep])
         out_labels.append(labels[keep])
-    return out_boxes, out_scores, out_labels
+        out_groups.append((p_star[keep], p_galaxy[keep]))
+    return out_boxes, out_scores, out_labels, out_groups
