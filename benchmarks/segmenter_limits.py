@@ -119,7 +119,13 @@ def limits(catalogs, samples, classes, cuts) -> dict:
     ious = [mask_ious(c, t) for c, t in zip(catalogs, targets, strict=True)]
     rows = []
     for cut, as_is, best in zip(cuts, figure, ceiling, strict=True):
-        fates = Counter()
+        fates = Counter(
+            {
+                f"{group}: {fate}": 0
+                for group in ("star", "galaxy")
+                for fate in ("found as star", "found as galaxy", "missed")
+            }
+        )
         ranked: dict[str, list[tuple[float, bool, str]]] = {"star": [], "galaxy": []}
         n_true = Counter()
         for c, t, values, m, found, iou in zip(
