@@ -41,6 +41,8 @@ from skysift.train.segmenter import load_images, sample_targets
 
 ROOT = Path(__file__).resolve().parents[1]
 CUTOUT = 32
+#: Training images simulated, detected and cut at a time.
+CHUNK = 32
 SEEING_REFERENCE = 4.5
 
 
@@ -64,14 +66,19 @@ def instance_cutouts(image: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return out
 
 
-def instance_context(catalog: dict, psf_fwhm: float) -> np.ndarray:
+def instance_context(catalog: dict, psf_fwhm: float, *, detector: bool) -> np.ndarray:
+    """``log(FWHM / 4.5 px)``, and with ``detector`` the detector's P(star) and P(source)."""
     p_star = np.asarray(catalog["p_star"], dtype=np.float32)
-    p_source = p_star + np.asarray(catalog["p_galaxy"], dtype=np.float32)
     seeing = np.full_like(p_star, np.log(psf_fwhm / SEEING_REFERENCE))
+    if not detector:
+        return seeing[:, None]
+    p_source = p_star + np.asarray(catalog["p_galaxy"], dtype=np.float32)
     return np.stack([seeing, p_star, p_source], axis=1)
 
 
-def stamps(catalogs: list[dict], samples: list[dict], star: int, *, matched_only: bool):
+def stamps(
+    catalogs: list[dict], samples: list[dict], star: int, *, matched_only: bool, detector: bool
+):
     """Cutouts, context and (for matched instances) truth labels (1 = star)."""
     targets = [sample_targets(s["labels"], s["ids"], s["classes"]) for s in samples]
     truth_index, _ = figure_matches(catalogs, targets, unmasked=[s["unmasked"] for s in samples])
@@ -84,7 +91,7 @@ def stamps(catalogs: list[dict], samples: list[dict], star: int, *, matched_only
         keep = index >= 0 if matched_only else np.ones(len(index), dtype=bool)
         masks = np.asarray(catalog["masks"])[keep, 0] >= 0.5
         cut.append(instance_cutouts(sample["image"], masks))
-        context.append(instance_context(catalog, sample["psf_fwhm"])[keep])
+        context.append(instance_context(catalog, sample["psf_fwhm"], detector=detector)[keep])
         true_star = np.asarray(target["labels"]) == star
         label.append(np.where(index[keep] >= 0, true_star[np.maximum(index[keep], 0)], False))
         where += [(k, int(i)) for i in np.flatnonzero(keep)]
@@ -96,7 +103,7 @@ def stamps(catalogs: list[dict], samples: list[dict], star: int, *, matched_only
     )
 
 
-def build_network(channels: int):
+def build_network(channels: int, n_context: int):
     import torch
     from torch import nn
 
@@ -108,7 +115,7 @@ def build_network(channels: int):
                 layers += [nn.Conv2d(previous, 32, 3), nn.ReLU(), nn.MaxPool2d(2)]
                 previous = 32
             self.image = nn.Sequential(*layers, nn.Flatten())
-            self.context = nn.Sequential(nn.Linear(3, 32), nn.ReLU())
+            self.context = nn.Sequential(nn.Linear(n_context, 32), nn.ReLU())
             self.head = nn.Sequential(nn.Linear(128 + 32, 64), nn.ReLU(), nn.Linear(64, 1))
 
         def forward(self, cutouts, context):
@@ -140,7 +147,7 @@ def train(train_set, val_set, *, epochs: int, seed: int) -> tuple:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     cut, context, label, _ = train_set
-    network = build_network(cut.shape[1])
+    network = build_network(cut.shape[1], context.shape[1])
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-3, weight_decay=1e-4)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     best, best_state, history = np.inf, None, []
@@ -198,11 +205,17 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, default=600, help="Images of each training set.")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--no-detector-context",
+        action="store_true",
+        help="Give the network the PSF FWHM only, not the detector's P(star) and P(source).",
+    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
+    detector = not args.no_detector_context
     started = time.time()
     module, _ = load_model(args.model)
     classes = module.skysift_config.classes
@@ -210,17 +223,24 @@ def main() -> None:
     typer = GalaxyTyper()
     data = ROOT / "data"
 
-    def catalog_set(name: str, n: int | None = None):
-        samples = load_images(str(data / name))[:n]
+    def catalog_set(name: str):
+        samples = load_images(str(data / name))
         return catalogs_of(module, samples, galaxy_typer=typer), samples
 
-    train_parts = [
-        catalog_set(name, args.n_train) for name in ("segmenter_train", "segmenter_train_typical")
-    ]
-    train_stamps = [stamps(c, s, star, matched_only=True) for c, s in train_parts]
+    train_stamps = []
+    for name in ("segmenter_train", "segmenter_train_typical"):
+        manifest = json.loads((data / name / "manifest.json").read_text())
+        seeds = sorted(entry["seed"] for entry in manifest["shards"])
+        for start in range(0, min(args.n_train, len(seeds)), CHUNK):
+            # a chunk at a time: the detector's masks take ~15 MB per image
+            chunk = seeds[start : min(start + CHUNK, args.n_train)]
+            samples = load_images(str(data / name), seeds=chunk)
+            catalogs = catalogs_of(module, samples, galaxy_typer=typer)
+            part = stamps(catalogs, samples, star, matched_only=True, detector=detector)
+            train_stamps.append(part)
     train_set = (*(np.concatenate([t[i] for t in train_stamps]) for i in range(3)), None)
     val_catalogs, val_samples = catalog_set("segmenter_val")
-    val_set = stamps(val_catalogs, val_samples, star, matched_only=True)
+    val_set = stamps(val_catalogs, val_samples, star, matched_only=True, detector=detector)
     print(
         f"{len(train_set[0])} training stamps ({train_set[2].mean():.2f} stars), "
         f"{len(val_set[0])} validation stamps",
@@ -228,10 +248,17 @@ def main() -> None:
     )
     network, history = train(train_set, val_set, epochs=args.epochs, seed=args.seed)
 
-    result = {"model": args.model, "n_train_stamps": len(train_set[0]), "history": history}
+    result = {
+        "model": args.model,
+        "detector_context": detector,
+        "n_train_stamps": len(train_set[0]),
+        "history": history,
+    }
     for name in ("segmenter_typical_validation", "segmenter_val"):
         catalogs, samples = catalog_set(name)
-        cut, context, _, where = stamps(catalogs, samples, star, matched_only=False)
+        cut, context, _, where = stamps(
+            catalogs, samples, star, matched_only=False, detector=detector
+        )
         p_star = probabilities(network, cut, context)
         after = relabelled(catalogs, p_star, where, star=star, other=other)
         cuts = (20.0, 50.0, 100.0)
@@ -241,7 +268,8 @@ def main() -> None:
             result[f"{name}_{label}"] = rows
             print(markdown(rows), flush=True)
     result["seconds"] = time.time() - started
-    out = ROOT / "benchmarks" / "results" / f"{args.model}_second_look.json"
+    tag = "" if detector else "_psf_only"
+    out = ROOT / "benchmarks" / "results" / f"{args.model}_second_look{tag}.json"
     out.write_text(json.dumps(result, indent=1, default=float) + "\n")
 
 

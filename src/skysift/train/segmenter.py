@@ -18,6 +18,7 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,9 +178,14 @@ def prepare_data(config: SegmenterTrainingConfig, *, progress: bool = True) -> N
 
 
 def load_images(
-    directory: str, *, softening: float = SOFTENING, annotations: str = "truth"
+    directory: str,
+    *,
+    softening: float = SOFTENING,
+    annotations: str = "truth",
+    seeds: Iterable[int] | None = None,
 ) -> list[dict[str, np.ndarray]]:
-    """Normalized images, label maps and instance classes of a segmenter dataset.
+    """Normalized images, label maps and instance classes of a segmenter dataset (only the
+    fields of ``seeds``, when given).
 
     ``annotations="truth"`` gives every instance its simulated footprint. ``"otsu"`` is the
     Mask Galaxy paper's automatic annotation: only the central galaxy, its mask Otsu's
@@ -190,7 +196,7 @@ def load_images(
     if annotations not in ("truth", "otsu"):
         raise ValueError(f"annotations must be 'truth' or 'otsu'; got {annotations!r}")
     samples = []
-    for shard in iter_shards(directory):
+    for shard in iter_shards(directory, seeds=seeds):
         if annotations == "otsu" and not shard["inst_central"].any():
             continue
         level, scale = shard["level"][0], shard["scale"][0]
