@@ -322,6 +322,8 @@ def test_otsu_annotations_keep_only_the_central_galaxy(tmp_path):
     otsu = load_images(str(tmp_path / "images"), annotations="otsu")
     assert len(truth) == 2
     assert len(otsu) == 1  # the blended field has no central galaxy to annotate
+    (only,) = load_images(str(tmp_path / "images"), seeds=[22])
+    assert only["seed"] == 22
     (sample,) = otsu
     (full,) = [s for s in truth if s["seed"] == 21]
     assert full["ids"].size > 1
