@@ -6,9 +6,10 @@ This experiment measures how much of that a small network gets back. It is ASID-
 branch (three 3x3 convolutions of 32 filters, each max-pooled) on a 32x32 cutout at the
 image's own pixel scale, centred on the instance's mask: the normalized bands plus the
 instance's own mask as one more channel (so a neighbour is not taken for the source). A
-context branch gets the PSF FWHM (``log(FWHM / 4.5 px)``) and the detector's P(star) and
-P(source). It is trained on the catalog instances that match a truth source (mask IoU >=
-0.5), labelled with the truth's group.
+context branch gets the PSF FWHM (``log(FWHM / 4.5 px)``; with ``--context fwhm+detector``
+also the detector's P(star) and P(source), which the network then leans on). It is trained
+on the catalog instances that match a truth source (mask IoU >= 0.5), labelled with the
+truth's group.
 
 - Training: the segmenter's catalog on training-seed images (the first ``--n-train`` of
   ``data/segmenter_train`` and of ``data/segmenter_train_typical``).
@@ -21,7 +22,8 @@ Each instance then gets the second look's group (a galaxy keeps its type, a star
 galaxy becomes ``other``) and is ranked by P(source) x P(its group).
 
 Run: ``.venv/bin/python benchmarks/second_look_experiment.py --model segmenter_psf``.
-Writes ``benchmarks/results/<model>_second_look.json``.
+Writes ``benchmarks/results/<model>_second_look[_with_detector].json`` (session 14: 20 epochs
+with the FWHM alone, 12 with the detector's probabilities too).
 """
 
 from __future__ import annotations
@@ -203,19 +205,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="segmenter_psf")
     parser.add_argument("--n-train", type=int, default=600, help="Images of each training set.")
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--no-detector-context",
-        action="store_true",
-        help="Give the network the PSF FWHM only, not the detector's P(star) and P(source).",
+        "--context",
+        choices=("fwhm", "fwhm+detector"),
+        default="fwhm",
+        help="The context branch's inputs: the PSF FWHM, and optionally the detector's "
+        "P(star) and P(source).",
     )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
-    detector = not args.no_detector_context
+    detector = args.context == "fwhm+detector"
     started = time.time()
     module, _ = load_model(args.model)
     classes = module.skysift_config.classes
@@ -268,7 +272,7 @@ def main() -> None:
             result[f"{name}_{label}"] = rows
             print(markdown(rows), flush=True)
     result["seconds"] = time.time() - started
-    tag = "" if detector else "_psf_only"
+    tag = "_with_detector" if detector else ""
     out = ROOT / "benchmarks" / "results" / f"{args.model}_second_look{tag}.json"
     out.write_text(json.dumps(result, indent=1, default=float) + "\n")
 

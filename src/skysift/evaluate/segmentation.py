@@ -463,7 +463,18 @@ def counted_detections(
     ``truth_index`` and ``on_unmasked`` come from :func:`figure_matches`.
     """
     neutral = on_unmasked | _at(~required, truth_index)
-    neutral |= _on_faint_instances(prediction, target, truth_index, neutral, required)
+    # unmatched detections on a faint instance no detection matched (its mask drawn too wide
+    # or too narrow for IoU >= 0.5)
+    boxes = np.asarray(target["boxes"], dtype=float).reshape(-1, 4)
+    taken = np.zeros(len(boxes), dtype=bool)
+    taken[truth_index[truth_index >= 0]] = True
+    faint = np.flatnonzero(~required & ~taken)
+    if faint.size:
+        centres = {
+            "x": 0.5 * (boxes[faint, 0] + boxes[faint, 2]) - 0.5,
+            "y": 0.5 * (boxes[faint, 1] + boxes[faint, 3]) - 0.5,
+        }
+        neutral |= unmasked_detections(prediction, (truth_index >= 0) | neutral, centres)
     return ~neutral
 
 
@@ -473,28 +484,6 @@ def _at(values: np.ndarray, index: np.ndarray) -> np.ndarray:
     valid = np.asarray(index) >= 0
     out[valid] = np.asarray(values, dtype=bool)[np.asarray(index)[valid]]
     return out
-
-
-def _on_faint_instances(
-    prediction: dict[str, Any],
-    target: dict[str, Any],
-    truth_index: np.ndarray,
-    neutral: np.ndarray,
-    required: np.ndarray,
-) -> np.ndarray:
-    """Detections matched to nothing that sit on a truth instance below the cut that no
-    detection matched (its mask drawn too wide or too narrow for IoU >= 0.5)."""
-    boxes = np.asarray(target["boxes"], dtype=float).reshape(-1, 4)
-    taken = np.zeros(len(boxes), dtype=bool)
-    taken[truth_index[truth_index >= 0]] = True
-    faint = np.flatnonzero(~required & ~taken)
-    if not faint.size:
-        return np.zeros(len(truth_index), dtype=bool)
-    centres = {
-        "x": 0.5 * (boxes[faint, 0] + boxes[faint, 2]) - 0.5,
-        "y": 0.5 * (boxes[faint, 1] + boxes[faint, 3]) - 0.5,
-    }
-    return unmasked_detections(prediction, (truth_index >= 0) | neutral, centres)
 
 
 def confusion_statistics(
