@@ -30,6 +30,7 @@ from skysift.evaluate.segmentation import (
     as_catalog,
     counted_detections,
     figure_matches,
+    mask_iou_matrix,
     precision_at_recall_by_snr,
 )
 from skysift.models.registry import load_model
@@ -89,16 +90,6 @@ def false_kind(iou_row: np.ndarray, matched: bool) -> str:
     return "mask IoU < 0.2" if best > 0 else "on nothing"
 
 
-def mask_ious(catalog: dict, target: dict) -> np.ndarray:
-    predicted = np.asarray(catalog["masks"])[:, 0] >= 0.5
-    truth = np.asarray(target["masks"], dtype=bool)
-    a = predicted.reshape(len(predicted), -1).astype(np.float32)
-    b = truth.reshape(len(truth), -1).astype(np.float32)
-    inter = a @ b.T
-    union = a.sum(1)[:, None] + b.sum(1)[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1.0), 0.0)
-
-
 def limits(catalogs, samples, classes, cuts) -> dict:
     """The four views of the module notes for each cut."""
     star, other = classes.index("star") + 1, classes.index("other") + 1
@@ -116,7 +107,10 @@ def limits(catalogs, samples, classes, cuts) -> dict:
     ceiling = precision_at_recall_by_snr(
         oracle, targets, snr, classes, cuts=cuts, unmasked=unmasked
     )
-    ious = [mask_ious(c, t) for c, t in zip(catalogs, targets, strict=True)]
+    ious = [
+        mask_iou_matrix(np.asarray(c["masks"])[:, 0] >= 0.5, np.asarray(t["masks"], dtype=bool))
+        for c, t in zip(catalogs, targets, strict=True)
+    ]
     rows = []
     for cut, as_is, best in zip(cuts, figure, ceiling, strict=True):
         fates = Counter(

@@ -33,6 +33,7 @@ __all__ = [
     "detection_map",
     "figure_matches",
     "mask_centroid",
+    "mask_iou_matrix",
     "match_boxes",
     "match_instances",
     "match_predictions",
@@ -197,11 +198,17 @@ def match_instances(
     if not len(pred_masks) or not len(true_masks):
         empty = np.zeros(0, dtype=np.intp)
         return empty, empty, np.zeros(0)
+    return _greedy_matches(mask_iou_matrix(pred_masks, true_masks), pred_scores, iou)
+
+
+def mask_iou_matrix(pred_masks: np.ndarray, true_masks: np.ndarray) -> np.ndarray:
+    """``(n_pred, n_true)`` IoU of every predicted mask with every truth mask (boolean
+    ``(n, H, W)`` stacks; 0 where both are empty)."""
     pred = np.asarray(pred_masks, dtype=bool).reshape(len(pred_masks), -1)
     true = np.asarray(true_masks, dtype=bool).reshape(len(true_masks), -1)
     inter = pred.astype(np.float32) @ true.T.astype(np.float32)
     union = pred.sum(1)[:, None] + true.sum(1)[None, :] - inter
-    return _greedy_matches(np.where(union > 0, inter / np.maximum(union, 1), 0.0), pred_scores, iou)
+    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
 
 
 def match_boxes(

@@ -381,9 +381,9 @@ def _one_detection_per_proposal(heads, class_logits, box_regression, proposals, 
     ):
         boxes = box_ops.clip_boxes_to_image(boxes, shape)
         p_star = p[:, star] if star else torch.zeros(len(p))
-        p_galaxy = p[:, galaxy_labels].sum(1) if len(galaxy_labels) else torch.zeros(len(p))
+        galaxy = p[:, galaxy_labels] if len(galaxy_labels) else torch.zeros(len(p), 0)
+        p_galaxy = galaxy.sum(1)
         if star and len(galaxy_labels):  # a star class and at least one galaxy class
-            galaxy = p[:, galaxy_labels]
             galaxy_label = galaxy_labels[galaxy.argmax(1)]
             is_star = p_star >= p_galaxy
             labels = torch.where(is_star, torch.full_like(galaxy_label, star), galaxy_label)
