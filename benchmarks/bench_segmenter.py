@@ -31,6 +31,7 @@ from skysift.train.segmenter import (
     load_images,
     network_images,
     raw_images,
+    refined_predictions,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,7 +88,7 @@ def test_images(directory: str, n: int) -> None:
     )
 
 
-def typical_field(module, directory: str, n: int, *, galaxy_typer) -> dict:
+def typical_field(module, directory: str, n: int, *, galaxy_typer, second_look=None) -> dict:
     """Burke et al.'s figure (and mAP) on ``n`` held-out typical fields, simulated if missing."""
     from skysift.sim.dataset import write_dataset
     from skysift.train.segmenter_data import (
@@ -105,7 +106,11 @@ def typical_field(module, directory: str, n: int, *, galaxy_typer) -> dict:
     )
     samples = load_images(directory)
     metrics = evaluate_segmenter(
-        module, samples, raw_images=raw_images(directory), galaxy_typer=galaxy_typer
+        module,
+        samples,
+        raw_images=raw_images(directory),
+        galaxy_typer=galaxy_typer,
+        second_look=second_look,
     )
     return {
         "n": len(samples),
@@ -121,7 +126,13 @@ def typical_field(module, directory: str, n: int, *, galaxy_typer) -> dict:
 
 
 def speed(
-    segmenter_module, card, test_images: list[np.ndarray], *, repeats: int = 2, threads: int = 2
+    segmenter_module,
+    card,
+    test_images: list[np.ndarray],
+    *,
+    repeats: int = 2,
+    threads: int = 2,
+    second_look: str | None = None,
 ) -> dict:
     """Seconds per 256x256 test image (batches of 4) and a 2048x2048 SDSS field end to end.
 
@@ -155,7 +166,8 @@ def speed(
     )
     height, width = field.footprints.shape
     fwhm = float(field.psf.fwhm_at((width - 1) / 2, (height - 1) / 2)) / field.psf.pixel_scale
-    segmenter = Segmenter(SegmentConfig(psf_fwhm=fwhm), module=segmenter_module, card=card)
+    config = SegmentConfig(psf_fwhm=fwhm, second_look=second_look)
+    segmenter = Segmenter(config, module=segmenter_module, card=card)
     start = time.perf_counter()
     catalog, segmentation = segment(field.image, segmenter=segmenter)
     elapsed = time.perf_counter() - start
@@ -179,28 +191,23 @@ def speed(
     }
 
 
-def overlay_examples(module, directory: str, path: Path, *, n: int = 4, galaxy_typer=None) -> None:
+def overlay_examples(
+    module, directory: str, path: Path, *, n: int = 4, galaxy_typer=None, second_look=None
+) -> None:
     """Test images (r band) with truth and predicted masks outlined by class."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from skysift.train.segmenter import predict
-
     samples = load_images(directory)
     chosen = [s for s in samples if s["central"].any()][: n - 1] + [
         s for s in samples if not s["central"].any()
     ][:1]
-    predictions = predict(module, network_images(module, chosen))
+    predictions = refined_predictions(
+        module, chosen, galaxy_typer=galaxy_typer, second_look=second_look
+    )
     names = module.skysift_config.classes
-    if galaxy_typer is not None:
-        from skysift.morphology import retype_galaxies
-
-        predictions = [
-            retype_galaxies(p, s["image"], galaxy_typer, classes=names)
-            for p, s in zip(predictions, chosen, strict=True)
-        ]
     fig, axes = plt.subplots(2, len(chosen), figsize=(3.2 * len(chosen), 6.6))
     for column, (sample, prediction) in enumerate(zip(chosen, predictions, strict=True)):
         shown = sample["image"][1]
@@ -579,10 +586,22 @@ def main() -> None:
         help="Keep the Mask R-CNN's own galaxy classes (default: re-typed by the shipped "
         "galaxy-type network, as the Segmenter does).",
     )
+    parser.add_argument(
+        "--second-look",
+        default=None,
+        help="Shipped second-look network (e.g. second_look) that re-decides each instance's "
+        "star/galaxy group, as SegmentConfig(second_look=) does; the pages are then named "
+        "<model>_<second look>.",
+    )
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
+    second_look = None
+    if args.second_look:
+        from skysift.second_look import SecondLook
+
+        second_look = SecondLook(args.second_look)
     module, card = load_model(
         args.model, directory=Path(args.weights_dir) if args.weights_dir else None
     )
@@ -592,13 +611,18 @@ def main() -> None:
     samples = load_images(args.test_dir)
     raws = raw_images(args.test_dir)
     typer = None if args.own_types else GalaxyTyper()
-    test = evaluate_segmenter(module, samples, raw_images=raws, galaxy_typer=typer)
-    own = test if typer is None else evaluate_segmenter(module, samples, raw_images=raws)
-    typical = typical_field(module, args.typical_dir, args.typical_n, galaxy_typer=typer)
+    refine = {"galaxy_typer": typer, "second_look": second_look}
+    test = evaluate_segmenter(module, samples, raw_images=raws, **refine)
+    own = (
+        test
+        if typer is None
+        else evaluate_segmenter(module, samples, raw_images=raws, second_look=second_look)
+    )
+    typical = typical_field(module, args.typical_dir, args.typical_n, **refine)
     noise_rows = []
     for factor in (float(v) for v in args.noise.split(",")):
         noisy = noisy_samples(args.test_dir, factor, seed=7)
-        metrics = evaluate_segmenter(module, noisy, raw_images=raws, galaxy_typer=typer)
+        metrics = evaluate_segmenter(module, noisy, raw_images=raws, **refine)
         central = metrics["central"]
         noise_rows.append(
             {
@@ -610,10 +634,16 @@ def main() -> None:
         )
         print(noise_rows[-1], flush=True)
     images.mkdir(parents=True, exist_ok=True)
-    name = card["name"]
+    name = card["name"] + (f"_{args.second_look}" if args.second_look else "")
     noise_figure(noise_rows, images / f"{name}_noise.png")
-    overlay_examples(module, args.test_dir, images / f"{name}_examples.png", galaxy_typer=typer)
-    timing = speed(module, card, network_images(module, samples[:32]), threads=args.threads)
+    overlay_examples(module, args.test_dir, images / f"{name}_examples.png", **refine)
+    timing = speed(
+        module,
+        card,
+        network_images(module, samples[:32]),
+        threads=args.threads,
+        second_look=args.second_look,
+    )
     for key in ("field", "segmentation", "catalog"):
         timing.pop(key)
     result = {
@@ -624,6 +654,7 @@ def main() -> None:
         "footprint_nsigma": float(shard_nsigma(args.test_dir)),
         "n_test": len(samples),
         "galaxy_types": "the segmenter's own class head" if typer is None else "morphology",
+        "second_look": args.second_look,
         "test": test,
         "own_class_head": _type_summary(own),
         "typical": typical,

@@ -27,16 +27,15 @@ from pathlib import Path
 import numpy as np
 
 from skysift.evaluate.segmentation import (
-    as_catalog,
     counted_detections,
     figure_matches,
     mask_iou_matrix,
     precision_at_recall_by_snr,
 )
 from skysift.models.registry import load_model
-from skysift.morphology import GalaxyTyper, retype_galaxies
+from skysift.morphology import GalaxyTyper
 from skysift.sim.dataset import write_dataset
-from skysift.train.segmenter import load_images, network_images, predict, sample_targets
+from skysift.train.segmenter import load_images, sample_targets, segmenter_catalogs
 from skysift.train.segmenter_data import (
     SegmenterSamples,
     segmenter_field_configs,
@@ -49,18 +48,6 @@ IMAGE_SETS = {
     "standard": ("segmenter_val", segmenter_field_configs, 64),
 }
 FALSE_KINDS = ("wrong group", "mask IoU 0.2-0.5", "mask IoU < 0.2", "on nothing")
-
-
-def catalogs_of(module, samples: list[dict], *, galaxy_typer) -> list[dict]:
-    """The Segmenter's catalog of each sample: detections, typed, painted (as_catalog)."""
-    classes = module.skysift_config.classes
-    predictions = predict(module, network_images(module, samples))
-    if galaxy_typer is not None:
-        predictions = [
-            retype_galaxies(p, s["image"], galaxy_typer, classes=classes)
-            for p, s in zip(predictions, samples, strict=True)
-        ]
-    return [as_catalog(p) for p in predictions]
 
 
 def with_true_groups(
@@ -232,7 +219,7 @@ def main() -> None:
     )
     samples = load_images(str(directory))
     typer = None if args.own_types else GalaxyTyper()
-    catalogs = catalogs_of(module, samples, galaxy_typer=typer)
+    catalogs = segmenter_catalogs(module, samples, galaxy_typer=typer)
     cuts = tuple(float(v) for v in args.cuts.split(","))
     result = limits(catalogs, samples, module.skysift_config.classes, cuts)
     result.update(model=args.model, image_set=args.images, galaxy_types=typer is not None)

@@ -560,6 +560,69 @@ def train_morphology_command(
     _guarded(run)
 
 
+@train_app.command("second-look")
+def train_second_look_command(
+    seed: int = typer.Option(0, help="Seed of the network initialization and batch order."),
+    segmenter: str = typer.Option(
+        "segmenter_psf", help="Shipped segmenter whose catalog instances it learns to correct."
+    ),
+    epochs: int = typer.Option(20, help="Passes over the training stamps."),
+    threads: int = typer.Option(2, help="CPU threads."),
+    data_dir: Path = typer.Option(Path("data"), help="Where simulated images are cached."),
+    run_dir: Path = typer.Option(Path("runs/second_look"), help="Stamps, checkpoint and log."),
+    out: Path = typer.Option(
+        None, help="Write weights + card here (default: the package's weights folder)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Train the segmenter's PSF-aware star/galaxy second look, test it, write weights.
+
+    Simulates the segmenter's training, validation and test images if missing, runs the
+    segmenter over 600 of its training images and 300 typical fields, cuts a stamp of every
+    catalog instance that matches a truth source, trains on them, and scores Burke et al.'s
+    figure with and without the second look on the held-out test images.
+    """
+    from skysift.train.second_look import (
+        SecondLookTrainingConfig,
+        finish_second_look,
+        train_second_look,
+    )
+    from skysift.train.segmenter import SegmenterTrainingConfig, prepare_data
+
+    def run() -> None:
+        config = SecondLookTrainingConfig(
+            segmenter=segmenter,
+            seed=seed,
+            epochs=epochs,
+            threads=threads,
+            train_dirs=(
+                str(data_dir / "segmenter_train"),
+                str(data_dir / "segmenter_train_typical"),
+            ),
+            val_dir=str(data_dir / "segmenter_val"),
+            run_dir=str(run_dir),
+        )
+        images = SegmenterTrainingConfig(
+            n_typical=config.n_images[1],
+            train_dir=config.train_dirs[0],
+            typical_dir=config.train_dirs[1],
+            val_dir=config.val_dir,
+        )
+        prepare_data(images, progress=not quiet)
+        best = train_second_look(config, progress=not quiet)
+        weights = finish_second_look(
+            config,
+            best,
+            out_dir=out,
+            test_dir=str(data_dir / "segmenter_test"),
+            typical_dir=str(data_dir / "segmenter_typical_test"),
+            progress=not quiet,
+        )
+        typer.echo(f"wrote {weights}")
+
+    _guarded(run)
+
+
 @train_app.command("stargalaxy")
 def train_stargalaxy_command(
     seed: int = typer.Option(0, help="Seed of the network initialization and batch order."),

@@ -75,10 +75,16 @@ class SegmentConfig:
         galaxy (:mod:`skysift.morphology`); None keeps the Mask R-CNN's own class head.
     psf_fwhm : float or None
         Detection-band PSF FWHM (pixels) for a model with a PSF channel
-        (``SegmenterConfig(psf_channel=True)``, e.g. ``segmenter_psf``); None takes the
-        header's ``SEEING`` (arcsec) over the pixel scale, else the FWHM measured on the
-        image's stars (:func:`skysift.seeing.measure_psf_fwhm`). Models without the channel
-        ignore it.
+        (``SegmenterConfig(psf_channel=True)``, e.g. ``segmenter_psf``) and for the second
+        look; None takes the header's ``SEEING`` (arcsec) over the pixel scale, else the FWHM
+        measured on the image's stars (:func:`skysift.seeing.measure_psf_fwhm`). Otherwise
+        unused.
+    second_look : str or None
+        Shipped second-look network (``"second_look"``) that decides again, from a cutout of
+        each instance and the PSF FWHM, whether it is a star or a galaxy
+        (:mod:`skysift.second_look`); its score becomes P(source) x P(group). None keeps the
+        Mask R-CNN's decision. An instance whose detector class probability is below
+        ``score_threshold`` is dropped before the second look.
     """
 
     model: str = "segmenter"
@@ -90,6 +96,7 @@ class SegmentConfig:
     centroid_sigma: float = 1.5
     galaxy_types: str | None = "morphology"
     psf_fwhm: float | None = None
+    second_look: str | None = None
 
     def __post_init__(self) -> None:
         if self.psf_fwhm is not None and not (math.isfinite(self.psf_fwhm) and self.psf_fwhm > 0):
@@ -188,6 +195,16 @@ class Segmenter:
             from skysift.morphology import GalaxyTyper
 
             self.galaxy_typer = GalaxyTyper(self.config.galaxy_types)
+        self.second_look = None
+        if self.config.second_look is not None:
+            from skysift.second_look import SecondLook
+
+            self.second_look = SecondLook(self.config.second_look)
+            if self.second_look.bands != self.architecture.in_channels:
+                raise InvalidParameterError(
+                    f"second look {self.config.second_look!r} takes {self.second_look.bands} "
+                    f"bands; the {card['name']!r} model {self.architecture.in_channels}"
+                )
         tile = self.config.tile
         if 2 * self.config.margin >= tile:
             raise InvalidParameterError(
@@ -263,9 +280,10 @@ class Segmenter:
         from skysift.image import as_image
 
         image = as_image(image)
-        psf = self.psf_fwhm(image) if self.architecture.psf_channel else None
+        needs_psf = self.architecture.psf_channel or self.second_look is not None
+        psf = self.psf_fwhm(image) if needs_psf else None
         data = self.network_input(image, psf_fwhm=psf[0] if psf else None)
-        found = self._tile_instances(data, progress=progress)
+        found = self._tile_instances(data, psf_fwhm=psf[0] if psf else None, progress=progress)
         light = sky_subtracted_light(image, sources=source_pixels(found, data.shape[1:]))
         instances = _paint(found, light, data.shape[1:])
         instances.x, instances.y = instance_centroids(
@@ -278,11 +296,14 @@ class Segmenter:
             instances.meta["psf_fwhm_pixels"], instances.meta["psf_fwhm_from"] = psf
         return instances
 
-    def _tile_instances(self, data: np.ndarray, *, progress: bool) -> list[dict[str, Any]]:
+    def _tile_instances(
+        self, data: np.ndarray, *, psf_fwhm: float | None, progress: bool
+    ) -> list[dict[str, Any]]:
         import torch
 
         from skysift.morphology import retype_galaxies
         from skysift.progress import progress_iter
+        from skysift.second_look import relook
         from skysift.tiling import tile_grid
 
         tile = self.config.tile
@@ -305,8 +326,17 @@ class Segmenter:
                 outputs = _detections(self.module, inputs)
             for t, window, out in zip(batch, inputs, outputs, strict=True):
                 out = {key: value.numpy() for key, value in out.items()}
+                bands = window.numpy()[: self.architecture.in_channels]  # no PSF channel
+                if self.second_look is not None:
+                    out = relook(
+                        out,
+                        bands,
+                        self.second_look,
+                        psf_fwhm=psf_fwhm,
+                        classes=classes,
+                        mask_threshold=self.config.mask_threshold,
+                    )
                 if self.galaxy_typer is not None:
-                    bands = window.numpy()[: self.architecture.in_channels]  # no PSF channel
                     out = retype_galaxies(out, bands, self.galaxy_typer, classes=classes)
                 boxes = out["boxes"]
                 scores = out["scores"]

@@ -27,7 +27,7 @@ __all__ = ["StarGalaxyConfig", "StarGalaxyNet", "normalized_position"]
 
 
 class StarGalaxyNet(nn.Module):
-    """``forward(cutouts (N, 1, 32, 32), context (N, C)) -> logits (N,)``.
+    """``forward(cutouts (N, in_channels, 32, 32), context (N, C)) -> logits (N,)``.
 
     The context is the normalized position (C = 2), plus the seeing input when the config has
     ``seeing_input`` (C = 3).
@@ -39,7 +39,7 @@ class StarGalaxyNet(nn.Module):
         self.config = config
         f = config.filters
         self.image = nn.Sequential(
-            nn.Conv2d(1, f, 3),
+            nn.Conv2d(config.in_channels, f, 3),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
             nn.Conv2d(f, f, 3),
@@ -51,7 +51,9 @@ class StarGalaxyNet(nn.Module):
             nn.Flatten(),
         )
         with torch.no_grad():
-            n_image = self.image(torch.zeros(1, 1, config.cutout, config.cutout)).shape[1]
+            n_image = self.image(
+                torch.zeros(1, config.in_channels, config.cutout, config.cutout)
+            ).shape[1]
         layers: list[nn.Module] = []
         width = config.context_size
         for w in config.position_widths:

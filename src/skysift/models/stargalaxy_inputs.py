@@ -22,6 +22,9 @@ class StarGalaxyConfig:
     ----------
     cutout : int
         Cutout side in pixels (32).
+    in_channels : int
+        Cutout channels: 1 (ASID-C's single band), or more (e.g. the segmenter's second look:
+        its bands and the instance's mask).
     filters : int
         Filters of each convolution (32).
     position_widths : (int, int)
@@ -38,6 +41,7 @@ class StarGalaxyConfig:
     """
 
     cutout: int = 32
+    in_channels: int = 1
     filters: int = 32
     position_widths: tuple[int, ...] = (64, 32)
     head_widths: tuple[int, ...] = (256, 32)

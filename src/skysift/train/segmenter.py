@@ -344,6 +344,49 @@ def validation_map(model, samples: list[dict[str, np.ndarray]]) -> dict[str, flo
     return detection_map(predictions, targets, masks=model.skysift_config.masks)
 
 
+def refined_predictions(
+    model, samples: list[dict[str, Any]], *, galaxy_typer=None, second_look=None
+) -> list[dict[str, Any]]:
+    """:func:`predict` on samples of :func:`load_images`, refined as the ``Segmenter`` does.
+
+    With ``second_look`` (a :class:`skysift.second_look.SecondLook`) each instance's
+    star/galaxy group is decided again (:func:`skysift.second_look.relook`, at each sample's
+    ``psf_fwhm``); with ``galaxy_typer`` (a :class:`skysift.morphology.GalaxyTyper`) the
+    galaxy instances are then re-typed (:func:`skysift.morphology.retype_galaxies`).
+    """
+    predictions = predict(model, network_images(model, samples))
+    classes = model.skysift_config.classes
+    if second_look is not None:
+        from skysift.second_look import relook
+
+        _require_psf_fwhm(samples)
+        predictions = [
+            relook(p, s["image"], second_look, psf_fwhm=s["psf_fwhm"], classes=classes)
+            for p, s in zip(predictions, samples, strict=True)
+        ]
+    if galaxy_typer is not None:
+        from skysift.morphology import retype_galaxies
+
+        predictions = [
+            retype_galaxies(p, s["image"], galaxy_typer, classes=classes)
+            for p, s in zip(predictions, samples, strict=True)
+        ]
+    return predictions
+
+
+def segmenter_catalogs(
+    model, samples: list[dict[str, Any]], *, galaxy_typer=None, second_look=None
+) -> list[dict[str, Any]]:
+    """The ``Segmenter``'s catalog of each sample: :func:`refined_predictions`, painted
+    (:func:`skysift.evaluate.segmentation.as_catalog`)."""
+    from skysift.evaluate.segmentation import as_catalog
+
+    predictions = refined_predictions(
+        model, samples, galaxy_typer=galaxy_typer, second_look=second_look
+    )
+    return [as_catalog(p) for p in predictions]
+
+
 def network_images(model, samples: list[dict[str, Any]]) -> list[np.ndarray]:
     """The network's inputs for samples of :func:`load_images`: their bands, with the PSF
     channel appended when the model has one
@@ -510,11 +553,12 @@ def evaluate_segmenter(
     centroid_sigma: float = 1.5,
     score_threshold: float = 0.5,
     galaxy_typer=None,
+    second_look=None,
 ) -> dict[str, Any]:
     """Test metrics of a segmenter on samples of :func:`load_images`.
 
-    With ``galaxy_typer`` (a :class:`skysift.morphology.GalaxyTyper`) the galaxy instances are
-    re-typed by it (:func:`skysift.morphology.retype_galaxies`), as the ``Segmenter`` does.
+    With ``second_look`` and ``galaxy_typer`` the predictions are refined as the
+    ``Segmenter`` does (:func:`refined_predictions`).
 
     Returns mask and box mAP (all instances, per class), the matched-instance statistics of
     :func:`skysift.evaluate.segmentation.confusion_statistics`, and for the central galaxies of
@@ -547,14 +591,9 @@ def evaluate_segmenter(
     classes = model.skysift_config.classes
     has_masks = model.skysift_config.masks
     by = "mask" if has_masks else "box"
-    predictions = predict(model, network_images(model, samples))
-    if galaxy_typer is not None:
-        from skysift.morphology import retype_galaxies
-
-        predictions = [
-            retype_galaxies(p, s["image"], galaxy_typer, classes=classes)
-            for p, s in zip(predictions, samples, strict=True)
-        ]
+    predictions = refined_predictions(
+        model, samples, galaxy_typer=galaxy_typer, second_look=second_look
+    )
     targets = [sample_targets(s["labels"], s["ids"], s["classes"]) for s in samples]
     metrics: dict[str, Any] = detection_map(
         predictions, targets, class_metrics=True, masks=has_masks
@@ -719,6 +758,8 @@ def card_for(config: SegmenterTrainingConfig) -> dict[str, Any]:
         + (f" --typical-fields {config.n_typical}" if config.n_typical else "")
         + (" --psf-channel" if config.architecture.psf_channel else "")
         + (f" --init-from {config.init_from}" if config.init_from else "")
+        # CPU kernels reduce in another order on another thread count
+        + (f" --threads {config.threads}" if config.threads != 2 else "")
     )
     images = (
         "256x256: SDSS g,r,i cutouts centred on a bright elliptical or spiral galaxy (75 %) and "

@@ -1,0 +1,201 @@
+"""A PSF-aware star/galaxy second look at the segmenter's instances.
+
+The Mask R-CNN decides star or galaxy from features pooled over each box at the scale of its
+feature-pyramid level. For a compact galaxy that is little more than the PSF, and the
+segmenter's largest loss in Burke et al.'s figure is compact galaxies called stars
+(``benchmarks/segmenter_limits.py``, docs/models.md). The second look is ASID-C's dual-branch
+network (:class:`skysift.models.stargalaxy.StarGalaxyNet`) on a 32x32 cutout at the image's own
+pixel scale, centred on each instance's mask. Its channels are the segmenter's normalized bands
+plus the instance's own mask, so that a neighbour in the cutout is not taken for the source;
+its context branch gets the PSF FWHM, ``log(FWHM / 4.5 px)``, because only the PSF tells a
+compact galaxy from a star.
+
+:func:`relook` applies it to a detector's prediction: each instance takes the second look's
+group (star if P(star) >= 0.5), and its score becomes P(source) x P(group), where P(source) is
+the detector's P(star) + P(galaxy). A galaxy keeps its type; a star made a galaxy becomes
+``other`` until the galaxy typer (:mod:`skysift.morphology`) types it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["SecondLook", "instance_cutouts", "relook"]
+
+#: Cutout side (pixels).
+CUTOUT = 32
+
+
+def instance_cutouts(bands: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """The second look's input cutouts.
+
+    Parameters
+    ----------
+    bands : numpy.ndarray
+        ``(bands, height, width)`` normalized image (the segmenter's input without a PSF
+        channel).
+    masks : numpy.ndarray
+        ``(n, height, width)`` boolean mask of each instance.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, bands + 1, 32, 32)`` float32: the bands and the instance's own mask, centred on
+        the mask's centre of area (zero outside the image and for an empty mask).
+    """
+    bands = np.asarray(bands, dtype=np.float32)
+    n_bands, height, width = bands.shape
+    out = np.zeros((len(masks), n_bands + 1, CUTOUT, CUTOUT), dtype=np.float32)
+    half = CUTOUT // 2
+    for k, mask in enumerate(masks):
+        rows, cols = np.nonzero(mask)
+        if not rows.size:
+            continue
+        y0, x0 = round(rows.mean()) - half, round(cols.mean()) - half
+        ys = slice(max(y0, 0), min(y0 + CUTOUT, height))
+        xs = slice(max(x0, 0), min(x0 + CUTOUT, width))
+        dest_rows = slice(ys.start - y0, ys.stop - y0)
+        dest_cols = slice(xs.start - x0, xs.stop - x0)
+        out[k, :n_bands, dest_rows, dest_cols] = bands[:, ys, xs]
+        out[k, n_bands, dest_rows, dest_cols] = mask[ys, xs]
+    return out
+
+
+class SecondLook:
+    """A shipped second-look network, ready to give P(star) for instances.
+
+    Parameters
+    ----------
+    name : str
+        Shipped model name (``"second_look"``).
+    module : torch.nn.Module, optional
+        A network to use instead of the shipped one (training and tests); needs ``card``.
+    card : dict, optional
+        The model card of ``module``.
+    """
+
+    def __init__(self, name: str = "second_look", *, module=None, card=None) -> None:
+        from skysift.errors import InvalidParameterError
+        from skysift.models.stargalaxy_inputs import StarGalaxyConfig
+
+        if module is None:
+            from skysift.models.registry import load_model
+
+            module, card = load_model(name)
+        elif card is None:
+            raise InvalidParameterError("a second-look module needs its model card")
+        self.module = module.eval()
+        self.card = card
+        self.config = StarGalaxyConfig.from_dict(card["architecture"]["config"])
+        if self.config.position_input or not self.config.seeing_input:
+            raise InvalidParameterError(
+                f"model {card['name']!r} is not a second look: it must take the seeing and "
+                "no field position"
+            )
+
+    @property
+    def bands(self) -> int:
+        """Image bands of the cutouts (the network's channels less the mask)."""
+        return self.config.in_channels - 1
+
+    def p_star(self, bands: np.ndarray, masks: np.ndarray, *, psf_fwhm: float) -> np.ndarray:
+        """P(star) of each instance.
+
+        Parameters
+        ----------
+        bands : numpy.ndarray
+            ``(bands, height, width)`` normalized image.
+        masks : numpy.ndarray
+            ``(n, height, width)`` boolean instance masks.
+        psf_fwhm : float
+            PSF FWHM of the detection band, pixels.
+        """
+        from skysift.errors import InvalidParameterError
+
+        if bands.shape[0] != self.bands:
+            raise InvalidParameterError(
+                f"the {self.card['name']!r} second look takes {self.bands} bands; got "
+                f"{bands.shape[0]}"
+            )
+        if not len(masks):
+            return np.zeros(0)
+        cutouts = instance_cutouts(bands, masks)
+        context = self.config.context(np.zeros((len(masks), 2)), seeing_fwhm=psf_fwhm)
+        return predict_p_star(self.module, cutouts, context)
+
+
+def predict_p_star(module, cutouts: np.ndarray, context: np.ndarray, *, batch: int = 1024):
+    """``sigmoid`` of a star/galaxy network's logits, in batches (torch, no gradients)."""
+    import torch
+
+    module.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(cutouts), batch):
+            logits = module(
+                torch.from_numpy(np.ascontiguousarray(cutouts[start : start + batch])),
+                torch.from_numpy(np.ascontiguousarray(context[start : start + batch])),
+            )
+            out.append(torch.sigmoid(logits).numpy().astype(np.float64))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def relook(
+    prediction: dict[str, np.ndarray],
+    bands: np.ndarray,
+    second_look: SecondLook,
+    *,
+    psf_fwhm: float,
+    classes: Sequence[str],
+    mask_threshold: float = 0.5,
+) -> dict[str, np.ndarray]:
+    """A segmenter's prediction with each instance's star/galaxy group from ``second_look``.
+
+    Parameters
+    ----------
+    prediction : dict
+        ``labels (n,)`` (1-based into ``classes``), ``scores``, ``masks (n, 1, H, W)``
+        probabilities and the heads' ``p_star`` and ``p_galaxy``; any other per-instance arrays
+        are kept.
+    bands : numpy.ndarray
+        ``(bands, H, W)`` normalized image the masks refer to.
+    second_look : SecondLook
+    psf_fwhm : float
+        PSF FWHM of the detection band, pixels.
+    classes : sequence of str
+        The detector's classes; must include ``star`` and ``other``.
+    mask_threshold : float
+        Mask probability above which a pixel belongs to the instance.
+
+    Returns
+    -------
+    dict
+        A new prediction: instances with P(star) >= 0.5 are stars, the rest galaxies (a
+        galaxy keeps its type, a former star becomes ``other``); ``scores`` and
+        ``detection_scores`` are P(source) x P(group), and ``p_star_second_look`` is the
+        network's P(star). The input is not modified.
+    """
+    from skysift.errors import InvalidParameterError
+
+    missing = [key for key in ("masks", "p_star", "p_galaxy") if key not in prediction]
+    if missing:
+        raise InvalidParameterError(
+            f"the second look needs the segmenter's {', '.join(missing)} for each instance "
+            "(a Mask R-CNN segmenter with the star_or_galaxy class decision)"
+        )
+    star, other = classes.index("star") + 1, classes.index("other") + 1
+    masks = np.asarray(prediction["masks"])[:, 0] >= mask_threshold
+    p_star = second_look.p_star(bands, masks, psf_fwhm=psf_fwhm)
+    labels = np.asarray(prediction["labels"])
+    is_star = p_star >= 0.5
+    new_labels = np.where(is_star, star, np.where(labels == star, other, labels))
+    source = np.asarray(prediction["p_star"], float) + np.asarray(prediction["p_galaxy"], float)
+    scores = source * np.where(is_star, p_star, 1.0 - p_star)
+    out = dict(prediction)
+    out["labels"] = new_labels.astype(labels.dtype)
+    out["scores"] = scores.astype(np.asarray(prediction["scores"]).dtype)
+    out["detection_scores"] = out["scores"].copy()
+    out["p_star_second_look"] = p_star
+    return out

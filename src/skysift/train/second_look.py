@@ -1,0 +1,390 @@
+"""Train the segmenter's star/galaxy second look (:mod:`skysift.second_look`).
+
+The training stamps are the shipped segmenter's own catalog instances (detections, re-typed and
+painted as the ``Segmenter`` delivers them) that match a truth source with mask IoU >= 0.5,
+labelled by the truth's group: the second look learns to correct the mistakes this segmenter
+makes, on the masks it draws. They come from the segmenter's training-seed images (the first
+``n_images`` of its SDSS/DECaLS training set and of its typical-field set); the epoch is chosen
+by the log loss on its validation images; the card's figures are measured on its held-out test
+images and typical test fields.
+
+Run: ``skysift train second-look --seed 0``. The stamps are cached in ``run_dir`` (building
+them runs the segmenter over ~900 images); training then takes minutes and starts afresh
+when interrupted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "SecondLookTrainingConfig",
+    "finish_second_look",
+    "instance_stamps",
+    "train_second_look",
+]
+
+#: Images run through the segmenter at a time (its masks take ~15 MB per image).
+CHUNK = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class SecondLookTrainingConfig:
+    """Everything that fixes a second-look training run."""
+
+    name: str = "second_look"
+    segmenter: str = "segmenter_psf"
+    galaxy_types: str | None = "morphology"
+    train_dirs: tuple[str, ...] = ("data/segmenter_train", "data/segmenter_train_typical")
+    n_images: tuple[int, ...] = (600, 300)
+    val_dir: str = "data/segmenter_val"
+    run_dir: str = "runs/second_look"
+    epochs: int = 20
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        if len(self.train_dirs) != len(self.n_images):
+            raise ValueError("train_dirs and n_images must have the same length")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        return data | {"train_dirs": list(self.train_dirs), "n_images": list(self.n_images)}
+
+
+def _refiners(config: SecondLookTrainingConfig):
+    from skysift.models.registry import load_model
+    from skysift.morphology import GalaxyTyper
+
+    segmenter, card = load_model(config.segmenter)
+    typer = GalaxyTyper(config.galaxy_types) if config.galaxy_types else None
+    return segmenter, card, typer
+
+
+def instance_stamps(
+    catalogs: list[dict[str, Any]],
+    samples: list[dict[str, Any]],
+    *,
+    star_label: int,
+    matched_only: bool = True,
+) -> dict[str, np.ndarray]:
+    """The second look's inputs for catalog instances, and their truth labels.
+
+    Parameters
+    ----------
+    catalogs : list of dict
+        The segmenter's catalog of each sample (:func:`skysift.train.segmenter.
+        segmenter_catalogs`).
+    samples : list of dict
+        Samples of :func:`skysift.train.segmenter.load_images`, with ``psf_fwhm``.
+    star_label : int
+        The 1-based label of ``star`` in the segmenter's classes.
+    matched_only : bool
+        Keep only the instances that match a truth source (mask IoU >= 0.5, one to one).
+
+    Returns
+    -------
+    dict
+        ``cutouts (n, bands + 1, 32, 32)``, ``psf_fwhm (n,)``, ``is_star (n,)`` (truth group;
+        False for an unmatched instance), ``matched (n,)``, and ``image``/``instance``, where
+        each stamp came from.
+    """
+    from skysift.evaluate.segmentation import figure_matches
+    from skysift.second_look import instance_cutouts
+    from skysift.train.segmenter import sample_targets
+
+    targets = [sample_targets(s["labels"], s["ids"], s["classes"]) for s in samples]
+    truth_index, _ = figure_matches(catalogs, targets, unmasked=[s["unmasked"] for s in samples])
+    parts: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("cutouts", "psf_fwhm", "is_star", "matched", "image", "instance")
+    }
+    for k, (catalog, sample, target, index) in enumerate(
+        zip(catalogs, samples, targets, truth_index, strict=True)
+    ):
+        keep = index >= 0 if matched_only else np.ones(len(index), dtype=bool)
+        if not keep.any():
+            continue
+        masks = np.asarray(catalog["masks"])[keep, 0] >= 0.5
+        true_star = np.asarray(target["labels"]) == star_label
+        matched = index[keep] >= 0
+        parts["cutouts"].append(instance_cutouts(sample["image"], masks))
+        parts["psf_fwhm"].append(np.full(int(keep.sum()), float(sample["psf_fwhm"])))
+        parts["is_star"].append(matched & true_star[np.maximum(index[keep], 0)])
+        parts["matched"].append(matched)
+        parts["image"].append(np.full(int(keep.sum()), k))
+        parts["instance"].append(np.flatnonzero(keep))
+    if not parts["cutouts"]:
+        raise ValueError("no catalog instances to cut stamps from")
+    return {key: np.concatenate(value) for key, value in parts.items()}
+
+
+def _catalog_stamps(segmenter, typer, directory: str, seeds=None) -> dict[str, np.ndarray]:
+    from skysift.train.segmenter import load_images, segmenter_catalogs
+
+    samples = load_images(directory, seeds=seeds)
+    catalogs = segmenter_catalogs(segmenter, samples, galaxy_typer=typer)
+    star = segmenter.skysift_config.classes.index("star") + 1
+    return instance_stamps(catalogs, samples, star_label=star)
+
+
+def _dataset_seeds(directory: str) -> list[int]:
+    manifest = json.loads(Path(directory, "manifest.json").read_text())
+    return sorted(entry["seed"] for entry in manifest["shards"])
+
+
+def build_stamps(config: SecondLookTrainingConfig, *, progress: bool = True) -> Path:
+    """Cut (or reuse) the training and validation stamps; returns the cache file."""
+    from skysift.errors import InvalidParameterError
+    from skysift.io import atomic_write
+    from skysift.progress import progress_iter
+
+    run = Path(config.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    cache = run / "stamps.npz"
+    settings = json.dumps({k: config.to_dict()[k] for k in _STAMP_SETTINGS}, sort_keys=True)
+    if cache.exists():
+        with np.load(cache) as stored:
+            if str(stored["settings"]) == settings:
+                return cache
+        raise InvalidParameterError(
+            f"{cache}: cut with other settings; delete it or choose another run_dir"
+        )
+    segmenter, _, typer = _refiners(config)
+    chunks = []
+    for directory, n in zip(config.train_dirs, config.n_images, strict=True):
+        seeds = _dataset_seeds(directory)
+        if len(seeds) < n:
+            raise InvalidParameterError(f"{directory}: holds {len(seeds)} images, {n} asked for")
+        chunks += [(directory, seeds[s : min(s + CHUNK, n)]) for s in range(0, n, CHUNK)]
+    parts = [
+        _catalog_stamps(segmenter, typer, directory, seeds)
+        for directory, seeds in progress_iter(chunks, "cutting stamps", enabled=progress)
+    ]
+    train = {k: np.concatenate([p[k] for p in parts]) for k in ("cutouts", "psf_fwhm", "is_star")}
+    val = _catalog_stamps(segmenter, typer, config.val_dir)
+    with atomic_write(cache) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(
+            handle,
+            settings=np.array(settings),
+            **{f"train_{k}": v for k, v in train.items()},
+            **{f"val_{k}": val[k] for k in ("cutouts", "psf_fwhm", "is_star")},
+        )
+    return cache
+
+
+_STAMP_SETTINGS = ("segmenter", "galaxy_types", "train_dirs", "n_images", "val_dir")
+
+
+def architecture_for(bands: int):
+    """The second look's network: ASID-C's image branch on ``bands`` + 1 channels, a context
+    branch of 32 on the seeing alone, and one hidden layer of 64."""
+    from skysift.models.stargalaxy_inputs import StarGalaxyConfig
+
+    return StarGalaxyConfig(
+        in_channels=bands + 1,
+        position_input=False,
+        seeing_input=True,
+        position_widths=(32,),
+        head_widths=(64,),
+    )
+
+
+def train_second_look(config: SecondLookTrainingConfig, *, progress: bool = True) -> Path:
+    """Train on the cached stamps; returns the path of the best weights (safetensors)."""
+    import torch
+    from sklearn.metrics import log_loss
+
+    from skysift.models.stargalaxy import StarGalaxyNet
+    from skysift.progress import progress_iter
+    from skysift.second_look import predict_p_star
+    from skysift.train.checkpoints import append_log, save_weights
+
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(config.threads)
+    rng = np.random.default_rng(config.seed)
+    with np.load(build_stamps(config, progress=progress)) as stored:
+        data = {k: stored[k] for k in stored.files if k != "settings"}
+    architecture = architecture_for(data["train_cutouts"].shape[1] - 1)
+    network = StarGalaxyNet(architecture)
+    context = architecture.context(
+        np.zeros((len(data["train_psf_fwhm"]), 2)), seeing_fwhm=data["train_psf_fwhm"]
+    )
+    val_context = architecture.context(
+        np.zeros((len(data["val_psf_fwhm"]), 2)), seeing_fwhm=data["val_psf_fwhm"]
+    )
+    labels = data["train_is_star"].astype(np.float32)
+    optimizer = torch.optim.AdamW(
+        network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    run = Path(config.run_dir)
+    log_path = run / "log.jsonl"
+    log_path.unlink(missing_ok=True)
+    best = np.inf
+    for epoch in progress_iter(range(config.epochs), "second-look epochs", enabled=progress):
+        started = time.time()
+        network.train()
+        order = rng.permutation(len(labels))
+        for start in range(0, len(order), config.batch_size):
+            batch = order[start : start + config.batch_size]
+            cutouts = data["train_cutouts"][batch]
+            if rng.random() < 0.5:  # flips and quarter turns: the sky has no orientation
+                cutouts = cutouts[..., ::-1]
+            cutouts = np.rot90(cutouts, k=int(rng.integers(4)), axes=(2, 3))
+            logits = network(
+                torch.from_numpy(np.ascontiguousarray(cutouts)), torch.from_numpy(context[batch])
+            )
+            loss = loss_fn(logits, torch.from_numpy(labels[batch]))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        p = predict_p_star(network, data["val_cutouts"], val_context)
+        value = float(log_loss(data["val_is_star"], np.clip(p, 1e-6, 1 - 1e-6), labels=[0, 1]))
+        append_log(
+            log_path,
+            {"epoch": epoch + 1, "validation_log_loss": value, "seconds": time.time() - started},
+        )
+        if value < best:
+            best = value
+            save_weights(network, run / "best.safetensors")
+    return run / "best.safetensors"
+
+
+def card_for(config: SecondLookTrainingConfig, architecture, segmenter_card: dict) -> dict:
+    """The model card (without metrics) of a second look trained with ``config``."""
+    options = "" if config.segmenter == "segmenter_psf" else f" --segmenter {config.segmenter}"
+    if config.epochs != 20:
+        options += f" --epochs {config.epochs}"
+    if config.threads != 2:
+        options += f" --threads {config.threads}"
+    return {
+        "name": config.name,
+        "task": "star/galaxy second look at the segmenter's instances: P(star) from a 32x32 "
+        "cutout of the bands and the instance's mask, and the PSF FWHM",
+        "architecture": {"kind": "stargalaxy", "config": architecture.to_dict()},
+        "normalization": {
+            "kind": "segmenter",
+            "formula": "the segmenter's normalized bands (its card's normalization), cut at the "
+            "image's own pixel scale around the centre of each instance's mask; channel "
+            "bands + 1 is the instance's mask (1 inside, 0 outside)",
+            "seeing": "log(PSF FWHM of the detection band in pixels / seeing_reference)",
+        },
+        "segmenter": {
+            "name": config.segmenter,
+            "sha256": segmenter_card["sha256"],
+            "galaxy_types": config.galaxy_types,
+        },
+        "trained_on": {
+            "stamps": "the segmenter's catalog instances (re-typed and painted as the Segmenter "
+            "delivers them) that match a truth source with mask IoU >= 0.5, labelled by the "
+            "truth's group (1 = star)",
+            "images": dict(zip(config.train_dirs, config.n_images, strict=True)),
+            "validation": config.val_dir,
+        },
+        "training": {
+            "command": f"skysift train second-look --seed {config.seed}{options}",
+            "seed": config.seed,
+            "config": config.to_dict(),
+        },
+    }
+
+
+def figure_before_after(
+    segmenter, typer, second_look, directory: str, *, n: int | None = None
+) -> dict[str, Any]:
+    """Burke et al.'s figure on the catalog of ``directory``'s images, without and with the
+    second look (P@80 recall by S/N cut, stars and galaxies)."""
+    from skysift.evaluate.segmentation import precision_at_recall_by_snr
+    from skysift.train.segmenter import load_images, sample_targets, segmenter_catalogs
+
+    samples = load_images(directory)[:n]
+    targets = [sample_targets(s["labels"], s["ids"], s["classes"]) for s in samples]
+    classes = segmenter.skysift_config.classes
+    out = {"images": len(samples)}
+    for label, look in (("before", None), ("after", second_look)):
+        catalogs = segmenter_catalogs(segmenter, samples, galaxy_typer=typer, second_look=look)
+        out[label] = precision_at_recall_by_snr(
+            catalogs,
+            targets,
+            [s["snr"] for s in samples],
+            classes,
+            unmasked=[s["unmasked"] for s in samples],
+        )
+    return out
+
+
+def finish_second_look(
+    config: SecondLookTrainingConfig,
+    best_weights: Path,
+    *,
+    out_dir: Path | None = None,
+    test_dir: str = "data/segmenter_test",
+    typical_dir: str = "data/segmenter_typical_test",
+    progress: bool = True,
+) -> Path:
+    """Measure the held-out test images and write weights + card (fp16 when it holds)."""
+    import torch
+    from safetensors.torch import load_file
+    from sklearn.metrics import brier_score_loss, log_loss
+
+    from skysift.models.registry import save_model, weights_dir
+    from skysift.models.stargalaxy import StarGalaxyNet
+    from skysift.second_look import SecondLook, predict_p_star
+
+    with np.load(build_stamps(config, progress=progress)) as stored:
+        val = {k[4:]: stored[k] for k in stored.files if k.startswith("val_")}
+    architecture = architecture_for(val["cutouts"].shape[1] - 1)
+    context = architecture.context(np.zeros((len(val["psf_fwhm"]), 2)), seeing_fwhm=val["psf_fwhm"])
+    model = StarGalaxyNet(architecture)
+    model.load_state_dict(load_file(str(best_weights)))
+    half = StarGalaxyNet(architecture)
+    half.load_state_dict({k: v.half().to(v.dtype) for k, v in model.state_dict().items()})
+    p_full = predict_p_star(model, val["cutouts"], context)
+    p_half = predict_p_star(half, val["cutouts"], context)
+    fp16 = float(np.abs(p_full - p_half).max()) < 0.01
+    shipped = half if fp16 else model
+    p = p_half if fp16 else p_full
+    segmenter, segmenter_card, typer = _refiners(config)
+    card = card_for(config, architecture, segmenter_card)
+    card["parameters"] = int(sum(q.numel() for q in model.parameters()))
+    card["metrics"] = {
+        "validation_stamps": len(p),
+        "validation_log_loss": float(log_loss(val["is_star"], np.clip(p, 1e-6, 1 - 1e-6))),
+        "validation_brier": float(brier_score_loss(val["is_star"], p)),
+        "validation_accuracy": float(np.mean((p >= 0.5) == val["is_star"])),
+    }
+    look = SecondLook(module=shipped, card=card)
+    _require_test_images(test_dir, typical_dir)
+    card["metrics"]["test_precision_at_80_recall"] = figure_before_after(
+        segmenter, typer, look, test_dir
+    )
+    card["metrics"]["typical_test_precision_at_80_recall"] = figure_before_after(
+        segmenter, typer, look, typical_dir
+    )
+    Path(config.run_dir, "test_metrics.json").write_text(
+        json.dumps(card["metrics"], indent=1, default=float) + "\n"
+    )
+    with torch.no_grad():
+        return save_model(shipped, card, out_dir or weights_dir(), fp16=fp16)
+
+
+def _require_test_images(test_dir: str, typical_dir: str) -> None:
+    """Simulate the segmenter's held-out test images and typical test fields, if missing."""
+    from skysift.sim.dataset import write_dataset
+    from skysift.train.segmenter_data import (
+        SegmenterSamples,
+        segmenter_field_configs,
+        typical_field_configs,
+    )
+
+    write_dataset(test_dir, segmenter_field_configs("test", 128), SegmenterSamples())
+    write_dataset(typical_dir, typical_field_configs("test", 64), SegmenterSamples())

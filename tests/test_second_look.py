@@ -1,0 +1,152 @@
+"""The segmenter's star/galaxy second look: cutouts, the relabelling rule, training, shipping."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from skysift.errors import InvalidParameterError
+from skysift.second_look import SecondLook, instance_cutouts, relook
+from skysift.train.second_look import architecture_for
+
+CLASSES = ("star", "elliptical", "spiral", "other")
+
+
+def _look(bias: float) -> SecondLook:
+    """A second look on 3 bands whose P(star) is sigmoid(bias) for every input."""
+    import torch
+
+    from skysift.models.stargalaxy import StarGalaxyNet
+
+    architecture = architecture_for(3)
+    network = StarGalaxyNet(architecture)
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.zero_()
+        network.head[-1].bias.fill_(bias)
+    card = {"name": "test_look", "architecture": {"config": architecture.to_dict()}}
+    return SecondLook(module=network, card=card)
+
+
+def _prediction():
+    masks = np.zeros((3, 1, 64, 64), dtype=np.float32)
+    masks[0, 0, 10:14, 10:14] = 0.9
+    masks[1, 0, 30:40, 30:40] = 0.9
+    masks[2, 0, 50:54, 2:6] = 0.9
+    return {
+        "boxes": np.array([[10, 10, 14, 14], [30, 30, 40, 40], [2, 50, 6, 54]], dtype=np.float32),
+        "labels": np.array([1, 3, 2]),  # star, spiral, elliptical
+        "scores": np.array([0.9, 0.6, 0.7], dtype=np.float32),
+        "p_star": np.array([0.9, 0.3, 0.2], dtype=np.float32),
+        "p_galaxy": np.array([0.05, 0.6, 0.7], dtype=np.float32),
+        "masks": masks,
+    }
+
+
+def test_cutouts_centre_the_mask_and_carry_it_as_a_channel():
+    bands = np.arange(3 * 40 * 50, dtype=np.float32).reshape(3, 40, 50)
+    masks = np.zeros((3, 40, 50), dtype=bool)
+    masks[0, 20:23, 25:28] = True  # centre (21, 26)
+    masks[1, 0:2, 0:2] = True  # at the corner: the rest is zero
+    cutouts = instance_cutouts(bands, masks)
+    assert cutouts.shape == (3, 4, 32, 32)
+    np.testing.assert_array_equal(cutouts[0, :3], bands[:, 5:37, 10:42])
+    assert cutouts[0, 3].sum() == 9 and cutouts[0, 3, 15:18, 15:18].all()
+    assert cutouts[1, 3].sum() == 4 and cutouts[1, :3, :16].sum() == 0
+    np.testing.assert_array_equal(cutouts[1, :3, 16:, 16:], bands[:, :16, :16])
+    assert not cutouts[2].any()  # an empty mask gives an empty cutout
+
+
+def test_relook_makes_stars_with_scores_from_the_source_probability():
+    prediction = _prediction()
+    before = {k: v.copy() for k, v in prediction.items()}
+    bands = np.zeros((3, 64, 64), dtype=np.float32)
+    out = relook(prediction, bands, _look(np.log(4.0)), psf_fwhm=4.0, classes=CLASSES)
+    np.testing.assert_array_equal(out["labels"], [1, 1, 1])
+    source = before["p_star"] + before["p_galaxy"]
+    np.testing.assert_allclose(out["scores"], source * 0.8, rtol=1e-5)
+    np.testing.assert_allclose(out["detection_scores"], out["scores"])
+    np.testing.assert_allclose(out["p_star_second_look"], 0.8, rtol=1e-5)
+    for key, value in before.items():  # the input is left as it was
+        np.testing.assert_array_equal(prediction[key], value)
+
+
+def test_relook_makes_galaxies_keeping_their_types():
+    bands = np.zeros((3, 64, 64), dtype=np.float32)
+    out = relook(_prediction(), bands, _look(-np.log(3.0)), psf_fwhm=4.0, classes=CLASSES)
+    np.testing.assert_array_equal(out["labels"], [4, 3, 2])  # star -> other; types kept
+    source = np.array([0.95, 0.9, 0.9])
+    np.testing.assert_allclose(out["scores"], source * 0.75, rtol=1e-5)
+
+
+def test_relook_needs_the_heads_group_probabilities_and_matching_bands():
+    prediction = _prediction()
+    del prediction["p_galaxy"]
+    with pytest.raises(InvalidParameterError, match="p_galaxy"):
+        relook(prediction, np.zeros((3, 64, 64)), _look(0.0), psf_fwhm=4.0, classes=CLASSES)
+    with pytest.raises(InvalidParameterError, match="takes 3 bands"):
+        _look(0.0).p_star(np.zeros((1, 64, 64)), np.zeros((1, 64, 64), bool), psf_fwhm=4.0)
+
+
+def test_a_classifier_with_a_position_input_is_not_a_second_look():
+    from skysift.models.stargalaxy import StarGalaxyNet
+    from skysift.models.stargalaxy_inputs import StarGalaxyConfig
+
+    config = StarGalaxyConfig()
+    card = {"name": "stargalaxy", "architecture": {"config": config.to_dict()}}
+    with pytest.raises(InvalidParameterError, match="not a second look"):
+        SecondLook(module=StarGalaxyNet(config), card=card)
+
+
+def test_training_on_cached_stamps_keeps_the_best_epoch(tmp_path):
+    """A tiny run on a stamps cache: stars are bright points, galaxies wide blobs; three
+    epochs are logged and the best weights tell them apart on the validation stamps."""
+    from safetensors.torch import load_file
+
+    from skysift.models.stargalaxy import StarGalaxyNet
+    from skysift.second_look import predict_p_star
+    from skysift.train.second_look import (
+        _STAMP_SETTINGS,
+        SecondLookTrainingConfig,
+        train_second_look,
+    )
+
+    config = SecondLookTrainingConfig(run_dir=str(tmp_path), epochs=3, batch_size=32, threads=1)
+    rng = np.random.default_rng(2_000_001)
+    yy, xx = np.mgrid[:32, :32] - 15.5
+
+    def stamps(n):
+        is_star = rng.random(n) < 0.5
+        sigma = np.where(is_star, 1.0, 4.0)[:, None, None]
+        light = np.exp(-(yy**2 + xx**2) / (2 * sigma**2))
+        cutouts = np.repeat(light[:, None], 4, axis=1).astype(np.float32)
+        cutouts[:, :3] += rng.normal(0, 0.05, cutouts[:, :3].shape).astype(np.float32)
+        cutouts[:, 3] = light > 0.1
+        return cutouts, np.full(n, 4.0), is_star
+
+    settings = json.dumps({k: config.to_dict()[k] for k in _STAMP_SETTINGS}, sort_keys=True)
+    train, val = stamps(256), stamps(128)
+    np.savez_compressed(
+        tmp_path / "stamps.npz",
+        settings=np.array(settings),
+        **{f"train_{k}": v for k, v in zip(("cutouts", "psf_fwhm", "is_star"), train, strict=True)},
+        **{f"val_{k}": v for k, v in zip(("cutouts", "psf_fwhm", "is_star"), val, strict=True)},
+    )
+    best = train_second_look(config, progress=False)
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [entry["epoch"] for entry in log] == [1, 2, 3]
+    network = StarGalaxyNet(architecture_for(3))
+    network.load_state_dict(load_file(str(best)))
+    context = architecture_for(3).context(np.zeros((128, 2)), seeing_fwhm=4.0)
+    p_star = predict_p_star(network, val[0], context)
+    assert np.mean((p_star >= 0.5) == val[2]) > 0.9
+
+
+def test_a_stamps_cache_cut_with_other_settings_is_refused(tmp_path):
+    from skysift.train.second_look import SecondLookTrainingConfig, build_stamps
+
+    np.savez_compressed(tmp_path / "stamps.npz", settings=np.array("{}"))
+    with pytest.raises(InvalidParameterError, match="other settings"):
+        build_stamps(SecondLookTrainingConfig(run_dir=str(tmp_path)), progress=False)
