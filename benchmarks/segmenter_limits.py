@@ -34,6 +34,7 @@ from skysift.evaluate.segmentation import (
 )
 from skysift.models.registry import load_model
 from skysift.morphology import GalaxyTyper
+from skysift.second_look import SecondLook
 from skysift.sim.dataset import write_dataset
 from skysift.train.segmenter import load_images, sample_targets, segmenter_catalogs
 from skysift.train.segmenter_data import (
@@ -206,6 +207,9 @@ def main() -> None:
     parser.add_argument("--images", choices=sorted(IMAGE_SETS), default="typical")
     parser.add_argument("--cuts", default="20,50,100")
     parser.add_argument("--own-types", action="store_true", help="Skip the galaxy-type network.")
+    parser.add_argument(
+        "--second-look", default=None, help="Shipped second look to refine the catalog with."
+    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     import torch
@@ -219,11 +223,13 @@ def main() -> None:
     )
     samples = load_images(str(directory))
     typer = None if args.own_types else GalaxyTyper()
-    catalogs = segmenter_catalogs(module, samples, galaxy_typer=typer)
+    look = SecondLook(args.second_look) if args.second_look else None
+    catalogs = segmenter_catalogs(module, samples, galaxy_typer=typer, second_look=look)
     cuts = tuple(float(v) for v in args.cuts.split(","))
     result = limits(catalogs, samples, module.skysift_config.classes, cuts)
-    result.update(model=args.model, image_set=args.images, galaxy_types=typer is not None)
-    out = ROOT / "benchmarks" / "results" / f"{args.model}_limits_{args.images}.json"
+    name = args.model + (f"_{args.second_look}" if args.second_look else "")
+    result.update(model=name, image_set=args.images, galaxy_types=typer is not None)
+    out = ROOT / "benchmarks" / "results" / f"{name}_limits_{args.images}.json"
     out.write_text(json.dumps(result, indent=1, default=float) + "\n")
     print(markdown(result))
 

@@ -53,8 +53,10 @@ def test_cutouts_centre_the_mask_and_carry_it_as_a_channel():
     cutouts = instance_cutouts(bands, masks)
     assert cutouts.shape == (3, 4, 32, 32)
     np.testing.assert_array_equal(cutouts[0, :3], bands[:, 5:37, 10:42])
-    assert cutouts[0, 3].sum() == 9 and cutouts[0, 3, 15:18, 15:18].all()
-    assert cutouts[1, 3].sum() == 4 and cutouts[1, :3, :16].sum() == 0
+    assert cutouts[0, 3].sum() == 9
+    assert cutouts[0, 3, 15:18, 15:18].all()
+    assert cutouts[1, 3].sum() == 4
+    assert cutouts[1, :3, :16].sum() == 0
     np.testing.assert_array_equal(cutouts[1, :3, 16:, 16:], bands[:, :16, :16])
     assert not cutouts[2].any()  # an empty mask gives an empty cutout
 
@@ -87,7 +89,7 @@ def test_relook_needs_the_heads_group_probabilities_and_matching_bands():
     with pytest.raises(InvalidParameterError, match="p_galaxy"):
         relook(prediction, np.zeros((3, 64, 64)), _look(0.0), psf_fwhm=4.0, classes=CLASSES)
     with pytest.raises(InvalidParameterError, match="takes 3 bands"):
-        _look(0.0).p_star(np.zeros((1, 64, 64)), np.zeros((1, 64, 64), bool), psf_fwhm=4.0)
+        _look(0.0).probabilities(np.zeros((1, 64, 64)), np.zeros((1, 64, 64), bool), psf_fwhm=4.0)
 
 
 def test_a_classifier_with_a_position_input_is_not_a_second_look():
@@ -100,48 +102,57 @@ def test_a_classifier_with_a_position_input_is_not_a_second_look():
         SecondLook(module=StarGalaxyNet(config), card=card)
 
 
-def test_training_on_cached_stamps_keeps_the_best_epoch(tmp_path):
-    """A tiny run on a stamps cache: stars are bright points, galaxies wide blobs; three
-    epochs are logged and the best weights tell them apart on the validation stamps."""
+@pytest.mark.parametrize("reject", [False, True])
+def test_training_on_cached_stamps_keeps_the_best_epoch(tmp_path, reject):
+    """A tiny run on a stamps cache: stars are points, galaxies wide blobs, false detections
+    masks on empty sky. Three epochs are logged, and the best weights tell the classes apart
+    on the validation stamps (without ``reject``, the false ones are not trained on)."""
     from safetensors.torch import load_file
 
     from skysift.models.stargalaxy import StarGalaxyNet
-    from skysift.second_look import predict_p_star
+    from skysift.second_look import predict_probabilities
     from skysift.train.second_look import (
+        _STAMP_ARRAYS,
         _STAMP_SETTINGS,
         SecondLookTrainingConfig,
         train_second_look,
     )
 
-    config = SecondLookTrainingConfig(run_dir=str(tmp_path), epochs=3, batch_size=32, threads=1)
+    config = SecondLookTrainingConfig(
+        run_dir=str(tmp_path), epochs=3, batch_size=32, threads=1, reject=reject
+    )
     rng = np.random.default_rng(2_000_001)
     yy, xx = np.mgrid[:32, :32] - 15.5
 
     def stamps(n):
-        is_star = rng.random(n) < 0.5
-        sigma = np.where(is_star, 1.0, 4.0)[:, None, None]
+        label = rng.integers(0, 3, n)
+        sigma = np.where(label == 1, 1.0, 4.0)[:, None, None]
         light = np.exp(-(yy**2 + xx**2) / (2 * sigma**2))
         cutouts = np.repeat(light[:, None], 4, axis=1).astype(np.float32)
+        cutouts[label == 2, :3] = 0.0
         cutouts[:, :3] += rng.normal(0, 0.05, cutouts[:, :3].shape).astype(np.float32)
         cutouts[:, 3] = light > 0.1
-        return cutouts, np.full(n, 4.0), is_star
+        return cutouts, np.full(n, 4.0), label
 
     settings = json.dumps({k: config.to_dict()[k] for k in _STAMP_SETTINGS}, sort_keys=True)
-    train, val = stamps(256), stamps(128)
+    train, val = stamps(384), stamps(192)
     np.savez_compressed(
         tmp_path / "stamps.npz",
         settings=np.array(settings),
-        **{f"train_{k}": v for k, v in zip(("cutouts", "psf_fwhm", "is_star"), train, strict=True)},
-        **{f"val_{k}": v for k, v in zip(("cutouts", "psf_fwhm", "is_star"), val, strict=True)},
+        **{f"train_{k}": v for k, v in zip(_STAMP_ARRAYS, train, strict=True)},
+        **{f"val_{k}": v for k, v in zip(_STAMP_ARRAYS, val, strict=True)},
     )
     best = train_second_look(config, progress=False)
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [entry["epoch"] for entry in log] == [1, 2, 3]
-    network = StarGalaxyNet(architecture_for(3))
+    architecture = architecture_for(3, reject=reject)
+    network = StarGalaxyNet(architecture)
     network.load_state_dict(load_file(str(best)))
-    context = architecture_for(3).context(np.zeros((128, 2)), seeing_fwhm=4.0)
-    p_star = predict_p_star(network, val[0], context)
-    assert np.mean((p_star >= 0.5) == val[2]) > 0.9
+    context = architecture.context(np.zeros((192, 2)), seeing_fwhm=4.0)
+    p = predict_probabilities(network, val[0], context)
+    assert p.shape == (192, 3 if reject else 2)
+    scored = val[2] < (3 if reject else 2)
+    assert np.mean(p.argmax(axis=1)[scored] == val[2][scored]) > 0.9
 
 
 def test_a_stamps_cache_cut_with_other_settings_is_refused(tmp_path):

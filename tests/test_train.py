@@ -235,6 +235,9 @@ def test_segmenter_typical_fields_join_the_training_images_and_the_card(tmp_path
     assert card_for(SegmenterTrainingConfig())["training"]["command"] == (
         "skysift train segmenter --seed 0"
     )
+    # another thread count sums in another order: the command must say it
+    one_thread = card_for(SegmenterTrainingConfig(threads=1))["training"]["command"]
+    assert one_thread == "skysift train segmenter --seed 0 --threads 1"
 
 
 def test_segmenter_finetune_starts_from_the_packaged_model_with_a_silent_psf_channel():

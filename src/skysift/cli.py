@@ -566,6 +566,12 @@ def train_second_look_command(
     segmenter: str = typer.Option(
         "segmenter_psf", help="Shipped segmenter whose catalog instances it learns to correct."
     ),
+    reject: bool = typer.Option(
+        False,
+        "--reject",
+        help="Three classes: galaxy, star, and false (an instance that matches no source); a "
+        "false instance's score drops.",
+    ),
     epochs: int = typer.Option(20, help="Passes over the training stamps."),
     threads: int = typer.Option(2, help="CPU threads."),
     data_dir: Path = typer.Option(Path("data"), help="Where simulated images are cached."),
@@ -593,6 +599,7 @@ def train_second_look_command(
         config = SecondLookTrainingConfig(
             segmenter=segmenter,
             seed=seed,
+            reject=reject,
             epochs=epochs,
             threads=threads,
             train_dirs=(

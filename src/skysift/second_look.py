@@ -8,12 +8,14 @@ network (:class:`skysift.models.stargalaxy.StarGalaxyNet`) on a 32x32 cutout at 
 pixel scale, centred on each instance's mask. Its channels are the segmenter's normalized bands
 plus the instance's own mask, so that a neighbour in the cutout is not taken for the source;
 its context branch gets the PSF FWHM, ``log(FWHM / 4.5 px)``, because only the PSF tells a
-compact galaxy from a star.
+compact galaxy from a star. A second look with three classes (galaxy, star, false) also
+learns the detections that match no source, or whose mask misses it: the rest of what keeps
+the galaxies below Burke et al.'s target.
 
-:func:`relook` applies it to a detector's prediction: each instance takes the second look's
-group (star if P(star) >= 0.5), and its score becomes P(source) x P(group), where P(source) is
-the detector's P(star) + P(galaxy). A galaxy keeps its type; a star made a galaxy becomes
-``other`` until the galaxy typer (:mod:`skysift.morphology`) types it.
+:func:`relook` applies it to a detector's prediction: each instance takes the more probable
+of the second look's star and galaxy, and its score becomes P(source) x P(group), where
+P(source) is the detector's P(star) + P(galaxy). A galaxy keeps its type; a star made a galaxy
+becomes ``other`` until the galaxy typer (:mod:`skysift.morphology`) types it.
 """
 
 from __future__ import annotations
@@ -94,14 +96,25 @@ class SecondLook:
                 f"model {card['name']!r} is not a second look: it must take the seeing and "
                 "no field position"
             )
+        self.classes = tuple(card.get("classes", BINARY_CLASSES))
+        fits = (
+            self.classes == BINARY_CLASSES
+            if self.config.outputs == 1
+            else len(self.classes) == self.config.outputs
+        )
+        if not fits or not {"galaxy", "star"} <= set(self.classes):
+            raise InvalidParameterError(
+                f"model {card['name']!r}: classes {self.classes} do not fit its "
+                f"{self.config.outputs} output(s); a second look needs galaxy and star"
+            )
 
     @property
     def bands(self) -> int:
         """Image bands of the cutouts (the network's channels less the mask)."""
         return self.config.in_channels - 1
 
-    def p_star(self, bands: np.ndarray, masks: np.ndarray, *, psf_fwhm: float) -> np.ndarray:
-        """P(star) of each instance.
+    def probabilities(self, bands: np.ndarray, masks: np.ndarray, *, psf_fwhm: float) -> np.ndarray:
+        """``(n, classes)`` probabilities of each instance, columns as :attr:`classes`.
 
         Parameters
         ----------
@@ -120,14 +133,21 @@ class SecondLook:
                 f"{bands.shape[0]}"
             )
         if not len(masks):
-            return np.zeros(0)
+            return np.zeros((0, len(self.classes)))
         cutouts = instance_cutouts(bands, masks)
         context = self.config.context(np.zeros((len(masks), 2)), seeing_fwhm=psf_fwhm)
-        return predict_p_star(self.module, cutouts, context)
+        return predict_probabilities(self.module, cutouts, context)
 
 
-def predict_p_star(module, cutouts: np.ndarray, context: np.ndarray, *, batch: int = 1024):
-    """``sigmoid`` of a star/galaxy network's logits, in batches (torch, no gradients)."""
+#: Classes of a one-output second look (its sigmoid is P(star)).
+BINARY_CLASSES = ("galaxy", "star")
+
+
+def predict_probabilities(
+    module, cutouts: np.ndarray, context: np.ndarray, *, batch: int = 1024
+) -> np.ndarray:
+    """``(n, classes)`` probabilities from a star/galaxy network, in batches (torch, no
+    gradients): ``(1 - p, p)`` with ``p = sigmoid`` for one output, else the softmax."""
     import torch
 
     module.eval()
@@ -138,8 +158,13 @@ def predict_p_star(module, cutouts: np.ndarray, context: np.ndarray, *, batch: i
                 torch.from_numpy(np.ascontiguousarray(cutouts[start : start + batch])),
                 torch.from_numpy(np.ascontiguousarray(context[start : start + batch])),
             )
-            out.append(torch.sigmoid(logits).numpy().astype(np.float64))
-    return np.concatenate(out) if out else np.zeros(0)
+            if logits.ndim == 1:
+                p = torch.sigmoid(logits)
+                out.append(torch.stack([1 - p, p], dim=1).numpy().astype(np.float64))
+            else:
+                out.append(torch.softmax(logits, dim=1).numpy().astype(np.float64))
+    n_classes = max(getattr(module.config, "outputs", 1), 2)
+    return np.concatenate(out) if out else np.zeros((0, n_classes))
 
 
 def relook(
@@ -172,10 +197,11 @@ def relook(
     Returns
     -------
     dict
-        A new prediction: instances with P(star) >= 0.5 are stars, the rest galaxies (a
-        galaxy keeps its type, a former star becomes ``other``); ``scores`` and
-        ``detection_scores`` are P(source) x P(group), and ``p_star_second_look`` is the
-        network's P(star). The input is not modified.
+        A new prediction: instances with P(star) >= P(galaxy) are stars, the rest galaxies
+        (a galaxy keeps its type, a former star becomes ``other``); ``scores`` and
+        ``detection_scores`` are P(source) x P(group), and ``p_star_second_look`` (and, with
+        three classes, ``p_false_second_look``) are the network's. The input is not
+        modified.
     """
     from skysift.errors import InvalidParameterError
 
@@ -187,15 +213,19 @@ def relook(
         )
     star, other = classes.index("star") + 1, classes.index("other") + 1
     masks = np.asarray(prediction["masks"])[:, 0] >= mask_threshold
-    p_star = second_look.p_star(bands, masks, psf_fwhm=psf_fwhm)
+    probabilities = second_look.probabilities(bands, masks, psf_fwhm=psf_fwhm)
+    column = {name: probabilities[:, k] for k, name in enumerate(second_look.classes)}
+    p_star, p_galaxy = column["star"], column["galaxy"]
     labels = np.asarray(prediction["labels"])
-    is_star = p_star >= 0.5
+    is_star = p_star >= p_galaxy
     new_labels = np.where(is_star, star, np.where(labels == star, other, labels))
     source = np.asarray(prediction["p_star"], float) + np.asarray(prediction["p_galaxy"], float)
-    scores = source * np.where(is_star, p_star, 1.0 - p_star)
+    scores = source * np.maximum(p_star, p_galaxy)
     out = dict(prediction)
     out["labels"] = new_labels.astype(labels.dtype)
     out["scores"] = scores.astype(np.asarray(prediction["scores"]).dtype)
     out["detection_scores"] = out["scores"].copy()
     out["p_star_second_look"] = p_star
+    if "false" in column:
+        out["p_false_second_look"] = column["false"]
     return out

@@ -269,7 +269,9 @@ class Segmenter:
             )
             return measured, "measured"
         raise InvalidParameterError(
-            f"the {self.config.model!r} model takes the PSF FWHM as an input, and it could not "
+            f"the {self.config.model!r} model"
+            + (" with a second look" if self.config.second_look else "")
+            + " takes the PSF FWHM as an input, and it could not "
             f"be measured on this image (fewer than {PSF_MIN_SOURCES} bright point sources, or "
             f"a PSF wider than {2 * SEEING_RADIUS:g} px): give SegmentConfig(psf_fwhm=<pixels>) "
             "or an image whose header has SEEING (arcsec) and a pixel scale"
@@ -662,6 +664,8 @@ def segment(
     lookup = np.zeros(len(instances) + 1, dtype=np.int32)
     lookup[1:] = np.asarray(out["id"])[rows]
     out.meta["segmenter"] = segmenter.card["name"]
+    if segmenter.second_look is not None:
+        out.meta["segmenter_second_look"] = segmenter.second_look.card["name"]
     for key in ("psf_fwhm_pixels", "psf_fwhm_from"):
         if key in instances.meta:
             out.meta[f"segmenter_{key}"] = instances.meta[key]

@@ -27,7 +27,8 @@ __all__ = ["StarGalaxyConfig", "StarGalaxyNet", "normalized_position"]
 
 
 class StarGalaxyNet(nn.Module):
-    """``forward(cutouts (N, in_channels, 32, 32), context (N, C)) -> logits (N,)``.
+    """``forward(cutouts (N, in_channels, 32, 32), context (N, C)) -> logits``: ``(N,)``, or
+    ``(N, outputs)`` when the config has more than one output.
 
     The context is the normalized position (C = 2), plus the seeing input when the config has
     ``seeing_input`` (C = 3).
@@ -65,7 +66,7 @@ class StarGalaxyNet(nn.Module):
         for w in config.head_widths:
             head += [nn.Linear(width, w), nn.ReLU(inplace=True)]
             width = w
-        head.append(nn.Linear(width, 1))
+        head.append(nn.Linear(width, config.outputs))
         self.head = nn.Sequential(*head)
 
     def embedding(self, cutouts: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -76,7 +77,8 @@ class StarGalaxyNet(nn.Module):
         return self.head[:-1](features)
 
     def forward(self, cutouts: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        return self.head[-1](self.embedding(cutouts, positions)).squeeze(1)
+        logits = self.head[-1](self.embedding(cutouts, positions))
+        return logits.squeeze(1) if self.config.outputs == 1 else logits
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)

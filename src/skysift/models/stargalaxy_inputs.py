@@ -25,6 +25,9 @@ class StarGalaxyConfig:
     in_channels : int
         Cutout channels: 1 (ASID-C's single band), or more (e.g. the segmenter's second look:
         its bands and the instance's mask).
+    outputs : int
+        Logits: 1 (P(star) = sigmoid), or one per class (softmax; e.g. galaxy, star and false
+        detection for the segmenter's second look).
     filters : int
         Filters of each convolution (32).
     position_widths : (int, int)
@@ -42,6 +45,7 @@ class StarGalaxyConfig:
 
     cutout: int = 32
     in_channels: int = 1
+    outputs: int = 1
     filters: int = 32
     position_widths: tuple[int, ...] = (64, 32)
     head_widths: tuple[int, ...] = (256, 32)

@@ -45,6 +45,7 @@ class SecondLookTrainingConfig:
     n_images: tuple[int, ...] = (600, 300)
     val_dir: str = "data/segmenter_val"
     run_dir: str = "runs/second_look"
+    reject: bool = False
     epochs: int = 20
     batch_size: int = 256
     learning_rate: float = 1e-3
@@ -71,55 +72,56 @@ def _refiners(config: SecondLookTrainingConfig):
 
 
 def instance_stamps(
-    catalogs: list[dict[str, Any]],
-    samples: list[dict[str, Any]],
-    *,
-    star_label: int,
-    matched_only: bool = True,
+    catalogs: list[dict[str, Any]], samples: list[dict[str, Any]], *, star_label: int
 ) -> dict[str, np.ndarray]:
-    """The second look's inputs for catalog instances, and their truth labels.
+    """The second look's inputs for catalog instances, and their truth classes.
 
     Parameters
     ----------
     catalogs : list of dict
         The segmenter's catalog of each sample (:func:`skysift.train.segmenter.
-        segmenter_catalogs`).
+        segmenter_catalogs`); matched by their painted ``masks``, cut with
+        ``detector_masks`` (the detector's own, which the second look sees in the
+        ``Segmenter``) when they have them.
     samples : list of dict
         Samples of :func:`skysift.train.segmenter.load_images`, with ``psf_fwhm``.
     star_label : int
         The 1-based label of ``star`` in the segmenter's classes.
-    matched_only : bool
-        Keep only the instances that match a truth source (mask IoU >= 0.5, one to one).
 
     Returns
     -------
     dict
-        ``cutouts (n, bands + 1, 32, 32)``, ``psf_fwhm (n,)``, ``is_star (n,)`` (truth group;
-        False for an unmatched instance), ``matched (n,)``, and ``image``/``instance``, where
-        each stamp came from.
+        ``cutouts (n, bands + 1, 32, 32)``, ``psf_fwhm (n,)`` and ``label (n,)``: the class
+        index in :data:`CLASSES` (galaxy, star: the group of the truth source the instance
+        matches, mask IoU >= 0.5, one to one; false: it matches none); ``image`` and
+        ``instance`` say where each stamp came from. Detections of truth sources without a
+        mask, which Burke et al.'s figure counts neither way, are left out.
     """
     from skysift.evaluate.segmentation import figure_matches
     from skysift.second_look import instance_cutouts
     from skysift.train.segmenter import sample_targets
 
     targets = [sample_targets(s["labels"], s["ids"], s["classes"]) for s in samples]
-    truth_index, _ = figure_matches(catalogs, targets, unmasked=[s["unmasked"] for s in samples])
+    truth_index, neutral = figure_matches(
+        catalogs, targets, unmasked=[s["unmasked"] for s in samples]
+    )
     parts: dict[str, list[np.ndarray]] = {
-        k: [] for k in ("cutouts", "psf_fwhm", "is_star", "matched", "image", "instance")
+        k: [] for k in ("cutouts", "psf_fwhm", "label", "image", "instance")
     }
-    for k, (catalog, sample, target, index) in enumerate(
-        zip(catalogs, samples, targets, truth_index, strict=True)
+    for k, (catalog, sample, target, index, skip) in enumerate(
+        zip(catalogs, samples, targets, truth_index, neutral, strict=True)
     ):
-        keep = index >= 0 if matched_only else np.ones(len(index), dtype=bool)
+        keep = ~np.asarray(skip, dtype=bool)
         if not keep.any():
             continue
-        masks = np.asarray(catalog["masks"])[keep, 0] >= 0.5
+        masks = np.asarray(catalog.get("detector_masks", catalog["masks"]))[keep, 0] >= 0.5
         true_star = np.asarray(target["labels"]) == star_label
         matched = index[keep] >= 0
+        is_star = matched & true_star[np.maximum(index[keep], 0)]
+        label = np.where(matched, np.where(is_star, 1, 0), 2)
         parts["cutouts"].append(instance_cutouts(sample["image"], masks))
         parts["psf_fwhm"].append(np.full(int(keep.sum()), float(sample["psf_fwhm"])))
-        parts["is_star"].append(matched & true_star[np.maximum(index[keep], 0)])
-        parts["matched"].append(matched)
+        parts["label"].append(label.astype(np.int64))
         parts["image"].append(np.full(int(keep.sum()), k))
         parts["instance"].append(np.flatnonzero(keep))
     if not parts["cutouts"]:
@@ -127,11 +129,21 @@ def instance_stamps(
     return {key: np.concatenate(value) for key, value in parts.items()}
 
 
+#: The second look's classes, in the order of their labels in the stamps.
+CLASSES = ("galaxy", "star", "false")
+
+
 def _catalog_stamps(segmenter, typer, directory: str, seeds=None) -> dict[str, np.ndarray]:
-    from skysift.train.segmenter import load_images, segmenter_catalogs
+    from skysift.evaluate.segmentation import as_catalog
+    from skysift.train.segmenter import load_images, refined_predictions
 
     samples = load_images(directory, seeds=seeds)
-    catalogs = segmenter_catalogs(segmenter, samples, galaxy_typer=typer)
+    catalogs = []
+    for prediction in refined_predictions(segmenter, samples, galaxy_typer=typer):
+        # the instances the label map keeps, each cut with the detector's own mask: the
+        # second look runs on those, before the masks are painted (Segmenter, relook)
+        catalog = as_catalog(prediction | {"detector_masks": prediction["masks"]})
+        catalogs.append(catalog)
     star = segmenter.skysift_config.classes.index("star") + 1
     return instance_stamps(catalogs, samples, star_label=star)
 
@@ -169,28 +181,31 @@ def build_stamps(config: SecondLookTrainingConfig, *, progress: bool = True) -> 
         _catalog_stamps(segmenter, typer, directory, seeds)
         for directory, seeds in progress_iter(chunks, "cutting stamps", enabled=progress)
     ]
-    train = {k: np.concatenate([p[k] for p in parts]) for k in ("cutouts", "psf_fwhm", "is_star")}
+    train = {k: np.concatenate([p[k] for p in parts]) for k in _STAMP_ARRAYS}
     val = _catalog_stamps(segmenter, typer, config.val_dir)
     with atomic_write(cache) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(
             handle,
             settings=np.array(settings),
             **{f"train_{k}": v for k, v in train.items()},
-            **{f"val_{k}": val[k] for k in ("cutouts", "psf_fwhm", "is_star")},
+            **{f"val_{k}": val[k] for k in _STAMP_ARRAYS},
         )
     return cache
 
 
 _STAMP_SETTINGS = ("segmenter", "galaxy_types", "train_dirs", "n_images", "val_dir")
+_STAMP_ARRAYS = ("cutouts", "psf_fwhm", "label")
 
 
-def architecture_for(bands: int):
+def architecture_for(bands: int, *, reject: bool = False):
     """The second look's network: ASID-C's image branch on ``bands`` + 1 channels, a context
-    branch of 32 on the seeing alone, and one hidden layer of 64."""
+    branch of 32 on the seeing alone, and one hidden layer of 64; one output (P(star)), or
+    with ``reject`` three (galaxy, star, false)."""
     from skysift.models.stargalaxy_inputs import StarGalaxyConfig
 
     return StarGalaxyConfig(
         in_channels=bands + 1,
+        outputs=len(CLASSES) if reject else 1,
         position_input=False,
         seeing_input=True,
         position_widths=(32,),
@@ -198,34 +213,64 @@ def architecture_for(bands: int):
     )
 
 
+def _stamps(config: SecondLookTrainingConfig, progress: bool) -> dict[str, np.ndarray]:
+    """The cached stamps this run trains on: without ``reject`` the matched ones only."""
+    with np.load(build_stamps(config, progress=progress)) as stored:
+        data = {k: stored[k] for k in stored.files if k != "settings"}
+    if not config.reject:
+        for role in ("train", "val"):
+            keep = data[f"{role}_label"] < 2
+            for key in _STAMP_ARRAYS:
+                data[f"{role}_{key}"] = data[f"{role}_{key}"][keep]
+    return data
+
+
+def _context(architecture, data: dict[str, np.ndarray], role: str) -> np.ndarray:
+    fwhm = data[f"{role}_psf_fwhm"]
+    return architecture.context(np.zeros((len(fwhm), 2)), seeing_fwhm=fwhm)
+
+
+def classes_of(config: SecondLookTrainingConfig) -> tuple[str, ...]:
+    """The classes of the network ``config`` trains, in the order of its probabilities."""
+    from skysift.second_look import BINARY_CLASSES
+
+    return CLASSES if config.reject else BINARY_CLASSES
+
+
+def _log_loss(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log probability of the true class (floored at 1e-6)."""
+    chosen = probabilities[np.arange(len(labels)), labels]
+    return float(-np.mean(np.log(np.maximum(chosen, 1e-6))))
+
+
 def train_second_look(config: SecondLookTrainingConfig, *, progress: bool = True) -> Path:
     """Train on the cached stamps; returns the path of the best weights (safetensors)."""
     import torch
-    from sklearn.metrics import log_loss
 
     from skysift.models.stargalaxy import StarGalaxyNet
     from skysift.progress import progress_iter
-    from skysift.second_look import predict_p_star
+    from skysift.second_look import predict_probabilities
     from skysift.train.checkpoints import append_log, save_weights
 
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     rng = np.random.default_rng(config.seed)
-    with np.load(build_stamps(config, progress=progress)) as stored:
-        data = {k: stored[k] for k in stored.files if k != "settings"}
-    architecture = architecture_for(data["train_cutouts"].shape[1] - 1)
+    data = _stamps(config, progress)
+    architecture = architecture_for(data["train_cutouts"].shape[1] - 1, reject=config.reject)
     network = StarGalaxyNet(architecture)
-    context = architecture.context(
-        np.zeros((len(data["train_psf_fwhm"]), 2)), seeing_fwhm=data["train_psf_fwhm"]
+    context, val_context = (
+        _context(architecture, data, "train"),
+        _context(architecture, data, "val"),
     )
-    val_context = architecture.context(
-        np.zeros((len(data["val_psf_fwhm"]), 2)), seeing_fwhm=data["val_psf_fwhm"]
-    )
-    labels = data["train_is_star"].astype(np.float32)
+    labels = torch.from_numpy(data["train_label"])
+    if config.reject:
+        loss_fn = torch.nn.CrossEntropyLoss()
+    else:
+        labels = labels.float()
+        loss_fn = torch.nn.BCEWithLogitsLoss()
     optimizer = torch.optim.AdamW(
         network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
-    loss_fn = torch.nn.BCEWithLogitsLoss()
     run = Path(config.run_dir)
     log_path = run / "log.jsonl"
     log_path.unlink(missing_ok=True)
@@ -243,12 +288,12 @@ def train_second_look(config: SecondLookTrainingConfig, *, progress: bool = True
             logits = network(
                 torch.from_numpy(np.ascontiguousarray(cutouts)), torch.from_numpy(context[batch])
             )
-            loss = loss_fn(logits, torch.from_numpy(labels[batch]))
+            loss = loss_fn(logits, labels[batch])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-        p = predict_p_star(network, data["val_cutouts"], val_context)
-        value = float(log_loss(data["val_is_star"], np.clip(p, 1e-6, 1 - 1e-6), labels=[0, 1]))
+        p = predict_probabilities(network, data["val_cutouts"], val_context)
+        value = _log_loss(p, data["val_label"])
         append_log(
             log_path,
             {"epoch": epoch + 1, "validation_log_loss": value, "seconds": time.time() - started},
@@ -262,14 +307,22 @@ def train_second_look(config: SecondLookTrainingConfig, *, progress: bool = True
 def card_for(config: SecondLookTrainingConfig, architecture, segmenter_card: dict) -> dict:
     """The model card (without metrics) of a second look trained with ``config``."""
     options = "" if config.segmenter == "segmenter_psf" else f" --segmenter {config.segmenter}"
+    if config.reject:
+        options += " --reject"
     if config.epochs != 20:
         options += f" --epochs {config.epochs}"
     if config.threads != 2:
         options += f" --threads {config.threads}"
+    labels = (
+        "labelled by the truth's group (galaxy, star), or false when it matches no truth source"
+        if config.reject
+        else "those that match a truth source, labelled by the truth's group"
+    )
     return {
         "name": config.name,
-        "task": "star/galaxy second look at the segmenter's instances: P(star) from a 32x32 "
-        "cutout of the bands and the instance's mask, and the PSF FWHM",
+        "task": "star/galaxy second look at the segmenter's instances, from a 32x32 cutout of "
+        "the bands and the instance's mask, and the PSF FWHM",
+        "classes": list(classes_of(config)),
         "architecture": {"kind": "stargalaxy", "config": architecture.to_dict()},
         "normalization": {
             "kind": "segmenter",
@@ -285,8 +338,9 @@ def card_for(config: SecondLookTrainingConfig, architecture, segmenter_card: dic
         },
         "trained_on": {
             "stamps": "the segmenter's catalog instances (re-typed and painted as the Segmenter "
-            "delivers them) that match a truth source with mask IoU >= 0.5, labelled by the "
-            "truth's group (1 = star)",
+            "delivers them; a match is painted-mask IoU >= 0.5, one to one), each cut with "
+            f"the detector's own mask, {labels}; detections of truth sources without a mask "
+            "are left out",
             "images": dict(zip(config.train_dirs, config.n_images, strict=True)),
             "validation": config.val_dir,
         },
@@ -334,33 +388,35 @@ def finish_second_look(
     """Measure the held-out test images and write weights + card (fp16 when it holds)."""
     import torch
     from safetensors.torch import load_file
-    from sklearn.metrics import brier_score_loss, log_loss
+    from sklearn.metrics import confusion_matrix
 
     from skysift.models.registry import save_model, weights_dir
     from skysift.models.stargalaxy import StarGalaxyNet
-    from skysift.second_look import SecondLook, predict_p_star
+    from skysift.second_look import SecondLook, predict_probabilities
 
-    with np.load(build_stamps(config, progress=progress)) as stored:
-        val = {k[4:]: stored[k] for k in stored.files if k.startswith("val_")}
-    architecture = architecture_for(val["cutouts"].shape[1] - 1)
-    context = architecture.context(np.zeros((len(val["psf_fwhm"]), 2)), seeing_fwhm=val["psf_fwhm"])
+    data = _stamps(config, progress)
+    architecture = architecture_for(data["val_cutouts"].shape[1] - 1, reject=config.reject)
+    context = _context(architecture, data, "val")
     model = StarGalaxyNet(architecture)
     model.load_state_dict(load_file(str(best_weights)))
     half = StarGalaxyNet(architecture)
     half.load_state_dict({k: v.half().to(v.dtype) for k, v in model.state_dict().items()})
-    p_full = predict_p_star(model, val["cutouts"], context)
-    p_half = predict_p_star(half, val["cutouts"], context)
+    p_full = predict_probabilities(model, data["val_cutouts"], context)
+    p_half = predict_probabilities(half, data["val_cutouts"], context)
     fp16 = float(np.abs(p_full - p_half).max()) < 0.01
     shipped = half if fp16 else model
     p = p_half if fp16 else p_full
     segmenter, segmenter_card, typer = _refiners(config)
     card = card_for(config, architecture, segmenter_card)
     card["parameters"] = int(sum(q.numel() for q in model.parameters()))
+    labels = data["val_label"]
     card["metrics"] = {
-        "validation_stamps": len(p),
-        "validation_log_loss": float(log_loss(val["is_star"], np.clip(p, 1e-6, 1 - 1e-6))),
-        "validation_brier": float(brier_score_loss(val["is_star"], p)),
-        "validation_accuracy": float(np.mean((p >= 0.5) == val["is_star"])),
+        "validation_stamps": len(labels),
+        "validation_log_loss": _log_loss(p, labels),
+        "validation_accuracy": float(np.mean(p.argmax(axis=1) == labels)),
+        "validation_confusion": confusion_matrix(
+            labels, p.argmax(axis=1), labels=list(range(p.shape[1]))
+        ).tolist(),
     }
     look = SecondLook(module=shipped, card=card)
     _require_test_images(test_dir, typical_dir)
