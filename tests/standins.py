@@ -47,6 +47,9 @@ class ThresholdSegmenter(torch.nn.Module):
                     "boxes": torch.tensor(np.array(boxes, dtype=np.float32).reshape(-1, 4)),
                     "labels": torch.full((len(scores),), 2, dtype=torch.int64),  # elliptical
                     "scores": torch.tensor(np.array(scores, dtype=np.float32)),
+                    # the heads' group probabilities (SourceRoIHeads): a galaxy, surely a source
+                    "p_star": torch.full((len(scores),), 0.05),
+                    "p_galaxy": torch.tensor(np.array(scores, dtype=np.float32)),
                     "masks": torch.tensor(
                         np.array(masks, dtype=np.float32).reshape(len(scores), 1, *light.shape)
                     ),

@@ -161,3 +161,49 @@ def test_a_stamps_cache_cut_with_other_settings_is_refused(tmp_path):
     np.savez_compressed(tmp_path / "stamps.npz", settings=np.array("{}"))
     with pytest.raises(InvalidParameterError, match="other settings"):
         build_stamps(SecondLookTrainingConfig(run_dir=str(tmp_path)), progress=False)
+
+
+class _RecordingLook(SecondLook):
+    """A constant second look that keeps the instance pixels it was shown."""
+
+    def __init__(self, bias: float) -> None:
+        constant = _look(bias)
+        super().__init__(module=constant.module, card=constant.card)
+        self.shown: list = []
+
+    def probabilities(self, bands, masks, *, psf_fwhm):
+        self.shown += [tuple(map(np.asarray, m)) for m in masks]
+        assert psf_fwhm == 4.0
+        return super().probabilities(bands, masks, psf_fwhm=psf_fwhm)
+
+
+def test_the_segmenter_shows_the_second_look_each_instance_across_tiles():
+    """With a second look, every instance (one of them on a tile seam) takes its group, and
+    its score is P(source) x P(group); the look saw each instance's own pixels."""
+    from test_segment import _blobs, _segmenter
+
+    centres = [(192.0, 100.0), (60.0, 60.0), (330.0, 200.0)]
+    image = _blobs((300, 400), centres)
+    segmenter = _segmenter(tile=256, psf_fwhm=4.0)
+    segmenter.second_look = _RecordingLook(np.log(4.0))  # P(star) = 0.8
+    instances = segmenter(image)
+    assert len(instances) == 3
+    assert set(instances.classes) == {"star"}
+    np.testing.assert_allclose(instances.scores, (0.9 + 0.05) * 0.8, rtol=1e-5)
+    from skysift.tiling import tile_grid
+
+    origins = {(t.rows.start, t.cols.start) for t in tile_grid(image.shape, tile=256, margin=64)}
+    shown = [
+        {(int(r) + dy, int(c) + dx) for r, c in zip(rows, cols, strict=True)}
+        for rows, cols in segmenter.second_look.shown
+        for dy, dx in origins
+    ]
+    for k in range(len(instances)):
+        rows, cols = np.nonzero(instances.labels == k + 1)
+        own = set(zip(rows.tolist(), cols.tolist(), strict=True))
+        assert own in shown  # some tile showed the look this instance's own pixels
+    galaxies = _segmenter(tile=256, psf_fwhm=4.0)
+    galaxies.second_look = _RecordingLook(-np.log(3.0))  # P(star) = 0.25
+    typed = galaxies(image)
+    assert set(typed.classes) == {"elliptical"}  # a galaxy keeps its type
+    np.testing.assert_allclose(typed.scores, 0.95 * 0.75, rtol=1e-5)

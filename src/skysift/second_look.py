@@ -30,7 +30,7 @@ __all__ = ["SecondLook", "instance_cutouts", "relook"]
 CUTOUT = 32
 
 
-def instance_cutouts(bands: np.ndarray, masks: np.ndarray) -> np.ndarray:
+def instance_cutouts(bands: np.ndarray, masks) -> np.ndarray:
     """The second look's input cutouts.
 
     Parameters
@@ -38,8 +38,9 @@ def instance_cutouts(bands: np.ndarray, masks: np.ndarray) -> np.ndarray:
     bands : numpy.ndarray
         ``(bands, height, width)`` normalized image (the segmenter's input without a PSF
         channel).
-    masks : numpy.ndarray
-        ``(n, height, width)`` boolean mask of each instance.
+    masks : numpy.ndarray or sequence of (rows, cols)
+        Each instance's mask: an ``(n, height, width)`` boolean array, or the row and column
+        indices of its pixels.
 
     Returns
     -------
@@ -49,19 +50,20 @@ def instance_cutouts(bands: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """
     bands = np.asarray(bands, dtype=np.float32)
     n_bands, height, width = bands.shape
-    out = np.zeros((len(masks), n_bands + 1, CUTOUT, CUTOUT), dtype=np.float32)
+    pixels = [np.nonzero(m) for m in masks] if isinstance(masks, np.ndarray) else list(masks)
+    out = np.zeros((len(pixels), n_bands + 1, CUTOUT, CUTOUT), dtype=np.float32)
     half = CUTOUT // 2
-    for k, mask in enumerate(masks):
-        rows, cols = np.nonzero(mask)
-        if not rows.size:
+    for k, (rows, cols) in enumerate(pixels):
+        if not len(rows):
             continue
-        y0, x0 = round(rows.mean()) - half, round(cols.mean()) - half
+        y0, x0 = round(float(np.mean(rows))) - half, round(float(np.mean(cols))) - half
         ys = slice(max(y0, 0), min(y0 + CUTOUT, height))
         xs = slice(max(x0, 0), min(x0 + CUTOUT, width))
-        dest_rows = slice(ys.start - y0, ys.stop - y0)
-        dest_cols = slice(xs.start - x0, xs.stop - x0)
-        out[k, :n_bands, dest_rows, dest_cols] = bands[:, ys, xs]
-        out[k, n_bands, dest_rows, dest_cols] = mask[ys, xs]
+        out[k, :n_bands, ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0] = bands[
+            :, ys, xs
+        ]
+        inside = (rows >= y0) & (rows < y0 + CUTOUT) & (cols >= x0) & (cols < x0 + CUTOUT)
+        out[k, n_bands, rows[inside] - y0, cols[inside] - x0] = 1.0
     return out
 
 
@@ -113,15 +115,15 @@ class SecondLook:
         """Image bands of the cutouts (the network's channels less the mask)."""
         return self.config.in_channels - 1
 
-    def probabilities(self, bands: np.ndarray, masks: np.ndarray, *, psf_fwhm: float) -> np.ndarray:
+    def probabilities(self, bands: np.ndarray, masks, *, psf_fwhm: float) -> np.ndarray:
         """``(n, classes)`` probabilities of each instance, columns as :attr:`classes`.
 
         Parameters
         ----------
         bands : numpy.ndarray
             ``(bands, height, width)`` normalized image.
-        masks : numpy.ndarray
-            ``(n, height, width)`` boolean instance masks.
+        masks : numpy.ndarray or sequence of (rows, cols)
+            Instance masks (see :func:`instance_cutouts`).
         psf_fwhm : float
             PSF FWHM of the detection band, pixels.
         """
@@ -175,6 +177,7 @@ def relook(
     psf_fwhm: float,
     classes: Sequence[str],
     mask_threshold: float = 0.5,
+    masks=None,
 ) -> dict[str, np.ndarray]:
     """A segmenter's prediction with each instance's star/galaxy group from ``second_look``.
 
@@ -193,6 +196,10 @@ def relook(
         The detector's classes; must include ``star`` and ``other``.
     mask_threshold : float
         Mask probability above which a pixel belongs to the instance.
+    masks : sequence of (rows, cols) or numpy.ndarray, optional
+        The instances' pixels in ``bands`` (see :func:`instance_cutouts`), when the
+        prediction's ``masks`` are not whole-image probabilities (the ``Segmenter``'s stay
+        in their boxes).
 
     Returns
     -------
@@ -205,14 +212,16 @@ def relook(
     """
     from skysift.errors import InvalidParameterError
 
-    missing = [key for key in ("masks", "p_star", "p_galaxy") if key not in prediction]
+    needed = ("p_star", "p_galaxy") + (("masks",) if masks is None else ())
+    missing = [key for key in needed if key not in prediction]
     if missing:
         raise InvalidParameterError(
             f"the second look needs the segmenter's {', '.join(missing)} for each instance "
             "(a Mask R-CNN segmenter with the star_or_galaxy class decision)"
         )
     star, other = classes.index("star") + 1, classes.index("other") + 1
-    masks = np.asarray(prediction["masks"])[:, 0] >= mask_threshold
+    if masks is None:
+        masks = np.asarray(prediction["masks"])[:, 0] >= mask_threshold
     probabilities = second_look.probabilities(bands, masks, psf_fwhm=psf_fwhm)
     column = {name: probabilities[:, k] for k, name in enumerate(second_look.classes)}
     p_star, p_galaxy = column["star"], column["galaxy"]

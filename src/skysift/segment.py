@@ -329,14 +329,18 @@ class Segmenter:
             for t, window, out in zip(batch, inputs, outputs, strict=True):
                 out = {key: value.numpy() for key, value in out.items()}
                 bands = window.numpy()[: self.architecture.in_channels]  # no PSF channel
-                if self.second_look is not None:
+                every_pixels = None
+                if self.second_look is not None:  # it sees each mask before the score cut
+                    every_pixels = _mask_pixels(
+                        out["masks"], out["boxes"], (tile, tile), self.config.mask_threshold
+                    )
                     out = relook(
-                        out,
+                        out | {"detection_index": np.arange(len(out["scores"]))},
                         bands,
                         self.second_look,
                         psf_fwhm=psf_fwhm,
                         classes=classes,
-                        mask_threshold=self.config.mask_threshold,
+                        masks=every_pixels,
                     )
                 if self.galaxy_typer is not None:
                     out = retype_galaxies(out, bands, self.galaxy_typer, classes=classes)
@@ -351,9 +355,12 @@ class Segmenter:
                     & (centre_y >= t.keep_rows.start)
                     & (centre_y < t.keep_rows.stop)
                 )
-                pixels = _mask_pixels(
-                    out["masks"][keep], boxes[keep], (tile, tile), self.config.mask_threshold
-                )
+                if every_pixels is None:
+                    pixels = _mask_pixels(
+                        out["masks"][keep], boxes[keep], (tile, tile), self.config.mask_threshold
+                    )
+                else:
+                    pixels = [every_pixels[i] for i in out["detection_index"][keep]]
                 labels = out["labels"][keep]
                 for (rows, cols), label, score in zip(pixels, labels, scores[keep], strict=True):
                     inside = (rows + t.rows.start < height) & (cols + t.cols.start < width)
