@@ -572,16 +572,21 @@ def train_second_look_command(
         help="Three classes: galaxy, star, and false (an instance that matches no source); a "
         "false instance's score drops.",
     ),
-    epochs: int = typer.Option(20, help="Passes over the training stamps."),
+    epochs: int = typer.Option(40, help="Passes over the training stamps."),
     threads: int = typer.Option(2, help="CPU threads."),
     data_dir: Path = typer.Option(Path("data"), help="Where simulated images are cached."),
-    run_dir: Path = typer.Option(Path("runs/second_look"), help="Stamps, checkpoint and log."),
+    run_dir: Path = typer.Option(
+        None, help="Stamps, checkpoint and log (default runs/second_look[_reject])."
+    ),
     out: Path = typer.Option(
         None, help="Write weights + card here (default: the package's weights folder)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Train the segmenter's PSF-aware star/galaxy second look, test it, write weights.
+
+    The model is ``second_look`` (star or galaxy), or with ``--reject`` ``second_look_reject``
+    (star, galaxy, or false: a detection that matches no source).
 
     Simulates the segmenter's training, validation and test images if missing, runs the
     segmenter over 600 of its training images and 300 typical fields, cuts a stamp of every
@@ -596,10 +601,11 @@ def train_second_look_command(
     from skysift.train.segmenter import SegmenterTrainingConfig, prepare_data
 
     def run() -> None:
-        config = SecondLookTrainingConfig(
+        options = {"run_dir": str(run_dir)} if run_dir else {}
+        config = SecondLookTrainingConfig.named(
+            reject=reject,
             segmenter=segmenter,
             seed=seed,
-            reject=reject,
             epochs=epochs,
             threads=threads,
             train_dirs=(
@@ -607,7 +613,7 @@ def train_second_look_command(
                 str(data_dir / "segmenter_train_typical"),
             ),
             val_dir=str(data_dir / "segmenter_val"),
-            run_dir=str(run_dir),
+            **options,
         )
         images = SegmenterTrainingConfig(
             n_typical=config.n_images[1],

@@ -46,12 +46,20 @@ class SecondLookTrainingConfig:
     val_dir: str = "data/segmenter_val"
     run_dir: str = "runs/second_look"
     reject: bool = False
-    epochs: int = 20
+    #: validation log loss still fell at 20 (0.280) and was lowest at 38 of 40 (0.223)
+    epochs: int = 40
     batch_size: int = 256
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     seed: int = 0
     threads: int = 2
+
+    @classmethod
+    def named(cls, *, reject: bool = False, **options) -> SecondLookTrainingConfig:
+        """The config of ``second_look`` (star or galaxy) or, with ``reject``, of
+        ``second_look_reject`` (star, galaxy or false), with their own run directories."""
+        name = "second_look_reject" if reject else "second_look"
+        return cls(**{"name": name, "run_dir": f"runs/{name}", "reject": reject, **options})
 
     def __post_init__(self) -> None:
         if len(self.train_dirs) != len(self.n_images):
@@ -309,7 +317,7 @@ def card_for(config: SecondLookTrainingConfig, architecture, segmenter_card: dic
     options = "" if config.segmenter == "segmenter_psf" else f" --segmenter {config.segmenter}"
     if config.reject:
         options += " --reject"
-    if config.epochs != 20:
+    if config.epochs != 40:
         options += f" --epochs {config.epochs}"
     if config.threads != 2:
         options += f" --threads {config.threads}"
