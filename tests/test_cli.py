@@ -97,8 +97,9 @@ def test_console_script_help():
 
 
 def test_run_segments_with_the_psf_model_from_the_config_and_the_seeing_header(tmp_path):
-    """``skysift run`` with ``segment: {model: segmenter_psf}``: the network takes its PSF
-    FWHM from the middle band's SEEING header, and the catalog records it."""
+    """``skysift run`` with ``segment: {model: segmenter_psf, second_look: second_look}``: the
+    network and its second look take the PSF FWHM from the middle band's SEEING header, and
+    the catalog records both."""
     from astropy.io import fits
     from astropy.table import Table
 
@@ -111,7 +112,8 @@ def test_run_segments_with_the_psf_model_from_the_config_and_the_seeing_header(t
     bands = [str(paths[f"image_{band}"]) for band in ("g", "r", "i")]
     config = tmp_path / "config.yaml"
     config.write_text(
-        "stages: [localize, segment]\nformats: [ecsv]\nsegment: {model: segmenter_psf}\n"
+        "stages: [localize, segment]\nformats: [ecsv]\n"
+        "segment: {model: segmenter_psf, second_look: second_look}\n"
     )
     result = runner.invoke(
         app, ["run", *bands, "--config", str(config), "--out", str(tmp_path / "out"), "-q"]
@@ -120,6 +122,7 @@ def test_run_segments_with_the_psf_model_from_the_config_and_the_seeing_header(t
     catalog = Table.read(next((tmp_path / "out").glob("*.ecsv")))
     header = fits.getheader(bands[1])
     assert catalog.meta["segmenter"] == "segmenter_psf"
+    assert catalog.meta["segmenter_second_look"] == "second_look"
     assert catalog.meta["segmenter_psf_fwhm_from"] == "header SEEING"
     assert catalog.meta["segmenter_psf_fwhm_pixels"] == pytest.approx(
         header["SEEING"] / header["PIXSCALE"], rel=1e-3

@@ -130,7 +130,7 @@ def test_box_only_variant_ships_and_finds_central_galaxies():
 
     module, card = load_model("segmenter_boxes")
     assert card["architecture"]["config"]["masks"] is False
-    assert card["training"]["command"] == "skysift train segmenter --seed 0 --box-only"
+    assert card["training"]["command"] == "skysift train segmenter --seed 0 --box-only --threads 1"
     assert card["metrics"]["test_box_map_50"] > 0.25  # regression guard (held out: 0.31)
     softening = card["normalization"]["softening"]
     found = 0
@@ -191,3 +191,39 @@ def test_masks_pasted_into_their_boxes_equal_torchvision_whole_tile_masks(shippe
         for (rows, cols), (rows_tv, cols_tv) in zip(mine, theirs, strict=True):
             np.testing.assert_array_equal(rows, rows_tv)
             np.testing.assert_array_equal(cols, cols_tv)
+
+
+@pytest.mark.parametrize("name", ["second_look", "second_look_reject"])
+def test_shipped_second_look_was_trained_on_the_shipped_psf_segmenter(name):
+    """Each second look learned the mistakes of one segmenter's catalog; its card must name
+    the shipped ``segmenter_psf``'s exact weights, and its held-out figures be recorded."""
+    from skysift.models.registry import load_card
+
+    card = load_card(name)
+    assert card["segmenter"]["name"] == "segmenter_psf"
+    assert card["segmenter"]["sha256"] == load_card("segmenter_psf")["sha256"]
+    assert card["training"]["command"].startswith("skysift train second-look --seed 0")
+    assert ("--reject" in card["training"]["command"]) == (name == "second_look_reject")
+    test = card["metrics"]["typical_test_precision_at_80_recall"]
+    assert test["images"] == 64
+    assert {"before", "after"} <= set(test)
+
+
+def test_second_look_keeps_the_psf_segmenter_s_central_galaxies_and_stars():
+    """``segmenter_psf`` with the shipped ``second_look`` on the seeded cutouts: the central
+    galaxies are still found and typed, and bright stars are still stars."""
+    from skysift.segment import SegmentConfig, Segmenter
+
+    def segment(image, field):
+        height, width = field.image.data.shape[-2:]
+        fwhm = field.psf.fwhm_at((width - 1) / 2, (height - 1) / 2) / field.psf.pixel_scale
+        config = SegmentConfig(
+            model="segmenter_psf", psf_fwhm=float(fwhm), second_look="second_look"
+        )
+        return Segmenter(config)(image)
+
+    counts = _central_galaxy_counts(segment)
+    assert counts["found"] >= 6
+    assert counts["typed"] >= 4
+    assert counts["bright_stars"] >= 20
+    assert counts["stars_found"] >= 0.9 * counts["bright_stars"]
