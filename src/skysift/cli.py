@@ -381,6 +381,14 @@ def train_localizer_command(
     _guarded(run)
 
 
+def _train_then_finish(config, train, finish, *, quiet: bool, **finish_options) -> None:
+    """``train(config)``, then ``finish(config, best_weights, **finish_options)``: measure
+    held out and write weights + card; echoes where they went."""
+    best = train(config, progress=not quiet)
+    weights = finish(config, best, progress=not quiet, **finish_options)
+    typer.echo(f"wrote {weights}")
+
+
 @train_app.command("segmenter")
 def train_segmenter_command(
     seed: int = typer.Option(0, help="Seed of the network initialization and batch order."),
@@ -471,16 +479,15 @@ def train_segmenter_command(
             run_dir=str(run_dir or Path("runs") / name),
         )
         prepare_data(config, progress=not quiet)
-        best = train_segmenter(config, progress=not quiet)
-        weights = finish_segmenter(
+        _train_then_finish(
             config,
-            best,
+            train_segmenter,
+            finish_segmenter,
+            quiet=quiet,
             out_dir=out,
             test_dir=str(data_dir / "segmenter_test"),
             n_test=n_test,
-            progress=not quiet,
         )
-        typer.echo(f"wrote {weights}")
 
     _guarded(run)
 
@@ -545,17 +552,16 @@ def train_morphology_command(
             **options,
         )
         prepare_data(config, workers=workers, progress=not quiet)
-        best = train_morphology(config, progress=not quiet)
-        weights = finish_morphology(
+        _train_then_finish(
             config,
-            best / "best.safetensors",
+            lambda c, progress: train_morphology(c, progress=progress) / "best.safetensors",
+            finish_morphology,
+            quiet=quiet,
             out_dir=out,
             test_dir=str(data_dir / f"{stem}_test"),
             n_test=n_test,
             segmenter_test_dir=str(data_dir / "segmenter_test"),
-            progress=not quiet,
         )
-        typer.echo(f"wrote {weights}")
 
     _guarded(run)
 
@@ -589,9 +595,10 @@ def train_second_look_command(
     (star, galaxy, or false: a detection that matches no source).
 
     Simulates the segmenter's training, validation and test images if missing, runs the
-    segmenter over 600 of its training images and 300 typical fields, cuts a stamp of every
-    catalog instance that matches a truth source, trains on them, and scores Burke et al.'s
-    figure with and without the second look on the held-out test images.
+    segmenter over 600 of its training images and 300 typical fields, cuts a stamp of each
+    of its catalog instances (labelled by the truth source it matches, or false), trains on
+    them, and scores Burke et al.'s figure with and without the second look on the
+    held-out test images.
     """
     from skysift.train.second_look import (
         SecondLookTrainingConfig,
@@ -622,16 +629,15 @@ def train_second_look_command(
             val_dir=config.val_dir,
         )
         prepare_data(images, progress=not quiet)
-        best = train_second_look(config, progress=not quiet)
-        weights = finish_second_look(
+        _train_then_finish(
             config,
-            best,
+            train_second_look,
+            finish_second_look,
+            quiet=quiet,
             out_dir=out,
             test_dir=str(data_dir / "segmenter_test"),
             typical_dir=str(data_dir / "segmenter_typical_test"),
-            progress=not quiet,
         )
-        typer.echo(f"wrote {weights}")
 
     _guarded(run)
 
