@@ -412,6 +412,17 @@ def markdown(result: dict) -> str:
             if result.get("psf_channel")
             else []
         ),
+        *(
+            [
+                "",
+                f"Second look: `{result['second_look']}` (`SegmentConfig(second_look=)`): each "
+                "instance's star/galaxy group decided again from a 32x32 cutout of it, its "
+                "mask and the PSF FWHM, and its score made P(source) x P(group) "
+                "(docs/models.md, session 15). Both columns of the table below have it.",
+            ]
+            if result.get("second_look")
+            else []
+        ),
         "",
         f"Galaxy types: {result.get('galaxy_types', 'own class head')} (the `Segmenter`'s "
         "default re-types galaxy instances with the `morphology` network; "
@@ -648,7 +659,7 @@ def main() -> None:
         timing.pop(key)
     result = {
         "date": time.strftime("%Y-%m-%d"),
-        "model": name,
+        "model": card["name"],
         "psf_channel": bool(card["architecture"]["config"].get("psf_channel")),
         "threads": args.threads,
         "footprint_nsigma": float(shard_nsigma(args.test_dir)),
