@@ -207,3 +207,14 @@ def test_the_segmenter_shows_the_second_look_each_instance_across_tiles():
     typed = galaxies(image)
     assert set(typed.classes) == {"elliptical"}  # a galaxy keeps its type
     np.testing.assert_allclose(typed.scores, 0.95 * 0.75, rtol=1e-5)
+
+
+def test_a_second_look_of_another_segmenter_is_run_with_a_warning(caplog):
+    """``second_look`` learned ``segmenter_psf``'s catalog; paired with the stand-in it still
+    runs, and says that its figures do not hold."""
+    from test_segment import _segmenter
+
+    with caplog.at_level("WARNING", logger="skysift"):
+        segmenter = _segmenter(tile=256, psf_fwhm=4.0, second_look="second_look")
+    assert segmenter.second_look.card["segmenter"]["name"] == "segmenter_psf"
+    assert "learned the mistakes of 'segmenter_psf'" in caplog.text

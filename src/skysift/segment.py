@@ -205,6 +205,15 @@ class Segmenter:
                     f"second look {self.config.second_look!r} takes {self.second_look.bands} "
                     f"bands; the {card['name']!r} model {self.architecture.in_channels}"
                 )
+            learned_from = self.second_look.card.get("segmenter", {}).get("name")
+            if learned_from not in (None, card["name"]):
+                log.warning(
+                    "segment: second look %r learned the mistakes of %r, not of %r; its "
+                    "figures in docs/models.md do not hold for this pairing",
+                    self.config.second_look,
+                    learned_from,
+                    card["name"],
+                )
         tile = self.config.tile
         if 2 * self.config.margin >= tile:
             raise InvalidParameterError(
