@@ -101,9 +101,8 @@ def instance_stamps(
     dict
         ``cutouts (n, bands + 1, 32, 32)``, ``psf_fwhm (n,)`` and ``label (n,)``: the class
         index in :data:`CLASSES` (galaxy, star: the group of the truth source the instance
-        matches, mask IoU >= 0.5, one to one; false: it matches none); ``image`` and
-        ``instance`` say where each stamp came from. Detections of truth sources without a
-        mask, which Burke et al.'s figure counts neither way, are left out.
+        matches, mask IoU >= 0.5, one to one; false: it matches none). Detections of truth
+        sources without a mask, which Burke et al.'s figure counts neither way, are left out.
     """
     from skysift.evaluate.segmentation import figure_matches
     from skysift.second_look import instance_cutouts
@@ -113,11 +112,9 @@ def instance_stamps(
     truth_index, neutral = figure_matches(
         catalogs, targets, unmasked=[s["unmasked"] for s in samples]
     )
-    parts: dict[str, list[np.ndarray]] = {
-        k: [] for k in ("cutouts", "psf_fwhm", "label", "image", "instance")
-    }
-    for k, (catalog, sample, target, index, skip) in enumerate(
-        zip(catalogs, samples, targets, truth_index, neutral, strict=True)
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in _STAMP_ARRAYS}
+    for catalog, sample, target, index, skip in zip(
+        catalogs, samples, targets, truth_index, neutral, strict=True
     ):
         keep = ~np.asarray(skip, dtype=bool)
         if not keep.any():
@@ -130,8 +127,6 @@ def instance_stamps(
         parts["cutouts"].append(instance_cutouts(sample["image"], masks))
         parts["psf_fwhm"].append(np.full(int(keep.sum()), float(sample["psf_fwhm"])))
         parts["label"].append(label.astype(np.int64))
-        parts["image"].append(np.full(int(keep.sum()), k))
-        parts["instance"].append(np.flatnonzero(keep))
     if not parts["cutouts"]:
         raise ValueError("no catalog instances to cut stamps from")
     return {key: np.concatenate(value) for key, value in parts.items()}
@@ -360,15 +355,13 @@ def card_for(config: SecondLookTrainingConfig, architecture, segmenter_card: dic
     }
 
 
-def figure_before_after(
-    segmenter, typer, second_look, directory: str, *, n: int | None = None
-) -> dict[str, Any]:
+def figure_before_after(segmenter, typer, second_look, directory: str) -> dict[str, Any]:
     """Burke et al.'s figure on the catalog of ``directory``'s images, without and with the
     second look (P@80 recall by S/N cut, stars and galaxies)."""
     from skysift.evaluate.segmentation import precision_at_recall_by_snr
     from skysift.train.segmenter import load_images, sample_targets, segmenter_catalogs
 
-    samples = load_images(directory)[:n]
+    samples = load_images(directory)
     targets = [sample_targets(s["labels"], s["ids"], s["classes"]) for s in samples]
     classes = segmenter.skysift_config.classes
     out = {"images": len(samples)}
