@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from skysift.errors import InvalidParameterError
-from skysift.second_look import SecondLook, instance_cutouts, relook
+from skysift.second_look import SecondLook, instance_cutouts, instance_zooms, relook
 from skysift.train.second_look import architecture_for
 
 CLASSES = ("star", "elliptical", "spiral", "other")
@@ -59,6 +59,60 @@ def test_cutouts_centre_the_mask_and_carry_it_as_a_channel():
     assert cutouts[1, :3, :16].sum() == 0
     np.testing.assert_array_equal(cutouts[1, :3, 16:, 16:], bands[:, :16, :16])
     assert not cutouts[2].any()  # an empty mask gives an empty cutout
+
+
+def test_zooms_fit_the_whole_instance_with_a_margin():
+    masks = np.zeros((4, 120, 120), dtype=bool)
+    masks[0, 10:35, 10:12] = True  # 25 px tall: fits at the image's scale (31.25 <= 32)
+    masks[1, 10:36, 10:12] = True  # 26 px: 32.5 > 32, zoom 2
+    masks[2, 5:110, 50:60] = True  # 105 px: 131.25 / 32 -> 5
+    assert instance_zooms(masks).tolist() == [1, 2, 5, 1]  # an empty mask stays at 1
+    assert instance_zooms(masks, margin=1.0).tolist() == [1, 1, 4, 1]
+
+
+def test_zoomed_cutouts_average_blocks_and_keep_the_mask_fraction():
+    rng = np.random.default_rng(2_000_002)
+    bands = rng.normal(size=(3, 100, 100)).astype(np.float32)
+    masks = np.zeros((2, 100, 100), dtype=bool)
+    masks[0, 40:61, 30:71] = True  # centre (50, 50), 41 px wide
+    masks[1, 0:3, 0:3] = True
+    zooms = np.array([2, 1])
+    cutouts = instance_cutouts(bands, masks, zooms=zooms)
+    window = bands[:, 18:82, 18:82]  # 64 px around the centre of area
+    expected = window.reshape(3, 32, 2, 32, 2).mean(axis=(2, 4))
+    np.testing.assert_allclose(cutouts[0, :3], expected, rtol=1e-6)
+    assert cutouts[0, 3].sum() == pytest.approx(masks[0].sum() / 4)
+    assert set(np.unique(cutouts[0, 3])) == {0.0, 0.25, 0.5, 1.0}  # edge and corner blocks
+    np.testing.assert_array_equal(cutouts[1], instance_cutouts(bands, masks[1:])[0])
+    with pytest.raises(ValueError, match="whole numbers"):
+        instance_cutouts(bands, masks, zooms=np.array([0, 1]))
+
+
+def test_a_zoomed_second_look_sees_the_psf_in_its_cutout_pixels(monkeypatch):
+    """A zoomed look cuts each instance at its own zoom, and its seeing input is the FWHM
+    over that zoom; a card with an unknown cutout is refused."""
+    import skysift.second_look as second_look
+
+    look = _look(0.0)
+    zoomed = SecondLook(module=look.module, card=look.card | {"cutout": "zoomed"})
+    assert zoomed.zoomed
+    assert not look.zoomed
+    seen = {}
+
+    def recording(module, cutouts, context):
+        seen["cutouts"], seen["context"] = cutouts, context
+        return np.full((len(cutouts), 2), 0.5)
+
+    monkeypatch.setattr(second_look, "predict_probabilities", recording)
+    masks = np.zeros((2, 128, 128), dtype=bool)
+    masks[0, 10:14, 10:14] = True
+    masks[1, 20:100, 30:90] = True  # 80 px tall: zoom 4
+    zoomed.probabilities(np.ones((3, 128, 128), np.float32), masks, psf_fwhm=4.0)
+    features = zoomed.config.seeing_feature(np.array([4.0, 1.0]))
+    np.testing.assert_allclose(seen["context"][:, 0], features)
+    assert seen["cutouts"][1, 3].sum() == pytest.approx(masks[1].sum() / 16)
+    with pytest.raises(InvalidParameterError, match="unknown cutout"):
+        SecondLook(module=look.module, card=look.card | {"cutout": "fitted"})
 
 
 def test_relook_makes_stars_with_scores_from_the_source_probability():
@@ -132,7 +186,7 @@ def test_training_on_cached_stamps_keeps_the_best_epoch(tmp_path, reject):
         cutouts[label == 2, :3] = 0.0
         cutouts[:, :3] += rng.normal(0, 0.05, cutouts[:, :3].shape).astype(np.float32)
         cutouts[:, 3] = light > 0.1
-        return cutouts, np.full(n, 4.0), label
+        return cutouts, np.full(n, 4.0), np.ones(n, np.int64), label
 
     settings = json.dumps({k: config.to_dict()[k] for k in _STAMP_SETTINGS}, sort_keys=True)
     train, val = stamps(384), stamps(192)
@@ -151,8 +205,8 @@ def test_training_on_cached_stamps_keeps_the_best_epoch(tmp_path, reject):
     context = architecture.context(np.zeros((192, 2)), seeing_fwhm=4.0)
     p = predict_probabilities(network, val[0], context)
     assert p.shape == (192, 3 if reject else 2)
-    scored = val[2] < (3 if reject else 2)
-    assert np.mean(p.argmax(axis=1)[scored] == val[2][scored]) > 0.9
+    scored = val[3] < (3 if reject else 2)
+    assert np.mean(p.argmax(axis=1)[scored] == val[3][scored]) > 0.9
 
 
 def test_a_stamps_cache_cut_with_other_settings_is_refused(tmp_path):
@@ -218,3 +272,22 @@ def test_a_second_look_of_another_segmenter_is_run_with_a_warning(caplog):
         segmenter = _segmenter(tile=256, psf_fwhm=4.0, second_look="second_look")
     assert segmenter.second_look.card["segmenter"]["name"] == "segmenter_psf"
     assert "learned the mistakes of 'segmenter_psf'" in caplog.text
+
+
+def test_a_zoomed_second_look_is_named_and_carded_as_such():
+    from skysift.train.second_look import SecondLookTrainingConfig, card_for
+
+    config = SecondLookTrainingConfig.named(reject=True, zoomed=True, threads=1)
+    assert (config.name, config.run_dir) == (
+        "second_look_reject_zoomed",
+        "runs/second_look_reject_zoomed",
+    )
+    card = card_for(config, architecture_for(3, reject=True), {"sha256": "0" * 64})
+    assert card["cutout"] == "zoomed"
+    assert card["training"]["command"] == (
+        "skysift train second-look --seed 0 --reject --zoomed --threads 1"
+    )
+    assert (
+        card_for(SecondLookTrainingConfig.named(), architecture_for(3), {"sha256": ""})["cutout"]
+        == "native"
+    )

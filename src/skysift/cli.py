@@ -578,11 +578,17 @@ def train_second_look_command(
         help="Three classes: galaxy, star, and false (an instance that matches no source); a "
         "false instance's score drops.",
     ),
+    zoomed: bool = typer.Option(
+        False,
+        "--zoomed",
+        help="Cut each instance's stamp zoomed out to hold it whole (whole-number zoom, "
+        "block means); the model's name gains '_zoomed'.",
+    ),
     epochs: int = typer.Option(40, help="Passes over the training stamps."),
     threads: int = typer.Option(2, help="CPU threads."),
     data_dir: Path = typer.Option(Path("data"), help="Where simulated images are cached."),
     run_dir: Path = typer.Option(
-        None, help="Stamps, checkpoint and log (default runs/second_look[_reject])."
+        None, help="Stamps, checkpoint and log (default runs/<model name>)."
     ),
     out: Path = typer.Option(
         None, help="Write weights + card here (default: the package's weights folder)."
@@ -611,6 +617,7 @@ def train_second_look_command(
         options = {"run_dir": str(run_dir)} if run_dir else {}
         config = SecondLookTrainingConfig.named(
             reject=reject,
+            zoomed=zoomed,
             segmenter=segmenter,
             seed=seed,
             epochs=epochs,

@@ -12,6 +12,13 @@ compact galaxy from a star. A second look with three classes (galaxy, star, fals
 learns the detections that match no source, or whose mask misses it: the rest of what keeps
 the galaxies below Burke et al.'s target.
 
+A 32x32 window at the image's pixel scale shows only the core of a large galaxy, whose mask
+then fills it, as does the mask of a false detection nested inside that galaxy. A second look
+trained with ``cutout: zoomed`` sees each instance whole instead: its window is zoomed out by
+the whole number :func:`instance_zooms` picks (block averages of ``z x z`` pixels), and its
+PSF input is the FWHM in those coarser pixels. Compact instances, where star and galaxy are
+decided, keep the image's pixel scale.
+
 :func:`relook` applies it to a detector's prediction: each instance takes the more probable
 of the second look's star and galaxy, and its score becomes P(source) x P(group), where
 P(source) is the detector's P(star) + P(galaxy). A galaxy keeps its type; a star made a galaxy
@@ -24,13 +31,46 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["SecondLook", "instance_cutouts", "relook"]
+__all__ = ["SecondLook", "instance_cutouts", "instance_zooms", "relook"]
 
 #: Cutout side (pixels).
 CUTOUT = 32
 
+#: A card's ``cutout``: ``native`` (the image's pixel scale) or ``zoomed``
+#: (:func:`instance_zooms`).
+CUTOUT_KINDS = ("native", "zoomed")
 
-def instance_cutouts(bands: np.ndarray, masks) -> np.ndarray:
+
+#: A zoomed cutout leaves this much room around the instance: a mask ``e`` pixels across
+#: is shown in a window of at least ``ZOOM_MARGIN * e`` pixels.
+ZOOM_MARGIN = 1.25
+
+
+def instance_zooms(masks, *, margin: float = ZOOM_MARGIN) -> np.ndarray:
+    """The whole-number zoom that fits each instance, with ``margin``, into a 32x32 cutout.
+
+    Parameters
+    ----------
+    masks : numpy.ndarray or sequence of (rows, cols)
+        Each instance's mask (see :func:`instance_cutouts`).
+    margin : float
+        Window side over the mask's extent (its larger side, pixels).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n,)`` int: 1 for an instance that fits at the image's pixel scale (or an empty
+        mask), else the smallest ``z`` with ``32 z >= margin x extent``.
+    """
+    zooms = np.ones(len(masks), dtype=np.int64)
+    for k, (rows, cols) in enumerate(_pixels(masks)):
+        if len(rows):
+            extent = max(np.ptp(rows), np.ptp(cols)) + 1
+            zooms[k] = max(1, int(np.ceil(margin * extent / CUTOUT)))
+    return zooms
+
+
+def instance_cutouts(bands: np.ndarray, masks, *, zooms=None) -> np.ndarray:
     """The second look's input cutouts.
 
     Parameters
@@ -41,30 +81,47 @@ def instance_cutouts(bands: np.ndarray, masks) -> np.ndarray:
     masks : numpy.ndarray or sequence of (rows, cols)
         Each instance's mask: an ``(n, height, width)`` boolean array, or the row and column
         indices of its pixels.
+    zooms : numpy.ndarray, optional
+        ``(n,)`` whole-number zoom of each cutout (:func:`instance_zooms`): the window is
+        ``32 z`` pixels across, averaged over ``z x z`` blocks. Default 1 (the image's own
+        pixel scale).
 
     Returns
     -------
     numpy.ndarray
-        ``(n, bands + 1, 32, 32)`` float32: the bands and the instance's own mask, centred on
-        the mask's centre of area (zero outside the image and for an empty mask).
+        ``(n, bands + 1, 32, 32)`` float32: the bands and the instance's own mask (the
+        fraction of each block inside it), centred on the mask's centre of area (zero outside
+        the image and for an empty mask).
     """
     bands = np.asarray(bands, dtype=np.float32)
     n_bands, height, width = bands.shape
-    pixels = [np.nonzero(m) for m in masks] if isinstance(masks, np.ndarray) else list(masks)
+    pixels = _pixels(masks)
+    zooms = np.ones(len(pixels), np.int64) if zooms is None else np.asarray(zooms, np.int64)
+    if zooms.shape != (len(pixels),) or (zooms < 1).any():
+        raise ValueError(f"zooms must be {len(pixels)} whole numbers >= 1; got {zooms!r}")
     out = np.zeros((len(pixels), n_bands + 1, CUTOUT, CUTOUT), dtype=np.float32)
-    half = CUTOUT // 2
     for k, (rows, cols) in enumerate(pixels):
         if not len(rows):
             continue
-        y0, x0 = round(float(np.mean(rows))) - half, round(float(np.mean(cols))) - half
-        ys = slice(max(y0, 0), min(y0 + CUTOUT, height))
-        xs = slice(max(x0, 0), min(x0 + CUTOUT, width))
-        out[k, :n_bands, ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0] = bands[
+        side = CUTOUT * int(zooms[k])
+        window = np.zeros((n_bands + 1, side, side), dtype=np.float32)
+        y0 = round(float(np.mean(rows))) - side // 2
+        x0 = round(float(np.mean(cols))) - side // 2
+        ys = slice(max(y0, 0), min(y0 + side, height))
+        xs = slice(max(x0, 0), min(x0 + side, width))
+        window[:n_bands, ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0] = bands[
             :, ys, xs
         ]
-        inside = (rows >= y0) & (rows < y0 + CUTOUT) & (cols >= x0) & (cols < x0 + CUTOUT)
-        out[k, n_bands, rows[inside] - y0, cols[inside] - x0] = 1.0
+        inside = (rows >= y0) & (rows < y0 + side) & (cols >= x0) & (cols < x0 + side)
+        window[n_bands, rows[inside] - y0, cols[inside] - x0] = 1.0
+        z = int(zooms[k])
+        out[k] = window if z == 1 else window.reshape(-1, CUTOUT, z, CUTOUT, z).mean(axis=(2, 4))
     return out
+
+
+def _pixels(masks) -> list:
+    """Row and column indices of each instance's pixels."""
+    return [np.nonzero(m) for m in masks] if isinstance(masks, np.ndarray) else list(masks)
 
 
 class SecondLook:
@@ -98,6 +155,13 @@ class SecondLook:
                 f"model {card['name']!r} is not a second look: it must take the seeing and "
                 "no field position"
             )
+        cutout = card.get("cutout", "native")
+        if cutout not in CUTOUT_KINDS:
+            raise InvalidParameterError(
+                f"model {card['name']!r}: unknown cutout {cutout!r}; expected one of {CUTOUT_KINDS}"
+            )
+        #: cutouts zoomed out to hold the whole instance (:func:`instance_zooms`)
+        self.zoomed = cutout == "zoomed"
         self.classes = tuple(card.get("classes", BINARY_CLASSES))
         fits = (
             self.classes == BINARY_CLASSES
@@ -136,8 +200,10 @@ class SecondLook:
             )
         if not len(masks):
             return np.zeros((0, len(self.classes)))
-        cutouts = instance_cutouts(bands, masks)
-        context = self.config.context(np.zeros((len(masks), 2)), seeing_fwhm=psf_fwhm)
+        zooms = instance_zooms(masks) if self.zoomed else np.ones(len(masks), np.int64)
+        cutouts = instance_cutouts(bands, masks, zooms=zooms)
+        # the PSF as the cutout shows it: a zoomed cutout's pixels are z image pixels
+        context = self.config.context(np.zeros((len(masks), 2)), seeing_fwhm=psf_fwhm / zooms)
         return predict_probabilities(self.module, cutouts, context)
 
 

@@ -46,6 +46,8 @@ class SecondLookTrainingConfig:
     val_dir: str = "data/segmenter_val"
     run_dir: str = "runs/second_look"
     reject: bool = False
+    #: cut each stamp zoomed out to hold the whole instance (skysift.second_look.instance_zooms)
+    zoomed: bool = False
     #: validation log loss still fell at 20 (0.280) and was lowest at 38 of 40 (0.223)
     epochs: int = 40
     batch_size: int = 256
@@ -55,11 +57,17 @@ class SecondLookTrainingConfig:
     threads: int = 2
 
     @classmethod
-    def named(cls, *, reject: bool = False, **options) -> SecondLookTrainingConfig:
+    def named(
+        cls, *, reject: bool = False, zoomed: bool = False, **options
+    ) -> SecondLookTrainingConfig:
         """The config of ``second_look`` (star or galaxy) or, with ``reject``, of
-        ``second_look_reject`` (star, galaxy or false), with their own run directories."""
-        name = "second_look_reject" if reject else "second_look"
-        return cls(**{"name": name, "run_dir": f"runs/{name}", "reject": reject, **options})
+        ``second_look_reject`` (star, galaxy or false), with their own run directories;
+        ``zoomed`` adds ``_zoomed`` to the name (cutouts that hold the whole instance)."""
+        name = ("second_look_reject" if reject else "second_look") + ("_zoomed" if zoomed else "")
+        return cls(
+            **{"name": name, "run_dir": f"runs/{name}", "reject": reject, "zoomed": zoomed}
+            | options
+        )
 
     def __post_init__(self) -> None:
         if len(self.train_dirs) != len(self.n_images):
@@ -80,7 +88,11 @@ def _refiners(config: SecondLookTrainingConfig):
 
 
 def instance_stamps(
-    catalogs: list[dict[str, Any]], samples: list[dict[str, Any]], *, star_label: int
+    catalogs: list[dict[str, Any]],
+    samples: list[dict[str, Any]],
+    *,
+    star_label: int,
+    zoomed: bool = False,
 ) -> dict[str, np.ndarray]:
     """The second look's inputs for catalog instances, and their truth classes.
 
@@ -95,17 +107,21 @@ def instance_stamps(
         Samples of :func:`skysift.train.segmenter.load_images`, with ``psf_fwhm``.
     star_label : int
         The 1-based label of ``star`` in the segmenter's classes.
+    zoomed : bool
+        Cut each stamp zoomed out to hold the whole instance
+        (:func:`skysift.second_look.instance_zooms`).
 
     Returns
     -------
     dict
-        ``cutouts (n, bands + 1, 32, 32)``, ``psf_fwhm (n,)`` and ``label (n,)``: the class
+        ``cutouts (n, bands + 1, 32, 32)``, ``psf_fwhm (n,)`` (in the cutout's pixels: the
+        image's FWHM over the zoom), ``zoom (n,)`` and ``label (n,)``: the class
         index in :data:`CLASSES` (galaxy, star: the group of the truth source the instance
         matches, mask IoU >= 0.5, one to one; false: it matches none). Detections of truth
         sources without a mask, which Burke et al.'s figure counts neither way, are left out.
     """
     from skysift.evaluate.segmentation import figure_matches
-    from skysift.second_look import instance_cutouts
+    from skysift.second_look import instance_cutouts, instance_zooms
     from skysift.train.segmenter import sample_targets
 
     targets = [sample_targets(s["labels"], s["ids"], s["classes"]) for s in samples]
@@ -124,8 +140,10 @@ def instance_stamps(
         matched = index[keep] >= 0
         is_star = matched & true_star[np.maximum(index[keep], 0)]
         label = np.where(matched, np.where(is_star, 1, 0), 2)
-        parts["cutouts"].append(instance_cutouts(sample["image"], masks))
-        parts["psf_fwhm"].append(np.full(int(keep.sum()), float(sample["psf_fwhm"])))
+        zooms = instance_zooms(masks) if zoomed else np.ones(len(masks), np.int64)
+        parts["cutouts"].append(instance_cutouts(sample["image"], masks, zooms=zooms))
+        parts["psf_fwhm"].append(float(sample["psf_fwhm"]) / zooms)
+        parts["zoom"].append(zooms)
         parts["label"].append(label.astype(np.int64))
     if not parts["cutouts"]:
         raise ValueError("no catalog instances to cut stamps from")
@@ -136,7 +154,9 @@ def instance_stamps(
 CLASSES = ("galaxy", "star", "false")
 
 
-def _catalog_stamps(segmenter, typer, directory: str, seeds=None) -> dict[str, np.ndarray]:
+def _catalog_stamps(
+    segmenter, typer, directory: str, seeds=None, *, zoomed: bool = False
+) -> dict[str, np.ndarray]:
     from skysift.evaluate.segmentation import as_catalog
     from skysift.train.segmenter import load_images, refined_predictions
 
@@ -148,7 +168,7 @@ def _catalog_stamps(segmenter, typer, directory: str, seeds=None) -> dict[str, n
         catalog = as_catalog(prediction | {"detector_masks": prediction["masks"]})
         catalogs.append(catalog)
     star = segmenter.skysift_config.classes.index("star") + 1
-    return instance_stamps(catalogs, samples, star_label=star)
+    return instance_stamps(catalogs, samples, star_label=star, zoomed=zoomed)
 
 
 def _dataset_seeds(directory: str) -> list[int]:
@@ -181,11 +201,11 @@ def build_stamps(config: SecondLookTrainingConfig, *, progress: bool = True) -> 
             raise InvalidParameterError(f"{directory}: holds {len(seeds)} images, {n} asked for")
         chunks += [(directory, seeds[s : min(s + CHUNK, n)]) for s in range(0, n, CHUNK)]
     parts = [
-        _catalog_stamps(segmenter, typer, directory, seeds)
+        _catalog_stamps(segmenter, typer, directory, seeds, zoomed=config.zoomed)
         for directory, seeds in progress_iter(chunks, "cutting stamps", enabled=progress)
     ]
     train = {k: np.concatenate([p[k] for p in parts]) for k in _STAMP_ARRAYS}
-    val = _catalog_stamps(segmenter, typer, config.val_dir)
+    val = _catalog_stamps(segmenter, typer, config.val_dir, zoomed=config.zoomed)
     with atomic_write(cache) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(
             handle,
@@ -196,8 +216,8 @@ def build_stamps(config: SecondLookTrainingConfig, *, progress: bool = True) -> 
     return cache
 
 
-_STAMP_SETTINGS = ("segmenter", "galaxy_types", "train_dirs", "n_images", "val_dir")
-_STAMP_ARRAYS = ("cutouts", "psf_fwhm", "label")
+_STAMP_SETTINGS = ("segmenter", "galaxy_types", "train_dirs", "n_images", "val_dir", "zoomed")
+_STAMP_ARRAYS = ("cutouts", "psf_fwhm", "zoom", "label")
 
 
 def architecture_for(bands: int, *, reject: bool = False):
@@ -312,6 +332,8 @@ def card_for(config: SecondLookTrainingConfig, architecture, segmenter_card: dic
     options = "" if config.segmenter == "segmenter_psf" else f" --segmenter {config.segmenter}"
     if config.reject:
         options += " --reject"
+    if config.zoomed:
+        options += " --zoomed"
     if config.epochs != 40:
         options += f" --epochs {config.epochs}"
     if config.threads != 2:
@@ -321,18 +343,28 @@ def card_for(config: SecondLookTrainingConfig, architecture, segmenter_card: dic
         if config.reject
         else "those that match a truth source, labelled by the truth's group"
     )
+    if config.zoomed:
+        scale = (
+            "zoomed out by the whole number z that fits the instance's mask with a 1.25 margin "
+            "(z x z block means; z = 1 for masks up to 25 px across)"
+        )
+        seeing = "log(PSF FWHM of the detection band in pixels / z / seeing_reference)"
+    else:
+        scale = "at the image's own pixel scale"
+        seeing = "log(PSF FWHM of the detection band in pixels / seeing_reference)"
     return {
         "name": config.name,
+        "cutout": "zoomed" if config.zoomed else "native",
         "task": "star/galaxy second look at the segmenter's instances, from a 32x32 cutout of "
         "the bands and the instance's mask, and the PSF FWHM",
         "classes": list(classes_of(config)),
         "architecture": {"kind": "stargalaxy", "config": architecture.to_dict()},
         "normalization": {
             "kind": "segmenter",
-            "formula": "the segmenter's normalized bands (its card's normalization), cut at the "
-            "image's own pixel scale around the centre of each instance's mask; channel "
-            "bands + 1 is the instance's mask (1 inside, 0 outside)",
-            "seeing": "log(PSF FWHM of the detection band in pixels / seeing_reference)",
+            "formula": "the segmenter's normalized bands (its card's normalization), cut "
+            f"{scale} around the centre of each instance's mask; channel bands + 1 is the "
+            "instance's mask (the fraction of each cutout pixel inside it)",
+            "seeing": seeing,
         },
         "segmenter": {
             "name": config.segmenter,
