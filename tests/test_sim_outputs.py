@@ -181,3 +181,21 @@ def test_dataset_shards_resume_without_redoing(tmp_path, monkeypatch):
     assert sample["target"].shape == (4, 32, 32)
     assert sample["level"].shape == (4, 1)
     assert not list(tmp_path.glob("*.part*"))
+
+
+def test_dataset_simulated_by_two_processes_equals_one_process(tmp_path):
+    """Fields simulated in parallel give the same shards, listed in the configs' order."""
+    configs = [FieldConfig(survey="meerlicht", size=64, density=30, seed=s) for s in (13, 11, 12)]
+    extract = LocalizerPatches(size=32, stride=32)
+    serial = write_dataset(tmp_path / "serial", configs, extract, progress=False)
+    parallel = write_dataset(tmp_path / "parallel", configs, extract, progress=False, workers=2)
+    assert [e["seed"] for e in parallel["shards"]] == [13, 11, 12]
+    assert parallel["shards"] == serial["shards"]
+    for one, two in zip(
+        iter_shards(tmp_path / "serial"), iter_shards(tmp_path / "parallel"), strict=True
+    ):
+        assert one.keys() == two.keys()
+        for key in one:
+            np.testing.assert_array_equal(one[key], two[key])
+    with pytest.raises(InvalidParameterError, match="workers must be >= 1"):
+        write_dataset(tmp_path / "none", configs, extract, progress=False, workers=0)

@@ -429,6 +429,9 @@ def train_segmenter_command(
         help="Start from this packaged model (e.g. 'segmenter') instead of random weights; "
         "needs --schedule finetune. A PSF channel it lacks starts with zero weights.",
     ),
+    workers: int = typer.Option(
+        2, help="Processes simulating missing images (the images do not depend on it)."
+    ),
     data_dir: Path = typer.Option(Path("data"), help="Where simulated images are cached."),
     run_dir: Path = typer.Option(
         None, help="Checkpoints and the log (default runs/segmenter or runs/segmenter_boxes)."
@@ -478,7 +481,7 @@ def train_segmenter_command(
             val_dir=str(data_dir / "segmenter_val"),
             run_dir=str(run_dir or Path("runs") / name),
         )
-        prepare_data(config, progress=not quiet)
+        prepare_data(config, progress=not quiet, workers=workers)
         _train_then_finish(
             config,
             train_segmenter,
@@ -586,6 +589,9 @@ def train_second_look_command(
     ),
     epochs: int = typer.Option(40, help="Passes over the training stamps."),
     threads: int = typer.Option(2, help="CPU threads."),
+    workers: int = typer.Option(
+        2, help="Processes simulating missing images (the images do not depend on it)."
+    ),
     data_dir: Path = typer.Option(Path("data"), help="Where simulated images are cached."),
     run_dir: Path = typer.Option(
         None, help="Stamps, checkpoint and log (default runs/<model name>)."
@@ -635,7 +641,7 @@ def train_second_look_command(
             typical_dir=config.train_dirs[1],
             val_dir=config.val_dir,
         )
-        prepare_data(images, progress=not quiet)
+        prepare_data(images, progress=not quiet, workers=workers)
         _train_then_finish(
             config,
             train_second_look,

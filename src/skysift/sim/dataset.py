@@ -130,6 +130,7 @@ def write_dataset(
     *,
     progress: bool = True,
     description: str | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Simulate fields and write one compressed shard of samples per field.
 
@@ -145,6 +146,10 @@ def write_dataset(
         Show a progress bar over fields.
     description : str, optional
         Recorded in the manifest.
+    workers : int
+        Processes simulating fields at once (each field is drawn from its own seed, so the
+        shards do not depend on it). Shards are written, and listed in the manifest, in the
+        order of ``configs`` either way.
 
     Returns
     -------
@@ -174,8 +179,14 @@ def write_dataset(
     done = {entry["seed"] for entry in manifest["shards"] if (out / entry["file"]).exists()}
     manifest["shards"] = [entry for entry in manifest["shards"] if entry["seed"] in done]
     todo = [c for c in configs if c.seed not in done]
-    for config in progress_iter(todo, "simulating fields", enabled=progress):
-        samples = extract(simulate_field(config))
+    if workers < 1:
+        raise InvalidParameterError(f"workers must be >= 1; got {workers}")
+    for config, samples in progress_iter(
+        zip(todo, _extracted(todo, extract, workers), strict=True),
+        "simulating fields",
+        enabled=progress,
+        total=len(todo),
+    ):
         name = f"shard_{config.seed:09d}.npz"
         with atomic_write(out / name) as tmp, open(tmp, "wb") as handle:
             np.savez_compressed(handle, **samples)
@@ -188,6 +199,27 @@ def write_dataset(
             tmp.write_text(json.dumps(manifest, indent=1) + "\n")
     manifest["n_samples"] = sum(entry["n"] for entry in manifest["shards"])
     return manifest
+
+
+def _extract_field(job: tuple[Callable[[SimulatedField], dict], FieldConfig]) -> dict:
+    extract, config = job
+    return extract(simulate_field(config))
+
+
+def _extracted(
+    configs: list[FieldConfig], extract: Callable[[SimulatedField], dict], workers: int
+) -> Iterator[dict[str, np.ndarray]]:
+    """Each field's samples, in the order of ``configs``, from ``workers`` processes."""
+    jobs = [(extract, config) for config in configs]
+    if workers == 1 or len(jobs) < 2:
+        yield from map(_extract_field, jobs)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
+        yield from pool.map(_extract_field, jobs)
 
 
 def _refuse_other_fields(out: Path, manifest: dict[str, Any], configs: list[FieldConfig]) -> None:

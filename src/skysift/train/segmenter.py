@@ -158,8 +158,11 @@ class SegmenterTrainingConfig:
         return data
 
 
-def prepare_data(config: SegmenterTrainingConfig, *, progress: bool = True) -> None:
-    """Simulate (or finish simulating) the validation and training images."""
+def prepare_data(
+    config: SegmenterTrainingConfig, *, progress: bool = True, workers: int = 1
+) -> None:
+    """Simulate (or finish simulating) the validation and training images, ``workers``
+    fields at a time (the images do not depend on it)."""
     datasets = [
         (config.val_dir, segmenter_field_configs("validation", config.n_val), "validation"),
         (config.train_dir, segmenter_field_configs("train", config.n_train), "training"),
@@ -174,6 +177,7 @@ def prepare_data(config: SegmenterTrainingConfig, *, progress: bool = True) -> N
             SegmenterSamples(),
             progress=progress,
             description=f"segmenter {kind} images",
+            workers=workers,
         )
 
 
