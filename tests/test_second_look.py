@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from skysift.errors import InvalidParameterError
-from skysift.second_look import SecondLook, instance_cutouts, instance_zooms, relook
+from skysift.second_look import SecondLook, instance_cutouts, instance_zooms, look_inputs, relook
 from skysift.train.second_look import architecture_for
 
 CLASSES = ("star", "elliptical", "spiral", "other")
@@ -95,8 +95,7 @@ def test_a_zoomed_second_look_sees_the_psf_in_its_cutout_pixels(monkeypatch):
 
     look = _look(0.0)
     zoomed = SecondLook(module=look.module, card=look.card | {"cutout": "zoomed"})
-    assert zoomed.zoomed
-    assert not look.zoomed
+    assert (zoomed.cutout, look.cutout) == ("zoomed", "native")
     seen = {}
 
     def recording(module, cutouts, context):
@@ -277,7 +276,7 @@ def test_a_second_look_of_another_segmenter_is_run_with_a_warning(caplog):
 def test_a_zoomed_second_look_is_named_and_carded_as_such():
     from skysift.train.second_look import SecondLookTrainingConfig, card_for
 
-    config = SecondLookTrainingConfig.named(reject=True, zoomed=True, threads=1)
+    config = SecondLookTrainingConfig.named(reject=True, cutout="zoomed", threads=1)
     assert (config.name, config.run_dir) == (
         "second_look_reject_zoomed",
         "runs/second_look_reject_zoomed",
@@ -285,9 +284,45 @@ def test_a_zoomed_second_look_is_named_and_carded_as_such():
     card = card_for(config, architecture_for(3, reject=True), {"sha256": "0" * 64})
     assert card["cutout"] == "zoomed"
     assert card["training"]["command"] == (
-        "skysift train second-look --seed 0 --reject --zoomed --threads 1"
+        "skysift train second-look --seed 0 --reject --cutout zoomed --threads 1"
     )
     assert (
         card_for(SecondLookTrainingConfig.named(), architecture_for(3), {"sha256": ""})["cutout"]
         == "native"
     )
+
+    with pytest.raises(InvalidParameterError, match="cutout must be one of"):
+        SecondLookTrainingConfig.named(cutout="fitted")
+
+
+def test_both_views_stack_the_native_and_the_zoomed_cutouts():
+    """``cutout="both"``: the native channels, then the zoomed ones, with the image's FWHM;
+    a look trained that way takes the same bands."""
+    rng = np.random.default_rng(2_000_003)
+    bands = rng.normal(size=(3, 128, 128)).astype(np.float32)
+    masks = np.zeros((2, 128, 128), dtype=bool)
+    masks[0, 60:64, 60:64] = True
+    masks[1, 20:100, 30:90] = True  # zoom 4
+    both, fwhm = look_inputs(bands, masks, psf_fwhm=4.0, cutout="both")
+    assert both.shape == (2, 8, 32, 32)
+    np.testing.assert_array_equal(fwhm, [4.0, 4.0])
+    np.testing.assert_array_equal(both[:, :4], instance_cutouts(bands, masks))
+    zoomed, zoomed_fwhm = look_inputs(bands, masks, psf_fwhm=4.0, cutout="zoomed")
+    np.testing.assert_array_equal(both[:, 4:], zoomed)
+    np.testing.assert_array_equal(zoomed_fwhm, [4.0, 1.0])
+    import torch
+
+    from skysift.models.stargalaxy import StarGalaxyNet
+
+    architecture = architecture_for(3, reject=True, cutout="both")
+    assert architecture.in_channels == 8
+    card = {"name": "t", "cutout": "both", "classes": ["galaxy", "star", "false"]}
+    look = SecondLook(
+        module=StarGalaxyNet(architecture),
+        card=card | {"architecture": {"config": architecture.to_dict()}},
+    )
+    assert look.bands == 3
+    with torch.no_grad():
+        p = look.probabilities(bands, masks, psf_fwhm=4.0)
+    assert p.shape == (2, 3)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)

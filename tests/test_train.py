@@ -268,7 +268,9 @@ def test_segmenter_finetune_starts_from_the_packaged_model_with_a_silent_psf_cha
         after = model([torch.from_numpy(with_psf_channel(image, 5.5))])[0]
     assert len(before["scores"]) > 0
     torch.testing.assert_close(after["scores"], before["scores"])
-    torch.testing.assert_close(after["masks"], before["masks"])
+    # a zero-weight input channel changes the order convolutions sum in: mask probabilities
+    # (thresholded at 0.5) have been seen to move by 1.3e-5, so compare them to 1e-4
+    torch.testing.assert_close(after["masks"], before["masks"], atol=1e-4, rtol=0)
 
     config = SegmenterTrainingConfig(
         name="segmenter_psf",

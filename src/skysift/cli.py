@@ -581,11 +581,11 @@ def train_second_look_command(
         help="Three classes: galaxy, star, and false (an instance that matches no source); a "
         "false instance's score drops.",
     ),
-    zoomed: bool = typer.Option(
-        False,
-        "--zoomed",
-        help="Cut each instance's stamp zoomed out to hold it whole (whole-number zoom, "
-        "block means); the model's name gains '_zoomed'.",
+    cutout: str = typer.Option(
+        "native",
+        help="How each instance is cut: 'native' (32x32 at the image's pixel scale), "
+        "'zoomed' (zoomed out by a whole number to hold it whole, block means) or 'both' "
+        "(the two stacked as channels); another than native is added to the model's name.",
     ),
     epochs: int = typer.Option(40, help="Passes over the training stamps."),
     threads: int = typer.Option(2, help="CPU threads."),
@@ -623,7 +623,7 @@ def train_second_look_command(
         options = {"run_dir": str(run_dir)} if run_dir else {}
         config = SecondLookTrainingConfig.named(
             reject=reject,
-            zoomed=zoomed,
+            cutout=cutout,
             segmenter=segmenter,
             seed=seed,
             epochs=epochs,

@@ -17,7 +17,8 @@ then fills it, as does the mask of a false detection nested inside that galaxy. 
 trained with ``cutout: zoomed`` sees each instance whole instead: its window is zoomed out by
 the whole number :func:`instance_zooms` picks (block averages of ``z x z`` pixels), and its
 PSF input is the FWHM in those coarser pixels. Compact instances, where star and galaxy are
-decided, keep the image's pixel scale.
+decided, keep the image's pixel scale. ``cutout: both`` stacks the native and the zoomed
+cutouts as channels, so a large instance is seen whole and its core resolved.
 
 :func:`relook` applies it to a detector's prediction: each instance takes the more probable
 of the second look's star and galaxy, and its score becomes P(source) x P(group), where
@@ -31,14 +32,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["SecondLook", "instance_cutouts", "instance_zooms", "relook"]
+__all__ = ["SecondLook", "instance_cutouts", "instance_zooms", "look_inputs", "relook"]
 
 #: Cutout side (pixels).
 CUTOUT = 32
 
-#: A card's ``cutout``: ``native`` (the image's pixel scale) or ``zoomed``
-#: (:func:`instance_zooms`).
-CUTOUT_KINDS = ("native", "zoomed")
+#: A card's ``cutout``: ``native`` (the image's pixel scale), ``zoomed``
+#: (:func:`instance_zooms`) or ``both`` (the two stacked as channels; see :func:`look_inputs`).
+CUTOUT_KINDS = ("native", "zoomed", "both")
 
 
 #: A zoomed cutout leaves this much room around the instance: a mask ``e`` pixels across
@@ -119,6 +120,47 @@ def instance_cutouts(bands: np.ndarray, masks, *, zooms=None) -> np.ndarray:
     return out
 
 
+def look_inputs(
+    bands: np.ndarray, masks, *, psf_fwhm: float, cutout: str = "native"
+) -> tuple[np.ndarray, np.ndarray]:
+    """A second look's cutouts and the PSF FWHM its seeing input is given, per instance.
+
+    Parameters
+    ----------
+    bands : numpy.ndarray
+        ``(bands, height, width)`` normalized image.
+    masks : numpy.ndarray or sequence of (rows, cols)
+        Instance masks (see :func:`instance_cutouts`).
+    psf_fwhm : float
+        PSF FWHM of the detection band, image pixels.
+    cutout : {"native", "zoomed", "both"}
+        ``native``: :func:`instance_cutouts` at the image's pixel scale, with ``psf_fwhm``.
+        ``zoomed``: zoomed to hold each instance (:func:`instance_zooms`), with the FWHM in
+        the cutout's pixels (``psf_fwhm / z``). ``both``: the native channels, then the
+        zoomed ones, with ``psf_fwhm``.
+
+    Returns
+    -------
+    cutouts : numpy.ndarray
+        ``(n, channels, 32, 32)`` float32; ``channels`` is ``bands + 1``, twice that for
+        ``both``.
+    fwhm : numpy.ndarray
+        ``(n,)`` FWHM for the seeing input.
+    """
+    if cutout not in CUTOUT_KINDS:
+        raise ValueError(f"cutout must be one of {CUTOUT_KINDS}; got {cutout!r}")
+    pixels = _pixels(masks)
+    ones = np.ones(len(pixels), np.int64)
+    zooms = ones if cutout == "native" else instance_zooms(pixels)
+    if cutout == "both":
+        cutouts = np.concatenate(
+            [instance_cutouts(bands, pixels), instance_cutouts(bands, pixels, zooms=zooms)],
+            axis=1,
+        )
+        return cutouts, psf_fwhm / ones
+    return instance_cutouts(bands, pixels, zooms=zooms), psf_fwhm / zooms
+
+
 def _pixels(masks) -> list:
     """Row and column indices of each instance's pixels."""
     return [np.nonzero(m) for m in masks] if isinstance(masks, np.ndarray) else list(masks)
@@ -160,8 +202,8 @@ class SecondLook:
             raise InvalidParameterError(
                 f"model {card['name']!r}: unknown cutout {cutout!r}; expected one of {CUTOUT_KINDS}"
             )
-        #: cutouts zoomed out to hold the whole instance (:func:`instance_zooms`)
-        self.zoomed = cutout == "zoomed"
+        #: how instances are cut (:data:`CUTOUT_KINDS`, :func:`look_inputs`)
+        self.cutout = cutout
         self.classes = tuple(card.get("classes", BINARY_CLASSES))
         fits = (
             self.classes == BINARY_CLASSES
@@ -176,8 +218,9 @@ class SecondLook:
 
     @property
     def bands(self) -> int:
-        """Image bands of the cutouts (the network's channels less the mask)."""
-        return self.config.in_channels - 1
+        """Image bands of the cutouts (the network's channels less the mask, per view)."""
+        views = 2 if self.cutout == "both" else 1
+        return self.config.in_channels // views - 1
 
     def probabilities(self, bands: np.ndarray, masks, *, psf_fwhm: float) -> np.ndarray:
         """``(n, classes)`` probabilities of each instance, columns as :attr:`classes`.
@@ -200,10 +243,8 @@ class SecondLook:
             )
         if not len(masks):
             return np.zeros((0, len(self.classes)))
-        zooms = instance_zooms(masks) if self.zoomed else np.ones(len(masks), np.int64)
-        cutouts = instance_cutouts(bands, masks, zooms=zooms)
-        # the PSF as the cutout shows it: a zoomed cutout's pixels are z image pixels
-        context = self.config.context(np.zeros((len(masks), 2)), seeing_fwhm=psf_fwhm / zooms)
+        cutouts, fwhm = look_inputs(bands, masks, psf_fwhm=psf_fwhm, cutout=self.cutout)
+        context = self.config.context(np.zeros((len(masks), 2)), seeing_fwhm=fwhm)
         return predict_probabilities(self.module, cutouts, context)
 
 

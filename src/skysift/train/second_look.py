@@ -46,8 +46,8 @@ class SecondLookTrainingConfig:
     val_dir: str = "data/segmenter_val"
     run_dir: str = "runs/second_look"
     reject: bool = False
-    #: cut each stamp zoomed out to hold the whole instance (skysift.second_look.instance_zooms)
-    zoomed: bool = False
+    #: how stamps are cut: native, zoomed or both (skysift.second_look.look_inputs)
+    cutout: str = "native"
     #: validation log loss still fell at 20 (0.280) and was lowest at 38 of 40 (0.223)
     epochs: int = 40
     batch_size: int = 256
@@ -58,20 +58,29 @@ class SecondLookTrainingConfig:
 
     @classmethod
     def named(
-        cls, *, reject: bool = False, zoomed: bool = False, **options
+        cls, *, reject: bool = False, cutout: str = "native", **options
     ) -> SecondLookTrainingConfig:
         """The config of ``second_look`` (star or galaxy) or, with ``reject``, of
         ``second_look_reject`` (star, galaxy or false), with their own run directories;
-        ``zoomed`` adds ``_zoomed`` to the name (cutouts that hold the whole instance)."""
-        name = ("second_look_reject" if reject else "second_look") + ("_zoomed" if zoomed else "")
+        another ``cutout`` than ``native`` adds ``_<cutout>`` to the name."""
+        name = ("second_look_reject" if reject else "second_look") + (
+            "" if cutout == "native" else f"_{cutout}"
+        )
         return cls(
-            **{"name": name, "run_dir": f"runs/{name}", "reject": reject, "zoomed": zoomed}
+            **{"name": name, "run_dir": f"runs/{name}", "reject": reject, "cutout": cutout}
             | options
         )
 
     def __post_init__(self) -> None:
         if len(self.train_dirs) != len(self.n_images):
             raise ValueError("train_dirs and n_images must have the same length")
+        from skysift.errors import InvalidParameterError
+        from skysift.second_look import CUTOUT_KINDS
+
+        if self.cutout not in CUTOUT_KINDS:
+            raise InvalidParameterError(
+                f"cutout must be one of {CUTOUT_KINDS}; got {self.cutout!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -92,7 +101,7 @@ def instance_stamps(
     samples: list[dict[str, Any]],
     *,
     star_label: int,
-    zoomed: bool = False,
+    cutout: str = "native",
 ) -> dict[str, np.ndarray]:
     """The second look's inputs for catalog instances, and their truth classes.
 
@@ -107,9 +116,8 @@ def instance_stamps(
         Samples of :func:`skysift.train.segmenter.load_images`, with ``psf_fwhm``.
     star_label : int
         The 1-based label of ``star`` in the segmenter's classes.
-    zoomed : bool
-        Cut each stamp zoomed out to hold the whole instance
-        (:func:`skysift.second_look.instance_zooms`).
+    cutout : {"native", "zoomed", "both"}
+        How each stamp is cut (:func:`skysift.second_look.look_inputs`).
 
     Returns
     -------
@@ -121,7 +129,7 @@ def instance_stamps(
         sources without a mask, which Burke et al.'s figure counts neither way, are left out.
     """
     from skysift.evaluate.segmentation import figure_matches
-    from skysift.second_look import instance_cutouts, instance_zooms
+    from skysift.second_look import instance_zooms, look_inputs
     from skysift.train.segmenter import sample_targets
 
     targets = [sample_targets(s["labels"], s["ids"], s["classes"]) for s in samples]
@@ -140,10 +148,12 @@ def instance_stamps(
         matched = index[keep] >= 0
         is_star = matched & true_star[np.maximum(index[keep], 0)]
         label = np.where(matched, np.where(is_star, 1, 0), 2)
-        zooms = instance_zooms(masks) if zoomed else np.ones(len(masks), np.int64)
-        parts["cutouts"].append(instance_cutouts(sample["image"], masks, zooms=zooms))
-        parts["psf_fwhm"].append(float(sample["psf_fwhm"]) / zooms)
-        parts["zoom"].append(zooms)
+        cutouts, fwhm = look_inputs(
+            sample["image"], masks, psf_fwhm=float(sample["psf_fwhm"]), cutout=cutout
+        )
+        parts["cutouts"].append(cutouts)
+        parts["psf_fwhm"].append(fwhm)
+        parts["zoom"].append(instance_zooms(masks))
         parts["label"].append(label.astype(np.int64))
     if not parts["cutouts"]:
         raise ValueError("no catalog instances to cut stamps from")
@@ -155,7 +165,7 @@ CLASSES = ("galaxy", "star", "false")
 
 
 def _catalog_stamps(
-    segmenter, typer, directory: str, seeds=None, *, zoomed: bool = False
+    segmenter, typer, directory: str, seeds=None, *, cutout: str = "native"
 ) -> dict[str, np.ndarray]:
     from skysift.evaluate.segmentation import as_catalog
     from skysift.train.segmenter import load_images, refined_predictions
@@ -168,7 +178,7 @@ def _catalog_stamps(
         catalog = as_catalog(prediction | {"detector_masks": prediction["masks"]})
         catalogs.append(catalog)
     star = segmenter.skysift_config.classes.index("star") + 1
-    return instance_stamps(catalogs, samples, star_label=star, zoomed=zoomed)
+    return instance_stamps(catalogs, samples, star_label=star, cutout=cutout)
 
 
 def _dataset_seeds(directory: str) -> list[int]:
@@ -201,11 +211,11 @@ def build_stamps(config: SecondLookTrainingConfig, *, progress: bool = True) -> 
             raise InvalidParameterError(f"{directory}: holds {len(seeds)} images, {n} asked for")
         chunks += [(directory, seeds[s : min(s + CHUNK, n)]) for s in range(0, n, CHUNK)]
     parts = [
-        _catalog_stamps(segmenter, typer, directory, seeds, zoomed=config.zoomed)
+        _catalog_stamps(segmenter, typer, directory, seeds, cutout=config.cutout)
         for directory, seeds in progress_iter(chunks, "cutting stamps", enabled=progress)
     ]
     train = {k: np.concatenate([p[k] for p in parts]) for k in _STAMP_ARRAYS}
-    val = _catalog_stamps(segmenter, typer, config.val_dir, zoomed=config.zoomed)
+    val = _catalog_stamps(segmenter, typer, config.val_dir, cutout=config.cutout)
     with atomic_write(cache) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(
             handle,
@@ -216,24 +226,33 @@ def build_stamps(config: SecondLookTrainingConfig, *, progress: bool = True) -> 
     return cache
 
 
-_STAMP_SETTINGS = ("segmenter", "galaxy_types", "train_dirs", "n_images", "val_dir", "zoomed")
+_STAMP_SETTINGS = ("segmenter", "galaxy_types", "train_dirs", "n_images", "val_dir", "cutout")
 _STAMP_ARRAYS = ("cutouts", "psf_fwhm", "zoom", "label")
 
 
-def architecture_for(bands: int, *, reject: bool = False):
-    """The second look's network: ASID-C's image branch on ``bands`` + 1 channels, a context
-    branch of 32 on the seeing alone, and one hidden layer of 64; one output (P(star)), or
-    with ``reject`` three (galaxy, star, false)."""
+def architecture_for(bands: int, *, reject: bool = False, cutout: str = "native"):
+    """The second look's network: ASID-C's image branch on ``bands`` + 1 channels (twice
+    that for ``cutout="both"``), a context branch of 32 on the seeing alone, and one hidden
+    layer of 64; one output (P(star)), or with ``reject`` three (galaxy, star, false)."""
     from skysift.models.stargalaxy_inputs import StarGalaxyConfig
 
     return StarGalaxyConfig(
-        in_channels=bands + 1,
+        in_channels=(bands + 1) * _views(cutout),
         outputs=len(CLASSES) if reject else 1,
         position_input=False,
         seeing_input=True,
         position_widths=(32,),
         head_widths=(64,),
     )
+
+
+def _views(cutout: str) -> int:
+    return 2 if cutout == "both" else 1
+
+
+def _architecture(config: SecondLookTrainingConfig, cutouts: np.ndarray):
+    bands = cutouts.shape[1] // _views(config.cutout) - 1
+    return architecture_for(bands, reject=config.reject, cutout=config.cutout)
 
 
 def _stamps(config: SecondLookTrainingConfig, progress: bool) -> dict[str, np.ndarray]:
@@ -279,7 +298,7 @@ def train_second_look(config: SecondLookTrainingConfig, *, progress: bool = True
     torch.set_num_threads(config.threads)
     rng = np.random.default_rng(config.seed)
     data = _stamps(config, progress)
-    architecture = architecture_for(data["train_cutouts"].shape[1] - 1, reject=config.reject)
+    architecture = _architecture(config, data["train_cutouts"])
     network = StarGalaxyNet(architecture)
     context, val_context = (
         _context(architecture, data, "train"),
@@ -332,8 +351,8 @@ def card_for(config: SecondLookTrainingConfig, architecture, segmenter_card: dic
     options = "" if config.segmenter == "segmenter_psf" else f" --segmenter {config.segmenter}"
     if config.reject:
         options += " --reject"
-    if config.zoomed:
-        options += " --zoomed"
+    if config.cutout != "native":
+        options += f" --cutout {config.cutout}"
     if config.epochs != 40:
         options += f" --epochs {config.epochs}"
     if config.threads != 2:
@@ -343,7 +362,14 @@ def card_for(config: SecondLookTrainingConfig, architecture, segmenter_card: dic
         if config.reject
         else "those that match a truth source, labelled by the truth's group"
     )
-    if config.zoomed:
+    if config.cutout == "both":
+        scale = (
+            "at the image's own pixel scale, then again zoomed out by the whole number z that "
+            "fits the instance's mask with a 1.25 margin (z x z block means), stacked as "
+            "channels"
+        )
+        seeing = "log(PSF FWHM of the detection band in pixels / seeing_reference)"
+    elif config.cutout == "zoomed":
         scale = (
             "zoomed out by the whole number z that fits the instance's mask with a 1.25 margin "
             "(z x z block means; z = 1 for masks up to 25 px across)"
@@ -354,7 +380,7 @@ def card_for(config: SecondLookTrainingConfig, architecture, segmenter_card: dic
         seeing = "log(PSF FWHM of the detection band in pixels / seeing_reference)"
     return {
         "name": config.name,
-        "cutout": "zoomed" if config.zoomed else "native",
+        "cutout": config.cutout,
         "task": "star/galaxy second look at the segmenter's instances, from a 32x32 cutout of "
         "the bands and the instance's mask, and the PSF FWHM",
         "classes": list(classes_of(config)),
@@ -428,7 +454,7 @@ def finish_second_look(
     from skysift.second_look import SecondLook, predict_probabilities
 
     data = _stamps(config, progress)
-    architecture = architecture_for(data["val_cutouts"].shape[1] - 1, reject=config.reject)
+    architecture = _architecture(config, data["val_cutouts"])
     context = _context(architecture, data, "val")
     model = StarGalaxyNet(architecture)
     model.load_state_dict(load_file(str(best_weights)))
