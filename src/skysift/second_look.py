@@ -127,12 +127,9 @@ def look_inputs(
 
     Parameters
     ----------
-    bands : numpy.ndarray
-        ``(bands, height, width)`` normalized image.
-    masks : numpy.ndarray or sequence of (rows, cols)
-        Instance masks (see :func:`instance_cutouts`).
-    psf_fwhm : float
-        PSF FWHM of the detection band, image pixels.
+    bands, masks, psf_fwhm
+        The normalized image, the instances' masks and the detection band's PSF FWHM in
+        image pixels, as :meth:`SecondLook.probabilities` takes them.
     cutout : {"native", "zoomed", "both"}
         ``native``: :func:`instance_cutouts` at the image's pixel scale, with ``psf_fwhm``.
         ``zoomed``: zoomed to hold each instance (:func:`instance_zooms`), with the FWHM in
