@@ -32,7 +32,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["SecondLook", "instance_cutouts", "instance_zooms", "look_inputs", "relook"]
+__all__ = [
+    "SecondLook",
+    "cutout_views",
+    "instance_cutouts",
+    "instance_zooms",
+    "look_inputs",
+    "relook",
+]
 
 #: Cutout side (pixels).
 CUTOUT = 32
@@ -40,6 +47,12 @@ CUTOUT = 32
 #: A card's ``cutout``: ``native`` (the image's pixel scale), ``zoomed``
 #: (:func:`instance_zooms`) or ``both`` (the two stacked as channels; see :func:`look_inputs`).
 CUTOUT_KINDS = ("native", "zoomed", "both")
+
+
+def cutout_views(cutout: str) -> int:
+    """How many cutouts of each instance a look of this ``cutout`` kind stacks (2 for
+    ``both``, else 1); its network takes ``views x (bands + 1)`` channels."""
+    return 2 if cutout == "both" else 1
 
 
 #: A zoomed cutout leaves this much room around the instance: a mask ``e`` pixels across
@@ -147,15 +160,14 @@ def look_inputs(
     if cutout not in CUTOUT_KINDS:
         raise ValueError(f"cutout must be one of {CUTOUT_KINDS}; got {cutout!r}")
     pixels = _pixels(masks)
-    ones = np.ones(len(pixels), np.int64)
-    zooms = ones if cutout == "native" else instance_zooms(pixels)
-    if cutout == "both":
-        cutouts = np.concatenate(
-            [instance_cutouts(bands, pixels), instance_cutouts(bands, pixels, zooms=zooms)],
-            axis=1,
-        )
-        return cutouts, psf_fwhm / ones
-    return instance_cutouts(bands, pixels, zooms=zooms), psf_fwhm / zooms
+    if cutout == "native":
+        return instance_cutouts(bands, pixels), np.full(len(pixels), float(psf_fwhm))
+    zooms = instance_zooms(pixels)
+    zoomed = instance_cutouts(bands, pixels, zooms=zooms)
+    if cutout == "zoomed":
+        return zoomed, psf_fwhm / zooms
+    both = np.concatenate([instance_cutouts(bands, pixels), zoomed], axis=1)
+    return both, np.full(len(pixels), float(psf_fwhm))
 
 
 def _pixels(masks) -> list:
@@ -216,8 +228,7 @@ class SecondLook:
     @property
     def bands(self) -> int:
         """Image bands of the cutouts (the network's channels less the mask, per view)."""
-        views = 2 if self.cutout == "both" else 1
-        return self.config.in_channels // views - 1
+        return self.config.in_channels // cutout_views(self.cutout) - 1
 
     def probabilities(self, bands: np.ndarray, masks, *, psf_fwhm: float) -> np.ndarray:
         """``(n, classes)`` probabilities of each instance, columns as :attr:`classes`.

@@ -235,9 +235,10 @@ def architecture_for(bands: int, *, reject: bool = False, cutout: str = "native"
     that for ``cutout="both"``), a context branch of 32 on the seeing alone, and one hidden
     layer of 64; one output (P(star)), or with ``reject`` three (galaxy, star, false)."""
     from skysift.models.stargalaxy_inputs import StarGalaxyConfig
+    from skysift.second_look import cutout_views
 
     return StarGalaxyConfig(
-        in_channels=(bands + 1) * _views(cutout),
+        in_channels=(bands + 1) * cutout_views(cutout),
         outputs=len(CLASSES) if reject else 1,
         position_input=False,
         seeing_input=True,
@@ -246,12 +247,10 @@ def architecture_for(bands: int, *, reject: bool = False, cutout: str = "native"
     )
 
 
-def _views(cutout: str) -> int:
-    return 2 if cutout == "both" else 1
-
-
 def _architecture(config: SecondLookTrainingConfig, cutouts: np.ndarray):
-    bands = cutouts.shape[1] // _views(config.cutout) - 1
+    from skysift.second_look import cutout_views
+
+    bands = cutouts.shape[1] // cutout_views(config.cutout) - 1
     return architecture_for(bands, reject=config.reject, cutout=config.cutout)
 
 
