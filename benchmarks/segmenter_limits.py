@@ -9,7 +9,9 @@ On the instances the ``Segmenter``'s label map keeps (its catalog), per truth S/
    galaxy second look could reach, the ceiling of re-classifying;
 4. the detections that count as false above the score that reaches 80 % recall (all of
    them when 80 % is never reached), by kind: right source but wrong group, a mask that
-   overlaps a truth instance with IoU 0.2-0.5, one that barely overlaps one, one on nothing.
+   overlaps a truth instance with IoU 0.2-0.5, one that barely overlaps one, one on nothing;
+   with ``--list``, each of them where 80 % is reached (seed, place, mask area, and the
+   truth instance it overlaps most), to look at by eye.
 
 Validation seeds only (Burke et al.'s typical fields, or the segmenter's own images; both
 simulated when missing): these ceilings steer what is built next, so they are never read off
@@ -78,12 +80,46 @@ def false_kind(iou_row: np.ndarray, matched: bool) -> str:
     return "mask IoU < 0.2" if best > 0 else "on nothing"
 
 
+def false_detail(
+    catalog: dict,
+    target: dict,
+    snr: np.ndarray,
+    iou: np.ndarray,
+    detection: int,
+    seed: int,
+    *,
+    star: int,
+) -> dict:
+    """One false detection, for reading by eye: where it is, its mask, and the truth
+    instance its mask overlaps most (its S/N, group and footprint area)."""
+    mask = np.asarray(catalog["masks"])[detection, 0] >= 0.5
+    ys, xs = np.nonzero(mask)
+    ranking = np.asarray(catalog.get("detection_scores", catalog["scores"]), dtype=float)
+    row = {
+        "seed": seed,
+        "score": round(float(ranking[detection]), 3),
+        "x": round(float(xs.mean()), 1) if xs.size else None,
+        "y": round(float(ys.mean()), 1) if ys.size else None,
+        "area": int(mask.sum()),
+    }
+    if iou.shape[1]:
+        k = int(np.argmax(iou[detection]))
+        row |= {
+            "best_iou": round(float(iou[detection, k]), 3),
+            "instance_snr": round(float(snr[k]), 1),
+            "instance_group": "star" if np.asarray(target["labels"])[k] == star else "galaxy",
+            "instance_area": int(np.asarray(target["masks"])[k].sum()),
+        }
+    return row
+
+
 def limits(catalogs, samples, classes, cuts) -> dict:
     """The four views of the module notes for each cut."""
     star, other = classes.index("star") + 1, classes.index("other") + 1
     targets = [sample_targets(s["labels"], s["ids"], s["classes"]) for s in samples]
     snr = [np.asarray(s["snr"], dtype=float) for s in samples]
     unmasked = [s["unmasked"] for s in samples]
+    seeds = [int(s["seed"]) for s in samples]
     matched, on_unmasked = figure_matches(catalogs, targets, unmasked=unmasked)
     oracle = [
         with_true_groups(c, t, m, star=star, other=other)
@@ -110,8 +146,8 @@ def limits(catalogs, samples, classes, cuts) -> dict:
         )
         ranked: dict[str, list[tuple[float, bool, str]]] = {"star": [], "galaxy": []}
         n_true = Counter()
-        for c, t, values, m, found, iou in zip(
-            catalogs, targets, snr, matched, on_unmasked, ious, strict=True
+        for image, (c, t, values, m, found, iou) in enumerate(
+            zip(catalogs, targets, snr, matched, on_unmasked, ious, strict=True)
         ):
             required = values >= cut
             true_star = np.asarray(t["labels"]) == star
@@ -132,18 +168,26 @@ def limits(catalogs, samples, classes, cuts) -> dict:
                 group = "star" if predicted_star[d] else "galaxy"
                 right = m[d] >= 0 and bool(true_star[m[d]]) == (group == "star")
                 kind = "" if right else false_kind(iou[d], bool(m[d] >= 0))
-                ranked[group].append((float(ranking[d]), bool(right), kind))
+                detail = (
+                    None if right else false_detail(c, t, values, iou, d, seeds[image], star=star)
+                )
+                ranked[group].append((float(ranking[d]), bool(right), kind, detail))
         false_above = {}
         for group, items in ranked.items():
             items.sort(key=lambda item: -item[0])
-            hits = np.cumsum([right for _, right, _ in items])
+            hits = np.cumsum([item[1] for item in items])
             reach = np.flatnonzero(hits >= 0.8 * n_true[group]) if items else np.array([])
             upto = int(reach[0]) + 1 if reach.size else len(items)
-            kinds = Counter(kind for _, right, kind in items[:upto] if not right)
+            kinds = Counter(kind for _, right, kind, _ in items[:upto] if not right)
             false_above[group] = {
                 "reached": bool(reach.size),
                 "ranked": upto,
                 **{kind: kinds.get(kind, 0) for kind in FALSE_KINDS},
+                "detections": [
+                    {"kind": kind, **detail}
+                    for _, right, kind, detail in items[:upto]
+                    if not right and reach.size
+                ],
             }
         rows.append(
             {
@@ -163,7 +207,7 @@ def _value(row: dict, group: str) -> str:
     return f"{shown} ({recall:.2f})"
 
 
-def markdown(result: dict) -> str:
+def markdown(result: dict, *, listing: bool = False) -> str:
     lines = [
         f"`{result['model']}` on {result['images']} {result['image_set']} validation images "
         "(catalog; precision at 80 % recall, max recall in brackets)",
@@ -197,6 +241,27 @@ def markdown(result: dict) -> str:
                 + " | ".join(str(false[k]) for k in FALSE_KINDS)
                 + " |"
             )
+    if listing:
+        lines += [
+            "",
+            "| S/N >= | group | kind | seed | score | x, y | area | best IoU | "
+            "its S/N, group, area |",
+            "|---" * 9 + "|",
+        ]
+        for row in result["cuts"]:
+            for group, false in row["false_above_80_recall"].items():
+                for d in false["detections"]:
+                    where = "-" if d["x"] is None else f"{d['x']:.0f}, {d['y']:.0f}"
+                    inst = (
+                        f"{d['instance_snr']:.0f}, {d['instance_group']}, {d['instance_area']}"
+                        if "best_iou" in d
+                        else "-"
+                    )
+                    lines.append(
+                        f"| {row['snr_min']:g} | {group} | {d['kind']} | {d['seed']} | "
+                        f"{d['score']:.3f} | {where} | {d['area']} | "
+                        f"{d.get('best_iou', 0.0):.2f} | {inst} |"
+                    )
     return "\n".join(lines) + "\n"
 
 
@@ -211,6 +276,12 @@ def main() -> None:
         "--second-look", default=None, help="Shipped second look to refine the catalog with."
     )
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--list",
+        action="store_true",
+        help="Also print every false detection above 80 %% recall (seed, place, mask, and "
+        "the truth instance it overlaps most).",
+    )
     args = parser.parse_args()
     import torch
 
@@ -231,7 +302,7 @@ def main() -> None:
     result.update(model=name, image_set=args.images, galaxy_types=typer is not None)
     out = ROOT / "benchmarks" / "results" / f"{name}_limits_{args.images}.json"
     out.write_text(json.dumps(result, indent=1, default=float) + "\n")
-    print(markdown(result))
+    print(markdown(result, listing=args.list))
 
 
 if __name__ == "__main__":
