@@ -1,4 +1,5 @@
-"""Shared bookkeeping of the training loops: the JSON-lines log and the best weights."""
+"""Shared bookkeeping of the training loops: the JSON-lines log, the best weights, and the
+random streams a checkpoint must carry for a resumed run to equal an uninterrupted one."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-__all__ = ["append_log", "save_weights"]
+import numpy as np
+
+__all__ = ["append_log", "random_state", "restore_random_state", "save_weights"]
 
 log = logging.getLogger(__name__)
 
@@ -24,3 +27,34 @@ def save_weights(model, path: Path) -> None:
     from safetensors.torch import save_file
 
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+
+
+def random_state(rng: np.random.Generator) -> dict[str, Any]:
+    """Checkpoint entries holding every random stream a training loop draws from.
+
+    ``rng`` (numpy: batches, augmentation) goes under ``"rng"``; torch's CPU generator
+    (Mask R-CNN's proposal and RoI sampling, dropout) under ``"torch_rng"``. Without the
+    second, a run resumed from the checkpoint draws other samples than an uninterrupted
+    run and ends with other weights.
+    """
+    import torch
+
+    return {"rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
+
+
+def restore_random_state(rng: np.random.Generator, checkpoint: dict[str, Any]) -> None:
+    """Set ``rng`` and torch's CPU generator from a checkpoint of :func:`random_state`.
+
+    A checkpoint written before torch's generator was recorded restores ``rng`` alone and
+    logs a warning: the resumed run is then not bit-identical to an uninterrupted one.
+    """
+    import torch
+
+    rng.bit_generator.state = checkpoint["rng"]
+    if "torch_rng" in checkpoint:
+        torch.set_rng_state(checkpoint["torch_rng"])
+    else:
+        log.warning(
+            "this checkpoint does not hold torch's random state: the resumed run will not be "
+            "bit-identical to an uninterrupted one"
+        )

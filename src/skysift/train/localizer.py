@@ -300,7 +300,12 @@ def train_localizer(config: LocalizerTrainingConfig, *, progress: bool = True) -
     from skysift.models.runtime import tune_malloc
     from skysift.models.unet import UNet, UNetConfig
     from skysift.progress import progress_iter
-    from skysift.train.checkpoints import append_log, save_weights
+    from skysift.train.checkpoints import (
+        append_log,
+        random_state,
+        restore_random_state,
+        save_weights,
+    )
 
     tune_malloc()
     torch.set_num_threads(config.threads)
@@ -323,7 +328,7 @@ def train_localizer(config: LocalizerTrainingConfig, *, progress: bool = True) -
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
-        rng.bit_generator.state = state["rng"]
+        restore_random_state(rng, state)
         start_step, best_f1 = state["step"], state["best_f1"]
         log.info("resuming from step %d (best F1 %.4f)", start_step, best_f1)
     fields = _load_fields(config)
@@ -364,7 +369,7 @@ def train_localizer(config: LocalizerTrainingConfig, *, progress: bool = True) -
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "schedule": schedule.state_dict(),
-                    "rng": rng.bit_generator.state,
+                    **random_state(rng),
                     "step": done,
                     "best_f1": best_f1,
                 },

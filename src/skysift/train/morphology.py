@@ -352,7 +352,12 @@ def train_morphology(config: MorphologyTrainingConfig, *, progress: bool = True)
 
     from skysift.models.morphology import MorphologyNet
     from skysift.progress import progress_iter
-    from skysift.train.checkpoints import append_log, save_weights
+    from skysift.train.checkpoints import (
+        append_log,
+        random_state,
+        restore_random_state,
+        save_weights,
+    )
 
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
@@ -377,6 +382,7 @@ def train_morphology(config: MorphologyTrainingConfig, *, progress: bool = True)
     )
     loss_fn = nn.CrossEntropyLoss(weight=weights)
     start_epoch, best = 0, -1.0
+    rng = np.random.default_rng([config.seed, 0])
     checkpoint = run / "last.pt"
     if checkpoint.exists():
         state = torch.load(checkpoint, weights_only=False)
@@ -384,8 +390,12 @@ def train_morphology(config: MorphologyTrainingConfig, *, progress: bool = True)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, best = state["epoch"], state["best"]
+        if "rng" in state:
+            restore_random_state(rng, state)
+        else:  # written before the random streams were checkpointed
+            log.warning("old checkpoint: the resumed run will differ from an uninterrupted one")
+            rng = np.random.default_rng([config.seed, start_epoch])
         log.info("resuming at epoch %d", start_epoch)
-    rng = np.random.default_rng([config.seed, start_epoch])
     for epoch in range(start_epoch, config.epochs):
         began = time.time()
         model.train()
@@ -429,6 +439,7 @@ def train_morphology(config: MorphologyTrainingConfig, *, progress: bool = True)
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
+                **random_state(rng),
                 "epoch": epoch + 1,
                 "best": best,
             },

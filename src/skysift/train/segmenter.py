@@ -421,7 +421,12 @@ def train_segmenter(config: SegmenterTrainingConfig, *, progress: bool = True) -
     from skysift.models.runtime import tune_malloc
     from skysift.models.segmenter import build_segmenter, with_psf_channel
     from skysift.progress import progress_iter
-    from skysift.train.checkpoints import append_log, save_weights
+    from skysift.train.checkpoints import (
+        append_log,
+        random_state,
+        restore_random_state,
+        save_weights,
+    )
 
     tune_malloc()
     torch.set_num_threads(config.threads)
@@ -444,7 +449,7 @@ def train_segmenter(config: SegmenterTrainingConfig, *, progress: bool = True) -
         state = torch.load(last, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        rng.bit_generator.state = state["rng"]
+        restore_random_state(rng, state)
         start_step, best = state["step"], state["best"]
         log.info("resuming from step %d (best %s %.4f)", start_step, config.selection_metric, best)
     train = _training_images(config)
@@ -502,7 +507,7 @@ def train_segmenter(config: SegmenterTrainingConfig, *, progress: bool = True) -
                 {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
-                    "rng": rng.bit_generator.state,
+                    **random_state(rng),
                     "step": done,
                     "best": best,
                 },

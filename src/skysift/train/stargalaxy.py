@@ -275,6 +275,7 @@ def train_stargalaxy(
     from skysift.models.runtime import tune_malloc
     from skysift.models.stargalaxy import StarGalaxyConfig, StarGalaxyNet
     from skysift.progress import progress_iter
+    from skysift.train.checkpoints import random_state, restore_random_state
 
     tune_malloc()
     torch.set_num_threads(config.threads)
@@ -305,7 +306,7 @@ def train_stargalaxy(
         state = torch.load(last, weights_only=False)
         module.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        rng.bit_generator.state = state["rng"]
+        restore_random_state(rng, state)
         history, best_loss, stale = state["history"], state["best_loss"], state["stale"]
         best_state, start_epoch = state["best_state"], state["epoch"]
         log.info("resuming %s at epoch %d", config.run_dir, start_epoch)
@@ -357,7 +358,7 @@ def train_stargalaxy(
             {
                 "model": module.state_dict(),
                 "optimizer": optimizer.state_dict(),
-                "rng": rng.bit_generator.state,
+                **random_state(rng),
                 "history": history,
                 "best_loss": best_loss,
                 "stale": stale,
