@@ -200,3 +200,22 @@ def test_tiny_training_run_with_stars_types_every_instance(tmp_path):
     out = retype_galaxies(prediction, np.zeros((3, 64, 64), np.float32), typer, classes=CLASSES)
     assert len(out["labels"]) == 2
     assert np.all(out["scores"] <= np.array([0.9, 0.8]) + 1e-6)
+
+
+def test_morphology_training_killed_and_resumed_ends_as_an_uninterrupted_run(tmp_path, monkeypatch):
+    from resumption import assert_resumed_copy_matches
+    from skysift.train.morphology import MorphologyTrainingConfig, prepare_data, train_morphology
+
+    config = MorphologyTrainingConfig(
+        train_dir=str(tmp_path / "train"),
+        val_dir=str(tmp_path / "val"),
+        run_dir=str(tmp_path / "straight"),
+        n_train_images=4,
+        n_val_images=2,
+        epochs=3,
+        batch_size=2,
+        threads=1,
+    )
+    prepare_data(config, progress=False)
+    train_morphology(config, progress=False)
+    assert_resumed_copy_matches(monkeypatch, train_morphology, config, tmp_path / "resumed")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
+from resumption import assert_resumed_copy_matches
 from skysift.sim.seeds import seed_role
 from skysift.train.fields import localizer_field_configs
 
@@ -26,7 +28,7 @@ def test_field_configs_are_reproducible():
     assert localizer_field_configs("train", 5) == localizer_field_configs("train", 5)
 
 
-def test_tiny_training_run_writes_log_checkpoint_and_resumes(tmp_path):
+def test_tiny_training_run_writes_log_checkpoint_and_resumes(tmp_path, monkeypatch):
     from skysift.sim import FieldConfig
     from skysift.sim.dataset import LocalizerPatches, write_dataset
     from skysift.train.localizer import LocalizerTrainingConfig, train_localizer
@@ -65,6 +67,8 @@ def test_tiny_training_run_writes_log_checkpoint_and_resumes(tmp_path):
     # a second call resumes from the checkpoint: nothing left to do, no new log lines
     train_localizer(config, progress=False)
     assert len((tmp_path / "run" / "train.log").read_text().splitlines()) == 2
+    # killed after its first checkpoint and resumed, a run ends where this one did
+    assert_resumed_copy_matches(monkeypatch, train_localizer, config, tmp_path / "resumed")
 
 
 def test_peaked_target_keeps_close_pairs_apart():
@@ -109,7 +113,9 @@ def test_peak_target_needs_fields_with_truth(tmp_path):
     [(True, False), (False, False), (True, True)],
     ids=["mask_rcnn", "box_only", "psf_channel"],
 )
-def test_tiny_segmenter_training_runs_in_stages_and_resumes(tmp_path, masks, psf_channel):
+def test_tiny_segmenter_training_runs_in_stages_and_resumes(
+    tmp_path, monkeypatch, masks, psf_channel
+):
     from skysift.models.segmenter import SegmenterConfig
     from skysift.sim import FieldConfig
     from skysift.sim.dataset import write_dataset
@@ -154,6 +160,9 @@ def test_tiny_segmenter_training_runs_in_stages_and_resumes(tmp_path, masks, psf
     assert all(("mask_map_50" in entry) == masks and "box_map_50" in entry for entry in log)
     train_segmenter(config, progress=False)
     assert len((tmp_path / "run" / "train.log").read_text().splitlines()) == 2
+    # killed after its first checkpoint and resumed, a run ends with the same bytes (torch's
+    # random state draws the RPN's and RoI heads' samples: the checkpoint carries it)
+    assert_resumed_copy_matches(monkeypatch, train_segmenter, config, tmp_path / "resumed")
     # the evaluation scores the detections, and for a mask model the catalog's instances too
     from safetensors.torch import load_file
 
@@ -191,8 +200,6 @@ def test_tiny_segmenter_training_runs_in_stages_and_resumes(tmp_path, masks, psf
 
 
 def test_segmenter_typical_fields_join_the_training_images_and_the_card(tmp_path):
-    import dataclasses
-
     from skysift.models.segmenter import SegmenterConfig
     from skysift.sim.dataset import write_dataset
     from skysift.sim.seeds import SEED_RANGES
@@ -241,8 +248,6 @@ def test_segmenter_typical_fields_join_the_training_images_and_the_card(tmp_path
 
 
 def test_segmenter_finetune_starts_from_the_packaged_model_with_a_silent_psf_channel():
-    import dataclasses
-
     import torch
 
     from skysift.errors import InvalidParameterError
@@ -427,3 +432,21 @@ def test_central_galaxy_map_by_box_matches_boxes():
     assert "mask_map_50" not in result
     shifted = {**neighbour_as_spiral, "boxes": neighbour_as_spiral["boxes"] + [12, 12, 12, 12]}
     assert central_galaxy_map([shifted], [sample], by="box")["box_map_50"] < 0.5
+
+
+def test_a_checkpoint_restores_both_random_streams_and_warns_without_torchs(caplog):
+    import torch
+
+    from skysift.train.checkpoints import random_state, restore_random_state
+
+    rng = np.random.default_rng(3)
+    state = random_state(rng)
+    expected, torch_expected = rng.random(3), torch.rand(3)
+    rng.random(5)
+    restore_random_state(rng, state)
+    np.testing.assert_array_equal(rng.random(3), expected)
+    assert torch.equal(torch.rand(3), torch_expected)
+    with caplog.at_level("WARNING"):
+        restore_random_state(rng, {"rng": state["rng"]})  # a checkpoint from before
+    assert "not be bit-identical" in caplog.text
+    np.testing.assert_array_equal(rng.random(3), expected)
