@@ -136,6 +136,33 @@ def test_relook_makes_galaxies_keeping_their_types():
     np.testing.assert_allclose(out["scores"], source * 0.75, rtol=1e-5)
 
 
+def test_relook_leaves_an_instance_larger_than_its_cutout_to_the_detector():
+    """A native look sees 32 px: a 40-px instance keeps the detector's class and score (its
+    look probabilities are NaN), a 32-px one is decided; ``only_whole=False`` decides both,
+    and a zoomed look, which holds every instance, decides both too."""
+    prediction = _prediction()
+    prediction["masks"][1, 0, 10:50, 10:50] = 0.9  # the spiral: 40 px across
+    prediction["masks"][0, 0, 0:32, 20:22] = 0.9  # the star: 32 px tall, fits
+    bands = np.zeros((3, 64, 64), dtype=np.float32)
+    look = _look(np.log(4.0))  # P(star) = 0.8 for everything
+    np.testing.assert_array_equal(
+        look.sees_whole(prediction["masks"][:, 0] >= 0.5), [True, False, True]
+    )
+    out = relook(prediction, bands, look, psf_fwhm=4.0, classes=CLASSES)
+    np.testing.assert_array_equal(out["labels"], [1, 3, 1])  # the spiral stays a spiral
+    assert out["scores"][1] == pytest.approx(0.6)
+    assert out["detection_scores"][1] == pytest.approx(0.6)
+    assert np.isnan(out["p_star_second_look"][1])
+    np.testing.assert_allclose(out["p_star_second_look"][[0, 2]], 0.8, rtol=1e-5)
+    every = relook(prediction, bands, look, psf_fwhm=4.0, classes=CLASSES, only_whole=False)
+    np.testing.assert_array_equal(every["labels"], [1, 1, 1])
+    zoomed = SecondLook(module=look.module, card=look.card | {"cutout": "zoomed"})
+    assert zoomed.sees_whole(prediction["masks"][:, 0] >= 0.5).all()
+    # pixel lists, as the Segmenter passes them, give the same answer
+    pixels = [np.nonzero(m[0] >= 0.5) for m in prediction["masks"]]
+    np.testing.assert_array_equal(look.sees_whole(pixels), [True, False, True])
+
+
 def test_relook_needs_the_heads_group_probabilities_and_matching_bands():
     prediction = _prediction()
     del prediction["p_galaxy"]
@@ -286,10 +313,13 @@ def test_a_zoomed_second_look_is_named_and_carded_as_such():
     assert card["training"]["command"] == (
         "skysift train second-look --seed 0 --reject --cutout zoomed --threads 1"
     )
-    assert (
-        card_for(SecondLookTrainingConfig.named(), architecture_for(3), {"sha256": ""})["cutout"]
-        == "native"
-    )
+    native = card_for(SecondLookTrainingConfig.named(), architecture_for(3), {"sha256": ""})
+    assert native["cutout"] == "native"
+    # a card says which instances its look decides: the shipped ones say so too
+    assert "holds whole" in native["decides"]
+    assert "every instance" in card["decides"]
+    for name in ("second_look", "second_look_reject"):
+        assert SecondLook(name).card["decides"] == native["decides"]
 
     with pytest.raises(InvalidParameterError, match="cutout must be one of"):
         SecondLookTrainingConfig.named(cutout="fitted")

@@ -225,6 +225,17 @@ class SecondLook:
                 f"{self.config.outputs} output(s); a second look needs galaxy and star"
             )
 
+    def sees_whole(self, masks) -> np.ndarray:
+        """``(n,)`` bool: whether this look's cutout holds each instance whole.
+
+        A ``native`` cutout is 32 pixels across at the image's scale: an instance wider or
+        taller than that shows only its core, and the look's verdict on it is no better
+        than the detector's (docs/models.md, session 18). Zoomed views hold every instance.
+        """
+        if self.cutout != "native":
+            return np.ones(len(masks), dtype=bool)
+        return instance_zooms(masks, margin=1.0) == 1
+
     @property
     def bands(self) -> int:
         """Image bands of the cutouts (the network's channels less the mask, per view)."""
@@ -293,6 +304,7 @@ def relook(
     classes: Sequence[str],
     mask_threshold: float = 0.5,
     masks=None,
+    only_whole: bool = True,
 ) -> dict[str, np.ndarray]:
     """A segmenter's prediction with each instance's star/galaxy group from ``second_look``.
 
@@ -315,15 +327,20 @@ def relook(
         The instances' pixels in ``bands`` (see :func:`instance_cutouts`), when the
         prediction's ``masks`` are not whole-image probabilities (the ``Segmenter``'s stay
         in their boxes).
+    only_whole : bool
+        Decide again only the instances the look's cutout holds whole
+        (:meth:`SecondLook.sees_whole`); larger ones keep the detector's class and score.
+        False re-decides every instance (the shipped looks' behaviour before session 18).
 
     Returns
     -------
     dict
-        A new prediction: instances with P(star) >= P(galaxy) are stars, the rest galaxies
-        (a galaxy keeps its type, a former star becomes ``other``); ``scores`` and
-        ``detection_scores`` are P(source) x P(group), and ``p_star_second_look`` (and, with
-        three classes, ``p_false_second_look``) are the network's. The input is not
-        modified.
+        A new prediction: each instance the look decides is a star when P(star) >=
+        P(galaxy), else a galaxy (a galaxy keeps its type, a former star becomes
+        ``other``), with ``scores`` and ``detection_scores`` P(source) x P(group); an
+        instance it does not decide keeps its class and score. ``p_star_second_look`` (and,
+        with three classes, ``p_false_second_look``) are the network's, NaN where it did
+        not decide. The input is not modified.
     """
     from skysift.errors import InvalidParameterError
 
@@ -341,15 +358,19 @@ def relook(
     column = {name: probabilities[:, k] for k, name in enumerate(second_look.classes)}
     p_star, p_galaxy = column["star"], column["galaxy"]
     labels = np.asarray(prediction["labels"])
+    decided = second_look.sees_whole(masks) if only_whole else np.ones(len(labels), bool)
     is_star = p_star >= p_galaxy
     new_labels = np.where(is_star, star, np.where(labels == star, other, labels))
     source = np.asarray(prediction["p_star"], float) + np.asarray(prediction["p_galaxy"], float)
-    scores = source * np.maximum(p_star, p_galaxy)
+    scores = np.where(
+        decided, source * np.maximum(p_star, p_galaxy), np.asarray(prediction["scores"], float)
+    )
+    ranking = np.asarray(prediction.get("detection_scores", prediction["scores"]), float)
     out = dict(prediction)
-    out["labels"] = new_labels.astype(labels.dtype)
+    out["labels"] = np.where(decided, new_labels, labels).astype(labels.dtype)
     out["scores"] = scores.astype(np.asarray(prediction["scores"]).dtype)
-    out["detection_scores"] = out["scores"].copy()
-    out["p_star_second_look"] = p_star
+    out["detection_scores"] = np.where(decided, scores, ranking).astype(out["scores"].dtype)
+    out["p_star_second_look"] = np.where(decided, p_star, np.nan)
     if "false" in column:
-        out["p_false_second_look"] = column["false"]
+        out["p_false_second_look"] = np.where(decided, column["false"], np.nan)
     return out

@@ -345,6 +345,14 @@ def train_second_look(config: SecondLookTrainingConfig, *, progress: bool = True
     return run / "best.safetensors"
 
 
+#: What a card says the look decides (``relook``'s rule; the held-out figures follow it).
+DECIDES = (
+    "the instances its 32-px cutout holds whole; a larger one keeps the detector's class and "
+    "score (skysift.second_look.relook, since session 18)",
+    "every instance (its zoomed view holds each one whole)",
+)
+
+
 def card_for(config: SecondLookTrainingConfig, architecture, segmenter_card: dict) -> dict:
     """The model card (without metrics) of a second look trained with ``config``."""
     options = "" if config.segmenter == "segmenter_psf" else f" --segmenter {config.segmenter}"
@@ -382,6 +390,7 @@ def card_for(config: SecondLookTrainingConfig, architecture, segmenter_card: dic
         "cutout": config.cutout,
         "task": "star/galaxy second look at the segmenter's instances, from a 32x32 cutout of "
         "the bands and the instance's mask, and the PSF FWHM",
+        "decides": DECIDES[config.cutout != "native"],
         "classes": list(classes_of(config)),
         "architecture": {"kind": "stargalaxy", "config": architecture.to_dict()},
         "normalization": {
