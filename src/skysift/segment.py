@@ -84,7 +84,9 @@ class SegmentConfig:
         each instance and the PSF FWHM, whether it is a star or a galaxy
         (:mod:`skysift.second_look`); its score becomes P(source) x P(group). None keeps the
         Mask R-CNN's decision. An instance whose detector class probability is below
-        ``score_threshold`` is dropped before the second look.
+        ``score_threshold`` is dropped before the second look; one larger than the look's
+        32-pixel cutout keeps the detector's class and score
+        (:meth:`skysift.second_look.SecondLook.sees_whole`).
     """
 
     model: str = "segmenter"
