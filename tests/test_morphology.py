@@ -110,27 +110,32 @@ def test_softmax_runner_matches_torch_in_both_backends():
         make_runner(module, "torch", activation="relu")
 
 
+def _tiny_config(tmp_path, name: str = "morphology_tiny", **options):
+    """A one-thread type-network config with its data and run under ``tmp_path``."""
+    from skysift.train.morphology import MorphologyTrainingConfig
+
+    return MorphologyTrainingConfig(
+        name=name,
+        train_dir=str(tmp_path / "train"),
+        val_dir=str(tmp_path / "val"),
+        run_dir=str(tmp_path / "run"),
+        threads=1,
+        **{"n_val_images": 3, **options},
+    )
+
+
 def _tiny_run(tmp_path, name: str, **options):
     """Prepare, train and finish a tiny type network; returns (config, train stamps, run,
     module, card)."""
     from skysift.models.registry import load_model
     from skysift.train.morphology import (
-        MorphologyTrainingConfig,
         finish_morphology,
         load_stamps,
         prepare_data,
         train_morphology,
     )
 
-    config = MorphologyTrainingConfig(
-        name=name,
-        train_dir=str(tmp_path / "train"),
-        val_dir=str(tmp_path / "val"),
-        run_dir=str(tmp_path / "run"),
-        n_val_images=3,
-        threads=1,
-        **options,
-    )
+    config = _tiny_config(tmp_path, name, **options)
     prepare_data(config, progress=False)
     train = load_stamps(config.train_dir)
     run = train_morphology(config, progress=False)
@@ -204,18 +209,9 @@ def test_tiny_training_run_with_stars_types_every_instance(tmp_path):
 
 def test_morphology_training_killed_and_resumed_ends_as_an_uninterrupted_run(tmp_path, monkeypatch):
     from resumption import assert_resumed_copy_matches
-    from skysift.train.morphology import MorphologyTrainingConfig, prepare_data, train_morphology
+    from skysift.train.morphology import prepare_data, train_morphology
 
-    config = MorphologyTrainingConfig(
-        train_dir=str(tmp_path / "train"),
-        val_dir=str(tmp_path / "val"),
-        run_dir=str(tmp_path / "straight"),
-        n_train_images=4,
-        n_val_images=2,
-        epochs=3,
-        batch_size=2,
-        threads=1,
-    )
+    config = _tiny_config(tmp_path, n_train_images=4, n_val_images=2, epochs=3, batch_size=2)
     prepare_data(config, progress=False)
     train_morphology(config, progress=False)
     assert_resumed_copy_matches(monkeypatch, train_morphology, config, tmp_path / "resumed")
