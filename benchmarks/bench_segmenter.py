@@ -417,8 +417,9 @@ def markdown(result: dict) -> str:
                 "",
                 f"Second look: `{result['second_look']}` (`SegmentConfig(second_look=)`): each "
                 "instance's star/galaxy group decided again from a 32x32 cutout of it, its "
-                "mask and the PSF FWHM, and its score made P(source) x P(group) "
-                "(docs/models.md, session 15). Both columns of the table below have it.",
+                "mask and the PSF FWHM, and its score made P(source) x P(group); an instance "
+                "larger than the cutout keeps the detector's class and score (docs/models.md, "
+                "sessions 15 and 18). Both columns of the table below have it.",
             ]
             if result.get("second_look")
             else []
