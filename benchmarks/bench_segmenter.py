@@ -389,11 +389,19 @@ def _typical_section(typical: dict | None) -> list[str]:
     ]
 
 
+def page_name(result: dict) -> str:
+    """The benchmark's file stem: the model's name, and its second look's when it had one
+    (the page, its results JSON and its figures share it)."""
+    model = result.get("model", "segmenter")
+    return model + (f"_{result['second_look']}" if result.get("second_look") else "")
+
+
 def markdown(result: dict) -> str:
     test = result["test"]
     matched = test["matched"]
     classes = matched["classes"]
     model = result.get("model", "segmenter")
+    stem = page_name(result)
     lines = [
         "# Segmenter benchmark",
         "",
@@ -542,7 +550,7 @@ def markdown(result: dict) -> str:
     sp = result["speed"]
     lines += [
         "",
-        f"![noise](../images/{model}_noise.png)",
+        f"![noise](../images/{stem}_noise.png)",
         "",
         "## Otsu auto-annotation against the true footprints",
         "",
@@ -561,7 +569,7 @@ def markdown(result: dict) -> str:
         f"segmentation map, one band) {sp['sep_2048_seconds']:.2f} s: "
         f"{sp['ratio_to_sep']:.0f}x SEP's time.",
         "",
-        f"![examples](../images/{model}_examples.png)",
+        f"![examples](../images/{stem}_examples.png)",
         "",
     ]
     return "\n".join(lines)
@@ -646,7 +654,7 @@ def main() -> None:
         )
         print(noise_rows[-1], flush=True)
     images.mkdir(parents=True, exist_ok=True)
-    name = card["name"] + (f"_{args.second_look}" if args.second_look else "")
+    name = page_name({"model": card["name"], "second_look": args.second_look})
     noise_figure(noise_rows, images / f"{name}_noise.png")
     overlay_examples(module, args.test_dir, images / f"{name}_examples.png", **refine)
     timing = speed(
