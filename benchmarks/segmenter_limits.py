@@ -275,6 +275,14 @@ def main() -> None:
     parser.add_argument(
         "--second-look", default=None, help="Shipped second look to refine the catalog with."
     )
+    parser.add_argument(
+        "--second-look-dir",
+        default=None,
+        help="Folder holding the second look's weights and card (default: the shipped ones).",
+    )
+    parser.add_argument(
+        "--tag", default="", help="Added to the results' name: <model>_<look>_<tag>_limits_..."
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
         "--list",
@@ -294,11 +302,17 @@ def main() -> None:
     )
     samples = load_images(str(directory))
     typer = None if args.own_types else GalaxyTyper()
-    look = SecondLook(args.second_look) if args.second_look else None
+    look = None
+    if args.second_look:
+        look_dir = Path(args.second_look_dir) if args.second_look_dir else None
+        look_module, look_card = load_model(args.second_look, directory=look_dir)
+        look = SecondLook(args.second_look, module=look_module, card=look_card)
     catalogs = segmenter_catalogs(module, samples, galaxy_typer=typer, second_look=look)
     cuts = tuple(float(v) for v in args.cuts.split(","))
     result = limits(catalogs, samples, module.skysift_config.classes, cuts)
     name = args.model + (f"_{args.second_look}" if args.second_look else "")
+    if args.tag:
+        name += f"_{args.tag}"
     result.update(model=name, image_set=args.images, galaxy_types=typer is not None)
     out = ROOT / "benchmarks" / "results" / f"{name}_limits_{args.images}.json"
     out.write_text(json.dumps(result, indent=1, default=float) + "\n")
