@@ -198,8 +198,15 @@ def test_training_on_cached_stamps_keeps_the_best_epoch(tmp_path, reject):
         train_second_look,
     )
 
+    # the three-class run also anneals its learning rate (the cosine schedule)
+    schedule = "cosine" if reject else "constant"
     config = SecondLookTrainingConfig(
-        run_dir=str(tmp_path), epochs=3, batch_size=32, threads=1, reject=reject
+        run_dir=str(tmp_path),
+        epochs=3,
+        batch_size=32,
+        threads=1,
+        reject=reject,
+        schedule=schedule,
     )
     rng = np.random.default_rng(2_000_001)
     yy, xx = np.mgrid[:32, :32] - 15.5
@@ -225,6 +232,11 @@ def test_training_on_cached_stamps_keeps_the_best_epoch(tmp_path, reject):
     best = train_second_look(config, progress=False)
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [entry["epoch"] for entry in log] == [1, 2, 3]
+    rates = [entry["learning_rate"] for entry in log]
+    if schedule == "cosine":  # lr/2 * (1 + cos(pi * epoch / 3))
+        assert rates == pytest.approx([1e-3, 7.5e-4, 2.5e-4])
+    else:
+        assert rates == [1e-3] * 3
     architecture = architecture_for(3, reject=reject)
     network = StarGalaxyNet(architecture)
     network.load_state_dict(load_file(str(best)))
@@ -323,6 +335,19 @@ def test_a_zoomed_second_look_is_named_and_carded_as_such():
 
     with pytest.raises(InvalidParameterError, match="cutout must be one of"):
         SecondLookTrainingConfig.named(cutout="fitted")
+
+
+def test_a_second_look_card_names_its_image_count_and_schedule():
+    from skysift.train.second_look import SecondLookTrainingConfig, card_for
+
+    config = SecondLookTrainingConfig.named(n_images=(1500, 300), schedule="cosine")
+    card = card_for(config, architecture_for(3), {"sha256": "0" * 64})
+    assert card["training"]["command"] == (
+        "skysift train second-look --seed 0 --images 1500 --schedule cosine"
+    )
+    assert card["trained_on"]["images"]["data/segmenter_train"] == 1500
+    with pytest.raises(InvalidParameterError, match="schedule must be one of"):
+        SecondLookTrainingConfig.named(schedule="step")
 
 
 def test_both_views_stack_the_native_and_the_zoomed_cutouts():

@@ -588,6 +588,15 @@ def train_second_look_command(
         "(the two stacked as channels); another than native is added to the model's name.",
     ),
     epochs: int = typer.Option(40, help="Passes over the training stamps."),
+    schedule: str = typer.Option(
+        "constant", help="Learning rate: 'constant', or 'cosine' (annealed to zero)."
+    ),
+    n_images: int = typer.Option(
+        600,
+        "--images",
+        help="Segmenter training images (of 1,500) whose instances are cut into training "
+        "stamps, besides the 300 typical fields.",
+    ),
     threads: int = typer.Option(2, help="CPU threads."),
     workers: int = typer.Option(
         2, help="Processes simulating missing images (the images do not depend on it)."
@@ -607,7 +616,7 @@ def train_second_look_command(
     (star, galaxy, or false: a detection that matches no source).
 
     Simulates the segmenter's training, validation and test images if missing, runs the
-    segmenter over 600 of its training images and 300 typical fields, cuts a stamp of each
+    segmenter over ``--images`` of its training images and 300 typical fields, cuts a stamp of each
     of its catalog instances (labelled by the truth source it matches, or false), trains on
     them, and scores Burke et al.'s figure with and without the second look on the
     held-out test images.
@@ -627,6 +636,8 @@ def train_second_look_command(
             segmenter=segmenter,
             seed=seed,
             epochs=epochs,
+            schedule=schedule,
+            n_images=(n_images, 300),
             threads=threads,
             train_dirs=(
                 str(data_dir / "segmenter_train"),

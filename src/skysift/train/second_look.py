@@ -30,6 +30,9 @@ __all__ = [
     "train_second_look",
 ]
 
+#: Learning-rate schedules of the training (:attr:`SecondLookTrainingConfig.schedule`).
+SCHEDULES = ("constant", "cosine")
+
 #: Images run through the segmenter at a time (its masks take ~15 MB per image).
 CHUNK = 32
 
@@ -52,6 +55,8 @@ class SecondLookTrainingConfig:
     epochs: int = 40
     batch_size: int = 256
     learning_rate: float = 1e-3
+    #: "constant", or "cosine": annealed to zero over the epochs (one step per epoch)
+    schedule: str = "constant"
     weight_decay: float = 1e-4
     seed: int = 0
     threads: int = 2
@@ -77,6 +82,10 @@ class SecondLookTrainingConfig:
         from skysift.errors import InvalidParameterError
         from skysift.second_look import CUTOUT_KINDS
 
+        if self.schedule not in SCHEDULES:
+            raise InvalidParameterError(
+                f"schedule must be one of {SCHEDULES}; got {self.schedule!r}"
+            )
         if self.cutout not in CUTOUT_KINDS:
             raise InvalidParameterError(
                 f"cutout must be one of {CUTOUT_KINDS}; got {self.cutout!r}"
@@ -312,6 +321,11 @@ def train_second_look(config: SecondLookTrainingConfig, *, progress: bool = True
     optimizer = torch.optim.AdamW(
         network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
+    annealing = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+        if config.schedule == "cosine"
+        else None
+    )
     run = Path(config.run_dir)
     log_path = run / "log.jsonl"
     log_path.unlink(missing_ok=True)
@@ -333,11 +347,19 @@ def train_second_look(config: SecondLookTrainingConfig, *, progress: bool = True
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+        learning_rate = optimizer.param_groups[0]["lr"]
+        if annealing is not None:
+            annealing.step()
         p = predict_probabilities(network, data["val_cutouts"], val_context)
         value = _log_loss(p, data["val_label"])
         append_log(
             log_path,
-            {"epoch": epoch + 1, "validation_log_loss": value, "seconds": time.time() - started},
+            {
+                "epoch": epoch + 1,
+                "learning_rate": learning_rate,
+                "validation_log_loss": value,
+                "seconds": time.time() - started,
+            },
         )
         if value < best:
             best = value
@@ -362,6 +384,10 @@ def card_for(config: SecondLookTrainingConfig, architecture, segmenter_card: dic
         options += f" --cutout {config.cutout}"
     if config.epochs != 40:
         options += f" --epochs {config.epochs}"
+    if config.n_images != (600, 300):
+        options += f" --images {config.n_images[0]}"
+    if config.schedule != "constant":
+        options += f" --schedule {config.schedule}"
     if config.threads != 2:
         options += f" --threads {config.threads}"
     labels = (
