@@ -340,12 +340,15 @@ def test_a_zoomed_second_look_is_named_and_carded_as_such():
 def test_a_second_look_card_names_its_image_count_and_schedule():
     from skysift.train.second_look import SecondLookTrainingConfig, card_for
 
-    config = SecondLookTrainingConfig.named(n_images=(1500, 300), schedule="cosine")
+    config = SecondLookTrainingConfig.named(n_images=(600, 300), schedule="cosine")
     card = card_for(config, architecture_for(3), {"sha256": "0" * 64})
     assert card["training"]["command"] == (
-        "skysift train second-look --seed 0 --images 1500 --schedule cosine"
+        "skysift train second-look --seed 0 --images 600 --schedule cosine"
     )
-    assert card["trained_on"]["images"]["data/segmenter_train"] == 1500
+    assert card["trained_on"]["images"]["data/segmenter_train"] == 600
+    default = card_for(SecondLookTrainingConfig.named(), architecture_for(3), {"sha256": "0"})
+    assert default["training"]["command"] == "skysift train second-look --seed 0"
+    assert default["trained_on"]["images"]["data/segmenter_train"] == 1500
     with pytest.raises(InvalidParameterError, match="schedule must be one of"):
         SecondLookTrainingConfig.named(schedule="step")
 

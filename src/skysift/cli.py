@@ -592,7 +592,7 @@ def train_second_look_command(
         "constant", help="Learning rate: 'constant', or 'cosine' (annealed to zero)."
     ),
     n_images: int = typer.Option(
-        600,
+        1500,
         "--images",
         help="Segmenter training images (of 1,500) whose instances are cut into training "
         "stamps, besides the 300 typical fields.",
