@@ -11,7 +11,11 @@ bright galaxies ranked above the galaxy's own detection):
 - ``nested``: a galaxy detection whose mask lies mostly inside a galaxy detection at least
   ``ratio`` times larger is dropped (a piece of that galaxy);
 - ``maskness``: the ranking score times the mean mask probability over the mask's pixels
-  (SOLOv2's "maskness"), so that detections with unsure masks rank lower.
+  (SOLOv2's "maskness"), so that detections with unsure masks rank lower;
+- ``owner``: a contested pixel goes to the instance with the highest mask probability there
+  (optionally times its score), as the truth footprints give a pixel to the source that
+  brings the most light, instead of to the most confident instance; an instance left with
+  less than half its mask is dropped, as the label map does (session 21).
 
 Validation seeds only (the segmenter's 64 validation images and Burke et al.'s 48 typical
 validation fields, simulated when missing). Run:
@@ -105,6 +109,29 @@ def maskness_rule(power: float) -> Callable[[dict, dict], dict]:
     return rule
 
 
+def owner_rule(score_weighted: bool) -> Callable[[dict, dict], dict]:
+    def rule(prediction: dict, sample: dict) -> dict:
+        n = len(prediction["scores"])
+        if n < 2:
+            return prediction
+        from skysift.segment import MIN_KEPT_FRACTION
+
+        probability = np.asarray(prediction["masks"])[:, 0]
+        on = probability >= 0.5
+        weight = np.asarray(prediction["scores"], dtype=np.float32) if score_weighted else 1.0
+        priority = np.where(on, probability * np.reshape(weight, (-1, 1, 1)), -1.0)
+        owner = np.where(on.any(axis=0), priority.argmax(axis=0), -1)
+        owned = owner[np.newaxis] == np.arange(n)[:, None, None]
+        kept_area = owned.reshape(n, -1).sum(axis=1)
+        own_area = on.reshape(n, -1).sum(axis=1)
+        keep = np.flatnonzero((kept_area > 0) & (kept_area >= MIN_KEPT_FRACTION * own_area))
+        out = {key: np.asarray(value)[keep] for key, value in prediction.items()}
+        out["masks"] = owned[keep][:, np.newaxis].astype(np.float32)
+        return out
+
+    return rule
+
+
 def scored(predictions, samples, targets, classes) -> dict:
     catalogs = [as_catalog(p) for p in predictions]
     rows = precision_at_recall_by_snr(
@@ -129,6 +156,10 @@ def main() -> None:
     parser.add_argument("--model", default="segmenter_psf")
     parser.add_argument("--second-look", default=None)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--rules", default="", help="Measure only the rules whose name contains this text."
+    )
+    parser.add_argument("--tag", default="", help="Appended to the results file's name.")
     args = parser.parse_args()
     import torch
     from segmenter_limits import IMAGE_SETS
@@ -149,6 +180,13 @@ def main() -> None:
             rules[f"nested {inside:g} inside, {ratio:g}x larger"] = nested_rule(star, inside, ratio)
     for power in (1.0, 4.0):
         rules[f"maskness^{power:g}"] = maskness_rule(power)
+    rules["owner: highest mask probability"] = owner_rule(score_weighted=False)
+    rules["owner: highest mask probability x score"] = owner_rule(score_weighted=True)
+    rules = {
+        rule_name: rule
+        for rule_name, rule in rules.items()
+        if rule_name == "none" or args.rules in rule_name
+    }
     result: dict = {"model": args.model, "second_look": args.second_look, "image_sets": {}}
     for image_set, (name, configs, n) in sorted(IMAGE_SETS.items()):
         directory = ROOT / "data" / name
@@ -168,7 +206,8 @@ def main() -> None:
             for rule_name, rule in rules.items()
         }
     name = args.model + (f"_{args.second_look}" if args.second_look else "")
-    out = ROOT / "benchmarks" / "results" / f"{name}_mask_rules.json"
+    tag = f"_{args.tag}" if args.tag else ""
+    out = ROOT / "benchmarks" / "results" / f"{name}_mask_rules{tag}.json"
     out.write_text(json.dumps(result, indent=1, default=float) + "\n")
     cuts = " / ".join(f"{c:g}" for c in CUTS)
     lines = [

@@ -32,6 +32,7 @@ __all__ = [
     "counted_detections",
     "detection_map",
     "figure_matches",
+    "figure_rankings",
     "mask_centroid",
     "mask_iou_matrix",
     "match_boxes",
@@ -386,43 +387,79 @@ def precision_at_recall_by_snr(
         ``{group}_precision`` (NaN when the recall is never reached) and
         ``{group}_max_recall`` (recall with every prediction kept).
     """
+    rows = []
+    for ranked in figure_rankings(
+        predictions, targets, snr, classes, cuts=cuts, iou=iou, by=by, unmasked=unmasked
+    ):
+        row: dict[str, Any] = {"snr_min": ranked["snr_min"]}
+        for group in ("star", "galaxy"):
+            per_image = ranked[group]
+            scores = np.concatenate([image[0] for image in per_image]) if per_image else []
+            right = np.concatenate([image[1] for image in per_image]) if per_image else []
+            n_true = int(sum(image[2] for image in per_image))
+            row[f"{group}_n"] = n_true
+            row[f"{group}_precision"] = precision_at_recall(
+                np.asarray(scores, dtype=float),
+                np.asarray(right, dtype=bool),
+                n_true,
+                recall=recall,
+            )
+            row[f"{group}_max_recall"] = int(np.sum(right)) / n_true if n_true else float("nan")
+        rows.append(row)
+    return rows
+
+
+def figure_rankings(
+    predictions: list[dict[str, Any]],
+    targets: list[dict[str, Any]],
+    snr: list[np.ndarray],
+    classes: tuple[str, ...],
+    *,
+    cuts: tuple[float, ...] = (5.0, 10.0, 20.0, 50.0, 100.0),
+    iou: float = 0.5,
+    by: str = "mask",
+    unmasked: list[dict[str, np.ndarray] | None] | None = None,
+) -> list[dict[str, Any]]:
+    """What :func:`precision_at_recall_by_snr` ranks, image by image.
+
+    Parameters are those of :func:`precision_at_recall_by_snr`.
+
+    Returns
+    -------
+    list of dict
+        One per cut: ``snr_min``, and for ``star`` and ``galaxy`` a list with one
+        ``(scores, right, n_true)`` per image: the ranking scores of the detections of the
+        group that count at the cut, whether each is right, and the truth instances of the
+        group at or above the cut. Resampling the images of these lists gives the figure's
+        uncertainty (:mod:`skysift.evaluate.figure_uncertainty`).
+    """
     star = classes.index("star") + 1 if "star" in classes else -1
     matched, on_unmasked = figure_matches(predictions, targets, by=by, iou=iou, unmasked=unmasked)
-    rows = []
+    out = []
     for cut in cuts:
-        row: dict[str, Any] = {"snr_min": float(cut)}
-        counted = []  # per image: (required truth, detections that count)
+        ranked: dict[str, Any] = {"snr_min": float(cut), "star": [], "galaxy": []}
         for prediction, target, values, truth_index, found in zip(
             predictions, targets, snr, matched, on_unmasked, strict=True
         ):
             required = np.asarray(values, dtype=float) >= cut
-            counted.append(
-                (required, counted_detections(prediction, target, truth_index, found, required))
-            )
-        for group in ("star", "galaxy"):
-            scores, right, n_true = [], [], 0
-            for prediction, target, truth_index, (required, counts) in zip(
-                predictions, targets, matched, counted, strict=True
-            ):
-                true_star = np.asarray(target["labels"]) == star
+            counts = counted_detections(prediction, target, truth_index, found, required)
+            true_star = np.asarray(target["labels"]) == star
+            ranking = np.asarray(prediction.get("detection_scores", prediction["scores"]))
+            predicted_star = np.asarray(prediction["labels"]) == star
+            for group in ("star", "galaxy"):
                 in_group = true_star if group == "star" else ~true_star
-                n_true += int((in_group & required).sum())
-                ranking = np.asarray(prediction.get("detection_scores", prediction["scores"]))
-                predicted_star = np.asarray(prediction["labels"]) == star
                 mine = np.flatnonzero(
                     (predicted_star if group == "star" else ~predicted_star) & counts
                 )
-                t = truth_index[mine]
-                scores.extend(ranking[mine].astype(float).tolist())
-                right.extend(_at(in_group, t).tolist())
-            hits = int(np.sum(right))
-            row[f"{group}_n"] = n_true
-            row[f"{group}_precision"] = precision_at_recall(
-                np.asarray(scores), np.asarray(right, dtype=bool), n_true, recall=recall
-            )
-            row[f"{group}_max_recall"] = hits / n_true if n_true else float("nan")
-        rows.append(row)
-    return rows
+                ranked[group].append(
+                    (
+                        ranking[mine].astype(float),
+                        np.asarray(_at(in_group, truth_index[mine]), dtype=bool),
+                        int((in_group & required).sum()),
+                    )
+                )
+        out.append(ranked)
+    return out
 
 
 def figure_matches(
