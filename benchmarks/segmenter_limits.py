@@ -270,6 +270,13 @@ def main() -> None:
     parser.add_argument("--model", default="segmenter")
     parser.add_argument("--weights-dir", default=None, help="Model folder (default: shipped).")
     parser.add_argument("--images", choices=sorted(IMAGE_SETS), default="typical")
+    parser.add_argument(
+        "--fields",
+        type=int,
+        default=None,
+        help="Validation images of the set (default: 48 typical, 64 standard); another "
+        "number reads data/<set>_<n> and names the results <...>_limits_<set>_<n>.json.",
+    )
     parser.add_argument("--cuts", default="20,50,100")
     parser.add_argument("--own-types", action="store_true", help="Skip the galaxy-type network.")
     parser.add_argument(
@@ -295,8 +302,11 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     name, configs, n = IMAGE_SETS[args.images]
-    directory = ROOT / "data" / name
-    write_dataset(directory, configs("validation", n), SegmenterSamples(), progress=True)
+    suffix = ""
+    if args.fields is not None and args.fields != n:
+        n, suffix = args.fields, f"_{args.fields}"
+    directory = ROOT / "data" / (name + suffix)
+    write_dataset(directory, configs("validation", n), SegmenterSamples(), progress=True, workers=2)
     module, _ = load_model(
         args.model, directory=Path(args.weights_dir) if args.weights_dir else None
     )
@@ -314,7 +324,7 @@ def main() -> None:
     if args.tag:
         name += f"_{args.tag}"
     result.update(model=name, image_set=args.images, galaxy_types=typer is not None)
-    out = ROOT / "benchmarks" / "results" / f"{name}_limits_{args.images}.json"
+    out = ROOT / "benchmarks" / "results" / f"{name}_limits_{args.images}{suffix}.json"
     out.write_text(json.dumps(result, indent=1, default=float) + "\n")
     print(markdown(result, listing=args.list))
 
