@@ -59,27 +59,22 @@ def intervals(merged: list[dict], *, n_first: int, resamples: int, confidence: f
     """Per cut and group: the figure on every field with its interval, and on the first
     ``n_first`` fields (the pages' own)."""
     from skysift.evaluate.figure_uncertainty import precision_at_recall_interval
-    from skysift.evaluate.segmentation import precision_at_recall
+    from skysift.evaluate.segmentation import figure_from_rankings
 
     rows = []
     for ranked in merged:
         row: dict = {"snr_min": ranked["snr_min"]}
         for group in ("star", "galaxy"):
             per_image = ranked[group]
-            interval = precision_at_recall_interval(
+            everything = figure_from_rankings(per_image)
+            row[group] = precision_at_recall_interval(
                 per_image, confidence=confidence, n_resamples=resamples
-            )
-            first = per_image[:n_first]
-            n_true = sum(image[2] for image in per_image)
-            hits = sum(int(np.sum(image[1])) for image in per_image)
-            row[group] = interval | {
-                "n": n_true,
-                "max_recall": hits / n_true if n_true else float("nan"),
-                f"precision_first_{n_first}": precision_at_recall(
-                    np.concatenate([image[0] for image in first]),
-                    np.concatenate([image[1] for image in first]),
-                    sum(image[2] for image in first),
-                ),
+            ) | {
+                "n": everything["n"],
+                "max_recall": everything["max_recall"],
+                f"precision_first_{n_first}": figure_from_rankings(per_image[:n_first])[
+                    "precision"
+                ],
             }
         rows.append(row)
     return rows

@@ -42,6 +42,7 @@ from skysift.evaluate.segmentation import (
 from skysift.models.registry import load_model
 from skysift.morphology import GalaxyTyper
 from skysift.second_look import SecondLook
+from skysift.segment import MIN_KEPT_FRACTION
 from skysift.sim.dataset import write_dataset
 from skysift.train.segmenter import SOFTENING, load_images, refined_predictions, sample_targets
 from skysift.train.segmenter_data import SegmenterSamples
@@ -114,8 +115,6 @@ def owner_rule(score_weighted: bool) -> Callable[[dict, dict], dict]:
         n = len(prediction["scores"])
         if n < 2:
             return prediction
-        from skysift.segment import MIN_KEPT_FRACTION
-
         probability = np.asarray(prediction["masks"])[:, 0]
         on = probability >= 0.5
         weight = np.asarray(prediction["scores"], dtype=np.float32) if score_weighted else 1.0

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from skysift.errors import InvalidParameterError
-from skysift.evaluate.segmentation import figure_rankings, precision_at_recall
+from skysift.evaluate.segmentation import figure_from_rankings, figure_rankings
 
 __all__ = ["precision_at_recall_interval", "precision_at_recall_intervals_by_snr"]
 
@@ -62,17 +62,9 @@ def precision_at_recall_interval(
     nan = float("nan")
     if not n_images:
         return {"precision": nan, "low": nan, "high": nan, "reached": nan}
-    scores = [np.asarray(image[0], dtype=float) for image in per_image]
-    right = [np.asarray(image[1], dtype=bool) for image in per_image]
-    n_true = np.array([image[2] for image in per_image], dtype=np.int64)
 
     def figure(chosen: np.ndarray) -> float:
-        return precision_at_recall(
-            np.concatenate([scores[k] for k in chosen]),
-            np.concatenate([right[k] for k in chosen]),
-            int(n_true[chosen].sum()),
-            recall=recall,
-        )
+        return figure_from_rankings([per_image[k] for k in chosen], recall=recall)["precision"]
 
     rng = np.random.default_rng(seed)
     resampled = np.array([figure(rng.integers(0, n_images, n_images)) for _ in range(n_resamples)])
@@ -130,7 +122,7 @@ def precision_at_recall_intervals_by_snr(
                 n_resamples=n_resamples,
                 seed=seed,
             )
-            row[f"{group}_n"] = int(sum(image[2] for image in ranked[group]))
+            row[f"{group}_n"] = figure_from_rankings(ranked[group])["n"]
             row |= {f"{group}_{key}": value for key, value in interval.items()}
         rows.append(row)
     return rows

@@ -31,6 +31,7 @@ __all__ = [
     "confusion_statistics",
     "counted_detections",
     "detection_map",
+    "figure_from_rankings",
     "figure_matches",
     "figure_rankings",
     "mask_centroid",
@@ -393,20 +394,28 @@ def precision_at_recall_by_snr(
     ):
         row: dict[str, Any] = {"snr_min": ranked["snr_min"]}
         for group in ("star", "galaxy"):
-            per_image = ranked[group]
-            scores = np.concatenate([image[0] for image in per_image]) if per_image else []
-            right = np.concatenate([image[1] for image in per_image]) if per_image else []
-            n_true = int(sum(image[2] for image in per_image))
-            row[f"{group}_n"] = n_true
-            row[f"{group}_precision"] = precision_at_recall(
-                np.asarray(scores, dtype=float),
-                np.asarray(right, dtype=bool),
-                n_true,
-                recall=recall,
-            )
-            row[f"{group}_max_recall"] = int(np.sum(right)) / n_true if n_true else float("nan")
+            figure = figure_from_rankings(ranked[group], recall=recall)
+            row |= {f"{group}_{key}": value for key, value in figure.items()}
         rows.append(row)
     return rows
+
+
+def figure_from_rankings(
+    per_image: list[tuple[np.ndarray, np.ndarray, int]], *, recall: float = 0.8
+) -> dict[str, Any]:
+    """Burke et al.'s figure for one group at one cut from :func:`figure_rankings`' entries
+    of the images to count: ``n`` (truth instances), ``precision`` at ``recall`` (NaN when it
+    is never reached) and ``max_recall`` (recall with every prediction kept)."""
+    n_true = int(sum(image[2] for image in per_image))
+    if not per_image:
+        return {"n": 0, "precision": float("nan"), "max_recall": float("nan")}
+    scores = np.concatenate([np.asarray(image[0], dtype=float) for image in per_image])
+    right = np.concatenate([np.asarray(image[1], dtype=bool) for image in per_image])
+    return {
+        "n": n_true,
+        "precision": precision_at_recall(scores, right, n_true, recall=recall),
+        "max_recall": int(right.sum()) / n_true if n_true else float("nan"),
+    }
 
 
 def figure_rankings(
