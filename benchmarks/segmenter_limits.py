@@ -277,6 +277,12 @@ def main() -> None:
         help="Validation images of the set (default: 48 typical, 64 standard); another "
         "number reads data/<set>_<n> and names the results <...>_limits_<set>_<n>.json.",
     )
+    parser.add_argument(
+        "--clumps-in-footprints",
+        action="store_true",
+        help="Truth masks with star-forming clumps' pixels in their parent's (the simulator's "
+        "option): reads data/<set>[_<n>]_clumps, names the results <...>_clumps.json.",
+    )
     parser.add_argument("--cuts", default="20,50,100")
     parser.add_argument("--own-types", action="store_true", help="Skip the galaxy-type network.")
     parser.add_argument(
@@ -305,8 +311,11 @@ def main() -> None:
     suffix = ""
     if args.fields is not None and args.fields != n:
         n, suffix = args.fields, f"_{args.fields}"
+    if args.clumps_in_footprints:
+        suffix += "_clumps"
     directory = ROOT / "data" / (name + suffix)
-    write_dataset(directory, configs("validation", n), SegmenterSamples(), progress=True, workers=2)
+    fields = configs("validation", n, clumps_in_footprints=args.clumps_in_footprints)
+    write_dataset(directory, fields, SegmenterSamples(), progress=True, workers=2)
     module, _ = load_model(
         args.model, directory=Path(args.weights_dir) if args.weights_dir else None
     )

@@ -315,6 +315,33 @@ def test_clumpy_galaxy_has_shreds_pointing_at_it():
     )
 
 
+def test_clumps_join_their_parents_footprint_on_request():
+    """A clump beyond its parent's isophote lies on sky in the footprint map, unless
+    ``clumps_in_footprints`` gives the pixels it outshines everything in to the parent."""
+    config = FieldConfig(
+        survey="decals",
+        size=128,
+        density=3,
+        seed=2_000_210,
+        central_galaxy="clumpy",
+        central_mag=17.0,
+        footprint_nsigma=2.0,
+    ).without_artifacts()
+    apart = simulate_field(config)
+    joined = simulate_field(dataclasses.replace(config, clumps_in_footprints=True))
+    np.testing.assert_array_equal(apart.image.data, joined.image.data)
+    changed = apart.footprints != joined.footprints
+    assert changed.sum() > 20
+    assert np.all(apart.footprints[changed] == 0)
+    assert np.all(joined.footprints[changed] == 1)
+    shreds = joined.truth[joined.truth["parent_id"] == 1]
+    rows, cols = np.round(shreds["y"]).astype(int), np.round(shreds["x"]).astype(int)
+    assert np.any(apart.footprints[rows, cols] == 0)
+    assert np.all(joined.footprints[rows, cols] == 1)
+    assert not np.isin(joined.footprints, shreds["id"]).any()
+    assert joined.truth["footprint_area"][0] == apart.truth["footprint_area"][0] + changed.sum()
+
+
 @pytest.mark.parametrize("kind", ["elliptical", "spiral"])
 def test_central_galaxy_morphology(kind):
     config = FieldConfig(

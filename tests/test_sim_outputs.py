@@ -157,6 +157,21 @@ def test_dataset_refuses_to_mix_in_other_fields(tmp_path):
     assert write_dataset(tmp_path, [config, other_seed], extract, progress=False)["n_samples"] == 8
 
 
+def test_dataset_written_before_a_setting_existed_reads_as_its_default(tmp_path):
+    """A shard recorded without a setting added later was simulated as its default does."""
+    extract = LocalizerPatches(size=32, stride=32)
+    config = FieldConfig(survey="meerlicht", size=64, density=30, seed=11)
+    write_dataset(tmp_path, [config], extract, progress=False)
+    manifest_path = tmp_path / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["shards"][0]["config"]["clumps_in_footprints"]
+    manifest_path.write_text(json.dumps(manifest))
+    assert write_dataset(tmp_path, [config], extract, progress=False)["n_samples"] == 4
+    with_clumps = dataclasses.replace(config, clumps_in_footprints=True)
+    with pytest.raises(InvalidParameterError, match="other settings"):
+        write_dataset(tmp_path, [with_clumps], extract, progress=False)
+
+
 def test_dataset_shards_resume_without_redoing(tmp_path, monkeypatch):
     configs = [FieldConfig(survey="meerlicht", size=64, density=30, seed=s) for s in (11, 12)]
     extract = LocalizerPatches(size=32, stride=32)

@@ -247,6 +247,21 @@ def test_segmenter_typical_fields_join_the_training_images_and_the_card(tmp_path
     assert one_thread == "skysift train segmenter --seed 0 --threads 1"
 
 
+def test_segmenter_images_with_clumps_in_footprints_differ_only_in_their_masks():
+    from skysift.train.segmenter import SegmenterTrainingConfig, card_for
+    from skysift.train.segmenter_data import segmenter_field_configs, typical_field_configs
+
+    for make in (segmenter_field_configs, typical_field_configs):
+        apart, joined = make("validation", 4), make("validation", 4, clumps_in_footprints=True)
+        assert not any(c.clumps_in_footprints for c in apart)
+        assert all(c.clumps_in_footprints for c in joined)
+        assert [dataclasses.replace(c, clumps_in_footprints=False) for c in joined] == apart
+    card = card_for(SegmenterTrainingConfig(clumps_in_footprints=True))
+    assert card["training"]["command"].endswith("--clumps-in-footprints")
+    assert "clumps' pixels in their parent" in card["trained_on"]["instances"]
+    assert "clumps" not in card_for(SegmenterTrainingConfig())["trained_on"]["instances"]
+
+
 def test_segmenter_finetune_starts_from_the_packaged_model_with_a_silent_psf_channel():
     import torch
 
@@ -297,6 +312,33 @@ def test_segmenter_finetune_starts_from_the_packaged_model_with_a_silent_psf_cha
         initial_state("segmenter", narrower)
     with pytest.raises(InvalidParameterError, match="not a segmenter"):
         initial_state("localizer", architecture)
+
+
+def test_segmenter_finetune_starts_from_a_model_written_elsewhere(tmp_path):
+    """``--init-from`` takes the card of a model written by ``--out`` as well as a name."""
+    import shutil
+
+    import torch
+
+    from skysift.models.registry import load_card, load_model, weights_dir
+    from skysift.train.segmenter import (
+        FINETUNE_STAGES,
+        SegmenterTrainingConfig,
+        card_for,
+        initial_state,
+    )
+
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(weights_dir() / f"segmenter{suffix}", tmp_path / f"segmenter{suffix}")
+    base, _ = load_model("segmenter")
+    card_path = str(tmp_path / "segmenter.json")
+    state = initial_state(card_path, base.skysift_config)
+    for key, value in base.state_dict().items():
+        assert torch.equal(state[key], value), key
+    config = SegmenterTrainingConfig(stages=FINETUNE_STAGES, init_from=card_path)
+    started = card_for(config)["training"]["initialized_from"]
+    assert started["sha256"] == load_card("segmenter")["sha256"]
+    assert started["name"] == card_path
 
 
 def test_segmenter_parameter_groups_partition_the_model():

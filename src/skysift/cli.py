@@ -426,8 +426,16 @@ def train_segmenter_command(
     ),
     init_from: str = typer.Option(
         None,
-        help="Start from this packaged model (e.g. 'segmenter') instead of random weights; "
-        "needs --schedule finetune. A PSF channel it lacks starts with zero weights.",
+        help="Start from this packaged model (e.g. 'segmenter'), or the card of one written "
+        "by --out (a path ending in .json), instead of random weights; needs --schedule "
+        "finetune. A PSF channel it lacks starts with zero weights.",
+    ),
+    clumps_in_footprints: bool = typer.Option(
+        False,
+        "--clumps-in-footprints",
+        help="Simulate the images with star-forming clumps' pixels in their parent galaxy's "
+        "mask (otherwise a clump beyond its parent's isophote lies on sky); use another "
+        "--data-dir than the images simulated without.",
     ),
     workers: int = typer.Option(
         2, help="Processes simulating missing images (the images do not depend on it)."
@@ -477,6 +485,7 @@ def train_segmenter_command(
             threads=threads,
             masks=masks,
             init_from=init_from,
+            clumps_in_footprints=clumps_in_footprints,
             train_dir=str(data_dir / "segmenter_train"),
             val_dir=str(data_dir / "segmenter_val"),
             run_dir=str(run_dir or Path("runs") / name),

@@ -231,7 +231,7 @@ def _refuse_other_fields(out: Path, manifest: dict[str, Any], configs: list[Fiel
     changed = [
         entry["seed"]
         for entry in manifest["shards"]
-        if entry["seed"] in wanted and entry.get("config") != wanted[entry["seed"]]
+        if entry["seed"] in wanted and _with_defaults(entry.get("config")) != wanted[entry["seed"]]
     ]
     if stray or changed:
         what = (
@@ -264,3 +264,12 @@ def iter_shards(out_dir, *, seeds: Iterable[int] | None = None) -> Iterator[dict
             continue
         with np.load(out / entry["file"]) as shard:
             yield {key: shard[key] for key in shard.files}
+
+
+def _with_defaults(recorded: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A shard's recorded config with the settings added to :class:`FieldConfig` since it was
+    written filled in with their defaults (which keep the pixels they had before)."""
+    if recorded is None:
+        return None
+    defaults = json.loads(json.dumps(FieldConfig().to_dict()))
+    return {**{k: v for k, v in defaults.items() if k not in recorded}, **recorded}

@@ -74,6 +74,10 @@ _DEFAULT_GALAXY_MIX = (
 class FieldConfig:
     """Everything that fixes a simulated field. Same config, same pixels.
 
+    A setting added later defaults to what fields were simulated without it, so a dataset
+    manifest written before it existed still describes its fields
+    (:func:`skysift.sim.dataset.write_dataset` reads a missing setting as its default).
+
     Parameters
     ----------
     survey : str
@@ -136,6 +140,11 @@ class FieldConfig:
         Poisson and read noise; False gives the expected image.
     footprint_nsigma : float
         Footprint threshold in units of the background noise.
+    clumps_in_footprints : bool
+        Pixels where a star-forming clump is the brightest source above the footprint
+        threshold join its parent galaxy's footprint (a clump is part of its galaxy). Off, a
+        clump owns no pixels and the parent's footprint reaches only as far as the parent's
+        own light, so a clump outside it lies on sky in the footprint map.
     localization_snr : float
         Sources with ``snr`` at least this get the ASID-L 13-pixel target (3, as in the paper).
     ra, dec : float
@@ -170,6 +179,7 @@ class FieldConfig:
     saturation: bool = True
     noise: bool = True
     footprint_nsigma: float = 1.0
+    clumps_in_footprints: bool = False
     localization_snr: float = 3.0
     ra: float = 150.0
     dec: float = 2.0
@@ -341,6 +351,7 @@ def simulate_field(config: FieldConfig | None = None, *, progress: bool = False,
         shape=(height, width),
         sky=sky_e,
         footprint_nsigma=config.footprint_nsigma,
+        clumps_in_footprints=config.clumps_in_footprints,
         progress=progress,
     )
     noise_e = np.sqrt(sky_e + preset.read_noise**2)

@@ -10,7 +10,8 @@ are computed, so nothing is drawn twice.
 * **Footprints** form one label map (detection band): a pixel belongs to the source that
   contributes most light to it, among those whose noiseless light there is at least
   ``footprint_nsigma`` times the local background noise. Shreds (star-forming clumps) have no
-  footprint of their own; they lie inside their parent's.
+  footprint of their own: they own no pixels, or (``clumps_in_footprints``) the pixels where
+  a clump is the brightest source go to its parent galaxy.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def render_sources(
     shape: tuple[int, int],
     sky: np.ndarray,
     footprint_nsigma: float = 1.0,
+    clumps_in_footprints: bool = False,
     progress: bool = False,
     workers: int | None = None,
 ) -> RenderedSources:
@@ -89,6 +91,9 @@ def render_sources(
         ``(bands, height, width)`` sky in electrons, used for S/N and footprint thresholds.
     footprint_nsigma : float
         Footprint threshold in units of the background noise per pixel.
+    clumps_in_footprints : bool
+        Pixels where a clump is the brightest source above the threshold join its parent's
+        footprint; otherwise clumps own no pixels.
     progress : bool
         Show a progress bar.
     workers : int, optional
@@ -100,7 +105,7 @@ def render_sources(
     chunks = [list(range(k, len(sources), n_chunks)) for k in range(n_chunks)]
     workers = min(workers or min(os.cpu_count() or 1, 2), n_chunks)
     global _JOB
-    _JOB = (sources, preset, psf, shape, sky, footprint_nsigma, progress)
+    _JOB = (sources, preset, psf, shape, sky, footprint_nsigma, clumps_in_footprints, progress)
     try:
         if workers > 1:
             context = multiprocessing.get_context("fork")
@@ -149,7 +154,7 @@ def _render_chunk(task) -> tuple[RenderedSources, np.ndarray]:
     from skysift.progress import progress_iter
 
     chunk_number, indices = task
-    sources, preset, psf, shape, sky, footprint_nsigma, progress = _JOB
+    sources, preset, psf, shape, sky, footprint_nsigma, clumps_in_footprints, progress = _JOB
     height, width = shape
     bands = preset.band_names
     det = bands.index(preset.detection_band)
@@ -201,10 +206,11 @@ def _render_chunk(task) -> tuple[RenderedSources, np.ndarray]:
             snr[index, b] = math.sqrt(float(np.sum(pixels.astype(np.float64) ** 2 / variance)))
             if b == det:
                 peak[index] = float(pixels.max())
-                if not source.is_shred:
+                owner = source.parent_id if source.is_shred else source.id
+                if owner > 0 and (clumps_in_footprints or not source.is_shred):
                     threshold = footprint_nsigma * np.sqrt(background_var[b, rows, cols])
                     owned = (pixels >= threshold) & (pixels > strongest[rows, cols])
-                    footprints[rows, cols][owned] = source.id
+                    footprints[rows, cols][owned] = owner
                     strongest[rows, cols][owned] = pixels[owned]
     rendered = RenderedSources(
         noiseless=noiseless,

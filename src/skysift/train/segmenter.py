@@ -130,6 +130,9 @@ class SegmenterTrainingConfig:
     #: channel the packaged model lacks starts with zero first-layer weights, so training
     #: starts from exactly that model's output (see :func:`initial_state`).
     init_from: str | None = None
+    #: Simulate the images with star-forming clumps' pixels in their parent's mask
+    #: (:class:`~skysift.sim.field.FieldConfig`); the shipped models' data are without.
+    clumps_in_footprints: bool = False
 
     def __post_init__(self) -> None:
         from skysift.errors import InvalidParameterError
@@ -163,12 +166,14 @@ def prepare_data(
 ) -> None:
     """Simulate (or finish simulating) the validation and training images, ``workers``
     fields at a time (the images do not depend on it)."""
+    clumps = {"clumps_in_footprints": config.clumps_in_footprints}
+    validation = segmenter_field_configs("validation", config.n_val, **clumps)
     datasets = [
-        (config.val_dir, segmenter_field_configs("validation", config.n_val), "validation"),
-        (config.train_dir, segmenter_field_configs("train", config.n_train), "training"),
+        (config.val_dir, validation, "validation"),
+        (config.train_dir, segmenter_field_configs("train", config.n_train, **clumps), "training"),
     ]
     if config.n_typical:
-        typical = typical_field_configs("train", config.n_typical)
+        typical = typical_field_configs("train", config.n_typical, **clumps)
         datasets.append((config.typical_dir, typical, "typical-field training"))
     for directory, configs, kind in datasets:
         write_dataset(
@@ -516,8 +521,18 @@ def train_segmenter(config: SegmenterTrainingConfig, *, progress: bool = True) -
     return run / "best.safetensors"
 
 
+def model_location(init_from: str) -> tuple[str, Path | None]:
+    """``(name, folder)`` of ``--init-from``: a packaged model's name (folder None), or the
+    path of a model card written by ``--out`` (``<folder>/<name>.json``)."""
+    if init_from.endswith(".json"):
+        path = Path(init_from)
+        return path.stem, path.parent
+    return init_from, None
+
+
 def initial_state(name: str, architecture: SegmenterConfig) -> dict[str, Any]:
-    """Weights of packaged model ``name`` fitted to ``architecture``.
+    """Weights of packaged model ``name`` (or the card path ``<folder>/<name>.json``)
+    fitted to ``architecture``.
 
     The two architectures must agree except for the PSF channel: when ``architecture`` adds
     one, the stem's weights for it are zero, so the network computes what ``name`` computes.
@@ -531,7 +546,8 @@ def initial_state(name: str, architecture: SegmenterConfig) -> dict[str, Any]:
     from skysift.models.registry import load_model
     from skysift.models.segmenter import with_zero_psf_weights
 
-    base, card = load_model(name)
+    model_name, folder = model_location(name)
+    base, card = load_model(model_name, directory=folder)
     base_config = getattr(base, "skysift_config", None)
     if card["architecture"]["kind"] != "segmenter" or base_config is None:
         raise InvalidParameterError(f"--init-from {name}: not a segmenter model")
@@ -767,6 +783,7 @@ def card_for(config: SegmenterTrainingConfig) -> dict[str, Any]:
         + (f" --typical-fields {config.n_typical}" if config.n_typical else "")
         + (" --psf-channel" if config.architecture.psf_channel else "")
         + (f" --init-from {config.init_from}" if config.init_from else "")
+        + (" --clumps-in-footprints" if config.clumps_in_footprints else "")
         # CPU kernels reduce in another order on another thread count
         + (f" --threads {config.threads}" if config.threads != 2 else "")
     )
@@ -787,7 +804,8 @@ def card_for(config: SegmenterTrainingConfig) -> dict[str, Any]:
     if config.init_from:
         from skysift.models.registry import load_card
 
-        base = load_card(config.init_from)
+        model_name, folder = model_location(config.init_from)
+        base = load_card(model_name, directory=folder)
         training["initialized_from"] = {
             "name": config.init_from,
             "sha256": base["sha256"],
@@ -799,6 +817,11 @@ def card_for(config: SegmenterTrainingConfig) -> dict[str, Any]:
     }
     if config.n_typical:
         seeds["train_typical"] = seed_span(typical_field_configs("train", config.n_typical))
+    instances = (
+        f"truth sources with S/N >= 5 and a {FOOTPRINT_NSIGMA:g}-sigma footprint of >= 4 pixels"
+    )
+    if config.clumps_in_footprints:
+        instances += "; star-forming clumps' pixels in their parent galaxy's mask"
     return {
         "name": config.name,
         "task": task,
@@ -814,8 +837,7 @@ def card_for(config: SegmenterTrainingConfig) -> dict[str, Any]:
         "classes": list(config.architecture.classes),
         "trained_on": {
             "images": images,
-            "instances": f"truth sources with S/N >= 5 and a {FOOTPRINT_NSIGMA:g}-sigma footprint "
-            "of >= 4 pixels",
+            "instances": instances,
         },
         "training": training,
     }
@@ -849,7 +871,7 @@ def finish_segmenter(
     fp16 = abs(validation_map(half, val)[key] - full[key]) < 0.005
     write_dataset(
         test_dir,
-        segmenter_field_configs("test", n_test),
+        segmenter_field_configs("test", n_test, clumps_in_footprints=config.clumps_in_footprints),
         SegmenterSamples(),
         progress=progress,
         description="segmenter test images (held out)",

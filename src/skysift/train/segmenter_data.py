@@ -13,7 +13,10 @@ Every artifact of the simulator stays on. Instances are the truth sources with d
 S/N >= ``min_snr`` and a footprint (the simulator's ``FOOTPRINT_NSIGMA`` isophote of the
 noiseless light, each pixel owned by the
 source that contributes most light there) of at least ``min_area`` pixels; a star-forming
-clump has no footprint of its own, it is part of its parent galaxy. Classes follow the truth
+clump has no footprint of its own, it is part of its parent galaxy. By default (the shipped
+models' data) a clump owns no pixels, so one beyond its parent's isophote lies on sky;
+``clumps_in_footprints=True`` gives the pixels it outshines every other source in to its
+parent's mask. Classes follow the truth
 morphology (star, elliptical, spiral, other) with one correction: a "spiral" smaller than the
 PSF is drawn without arms by the simulator, so it is labelled ``other`` (what it looks like).
 """
@@ -57,7 +60,7 @@ TYPICAL_SEED_OFFSET = SEED_OFFSET + 50_000
 
 
 def segmenter_field_configs(
-    role: str, n: int, *, offset: int = 0, mix_seed: int = 0
+    role: str, n: int, *, offset: int = 0, mix_seed: int = 0, clumps_in_footprints: bool = False
 ) -> list[FieldConfig]:
     """``n`` segmenter images for ``role`` (``train``, ``validation`` or ``test``).
 
@@ -71,6 +74,9 @@ def segmenter_field_configs(
         Skip this many seeds (datasets can grow without reusing seeds).
     mix_seed : int
         Seed of the draw of image kinds and their properties.
+    clumps_in_footprints : bool
+        Star-forming clumps' pixels join their parent's mask
+        (:class:`~skysift.sim.field.FieldConfig`); the same images otherwise.
     """
     first = dataset_seeds(role, n, offset=SEED_OFFSET + offset).start
     rng = np.random.default_rng([mix_seed, first])
@@ -79,7 +85,7 @@ def segmenter_field_configs(
         cutout = rng.random() < SDSS_FRACTION
         common = {  # drawn in this order: star fraction first
             "star_fraction": float(rng.uniform(0.3, 0.7)),
-            **_varied_instrument(rng, first + k),
+            **_varied_instrument(rng, first + k, clumps_in_footprints),
         }
         if cutout:
             central = "elliptical" if k % 2 == 0 else "spiral"
@@ -99,8 +105,9 @@ def segmenter_field_configs(
     return configs
 
 
-def _varied_instrument(rng: np.random.Generator, seed: int) -> dict:
-    """Field settings every segmenter image draws: PSF variation, optical centre, cosmics."""
+def _varied_instrument(rng: np.random.Generator, seed: int, clumps_in_footprints: bool) -> dict:
+    """Field settings every segmenter image draws: PSF variation, optical centre, cosmics;
+    and the truth masks' definition."""
     return {
         "size": IMAGE_SIZE,
         "seed": seed,
@@ -109,16 +116,20 @@ def _varied_instrument(rng: np.random.Generator, seed: int) -> dict:
         "psf_reference_radius": 1024.0,
         "cosmic_rays": float(rng.uniform(10.0, 100.0)),
         "footprint_nsigma": FOOTPRINT_NSIGMA,
+        "clumps_in_footprints": clumps_in_footprints,
     }
 
 
-def typical_field_configs(role: str, n: int, *, mix_seed: int = 0) -> list[FieldConfig]:
+def typical_field_configs(
+    role: str, n: int, *, mix_seed: int = 0, clumps_in_footprints: bool = False
+) -> list[FieldConfig]:
     """``n`` of Burke et al.'s typical fields for ``role``: DECaLS g, r, z, 256 x 256.
 
     :data:`TYPICAL_GALAXY_DENSITY` galaxies and :data:`TYPICAL_STAR_DENSITY` stars per
     arcmin^2 above the 5-sigma depth (fainter ones follow the number counts), no central
     galaxy, every artifact on; PSF variation and cosmic rays drawn as for the segmenter's
-    images. Seeds are clear of :func:`segmenter_field_configs`'s.
+    images. Seeds are clear of :func:`segmenter_field_configs`'s. ``clumps_in_footprints``
+    as there.
     """
     first = dataset_seeds(role, n, offset=TYPICAL_SEED_OFFSET).start
     rng = np.random.default_rng([mix_seed, first])
@@ -128,7 +139,7 @@ def typical_field_configs(role: str, n: int, *, mix_seed: int = 0) -> list[Field
             survey="decals",
             density=density,
             star_fraction=TYPICAL_STAR_DENSITY / density,
-            **_varied_instrument(rng, first + k),
+            **_varied_instrument(rng, first + k, clumps_in_footprints),
         )
         for k in range(n)
     ]
