@@ -349,6 +349,13 @@ def test_a_second_look_card_names_its_image_count_and_schedule():
     default = card_for(SecondLookTrainingConfig.named(), architecture_for(3), {"sha256": "0"})
     assert default["training"]["command"] == "skysift train second-look --seed 0"
     assert default["trained_on"]["images"]["data/segmenter_train"] == 1500
+    clumps = SecondLookTrainingConfig.named(
+        segmenter="runs/clumps/weights/segmenter_psf.json", clumps_in_footprints=True
+    )
+    assert card_for(clumps, architecture_for(3), {"sha256": "0"})["training"]["command"] == (
+        "skysift train second-look --seed 0 --segmenter runs/clumps/weights/segmenter_psf.json "
+        "--clumps-in-footprints"
+    )
     with pytest.raises(InvalidParameterError, match="schedule must be one of"):
         SecondLookTrainingConfig.named(schedule="step")
 

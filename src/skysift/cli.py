@@ -582,7 +582,9 @@ def train_morphology_command(
 def train_second_look_command(
     seed: int = typer.Option(0, help="Seed of the network initialization and batch order."),
     segmenter: str = typer.Option(
-        "segmenter_psf", help="Shipped segmenter whose catalog instances it learns to correct."
+        "segmenter_psf",
+        help="Segmenter whose catalog instances it learns to correct: a shipped model's name, "
+        "or the card of one written by --out (a path ending in .json).",
     ),
     reject: bool = typer.Option(
         False,
@@ -607,6 +609,12 @@ def train_second_look_command(
         "stamps, besides the 300 typical fields.",
     ),
     threads: int = typer.Option(2, help="CPU threads."),
+    clumps_in_footprints: bool = typer.Option(
+        False,
+        "--clumps-in-footprints",
+        help="The segmenter's images with star-forming clumps' pixels in their parent's mask "
+        "(as `skysift train segmenter --clumps-in-footprints`); use that run's --data-dir.",
+    ),
     workers: int = typer.Option(
         2, help="Processes simulating missing images (the images do not depend on it)."
     ),
@@ -648,6 +656,7 @@ def train_second_look_command(
             schedule=schedule,
             n_images=(n_images, 300),
             threads=threads,
+            clumps_in_footprints=clumps_in_footprints,
             train_dirs=(
                 str(data_dir / "segmenter_train"),
                 str(data_dir / "segmenter_train_typical"),
@@ -660,6 +669,7 @@ def train_second_look_command(
             train_dir=config.train_dirs[0],
             typical_dir=config.train_dirs[1],
             val_dir=config.val_dir,
+            clumps_in_footprints=clumps_in_footprints,
         )
         prepare_data(images, progress=not quiet, workers=workers)
         _train_then_finish(

@@ -64,6 +64,16 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def model_location(reference: str) -> tuple[str, Path | None]:
+    """``(name, folder)`` of a model given by a shipped model's name (folder None) or by the
+    path of a card written elsewhere (``<folder>/<name>.json``, e.g. by a training's
+    ``--out``)."""
+    if reference.endswith(".json"):
+        path = Path(reference)
+        return path.stem, path.parent
+    return reference, None
+
+
 def load_card(name: str, *, directory: Path | None = None) -> dict[str, Any]:
     """The model card of a shipped (or ``directory``) model."""
     folder = directory or weights_dir()

@@ -65,6 +65,9 @@ class SecondLookTrainingConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     threads: int = 2
+    #: the segmenter's images were simulated with clumps' pixels in their parent's mask
+    #: (:class:`~skysift.sim.field.FieldConfig`); the held-out test images are simulated so too
+    clumps_in_footprints: bool = False
 
     @classmethod
     def named(
@@ -102,10 +105,11 @@ class SecondLookTrainingConfig:
 
 
 def _refiners(config: SecondLookTrainingConfig):
-    from skysift.models.registry import load_model
+    from skysift.models.registry import load_model, model_location
     from skysift.morphology import GalaxyTyper
 
-    segmenter, card = load_model(config.segmenter)
+    name, folder = model_location(config.segmenter)
+    segmenter, card = load_model(name, directory=folder)
     typer = GalaxyTyper(config.galaxy_types) if config.galaxy_types else None
     return segmenter, card, typer
 
@@ -395,6 +399,8 @@ def card_for(config: SecondLookTrainingConfig, architecture, segmenter_card: dic
         options += f" --schedule {config.schedule}"
     if config.threads != 2:
         options += f" --threads {config.threads}"
+    if config.clumps_in_footprints:
+        options += " --clumps-in-footprints"
     labels = (
         "labelled by the truth's group (galaxy, star), or false when it matches no truth source"
         if config.reject
@@ -517,7 +523,7 @@ def finish_second_look(
         ).tolist(),
     }
     look = SecondLook(module=shipped, card=card)
-    _require_test_images(test_dir, typical_dir)
+    _require_test_images(test_dir, typical_dir, clumps_in_footprints=config.clumps_in_footprints)
     card["metrics"]["test_precision_at_80_recall"] = figure_before_after(
         segmenter, typer, look, test_dir
     )
@@ -531,7 +537,7 @@ def finish_second_look(
         return save_model(shipped, card, out_dir or weights_dir(), fp16=fp16)
 
 
-def _require_test_images(test_dir: str, typical_dir: str) -> None:
+def _require_test_images(test_dir: str, typical_dir: str, *, clumps_in_footprints: bool) -> None:
     """Simulate the segmenter's held-out test images and typical test fields, if missing."""
     from skysift.sim.dataset import write_dataset
     from skysift.train.segmenter_data import (
@@ -540,5 +546,6 @@ def _require_test_images(test_dir: str, typical_dir: str) -> None:
         typical_field_configs,
     )
 
-    write_dataset(test_dir, segmenter_field_configs("test", 128), SegmenterSamples())
-    write_dataset(typical_dir, typical_field_configs("test", 64), SegmenterSamples())
+    clumps = {"clumps_in_footprints": clumps_in_footprints}
+    write_dataset(test_dir, segmenter_field_configs("test", 128, **clumps), SegmenterSamples())
+    write_dataset(typical_dir, typical_field_configs("test", 64, **clumps), SegmenterSamples())

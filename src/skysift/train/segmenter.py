@@ -521,15 +521,6 @@ def train_segmenter(config: SegmenterTrainingConfig, *, progress: bool = True) -
     return run / "best.safetensors"
 
 
-def model_location(init_from: str) -> tuple[str, Path | None]:
-    """``(name, folder)`` of ``--init-from``: a packaged model's name (folder None), or the
-    path of a model card written by ``--out`` (``<folder>/<name>.json``)."""
-    if init_from.endswith(".json"):
-        path = Path(init_from)
-        return path.stem, path.parent
-    return init_from, None
-
-
 def initial_state(name: str, architecture: SegmenterConfig) -> dict[str, Any]:
     """Weights of packaged model ``name`` (or the card path ``<folder>/<name>.json``)
     fitted to ``architecture``.
@@ -543,7 +534,7 @@ def initial_state(name: str, architecture: SegmenterConfig) -> dict[str, Any]:
         ``name`` is not a segmenter, or its architecture differs in anything else.
     """
     from skysift.errors import InvalidParameterError
-    from skysift.models.registry import load_model
+    from skysift.models.registry import load_model, model_location
     from skysift.models.segmenter import with_zero_psf_weights
 
     model_name, folder = model_location(name)
@@ -802,7 +793,7 @@ def card_for(config: SegmenterTrainingConfig) -> dict[str, Any]:
         "config": config.to_dict(),
     }
     if config.init_from:
-        from skysift.models.registry import load_card
+        from skysift.models.registry import load_card, model_location
 
         model_name, folder = model_location(config.init_from)
         base = load_card(model_name, directory=folder)
