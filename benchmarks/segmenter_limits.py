@@ -283,6 +283,14 @@ def main() -> None:
         help="Truth masks with star-forming clumps' pixels in their parent's (the simulator's "
         "option): reads data/<set>[_<n>]_clumps, names the results <...>_clumps.json.",
     )
+    parser.add_argument(
+        "--mask-threshold",
+        type=float,
+        default=0.5,
+        help="Mask probability painted into the label map (SegmentConfig.mask_threshold); "
+        "the second look still sees its 0.5 masks. Another than 0.5 is added to the results' "
+        "name as _mask<value>.",
+    )
     parser.add_argument("--cuts", default="20,50,100")
     parser.add_argument("--own-types", action="store_true", help="Skip the galaxy-type network.")
     parser.add_argument(
@@ -326,10 +334,18 @@ def main() -> None:
         look_dir = Path(args.second_look_dir) if args.second_look_dir else None
         look_module, look_card = load_model(args.second_look, directory=look_dir)
         look = SecondLook(args.second_look, module=look_module, card=look_card)
-    catalogs = segmenter_catalogs(module, samples, galaxy_typer=typer, second_look=look)
+    catalogs = segmenter_catalogs(
+        module,
+        samples,
+        galaxy_typer=typer,
+        second_look=look,
+        mask_threshold=args.mask_threshold,
+    )
     cuts = tuple(float(v) for v in args.cuts.split(","))
     result = limits(catalogs, samples, module.skysift_config.classes, cuts)
     name = args.model + (f"_{args.second_look}" if args.second_look else "")
+    if args.mask_threshold != 0.5:
+        name += f"_mask{args.mask_threshold:g}"
     if args.tag:
         name += f"_{args.tag}"
     result.update(model=name, image_set=args.images, galaxy_types=typer is not None)

@@ -384,16 +384,22 @@ def refined_predictions(
 
 
 def segmenter_catalogs(
-    model, samples: list[dict[str, Any]], *, galaxy_typer=None, second_look=None
+    model,
+    samples: list[dict[str, Any]],
+    *,
+    galaxy_typer=None,
+    second_look=None,
+    mask_threshold: float = 0.5,
 ) -> list[dict[str, Any]]:
     """The ``Segmenter``'s catalog of each sample: :func:`refined_predictions`, painted
-    (:func:`skysift.evaluate.segmentation.as_catalog`)."""
+    (:func:`skysift.evaluate.segmentation.as_catalog`) with masks where the mask
+    probability reaches ``mask_threshold`` (``SegmentConfig.mask_threshold``)."""
     from skysift.evaluate.segmentation import as_catalog
 
     predictions = refined_predictions(
         model, samples, galaxy_typer=galaxy_typer, second_look=second_look
     )
-    return [as_catalog(p) for p in predictions]
+    return [as_catalog(p, mask_threshold=mask_threshold) for p in predictions]
 
 
 def network_images(model, samples: list[dict[str, Any]]) -> list[np.ndarray]:
