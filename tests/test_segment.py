@@ -449,6 +449,51 @@ def test_loose_detections_of_instances_below_the_cut_are_neutral():
     assert row["galaxy_precision"] == pytest.approx(1 / 2)  # its 0.97 ranks above the galaxy
 
 
+def test_a_faint_instance_takes_the_detection_overlapping_it_most_whatever_its_centre():
+    """A mask drawn much too wide over a faint instance, reaching to one side so that its
+    box centre is far from the instance's, is that instance's detection: neutral above the
+    instance's S/N. A second such detection, or one on an instance already found, counts."""
+    from skysift.evaluate.segmentation import counted_detections, figure_matches
+
+    def box_mask(x0, y0, x1, y1):
+        mask = np.zeros((40, 40), bool)
+        mask[y0:y1, x0:x1] = True
+        return mask
+
+    truth = {  # a bright galaxy, a faint one, a second faint one
+        "masks": np.stack([box_mask(0, 0, 6, 6), box_mask(20, 20, 24, 24), box_mask(30, 2, 33, 5)]),
+        "boxes": np.array([[0, 0, 6, 6], [20, 20, 24, 24], [30, 2, 33, 5]], np.float32),
+        "labels": [2, 2, 2],
+    }
+    masks = np.stack(
+        [
+            box_mask(0, 0, 6, 6),  # the bright galaxy
+            box_mask(19, 19, 31, 25),  # the first faint one, 4.5x too wide, centre 5 px off
+            box_mask(22, 14, 23, 22),  # a second, smaller overlap with it
+            box_mask(30, 2, 33, 5),  # the second faint one, matched
+            box_mask(29, 1, 34, 6),  # a duplicate of it
+        ]
+    )
+    prediction = {
+        "masks": masks[:, np.newaxis].astype(np.float32),
+        "boxes": np.array(
+            [[0, 0, 6, 6], [19, 19, 31, 25], [22, 14, 23, 22], [30, 2, 33, 5], [29, 1, 34, 6]],
+            np.float32,
+        ),
+        "labels": [2, 2, 2, 2, 2],
+        "scores": [0.9, 0.8, 0.7, 0.6, 0.5],
+    }
+    (truth_index,), (found,) = figure_matches([prediction], [truth])
+    assert truth_index.tolist() == [0, -1, -1, 2, -1]
+    required = np.array([True, False, False])
+    counts = counted_detections(prediction, truth, truth_index, found, required)
+    assert counts.tolist() == [True, False, True, False, True]
+    everything = counted_detections(prediction, truth, truth_index, found, np.ones(3, bool))
+    assert everything.all()
+    by_box = counted_detections(prediction, truth, truth_index, found, required, by="box")
+    assert by_box.tolist() == [True, False, True, False, True]
+
+
 def test_centroids_are_measured_onsky_subtracted_light():
     from skysift.evaluate.segmentation import mask_centroid
     from skysift.image import Image

@@ -11,8 +11,10 @@ for one, or hidden under a brighter neighbour's footprint) found a real source w
 cannot be scored: given those sources (``unmasked``), it counts neither as right nor as
 wrong, as the localizer's scoring treats truth between its S/N limits
 (:mod:`skysift.evaluate.matching`). Burke et al.'s figure by S/N treats a detection on an
-instance below its cut the same way, whatever the IoU of its mask. A detection of a
-star-forming clump, a second detection of a source, or one of nothing stays a false one.
+instance below its cut the same way, whatever the IoU of its mask: matched to it, or, when no
+detection matched it, overlapping it more than any other instance (a user's S/N cut on the
+catalog would put such a detection below the cut too). A detection of a star-forming clump,
+a second detection of a source, or one of nothing stays a false one at every cut.
 
 The detector's masks overlap; the catalog a user gets does not: the ``Segmenter`` paints them
 into one label map, most confident last, and drops what is left mostly painted over.
@@ -217,17 +219,21 @@ def match_boxes(
     pred_boxes: np.ndarray, pred_scores: np.ndarray, true_boxes: np.ndarray, *, iou: float = 0.5
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`match_instances` for ``(n, 4)`` boxes (x0, y0, x1, y1): box IoU, greedy by score."""
-    import torch
-    from torchvision.ops import box_iou
-
     if not len(pred_boxes) or not len(true_boxes):
         empty = np.zeros(0, dtype=np.intp)
         return empty, empty, np.zeros(0)
-    overlap = box_iou(
+    return _greedy_matches(box_iou_matrix(pred_boxes, true_boxes), pred_scores, iou)
+
+
+def box_iou_matrix(pred_boxes: np.ndarray, true_boxes: np.ndarray) -> np.ndarray:
+    """``(n_pred, n_true)`` IoU of ``(n, 4)`` boxes (x0, y0, x1, y1), torchvision's."""
+    import torch
+    from torchvision.ops import box_iou
+
+    return box_iou(
         torch.as_tensor(np.asarray(pred_boxes, dtype=np.float32).reshape(-1, 4)),
         torch.as_tensor(np.asarray(true_boxes, dtype=np.float32).reshape(-1, 4)),
     ).numpy()
-    return _greedy_matches(overlap, pred_scores, iou)
 
 
 def _greedy_matches(
@@ -451,7 +457,7 @@ def figure_rankings(
             predictions, targets, snr, matched, on_unmasked, strict=True
         ):
             required = np.asarray(values, dtype=float) >= cut
-            counts = counted_detections(prediction, target, truth_index, found, required)
+            counts = counted_detections(prediction, target, truth_index, found, required, by=by)
             true_star = np.asarray(target["labels"]) == star
             ranking = np.asarray(prediction.get("detection_scores", prediction["scores"]))
             predicted_star = np.asarray(prediction["labels"]) == star
@@ -507,28 +513,44 @@ def counted_detections(
     truth_index: np.ndarray,
     on_unmasked: np.ndarray,
     required: np.ndarray,
+    *,
+    by: str = "mask",
 ) -> np.ndarray:
     """Which detections of one image count, right or wrong, for an S/N cut.
 
     A detection is neutral when it found a truth source without a mask, matched a truth
-    instance below the cut (``~required``), or sits unmatched on such an instance that no
-    detection matched (see :func:`precision_at_recall_by_snr`); every other one counts.
-    ``truth_index`` and ``on_unmasked`` come from :func:`figure_matches`.
+    instance below the cut (``~required``), or matched nothing but sits on such an instance
+    that no detection matched: the instance its mask (``by="box"``: its box) overlaps most,
+    whatever the IoU, its mask drawn too wide or too narrow to match (one detection per
+    instance, the one overlapping it most). Every other detection counts. ``truth_index``
+    and ``on_unmasked`` come from :func:`figure_matches`.
     """
     neutral = on_unmasked | _at(~required, truth_index)
-    # unmatched detections on a faint instance no detection matched (its mask drawn too wide
-    # or too narrow for IoU >= 0.5)
-    boxes = np.asarray(target["boxes"], dtype=float).reshape(-1, 4)
-    taken = np.zeros(len(boxes), dtype=bool)
+    n_true = len(np.asarray(target["labels"]))
+    taken = np.zeros(n_true, dtype=bool)
     taken[truth_index[truth_index >= 0]] = True
-    faint = np.flatnonzero(~required & ~taken)
-    if faint.size:
-        centres = {
-            "x": 0.5 * (boxes[faint, 0] + boxes[faint, 2]) - 0.5,
-            "y": 0.5 * (boxes[faint, 1] + boxes[faint, 3]) - 0.5,
-        }
-        neutral |= unmasked_detections(prediction, (truth_index >= 0) | neutral, centres)
+    faint = ~np.asarray(required, dtype=bool) & ~taken
+    free = np.flatnonzero(~neutral & (truth_index < 0))
+    if faint.any() and free.size:
+        overlap = overlap_matrix(prediction, target, by=by)[free]
+        best = overlap.argmax(axis=1)
+        on_faint = (overlap.max(axis=1) > 0) & faint[best]
+        for instance in np.unique(best[on_faint]):
+            mine = np.flatnonzero(on_faint & (best == instance))
+            neutral[free[mine[np.argmax(overlap[mine, instance])]]] = True
     return ~neutral
+
+
+def overlap_matrix(prediction: dict[str, Any], target: dict[str, Any], *, by: str = "mask"):
+    """``(n_pred, n_true)`` mask IoU (``by="box"``: box IoU) of one image's detections with
+    its truth instances."""
+    if by not in ("mask", "box"):
+        raise ValueError(f"by must be 'mask' or 'box'; got {by!r}")
+    if by == "mask":
+        return mask_iou_matrix(
+            _boolean_masks(prediction["masks"]), np.asarray(target["masks"], dtype=bool)
+        )
+    return box_iou_matrix(prediction["boxes"], target["boxes"])
 
 
 def _at(values: np.ndarray, index: np.ndarray) -> np.ndarray:
