@@ -289,16 +289,20 @@ def test_cluster_concentrates_stars():
     assert inner > 10 * outer
 
 
-def test_clumpy_galaxy_has_shreds_pointing_at_it():
-    config = FieldConfig(
+def _clumpy_central(**options) -> FieldConfig:
+    """A bright clumpy disk at the centre of a sparse DECaLS field, no artifacts."""
+    return FieldConfig(
         survey="decals",
-        size=256,
         density=3,
         seed=2_000_210,
         central_galaxy="clumpy",
         central_mag=17.0,
-    )
-    truth = simulate_field(config.without_artifacts()).truth
+        **options,
+    ).without_artifacts()
+
+
+def test_clumpy_galaxy_has_shreds_pointing_at_it():
+    truth = simulate_field(_clumpy_central(size=256)).truth
     central = truth[truth["id"] == 1][0]
     assert central["galaxy_type"] == "clumpy"
     assert central["morphology"] == "other"
@@ -318,15 +322,7 @@ def test_clumpy_galaxy_has_shreds_pointing_at_it():
 def test_clumps_join_their_parents_footprint_on_request():
     """A clump beyond its parent's isophote lies on sky in the footprint map, unless
     ``clumps_in_footprints`` gives the pixels it outshines everything in to the parent."""
-    config = FieldConfig(
-        survey="decals",
-        size=128,
-        density=3,
-        seed=2_000_210,
-        central_galaxy="clumpy",
-        central_mag=17.0,
-        footprint_nsigma=2.0,
-    ).without_artifacts()
+    config = _clumpy_central(size=128, footprint_nsigma=2.0)
     apart = simulate_field(config)
     joined = simulate_field(dataclasses.replace(config, clumps_in_footprints=True))
     np.testing.assert_array_equal(apart.image.data, joined.image.data)
