@@ -227,11 +227,13 @@ def _refuse_other_fields(out: Path, manifest: dict[str, Any], configs: list[Fiel
     same seed simulated with other settings): readers take every shard of a directory, so
     finishing such a directory would mix two datasets silently."""
     wanted = {c.seed: json.loads(json.dumps(c.to_dict())) for c in configs}
+    defaults = json.loads(json.dumps(FieldConfig().to_dict()))
     stray = [entry["seed"] for entry in manifest["shards"] if entry["seed"] not in wanted]
     changed = [
         entry["seed"]
         for entry in manifest["shards"]
-        if entry["seed"] in wanted and _with_defaults(entry.get("config")) != wanted[entry["seed"]]
+        if entry["seed"] in wanted
+        and _with_defaults(entry.get("config"), defaults) != wanted[entry["seed"]]
     ]
     if stray or changed:
         what = (
@@ -266,10 +268,12 @@ def iter_shards(out_dir, *, seeds: Iterable[int] | None = None) -> Iterator[dict
             yield {key: shard[key] for key in shard.files}
 
 
-def _with_defaults(recorded: dict[str, Any] | None) -> dict[str, Any] | None:
+def _with_defaults(
+    recorded: dict[str, Any] | None, defaults: dict[str, Any]
+) -> dict[str, Any] | None:
     """A shard's recorded config with the settings added to :class:`FieldConfig` since it was
-    written filled in with their defaults (which keep the pixels they had before)."""
+    written filled in from ``defaults`` (a default config's JSON form; a new setting's
+    default keeps the pixels fields had before it)."""
     if recorded is None:
         return None
-    defaults = json.loads(json.dumps(FieldConfig().to_dict()))
     return {**{k: v for k, v in defaults.items() if k not in recorded}, **recorded}
