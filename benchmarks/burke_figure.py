@@ -29,29 +29,46 @@ CUTS = (20.0, 50.0, 100.0)
 CHUNK = 32
 
 
-def rankings(module, samples, *, galaxy_typer, second_look) -> list[dict]:
-    """:func:`figure_rankings` of the ``Segmenter``'s catalogs, a chunk of images at a time."""
-    from skysift.evaluate.segmentation import figure_rankings
-    from skysift.train.segmenter import sample_targets, segmenter_catalogs
+def parse_look(spec: str) -> tuple[str | None, float | None]:
+    """``none``, a shipped second look's name, or ``<name>@<f>``: that look re-weighted to a
+    star fraction ``f`` (``SegmentConfig.star_fraction``)."""
+    name, _, fraction = spec.partition("@")
+    return (None if name == "none" else name), (float(fraction) if fraction else None)
+
+
+def rankings(module, samples, *, galaxy_typer, looks: dict) -> dict[str, list[dict]]:
+    """Per look (``{spec: (SecondLook or None, star fraction or None)}``),
+    :func:`figure_rankings` of the ``Segmenter``'s catalogs; the detector runs once per chunk
+    of images, and each look refines its predictions."""
+    from skysift.evaluate.segmentation import as_catalog, figure_rankings
+    from skysift.train.segmenter import network_images, predict, refine, sample_targets
 
     classes = module.skysift_config.classes
-    merged = [{"snr_min": cut, "star": [], "galaxy": []} for cut in CUTS]
+    merged = {spec: [{"snr_min": cut, "star": [], "galaxy": []} for cut in CUTS] for spec in looks}
     for start in range(0, len(samples), CHUNK):
         chunk = samples[start : start + CHUNK]
-        catalogs = segmenter_catalogs(
-            module, chunk, galaxy_typer=galaxy_typer, second_look=second_look
-        )
-        ranked = figure_rankings(
-            catalogs,
-            [sample_targets(s["labels"], s["ids"], s["classes"]) for s in chunk],
-            [s["snr"] for s in chunk],
-            classes,
-            cuts=CUTS,
-            unmasked=[s["unmasked"] for s in chunk],
-        )
-        for total, part in zip(merged, ranked, strict=True):
-            for group in ("star", "galaxy"):
-                total[group] += part[group]
+        predictions = predict(module, network_images(module, chunk))
+        targets = [sample_targets(s["labels"], s["ids"], s["classes"]) for s in chunk]
+        for spec, (look, star_fraction) in looks.items():
+            refined = refine(
+                predictions,
+                chunk,
+                classes,
+                galaxy_typer=galaxy_typer,
+                second_look=look,
+                star_fraction=star_fraction,
+            )
+            ranked = figure_rankings(
+                [as_catalog(p) for p in refined],
+                targets,
+                [s["snr"] for s in chunk],
+                classes,
+                cuts=CUTS,
+                unmasked=[s["unmasked"] for s in chunk],
+            )
+            for total, part in zip(merged[spec], ranked, strict=True):
+                for group in ("star", "galaxy"):
+                    total[group] += part[group]
     return merged
 
 
@@ -132,7 +149,8 @@ def markdown(result: dict) -> str:
         f"`{result['command']}`. {result['fields']} held-out DECaLS g,r,z typical fields "
         "(test seeds, 256x256, every artifact on; the first "
         f"{first} are the benchmark pages' own), catalog of `{result['model']}` with the "
-        "`morphology` galaxy types, without and with each second look. Precision at 80 % "
+        "`morphology` galaxy types, without and with each second look (`<look>@<f>`: "
+        "re-weighted to a star fraction f, `SegmentConfig(star_fraction=f)`). Precision at 80 % "
         f"recall, in brackets the {result['confidence']:.0%} percentile bootstrap interval "
         f"over the fields ({result['resamples']} resamples; a resample that does not reach "
         "80 % recall counts as precision 0), then the maximum recall and the share of "
@@ -167,7 +185,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fields", type=int, default=1024)
     parser.add_argument("--model", default="segmenter_psf")
-    parser.add_argument("--looks", default="none,second_look,second_look_reject")
+    parser.add_argument(
+        "--looks",
+        default="none,second_look,second_look_reject,second_look_reject@0.27",
+        help="Comma-separated: none, a shipped second look, or <look>@<f>: that look "
+        "re-weighted to a star fraction f (SegmentConfig.star_fraction; 0.27 is the share of "
+        "stars among the typical training fields' instances).",
+    )
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--confidence", type=float, default=0.9)
     parser.add_argument("--threads", type=int, default=2)
@@ -204,18 +228,16 @@ def main() -> None:
     module, _ = load_model(args.model)
     typer = GalaxyTyper()
     started = time.perf_counter()
+    chosen = {}
+    for spec in args.looks.split(","):
+        name, star_fraction = parse_look(spec)
+        chosen[spec] = (None if name is None else SecondLook(name), star_fraction)
     looks = {}
-    for look in args.looks.split(","):
-        merged = rankings(
-            module,
-            samples,
-            galaxy_typer=typer,
-            second_look=None if look == "none" else SecondLook(look),
-        )
-        looks[look] = intervals(
+    for spec, merged in rankings(module, samples, galaxy_typer=typer, looks=chosen).items():
+        looks[spec] = intervals(
             merged, n_first=64, resamples=args.resamples, confidence=args.confidence
         )
-        print(look, json.dumps(looks[look], default=float))
+        print(spec, json.dumps(looks[spec], default=float))
     result = {
         "command": " ".join(["python benchmarks/burke_figure.py", *sys.argv[1:]]),
         "model": args.model,

@@ -162,7 +162,7 @@ def limits(catalogs, samples, classes, cuts) -> dict:
                 else:
                     called = "star" if predicted_star[owner[k]] else "galaxy"
                     fates[f"{group}: found as {called}"] += 1
-            counts = counted_detections(c, t, m, found, required)
+            counts = counted_detections(c, t, m, found, required, overlap=lambda iou=iou: iou)
             ranking = np.asarray(c.get("detection_scores", c["scores"]), dtype=float)
             for d in np.flatnonzero(counts):
                 group = "star" if predicted_star[d] else "galaxy"
@@ -291,6 +291,13 @@ def main() -> None:
         "the second look still sees its 0.5 masks. Another than 0.5 is added to the results' "
         "name as _mask<value>.",
     )
+    parser.add_argument(
+        "--star-fraction",
+        type=float,
+        default=None,
+        help="Re-weight the second look to this fraction of stars among stars and galaxies "
+        "(SegmentConfig.star_fraction); added to the results' name as _stars<value>.",
+    )
     parser.add_argument("--cuts", default="20,50,100")
     parser.add_argument("--own-types", action="store_true", help="Skip the galaxy-type network.")
     parser.add_argument(
@@ -340,12 +347,15 @@ def main() -> None:
         galaxy_typer=typer,
         second_look=look,
         mask_threshold=args.mask_threshold,
+        star_fraction=args.star_fraction,
     )
     cuts = tuple(float(v) for v in args.cuts.split(","))
     result = limits(catalogs, samples, module.skysift_config.classes, cuts)
     name = args.model + (f"_{args.second_look}" if args.second_look else "")
     if args.mask_threshold != 0.5:
         name += f"_mask{args.mask_threshold:g}"
+    if args.star_fraction is not None:
+        name += f"_stars{args.star_fraction:g}"
     if args.tag:
         name += f"_{args.tag}"
     result.update(model=name, image_set=args.images, galaxy_types=typer is not None)

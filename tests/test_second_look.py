@@ -263,10 +263,10 @@ class _RecordingLook(SecondLook):
         super().__init__(module=constant.module, card=constant.card)
         self.shown: list = []
 
-    def probabilities(self, bands, masks, *, psf_fwhm):
+    def probabilities(self, bands, masks, *, psf_fwhm, star_fraction=None):
         self.shown += [tuple(map(np.asarray, m)) for m in masks]
         assert psf_fwhm == 4.0
-        return super().probabilities(bands, masks, psf_fwhm=psf_fwhm)
+        return super().probabilities(bands, masks, psf_fwhm=psf_fwhm, star_fraction=star_fraction)
 
 
 def test_the_segmenter_shows_the_second_look_each_instance_across_tiles():
@@ -358,6 +358,61 @@ def test_a_second_look_card_names_its_image_count_and_schedule():
     )
     with pytest.raises(InvalidParameterError, match="schedule must be one of"):
         SecondLookTrainingConfig.named(schedule="step")
+    repainted = SecondLookTrainingConfig.named(reject=True, paint_by="detection_scores")
+    assert card_for(repainted, architecture_for(3), {"sha256": "0"})["training"]["command"] == (
+        "skysift train second-look --seed 0 --reject --paint-by detection_scores"
+    )
+    with pytest.raises(InvalidParameterError, match="paint_by must be one of"):
+        SecondLookTrainingConfig.named(paint_by="area")
+
+
+def test_the_star_fraction_trained_on_counts_stars_among_stars_and_galaxies():
+    from skysift.train.second_look import training_star_fraction
+
+    # galaxy, star, false: the false stamps are not part of the mix
+    assert training_star_fraction(np.array([0, 1, 1, 2, 2, 2])) == pytest.approx(2 / 3, abs=1e-4)
+
+
+def test_a_star_fraction_reweights_the_look_by_bayes_rule():
+    from skysift.second_look import with_star_fraction
+
+    p = np.array([[0.3, 0.5, 0.2], [0.1, 0.1, 0.8]])  # galaxy, star, false
+    before = p.copy()
+    classes = ("galaxy", "star", "false")
+    same = with_star_fraction(p, classes, trained=0.7, expected=0.7)
+    np.testing.assert_allclose(same, p)
+    out = with_star_fraction(p, classes, trained=0.7, expected=0.3)
+    weighted = p * [0.7 / 0.3, 0.3 / 0.7, 1.0]
+    np.testing.assert_allclose(out, weighted / weighted.sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(out.sum(axis=1), 1.0)
+    assert out[0].argmax() == 0  # fewer stars expected: the first turns galaxy
+    np.testing.assert_array_equal(p, before)
+    # a binary look's columns, in its own order
+    binary = with_star_fraction(
+        np.array([[0.4, 0.6]]), ("galaxy", "star"), trained=0.5, expected=0.2
+    )
+    np.testing.assert_allclose(binary, [[0.4 * 0.8 / (0.32 + 0.12), 0.6 * 0.2 / (0.32 + 0.12)]])
+    with pytest.raises(InvalidParameterError, match="expected star fraction must be in"):
+        with_star_fraction(p, classes, trained=0.7, expected=1.0)
+
+
+def test_relook_at_a_star_fraction_decides_by_the_new_mix():
+    """P(star) 0.6 from a look trained on 70 % stars: a star as it is, a galaxy where 30 %
+    are expected; a card without its training mix refuses the option by name."""
+    look = _look(np.log(1.5))
+    bands = np.zeros((3, 64, 64), dtype=np.float32)
+    with pytest.raises(InvalidParameterError, match=r"trained_on\.star_fraction"):
+        relook(_prediction(), bands, look, psf_fwhm=4.0, classes=CLASSES, star_fraction=0.3)
+    card = {**look.card, "trained_on": {"star_fraction": 0.7}}
+    look = SecondLook(module=look.module, card=card)
+    kept = relook(_prediction(), bands, look, psf_fwhm=4.0, classes=CLASSES)
+    np.testing.assert_array_equal(kept["labels"], [1, 1, 1])
+    out = relook(_prediction(), bands, look, psf_fwhm=4.0, classes=CLASSES, star_fraction=0.3)
+    np.testing.assert_array_equal(out["labels"], [4, 3, 2])  # star -> other; types kept
+    p_star = 0.6 * (0.3 / 0.7) / (0.6 * 0.3 / 0.7 + 0.4 * 0.7 / 0.3)
+    np.testing.assert_allclose(out["p_star_second_look"], p_star, rtol=1e-5)
+    source = np.array([0.95, 0.9, 0.9])
+    np.testing.assert_allclose(out["scores"], source * (1 - p_star), rtol=1e-5)
 
 
 def test_both_views_stack_the_native_and_the_zoomed_cutouts():

@@ -32,16 +32,20 @@ def _segmenter(**options):
 
 def test_galaxy_instances_are_retyped_by_the_shipped_typer():
     """Default config: every galaxy instance goes through the galaxy-type network, which sets
-    its class and scales its score by the class probability; stars would be left alone."""
+    its class and scales its class score by the class probability; stars would be left
+    alone. The detection score, which the score cut and the paint order use, is not scaled:
+    an uncertain type does not drop a confident detection."""
     image = _blobs((200, 260), [(60.0, 60.0), (190.0, 130.0)], sigma=6.0)
     plain = _segmenter()(image)
-    typed = _segmenter(galaxy_types="morphology")(image)
+    typed = _segmenter(galaxy_types="morphology", score_threshold=0.85)(image)
     assert set(plain.classes) == {"elliptical"}
     assert len(typed) == len(plain) == 2
     assert set(typed.classes) <= {"elliptical", "spiral", "other"}
-    # 0.9 (the stand-in's score) times a class probability of at least 1/3
-    assert (typed.scores < 0.9).all()
-    assert (typed.scores >= 0.3).all()
+    assert typed.scores.tolist() == pytest.approx([0.9, 0.9])  # the stand-in's score
+    # 0.9 times a class probability of at least 1/3
+    assert (typed.class_scores < 0.9).all()
+    assert (typed.class_scores >= 0.3).all()
+    np.testing.assert_array_equal(plain.class_scores, plain.scores)
 
 
 def test_object_on_a_tile_seam_is_found_once():
@@ -123,6 +127,16 @@ def test_margin_must_leave_a_kept_region():
         _segmenter(tile=256, margin=128)
     with pytest.raises(InvalidParameterError, match="multiple of 32"):
         SegmentConfig(tile=300)
+
+
+def test_a_star_fraction_needs_a_second_look_and_a_fraction():
+    from skysift.errors import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match="set second_look too"):
+        SegmentConfig(star_fraction=0.3)
+    with pytest.raises(InvalidParameterError, match=r"star_fraction must be in \(0, 1\)"):
+        SegmentConfig(second_look="second_look_reject", star_fraction=30.0)
+    SegmentConfig(second_look="second_look_reject", star_fraction=0.27)
 
 
 def test_mask_rcnn_runs_on_tiles_of_any_image():
@@ -264,7 +278,7 @@ def test_fragments_painted_over_are_dropped_from_the_catalog():
     masks[3, 10:50, 10:50] = True  # a looser mask around it: 960 of 1600 pixels its own
     scores = np.array([0.9, 0.6, 0.7, 0.5], np.float32)
     found = [
-        {"rows": r, "cols": c, "class": "elliptical", "score": float(score)}
+        {"rows": r, "cols": c, "class": "elliptical", "score": float(score), "class_score": 0.5}
         for (r, c), score in zip((np.nonzero(m) for m in masks), scores, strict=True)
     ]
     instances = _paint(found, np.zeros(shape, np.float32), shape)
@@ -278,6 +292,9 @@ def test_fragments_painted_over_are_dropped_from_the_catalog():
     }
     catalog = as_catalog(prediction)
     assert catalog["scores"].tolist() == pytest.approx([0.9, 0.7, 0.5])
+    # a type network's rescaled scores do not change the paint order: detection scores rule
+    typed = as_catalog({**prediction, "scores": scores[::-1], "detection_scores": scores})
+    np.testing.assert_array_equal(typed["masks"], catalog["masks"])
     painted = np.zeros(shape, np.int32)
     for k, mask in enumerate(catalog["masks"][:, 0] > 0):
         painted[mask] = k + 1

@@ -615,6 +615,12 @@ def train_second_look_command(
         help="The segmenter's images with star-forming clumps' pixels in their parent's mask "
         "(as `skysift train segmenter --clumps-in-footprints`); use that run's --data-dir.",
     ),
+    paint_by: str = typer.Option(
+        "scores",
+        help="Order the stamps' catalogs are painted in: 'scores' (galaxy-typed; how the "
+        "shipped looks were cut) or 'detection_scores' (the Segmenter's order since session "
+        "23).",
+    ),
     workers: int = typer.Option(
         2, help="Processes simulating missing images (the images do not depend on it)."
     ),
@@ -657,6 +663,7 @@ def train_second_look_command(
             n_images=(n_images, 300),
             threads=threads,
             clumps_in_footprints=clumps_in_footprints,
+            paint_by=paint_by,
             train_dirs=(
                 str(data_dir / "segmenter_train"),
                 str(data_dir / "segmenter_train_typical"),

@@ -39,6 +39,7 @@ __all__ = [
     "instance_zooms",
     "look_inputs",
     "relook",
+    "with_star_fraction",
 ]
 
 #: Cutout side (pixels).
@@ -225,6 +226,13 @@ class SecondLook:
                 f"{self.config.outputs} output(s); a second look needs galaxy and star"
             )
 
+    @property
+    def trained_star_fraction(self) -> float | None:
+        """Stars among the star and galaxy stamps the look was trained on (its card's
+        ``trained_on.star_fraction``; None on a card written before it was recorded)."""
+        value = self.card.get("trained_on", {}).get("star_fraction")
+        return None if value is None else float(value)
+
     def sees_whole(self, masks) -> np.ndarray:
         """``(n,)`` bool: whether this look's cutout holds each instance whole.
 
@@ -241,7 +249,9 @@ class SecondLook:
         """Image bands of the cutouts (the network's channels less the mask, per view)."""
         return self.config.in_channels // cutout_views(self.cutout) - 1
 
-    def probabilities(self, bands: np.ndarray, masks, *, psf_fwhm: float) -> np.ndarray:
+    def probabilities(
+        self, bands: np.ndarray, masks, *, psf_fwhm: float, star_fraction: float | None = None
+    ) -> np.ndarray:
         """``(n, classes)`` probabilities of each instance, columns as :attr:`classes`.
 
         Parameters
@@ -252,6 +262,10 @@ class SecondLook:
             Instance masks (see :func:`instance_cutouts`).
         psf_fwhm : float
             PSF FWHM of the detection band, pixels.
+        star_fraction : float, optional
+            Expected fraction of stars among the image's stars and galaxies: the
+            probabilities are re-weighted from the training mix to it
+            (:func:`with_star_fraction`). None keeps the training mix.
         """
         from skysift.errors import InvalidParameterError
 
@@ -262,9 +276,64 @@ class SecondLook:
             )
         if not len(masks):
             return np.zeros((0, len(self.classes)))
+        if star_fraction is not None and self.trained_star_fraction is None:
+            raise InvalidParameterError(
+                f"the {self.card['name']!r} second look's card does not record the star "
+                "fraction it was trained on (trained_on.star_fraction), so star_fraction "
+                "cannot be applied"
+            )
         cutouts, fwhm = look_inputs(bands, masks, psf_fwhm=psf_fwhm, cutout=self.cutout)
         context = self.config.context(np.zeros((len(masks), 2)), seeing_fwhm=fwhm)
-        return predict_probabilities(self.module, cutouts, context)
+        probabilities = predict_probabilities(self.module, cutouts, context)
+        if star_fraction is None:
+            return probabilities
+        return with_star_fraction(
+            probabilities,
+            self.classes,
+            trained=self.trained_star_fraction,
+            expected=star_fraction,
+        )
+
+
+def with_star_fraction(
+    probabilities: np.ndarray, classes: Sequence[str], *, trained: float, expected: float
+) -> np.ndarray:
+    """A classifier's probabilities for a population with another mix of stars and galaxies.
+
+    Bayes' rule with new class priors (Saerens, Latinne & Decaestecker 2002, Neural
+    Computation 14, 21): ``P'(c | x)`` is proportional to ``P(c | x) pi'(c) / pi(c)``. The
+    star and galaxy priors move from the training mix (``trained`` stars among stars and
+    galaxies) to ``expected``; their sum, and any other class's prior (``false``), stay.
+
+    Parameters
+    ----------
+    probabilities : numpy.ndarray
+        ``(n, classes)`` probabilities, columns as ``classes``.
+    classes : sequence of str
+        Column names; must include ``star`` and ``galaxy``.
+    trained, expected : float
+        Fraction of stars among stars and galaxies, in (0, 1): in the training stamps, and
+        in the images the look is applied to.
+
+    Returns
+    -------
+    numpy.ndarray
+        New ``(n, classes)`` probabilities (rows sum to 1); the input is not modified.
+    """
+    from skysift.errors import InvalidParameterError
+
+    for name, value in (("trained", trained), ("expected", expected)):
+        if not 0.0 < value < 1.0:
+            raise InvalidParameterError(
+                f"{name} star fraction must be in (0, 1) (stars among stars and galaxies); "
+                f"got {value}"
+            )
+    weights = np.ones(len(classes))
+    weights[list(classes).index("star")] = expected / trained
+    weights[list(classes).index("galaxy")] = (1.0 - expected) / (1.0 - trained)
+    weighted = np.asarray(probabilities, dtype=np.float64) * weights
+    total = weighted.sum(axis=1, keepdims=True)
+    return weighted / np.where(total > 0, total, 1.0)
 
 
 #: Classes of a one-output second look (its sigmoid is P(star)).
@@ -305,6 +374,7 @@ def relook(
     mask_threshold: float = 0.5,
     masks=None,
     only_whole: bool = True,
+    star_fraction: float | None = None,
 ) -> dict[str, np.ndarray]:
     """A segmenter's prediction with each instance's star/galaxy group from ``second_look``.
 
@@ -331,6 +401,10 @@ def relook(
         Decide again only the instances the look's cutout holds whole
         (:meth:`SecondLook.sees_whole`); larger ones keep the detector's class and score.
         False re-decides every instance (the shipped looks' behaviour before session 18).
+    star_fraction : float, optional
+        Expected fraction of stars among the image's stars and galaxies; the look's
+        probabilities are re-weighted to it from its training mix (:func:`with_star_fraction`).
+        None keeps the training mix.
 
     Returns
     -------
@@ -354,7 +428,9 @@ def relook(
     star, other = classes.index("star") + 1, classes.index("other") + 1
     if masks is None:
         masks = np.asarray(prediction["masks"])[:, 0] >= mask_threshold
-    probabilities = second_look.probabilities(bands, masks, psf_fwhm=psf_fwhm)
+    probabilities = second_look.probabilities(
+        bands, masks, psf_fwhm=psf_fwhm, star_fraction=star_fraction
+    )
     column = {name: probabilities[:, k] for k, name in enumerate(second_look.classes)}
     p_star, p_galaxy = column["star"], column["galaxy"]
     labels = np.asarray(prediction["labels"])

@@ -4,12 +4,13 @@ The image is normalized once (per band, whole-image statistics, as in training),
 overlapping tiles of the network's size, and each tile is segmented. An instance belongs to the
 one tile whose kept (central) region holds its box centre, so an object on a tile seam is
 reported once, by the tile that sees it whole (objects up to ``2 * margin`` pixels across).
-Instances are painted into a label map in ascending score order (the more confident instance
-owns contested pixels); one left with less than :data:`MIN_KEPT_FRACTION` of its mask is a
-fragment or second hypothesis of a more confident one and is dropped. Area, box and centroid
-are measured on that map. Centroids
-are windowed centroids of the sky-subtracted light started at the mask's peak; the centre of
-mass inside the mask (the Mask Galaxy paper's section 5.4) is kept as ``x_mass, y_mass``.
+Instances are painted into a label map in ascending order of their detection score (the more
+confident detection owns contested pixels; a galaxy's type probability plays no part); one
+left with less than :data:`MIN_KEPT_FRACTION` of its mask is a fragment or second hypothesis
+of a more confident one and is dropped. Area, box and centroid are measured on that map.
+Centroids are windowed centroids of the sky-subtracted light started at the mask's peak; the
+centre of mass inside the mask (the Mask Galaxy paper's section 5.4) is kept as ``x_mass,
+y_mass``.
 
 Given a catalog of localized sources, each instance takes the id of the brightest source inside
 its mask; instances without one are added as new rows flagged ``unmatched_instance``. The label
@@ -62,7 +63,8 @@ class SegmentConfig:
         Overlap context on each side of a tile (pixels); objects up to twice this across are
         segmented whole.
     score_threshold : float
-        Lowest instance score kept.
+        Lowest detection score kept (:attr:`Instances.scores`; a galaxy's type probability
+        does not lower it).
     mask_threshold : float
         Mask probability above which a pixel belongs to the instance.
     batch_size : int
@@ -83,10 +85,17 @@ class SegmentConfig:
         Shipped second-look network (``"second_look"``) that decides again, from a cutout of
         each instance and the PSF FWHM, whether it is a star or a galaxy
         (:mod:`skysift.second_look`); its score becomes P(source) x P(group). None keeps the
-        Mask R-CNN's decision. An instance whose detector class probability is below
-        ``score_threshold`` is dropped before the second look; one larger than the look's
+        Mask R-CNN's decision. The look sees every detection; ``score_threshold`` then
+        applies to P(source) x P(group). An instance larger than the look's
         32-pixel cutout keeps the detector's class and score
         (:meth:`skysift.second_look.SecondLook.sees_whole`).
+    star_fraction : float or None
+        Expected fraction of stars among the stars and galaxies the segmenter finds in these
+        images (e.g. from a star-count model of the field's latitude). The second look's
+        probabilities are re-weighted from the mix it was trained on (70 % stars for the
+        shipped looks) to this one by Bayes' rule
+        (:func:`skysift.second_look.with_star_fraction`). None keeps the training mix. Needs
+        ``second_look``.
     """
 
     model: str = "segmenter"
@@ -99,6 +108,7 @@ class SegmentConfig:
     galaxy_types: str | None = "morphology"
     psf_fwhm: float | None = None
     second_look: str | None = None
+    star_fraction: float | None = None
 
     def __post_init__(self) -> None:
         if self.psf_fwhm is not None and not (math.isfinite(self.psf_fwhm) and self.psf_fwhm > 0):
@@ -117,6 +127,16 @@ class SegmentConfig:
             )
         if self.tile < 64 or self.tile % 32:
             raise InvalidParameterError(f"tile must be a multiple of 32 and >= 64, got {self.tile}")
+        if self.star_fraction is not None:
+            if self.second_look is None:
+                raise InvalidParameterError(
+                    "star_fraction re-weights the second look's decision; set second_look too"
+                )
+            if not 0.0 < self.star_fraction < 1.0:
+                raise InvalidParameterError(
+                    "star_fraction must be in (0, 1) (stars among stars and galaxies), got "
+                    f"{self.star_fraction}"
+                )
 
 
 @dataclass
@@ -130,7 +150,12 @@ class Instances:
     classes : numpy.ndarray
         Class name per instance.
     scores : numpy.ndarray
-        Instance score (the class probability of the detection).
+        Detection score: the detector's class probability, or with a second look P(source) x
+        P(group). Instances below ``score_threshold`` are dropped and the more confident
+        instance owns contested pixels by it.
+    class_scores : numpy.ndarray
+        Confidence of the instance's class: its score times the galaxy-type network's
+        probability of its type for a typed galaxy, else its score.
     bbox : numpy.ndarray
         ``(n, 4)`` int: xmin, xmax, ymin, ymax (inclusive) of the painted mask.
     area : numpy.ndarray
@@ -149,6 +174,7 @@ class Instances:
     labels: np.ndarray
     classes: np.ndarray
     scores: np.ndarray
+    class_scores: np.ndarray
     bbox: np.ndarray
     area: np.ndarray
     x: np.ndarray
@@ -352,11 +378,15 @@ class Segmenter:
                         psf_fwhm=psf_fwhm,
                         classes=classes,
                         masks=every_pixels,
+                        star_fraction=self.config.star_fraction,
                     )
                 if self.galaxy_typer is not None:
                     out = retype_galaxies(out, bands, self.galaxy_typer, classes=classes)
                 boxes = out["boxes"]
-                scores = out["scores"]
+                # the cut and the paint order use the detection score (P(source) x P(group)
+                # after a second look): how sure the source is, not how sure its galaxy type
+                scores = np.asarray(out.get("detection_scores", out["scores"]))
+                class_scores = np.asarray(out["scores"])
                 centre_x = (boxes[:, 0] + boxes[:, 2]) / 2
                 centre_y = (boxes[:, 1] + boxes[:, 3]) / 2
                 keep = (
@@ -373,7 +403,9 @@ class Segmenter:
                 else:
                     pixels = [every_pixels[i] for i in out["detection_index"][keep]]
                 labels = out["labels"][keep]
-                for (rows, cols), label, score in zip(pixels, labels, scores[keep], strict=True):
+                for (rows, cols), label, score, class_score in zip(
+                    pixels, labels, scores[keep], class_scores[keep], strict=True
+                ):
                     inside = (rows + t.rows.start < height) & (cols + t.cols.start < width)
                     if not inside.any():
                         continue
@@ -383,6 +415,7 @@ class Segmenter:
                             "cols": cols[inside] + t.cols.start,
                             "class": classes[int(label) - 1],
                             "score": float(score),
+                            "class_score": float(class_score),
                         }
                     )
         return found
@@ -591,6 +624,9 @@ def _paint(found: list[dict[str, Any]], light: np.ndarray, shape: tuple[int, int
         scores=np.array([f["score"] for f in found], dtype=np.float32)[alive]
         if n
         else np.zeros(0, np.float32),
+        class_scores=np.array([f["class_score"] for f in found], dtype=np.float32)[alive]
+        if n
+        else np.zeros(0, np.float32),
         bbox=bbox[alive],
         area=area[alive].astype(np.int64),
         x=x[alive],
@@ -671,7 +707,7 @@ def segment(
         owner[new] = len(out) - new.size + np.arange(new.size)
     rows = owner
     out["morphology"][rows] = instances.classes
-    out["morphology_score"][rows] = instances.scores
+    out["morphology_score"][rows] = instances.class_scores
     out["bbox_xmin"][rows] = instances.bbox[:, 0]
     out["bbox_xmax"][rows] = instances.bbox[:, 1]
     out["bbox_ymin"][rows] = instances.bbox[:, 2]

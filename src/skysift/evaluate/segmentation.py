@@ -69,17 +69,32 @@ def _as_tensors(
     return out
 
 
-def as_catalog(prediction: dict[str, Any], *, mask_threshold: float = 0.5) -> dict[str, Any]:
+#: What :func:`as_catalog` can paint the masks in order of.
+PAINT_ORDERS = ("detection_scores", "scores")
+
+
+def as_catalog(
+    prediction: dict[str, Any],
+    *,
+    mask_threshold: float = 0.5,
+    paint_by: str = "detection_scores",
+) -> dict[str, Any]:
     """A prediction as the ``Segmenter``'s label map leaves it.
 
-    The masks are painted in ascending ``scores`` (the most confident instance owns contested
-    pixels); each instance keeps the pixels it owns, and one left with less than
-    :data:`skysift.segment.MIN_KEPT_FRACTION` of its own mask (or none) is dropped. Other
-    keys follow the kept instances; the input is not modified.
+    The masks are painted in ascending ``detection_scores`` where present (a galaxy's type
+    probability does not decide who owns a pixel; see
+    :func:`skysift.morphology.retype_galaxies`), else ``scores``: the most confident instance
+    owns contested pixels. Each instance keeps the pixels it owns, and one left with less
+    than :data:`skysift.segment.MIN_KEPT_FRACTION` of its own mask (or none) is dropped.
+    Other keys follow the kept instances; the input is not modified. ``paint_by="scores"``
+    paints by the typed ``scores`` instead, as the ``Segmenter`` did before session 23 (the
+    shipped second looks' training stamps were cut so).
     """
     from skysift.segment import MIN_KEPT_FRACTION
 
-    scores = np.asarray(prediction["scores"])
+    if paint_by not in PAINT_ORDERS:
+        raise ValueError(f"paint_by must be one of {PAINT_ORDERS}; got {paint_by!r}")
+    scores = np.asarray(prediction.get(paint_by, prediction["scores"]))
     if not scores.size or "masks" not in prediction:
         return dict(prediction)
     masks = np.asarray(prediction["masks"])[:, 0] >= mask_threshold
@@ -450,14 +465,23 @@ def figure_rankings(
     """
     star = classes.index("star") + 1 if "star" in classes else -1
     matched, on_unmasked = figure_matches(predictions, targets, by=by, iou=iou, unmasked=unmasked)
+    overlaps: dict[int, np.ndarray] = {}  # per image, computed once for every cut that needs it
     out = []
     for cut in cuts:
         ranked: dict[str, Any] = {"snr_min": float(cut), "star": [], "galaxy": []}
-        for prediction, target, values, truth_index, found in zip(
-            predictions, targets, snr, matched, on_unmasked, strict=True
+        for image, (prediction, target, values, truth_index, found) in enumerate(
+            zip(predictions, targets, snr, matched, on_unmasked, strict=True)
         ):
             required = np.asarray(values, dtype=float) >= cut
-            counts = counted_detections(prediction, target, truth_index, found, required, by=by)
+
+            def overlap(prediction=prediction, target=target, image=image):
+                if image not in overlaps:
+                    overlaps[image] = overlap_matrix(prediction, target, by=by)
+                return overlaps[image]
+
+            counts = counted_detections(
+                prediction, target, truth_index, found, required, by=by, overlap=overlap
+            )
             true_star = np.asarray(target["labels"]) == star
             ranking = np.asarray(prediction.get("detection_scores", prediction["scores"]))
             predicted_star = np.asarray(prediction["labels"]) == star
@@ -515,6 +539,7 @@ def counted_detections(
     required: np.ndarray,
     *,
     by: str = "mask",
+    overlap=None,
 ) -> np.ndarray:
     """Which detections of one image count, right or wrong, for an S/N cut.
 
@@ -523,7 +548,8 @@ def counted_detections(
     that no detection matched: the instance its mask (``by="box"``: its box) overlaps most,
     whatever the IoU, its mask drawn too wide or too narrow to match (one detection per
     instance, the one overlapping it most). Every other detection counts. ``truth_index``
-    and ``on_unmasked`` come from :func:`figure_matches`.
+    and ``on_unmasked`` come from :func:`figure_matches`; ``overlap``, when given, is a
+    callable returning this image's :func:`overlap_matrix` (so that several cuts share one).
     """
     neutral = on_unmasked | _at(~required, truth_index)
     n_true = len(np.asarray(target["labels"]))
@@ -532,12 +558,13 @@ def counted_detections(
     faint = ~np.asarray(required, dtype=bool) & ~taken
     free = np.flatnonzero(~neutral & (truth_index < 0))
     if faint.any() and free.size:
-        overlap = overlap_matrix(prediction, target, by=by)[free]
-        best = overlap.argmax(axis=1)
-        on_faint = (overlap.max(axis=1) > 0) & faint[best]
+        whole = overlap() if overlap is not None else overlap_matrix(prediction, target, by=by)
+        overlaps = whole[free]
+        best = overlaps.argmax(axis=1)
+        on_faint = (overlaps.max(axis=1) > 0) & faint[best]
         for instance in np.unique(best[on_faint]):
             mine = np.flatnonzero(on_faint & (best == instance))
-            neutral[free[mine[np.argmax(overlap[mine, instance])]]] = True
+            neutral[free[mine[np.argmax(overlaps[mine, instance])]]] = True
     return ~neutral
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "finish_second_look",
     "instance_stamps",
     "train_second_look",
+    "training_star_fraction",
 ]
 
 #: Learning-rate schedules of the training (:attr:`SecondLookTrainingConfig.schedule`).
@@ -68,6 +69,11 @@ class SecondLookTrainingConfig:
     #: the segmenter's images were simulated with clumps' pixels in their parent's mask
     #: (:class:`~skysift.sim.field.FieldConfig`); the held-out test images are simulated so too
     clumps_in_footprints: bool = False
+    #: the order the stamps' catalogs are painted in (skysift.evaluate.segmentation.as_catalog):
+    #: "scores", the galaxy-typed scores, is how the shipped looks' stamps were cut (the
+    #: Segmenter's paint order before session 23), kept so that their commands give their
+    #: bytes again; "detection_scores" is the Segmenter's order since
+    paint_by: str = "scores"
 
     @classmethod
     def named(
@@ -97,6 +103,12 @@ class SecondLookTrainingConfig:
         if self.cutout not in CUTOUT_KINDS:
             raise InvalidParameterError(
                 f"cutout must be one of {CUTOUT_KINDS}; got {self.cutout!r}"
+            )
+        from skysift.evaluate.segmentation import PAINT_ORDERS
+
+        if self.paint_by not in PAINT_ORDERS:
+            raise InvalidParameterError(
+                f"paint_by must be one of {PAINT_ORDERS}; got {self.paint_by!r}"
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -183,7 +195,13 @@ CLASSES = ("galaxy", "star", "false")
 
 
 def _catalog_stamps(
-    segmenter, typer, directory: str, seeds=None, *, cutout: str = "native"
+    segmenter,
+    typer,
+    directory: str,
+    seeds=None,
+    *,
+    cutout: str = "native",
+    paint_by: str = "detection_scores",
 ) -> dict[str, np.ndarray]:
     from skysift.evaluate.segmentation import as_catalog
     from skysift.train.segmenter import load_images, refined_predictions
@@ -193,7 +211,9 @@ def _catalog_stamps(
     for prediction in refined_predictions(segmenter, samples, galaxy_typer=typer):
         # the instances the label map keeps, each cut with the detector's own mask: the
         # second look runs on those, before the masks are painted (Segmenter, relook)
-        catalog = as_catalog(prediction | {"detector_masks": prediction["masks"]})
+        catalog = as_catalog(
+            prediction | {"detector_masks": prediction["masks"]}, paint_by=paint_by
+        )
         catalogs.append(catalog)
     star = segmenter.skysift_config.classes.index("star") + 1
     return instance_stamps(catalogs, samples, star_label=star, cutout=cutout)
@@ -213,7 +233,7 @@ def build_stamps(config: SecondLookTrainingConfig, *, progress: bool = True) -> 
     run = Path(config.run_dir)
     run.mkdir(parents=True, exist_ok=True)
     cache = run / "stamps.npz"
-    settings = json.dumps({k: config.to_dict()[k] for k in _STAMP_SETTINGS}, sort_keys=True)
+    settings = json.dumps(_stamp_settings(config), sort_keys=True)
     if cache.exists():
         with np.load(cache) as stored:
             if str(stored["settings"]) == settings:
@@ -228,12 +248,13 @@ def build_stamps(config: SecondLookTrainingConfig, *, progress: bool = True) -> 
         if len(seeds) < n:
             raise InvalidParameterError(f"{directory}: holds {len(seeds)} images, {n} asked for")
         chunks += [(directory, seeds[s : min(s + CHUNK, n)]) for s in range(0, n, CHUNK)]
+    cut = {"cutout": config.cutout, "paint_by": config.paint_by}
     parts = [
-        _catalog_stamps(segmenter, typer, directory, seeds, cutout=config.cutout)
+        _catalog_stamps(segmenter, typer, directory, seeds, **cut)
         for directory, seeds in progress_iter(chunks, "cutting stamps", enabled=progress)
     ]
     train = {k: np.concatenate([p[k] for p in parts]) for k in _STAMP_ARRAYS}
-    val = _catalog_stamps(segmenter, typer, config.val_dir, cutout=config.cutout)
+    val = _catalog_stamps(segmenter, typer, config.val_dir, **cut)
     with atomic_write(cache) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(
             handle,
@@ -245,6 +266,17 @@ def build_stamps(config: SecondLookTrainingConfig, *, progress: bool = True) -> 
 
 
 _STAMP_SETTINGS = ("segmenter", "galaxy_types", "train_dirs", "n_images", "val_dir", "cutout")
+
+
+def _stamp_settings(config: SecondLookTrainingConfig) -> dict[str, Any]:
+    """What fixes a run's stamps (``paint_by`` only when not the old default, so that the
+    caches cut before it existed stay valid)."""
+    settings = {k: config.to_dict()[k] for k in _STAMP_SETTINGS}
+    if config.paint_by != "scores":
+        settings["paint_by"] = config.paint_by
+    return settings
+
+
 _STAMP_ARRAYS = ("cutouts", "psf_fwhm", "zoom", "label")
 
 
@@ -294,6 +326,14 @@ def classes_of(config: SecondLookTrainingConfig) -> tuple[str, ...]:
     from skysift.second_look import BINARY_CLASSES
 
     return CLASSES if config.reject else BINARY_CLASSES
+
+
+def training_star_fraction(labels: np.ndarray) -> float:
+    """Stars among the star and galaxy stamps (labels of :data:`CLASSES`): the prior the
+    look learned, which :func:`skysift.second_look.with_star_fraction` re-weights."""
+    labels = np.asarray(labels)
+    stars, galaxies = int((labels == 1).sum()), int((labels == 0).sum())
+    return round(stars / (stars + galaxies), 4)
 
 
 def _log_loss(probabilities: np.ndarray, labels: np.ndarray) -> float:
@@ -401,6 +441,8 @@ def card_for(config: SecondLookTrainingConfig, architecture, segmenter_card: dic
         options += f" --threads {config.threads}"
     if config.clumps_in_footprints:
         options += " --clumps-in-footprints"
+    if config.paint_by != "scores":
+        options += f" --paint-by {config.paint_by}"
     labels = (
         "labelled by the truth's group (galaxy, star), or false when it matches no truth source"
         if config.reject
@@ -512,6 +554,7 @@ def finish_second_look(
     p = p_half if fp16 else p_full
     segmenter, segmenter_card, typer = _refiners(config)
     card = card_for(config, architecture, segmenter_card)
+    card["trained_on"]["star_fraction"] = training_star_fraction(data["train_label"])
     card["parameters"] = int(sum(q.numel() for q in model.parameters()))
     labels = data["val_label"]
     card["metrics"] = {

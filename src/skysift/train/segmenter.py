@@ -354,23 +354,57 @@ def validation_map(model, samples: list[dict[str, np.ndarray]]) -> dict[str, flo
 
 
 def refined_predictions(
-    model, samples: list[dict[str, Any]], *, galaxy_typer=None, second_look=None
+    model,
+    samples: list[dict[str, Any]],
+    *,
+    galaxy_typer=None,
+    second_look=None,
+    star_fraction: float | None = None,
 ) -> list[dict[str, Any]]:
-    """:func:`predict` on samples of :func:`load_images`, refined as the ``Segmenter`` does.
+    """:func:`predict` on samples of :func:`load_images`, refined as the ``Segmenter`` does
+    (:func:`refine`)."""
+    return refine(
+        predict(model, network_images(model, samples)),
+        samples,
+        model.skysift_config.classes,
+        galaxy_typer=galaxy_typer,
+        second_look=second_look,
+        star_fraction=star_fraction,
+    )
+
+
+def refine(
+    predictions: list[dict[str, Any]],
+    samples: list[dict[str, Any]],
+    classes: tuple[str, ...],
+    *,
+    galaxy_typer=None,
+    second_look=None,
+    star_fraction: float | None = None,
+) -> list[dict[str, Any]]:
+    """A detector's predictions on samples of :func:`load_images`, refined as the
+    ``Segmenter`` does; the predictions are not modified, so one set can be refined several
+    ways.
 
     With ``second_look`` (a :class:`skysift.second_look.SecondLook`) each instance's
     star/galaxy group is decided again (:func:`skysift.second_look.relook`, at each sample's
-    ``psf_fwhm``); with ``galaxy_typer`` (a :class:`skysift.morphology.GalaxyTyper`) the
-    galaxy instances are then re-typed (:func:`skysift.morphology.retype_galaxies`).
+    ``psf_fwhm``, re-weighted to ``star_fraction`` when given); with ``galaxy_typer`` (a
+    :class:`skysift.morphology.GalaxyTyper`) the galaxy instances are then re-typed
+    (:func:`skysift.morphology.retype_galaxies`).
     """
-    predictions = predict(model, network_images(model, samples))
-    classes = model.skysift_config.classes
     if second_look is not None:
         from skysift.second_look import relook
 
         _require_psf_fwhm(samples)
         predictions = [
-            relook(p, s["image"], second_look, psf_fwhm=s["psf_fwhm"], classes=classes)
+            relook(
+                p,
+                s["image"],
+                second_look,
+                psf_fwhm=s["psf_fwhm"],
+                classes=classes,
+                star_fraction=star_fraction,
+            )
             for p, s in zip(predictions, samples, strict=True)
         ]
     if galaxy_typer is not None:
@@ -390,6 +424,7 @@ def segmenter_catalogs(
     galaxy_typer=None,
     second_look=None,
     mask_threshold: float = 0.5,
+    star_fraction: float | None = None,
 ) -> list[dict[str, Any]]:
     """The ``Segmenter``'s catalog of each sample: :func:`refined_predictions`, painted
     (:func:`skysift.evaluate.segmentation.as_catalog`) with masks where the mask
@@ -397,7 +432,11 @@ def segmenter_catalogs(
     from skysift.evaluate.segmentation import as_catalog
 
     predictions = refined_predictions(
-        model, samples, galaxy_typer=galaxy_typer, second_look=second_look
+        model,
+        samples,
+        galaxy_typer=galaxy_typer,
+        second_look=second_look,
+        star_fraction=star_fraction,
     )
     return [as_catalog(p, mask_threshold=mask_threshold) for p in predictions]
 
