@@ -301,6 +301,28 @@ def test_the_segmenter_shows_the_second_look_each_instance_across_tiles():
     np.testing.assert_allclose(typed.scores, 0.95 * 0.75, rtol=1e-5)
 
 
+def test_the_segmenter_reweights_its_second_look_to_the_star_fraction_it_is_given():
+    """P(star) 0.8 from a look trained on 70 % stars is a star at the training mix, and a
+    galaxy in a field of 10 % stars (0.8 x 1/7 against 0.2 x 3)."""
+    import dataclasses
+
+    from test_segment import _blobs, _segmenter
+
+    image = _blobs((200, 200), [(60.0, 60.0), (140.0, 130.0)])
+    segmenter = _segmenter(tile=256, psf_fwhm=4.0)
+    look = _RecordingLook(np.log(4.0))
+    look.card = {**look.card, "trained_on": {"star_fraction": 0.7}}
+    segmenter.second_look = look
+    assert set(segmenter(image).classes) == {"star"}
+    segmenter.config = dataclasses.replace(
+        segmenter.config, second_look="second_look_reject", star_fraction=0.1
+    )
+    reweighted = segmenter(image)
+    assert set(reweighted.classes) == {"elliptical"}
+    p_galaxy = 0.2 * 3 / (0.2 * 3 + 0.8 / 7)
+    np.testing.assert_allclose(reweighted.scores, 0.95 * p_galaxy, rtol=1e-5)
+
+
 def test_a_second_look_of_another_segmenter_is_run_with_a_warning(caplog):
     """``second_look`` learned ``segmenter_psf``'s catalog; paired with the stand-in it still
     runs, and says that its figures do not hold."""
