@@ -102,7 +102,7 @@ def false_detail(
         "y": round(float(ys.mean()), 1) if ys.size else None,
         "area": int(mask.sum()),
     }
-    if iou.shape[1]:
+    if iou.shape[1] and iou[detection].max() > 0:  # on nothing: no instance to name
         k = int(np.argmax(iou[detection]))
         row |= {
             "best_iou": round(float(iou[detection, k]), 3),
