@@ -310,8 +310,9 @@ def _types_table(result: dict) -> list[str]:
 #: How the figure treats predictions of sources it does not score (see
 #: :func:`skysift.evaluate.segmentation.precision_at_recall_by_snr`).
 NEUTRAL_RULE = (
-    "a prediction matched to it, or sitting on it (box centre within 2 px) with a mask too "
-    "wide or narrow for the IoU, is neither right nor wrong; so is one on a truth source "
+    "a prediction matched to it, or sitting on it (the unmatched instance its mask overlaps "
+    "most, one prediction per instance) with a mask too wide or narrow for the IoU, is "
+    "neither right nor wrong; so is one on a truth source "
     "without a mask (S/N >= 2 but too faint for one, or hidden under a brighter neighbour's "
     "footprint). A second prediction of a source, one of a star-forming clump and one of "
     "nothing count as false."
@@ -333,8 +334,8 @@ def _burke_by_snr(test: dict, *, title: str, images: str) -> list[str]:
         "detector's score. `max recall` is the recall with every prediction kept: where it is "
         "below 0.8 the figure cannot be reached at any threshold. *Detections* are the "
         "detector's overlapping masks; the *catalog* is what the `Segmenter`'s label map "
-        "leaves of them (painted most confident last, an instance left with less than half "
-        "of its mask dropped).",
+        "leaves of them (painted in order of detection score, most confident last, an "
+        "instance left with less than half of its mask dropped).",
         "",
         "| truth S/N >= | stars | star precision: detections / catalog | star max recall | "
         "galaxies | galaxy precision: detections / catalog | galaxy max recall: detections "
