@@ -233,6 +233,18 @@ class SecondLook:
         value = self.card.get("trained_on", {}).get("star_fraction")
         return None if value is None else float(value)
 
+    def require_trained_star_fraction(self) -> float:
+        """:attr:`trained_star_fraction`, or a clear error naming the card that lacks it."""
+        from skysift.errors import InvalidParameterError
+
+        if self.trained_star_fraction is None:
+            raise InvalidParameterError(
+                f"the {self.card['name']!r} second look's card does not record the star "
+                "fraction it was trained on (trained_on.star_fraction), so star_fraction "
+                "cannot be applied"
+            )
+        return self.trained_star_fraction
+
     def sees_whole(self, masks) -> np.ndarray:
         """``(n,)`` bool: whether this look's cutout holds each instance whole.
 
@@ -276,12 +288,8 @@ class SecondLook:
             )
         if not len(masks):
             return np.zeros((0, len(self.classes)))
-        if star_fraction is not None and self.trained_star_fraction is None:
-            raise InvalidParameterError(
-                f"the {self.card['name']!r} second look's card does not record the star "
-                "fraction it was trained on (trained_on.star_fraction), so star_fraction "
-                "cannot be applied"
-            )
+        if star_fraction is not None:
+            self.require_trained_star_fraction()
         cutouts, fwhm = look_inputs(bands, masks, psf_fwhm=psf_fwhm, cutout=self.cutout)
         context = self.config.context(np.zeros((len(masks), 2)), seeing_fwhm=fwhm)
         probabilities = predict_probabilities(self.module, cutouts, context)

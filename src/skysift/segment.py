@@ -233,6 +233,8 @@ class Segmenter:
                     f"second look {self.config.second_look!r} takes {self.second_look.bands} "
                     f"bands; the {card['name']!r} model {self.architecture.in_channels}"
                 )
+            if self.config.star_fraction is not None:
+                self.second_look.require_trained_star_fraction()  # fail before any tile
             learned_from = self.second_look.card.get("segmenter", {}).get("name")
             if learned_from not in (None, card["name"]):
                 log.warning(

@@ -23,6 +23,7 @@ into one label map, most confident last, and drops what is left mostly painted o
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -466,6 +467,12 @@ def figure_rankings(
     star = classes.index("star") + 1 if "star" in classes else -1
     matched, on_unmasked = figure_matches(predictions, targets, by=by, iou=iou, unmasked=unmasked)
     overlaps: dict[int, np.ndarray] = {}  # per image, computed once for every cut that needs it
+
+    def overlap_of(image: int) -> np.ndarray:
+        if image not in overlaps:
+            overlaps[image] = overlap_matrix(predictions[image], targets[image], by=by)
+        return overlaps[image]
+
     out = []
     for cut in cuts:
         ranked: dict[str, Any] = {"snr_min": float(cut), "star": [], "galaxy": []}
@@ -473,14 +480,14 @@ def figure_rankings(
             zip(predictions, targets, snr, matched, on_unmasked, strict=True)
         ):
             required = np.asarray(values, dtype=float) >= cut
-
-            def overlap(prediction=prediction, target=target, image=image):
-                if image not in overlaps:
-                    overlaps[image] = overlap_matrix(prediction, target, by=by)
-                return overlaps[image]
-
             counts = counted_detections(
-                prediction, target, truth_index, found, required, by=by, overlap=overlap
+                prediction,
+                target,
+                truth_index,
+                found,
+                required,
+                by=by,
+                overlap=functools.partial(overlap_of, image),
             )
             true_star = np.asarray(target["labels"]) == star
             ranking = np.asarray(prediction.get("detection_scores", prediction["scores"]))

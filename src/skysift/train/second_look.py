@@ -72,7 +72,7 @@ class SecondLookTrainingConfig:
     #: the order the stamps' catalogs are painted in (skysift.evaluate.segmentation.as_catalog):
     #: "scores", the galaxy-typed scores, is how the shipped looks' stamps were cut (the
     #: Segmenter's paint order before session 23), kept so that their commands give their
-    #: bytes again; "detection_scores" is the Segmenter's order since
+    #: bytes again; "detection_scores" is the Segmenter's order since session 23
     paint_by: str = "scores"
 
     @classmethod
@@ -200,8 +200,8 @@ def _catalog_stamps(
     directory: str,
     seeds=None,
     *,
-    cutout: str = "native",
-    paint_by: str = "detection_scores",
+    cutout: str,
+    paint_by: str,
 ) -> dict[str, np.ndarray]:
     from skysift.evaluate.segmentation import as_catalog
     from skysift.train.segmenter import load_images, refined_predictions
