@@ -29,17 +29,24 @@ CUTS = (20.0, 50.0, 100.0)
 CHUNK = 32
 
 
-def parse_look(spec: str) -> tuple[str | None, float | None]:
+def parse_look(spec: str) -> tuple[str | None, float | None, str | None]:
     """``none``, a shipped second look's name, or ``<name>@<f>``: that look re-weighted to a
-    star fraction ``f`` (``SegmentConfig.star_fraction``)."""
-    name, _, fraction = spec.partition("@")
-    return (None if name == "none" else name), (float(fraction) if fraction else None)
+    star fraction ``f`` (``SegmentConfig.star_fraction``); any of them followed by
+    ``+<shreds>``: a shipped shred classifier scales the galaxies' scores by 1 - P(shred)
+    (``SegmentConfig.shreds``)."""
+    look, _, shreds = spec.partition("+")
+    name, _, fraction = look.partition("@")
+    return (
+        None if name == "none" else name,
+        float(fraction) if fraction else None,
+        shreds or None,
+    )
 
 
 def rankings(module, samples, *, galaxy_typer, looks: dict) -> dict[str, list[dict]]:
-    """Per look (``{spec: (SecondLook or None, star fraction or None)}``),
-    :func:`figure_rankings` of the ``Segmenter``'s catalogs; the detector runs once per chunk
-    of images, and each look refines its predictions."""
+    """Per look (``{spec: (SecondLook or None, star fraction or None, ShredClassifier or
+    None)}``), :func:`figure_rankings` of the ``Segmenter``'s catalogs; the detector runs
+    once per chunk of images, and each look refines its predictions."""
     from skysift.evaluate.segmentation import as_catalog, figure_rankings
     from skysift.train.segmenter import network_images, predict, refine, sample_targets
 
@@ -49,7 +56,7 @@ def rankings(module, samples, *, galaxy_typer, looks: dict) -> dict[str, list[di
         chunk = samples[start : start + CHUNK]
         predictions = predict(module, network_images(module, chunk))
         targets = [sample_targets(s["labels"], s["ids"], s["classes"]) for s in chunk]
-        for spec, (look, star_fraction) in looks.items():
+        for spec, (look, star_fraction, shreds) in looks.items():
             refined = refine(
                 predictions,
                 chunk,
@@ -57,6 +64,7 @@ def rankings(module, samples, *, galaxy_typer, looks: dict) -> dict[str, list[di
                 galaxy_typer=galaxy_typer,
                 second_look=look,
                 star_fraction=star_fraction,
+                shreds=shreds,
             )
             ranked = figure_rankings(
                 [as_catalog(p) for p in refined],
@@ -187,10 +195,12 @@ def main() -> None:
     parser.add_argument("--model", default="segmenter_psf")
     parser.add_argument(
         "--looks",
-        default="none,second_look,second_look_reject,second_look_reject@0.27",
+        default="none,second_look,second_look_reject,second_look_reject@0.27,"
+        "second_look_reject@0.27+shred",
         help="Comma-separated: none, a shipped second look, or <look>@<f>: that look "
         "re-weighted to a star fraction f (SegmentConfig.star_fraction; 0.27 is the share of "
-        "stars among the typical training fields' instances).",
+        "stars among the typical training fields' instances); +<shreds> after any of them "
+        "adds a shipped shred classifier (SegmentConfig.shreds).",
     )
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--confidence", type=float, default=0.9)
@@ -211,6 +221,7 @@ def main() -> None:
     from skysift.models.registry import load_model
     from skysift.morphology import GalaxyTyper
     from skysift.second_look import SecondLook
+    from skysift.shreds import ShredClassifier
     from skysift.sim.dataset import write_dataset
     from skysift.train.segmenter import load_images
     from skysift.train.segmenter_data import SegmenterSamples, typical_field_configs
@@ -230,8 +241,12 @@ def main() -> None:
     started = time.perf_counter()
     chosen = {}
     for spec in args.looks.split(","):
-        name, star_fraction = parse_look(spec)
-        chosen[spec] = (None if name is None else SecondLook(name), star_fraction)
+        name, star_fraction, shreds = parse_look(spec)
+        chosen[spec] = (
+            None if name is None else SecondLook(name),
+            star_fraction,
+            None if shreds is None else ShredClassifier(shreds),
+        )
     looks = {}
     for spec, merged in rankings(module, samples, galaxy_typer=typer, looks=chosen).items():
         looks[spec] = intervals(

@@ -37,6 +37,7 @@ from skysift.evaluate.segmentation import (
 from skysift.models.registry import load_model
 from skysift.morphology import GalaxyTyper
 from skysift.second_look import SecondLook
+from skysift.shreds import ShredClassifier
 from skysift.sim.dataset import write_dataset
 from skysift.train.segmenter import load_images, sample_targets, segmenter_catalogs
 from skysift.train.segmenter_data import (
@@ -309,6 +310,17 @@ def main() -> None:
         help="Folder holding the second look's weights and card (default: the shipped ones).",
     )
     parser.add_argument(
+        "--shreds",
+        default=None,
+        help="Shred classifier whose 1 - P(shred) scales each galaxy's score "
+        "(SegmentConfig.shreds); added to the results' name as _<name>.",
+    )
+    parser.add_argument(
+        "--shreds-dir",
+        default=None,
+        help="Folder holding the shred classifier's weights and card (default: shipped).",
+    )
+    parser.add_argument(
         "--tag", default="", help="Added to the results' name: <model>_<look>_<tag>_limits_..."
     )
     parser.add_argument("--threads", type=int, default=2)
@@ -341,6 +353,11 @@ def main() -> None:
         look_dir = Path(args.second_look_dir) if args.second_look_dir else None
         look_module, look_card = load_model(args.second_look, directory=look_dir)
         look = SecondLook(args.second_look, module=look_module, card=look_card)
+    shreds = None
+    if args.shreds:
+        shreds_dir = Path(args.shreds_dir) if args.shreds_dir else None
+        shred_module, shred_card = load_model(args.shreds, directory=shreds_dir)
+        shreds = ShredClassifier(args.shreds, module=shred_module, card=shred_card)
     catalogs = segmenter_catalogs(
         module,
         samples,
@@ -348,6 +365,7 @@ def main() -> None:
         second_look=look,
         mask_threshold=args.mask_threshold,
         star_fraction=args.star_fraction,
+        shreds=shreds,
     )
     cuts = tuple(float(v) for v in args.cuts.split(","))
     result = limits(catalogs, samples, module.skysift_config.classes, cuts)
@@ -356,6 +374,8 @@ def main() -> None:
         name += f"_mask{args.mask_threshold:g}"
     if args.star_fraction is not None:
         name += f"_stars{args.star_fraction:g}"
+    if args.shreds:
+        name += f"_{args.shreds}"
     if args.tag:
         name += f"_{args.tag}"
     result.update(model=name, image_set=args.images, galaxy_types=typer is not None)

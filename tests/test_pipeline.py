@@ -40,16 +40,22 @@ def test_config_yaml_round_trip_and_unknown_keys():
         PipelineConfig(formats=("xlsx",))
 
 
-def test_pipeline_skips_unshipped_stages_with_a_reason(frame):
+def test_pipeline_skips_stages_it_cannot_run_with_a_reason(frame):
+    from skysift.shreds import ShredsConfig
+
     field, _ = frame
     config = PipelineConfig(stages=("localize", "classify", "shreds"))
-    result = skysift.Pipeline(config)(field.image)
+    result = skysift.Pipeline(config)(field.image)  # one band: the shred classifier takes 3
     assert len(result.catalog) > 10
     assert "shreds" in result.skipped
     assert "classify" not in result.skipped
-    assert "no shipped weights" in result.skipped["shreds"]
+    assert "takes 3 bands (g, r, z); the image has 1" in result.skipped["shreds"]
     assert result.catalog.meta["stages_skipped"] == result.skipped
     assert result.catalog.meta["stages_run"] == ["localize", "classify"]
+    missing = PipelineConfig(stages=("localize", "shreds"), shreds=ShredsConfig(model="nothing"))
+    result = skysift.Pipeline(missing)(field.image)
+    assert result.skipped["shreds"] == "the shred classifier 'nothing' is not shipped"
+    assert PipelineConfig.from_yaml(missing.to_yaml()) == missing
 
 
 def test_classify_stage_fills_calibrated_p_star(frame):

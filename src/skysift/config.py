@@ -20,6 +20,7 @@ from skysift.errors import InvalidParameterError
 from skysift.io import CATALOG_FORMATS
 from skysift.localizer import LocalizeConfig
 from skysift.segment import SegmentConfig
+from skysift.shreds import ShredsConfig
 from skysift.stargalaxy import ClassifyConfig
 
 __all__ = ["KNOWN_STAGES", "PipelineConfig"]
@@ -40,6 +41,8 @@ class PipelineConfig:
         Localizer options.
     classify : ClassifyConfig
         Star/galaxy classifier options (detector geometry for the position input).
+    shreds : ShredsConfig
+        Shred classifier options (the model, the PSF FWHM).
     segment : SegmentConfig
         Segmenter options (tile overlap, score and mask thresholds).
     formats : tuple of str
@@ -60,6 +63,7 @@ class PipelineConfig:
     stages: tuple[str, ...] = ("localize", "classify")
     localize: LocalizeConfig = field(default_factory=LocalizeConfig)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
+    shreds: ShredsConfig = field(default_factory=ShredsConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     formats: tuple[str, ...] = ("ecsv",)
     regions: bool = True
@@ -99,6 +103,7 @@ class PipelineConfig:
         for name, stage_cls in (
             ("localize", LocalizeConfig),
             ("classify", ClassifyConfig),
+            ("shreds", ShredsConfig),
             ("segment", SegmentConfig),
         ):
             if name in data:

@@ -11,16 +11,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from skysift.config import PipelineConfig
 from skysift.result import Result
 
 __all__ = ["Pipeline", "run"]
 
 log = logging.getLogger(__name__)
-
-_NOT_SHIPPED = {
-    "shreds": "the shred classifier has no shipped weights yet",
-}
 
 
 @dataclass
@@ -36,6 +34,7 @@ class Pipeline:
     _localizer: object = field(default=None, init=False, repr=False)
     _classifier: object = field(default=None, init=False, repr=False)
     _segmenter: object = field(default=None, init=False, repr=False)
+    _shreds: object = field(default=None, init=False, repr=False)
 
     def __call__(self, image, *, mask=None, wcs=None, progress: bool = False) -> Result:
         """Run the configured stages on ``image`` (an :class:`Image`, array or cube)."""
@@ -58,17 +57,23 @@ class Pipeline:
                 catalog = self._classify(image, catalog, progress)
             elif stage == "classify":
                 pass  # nothing to classify; the empty catalog already has the column
+            elif stage == "shreds":
+                reason, fwhm = self._shreds_setup(image)
+                if reason is not None:
+                    skipped[stage] = reason
+                    log.warning("skipping stage %r: %s", stage, reason)
+                    continue
+                from skysift.shreds import find_shreds
+
+                catalog = find_shreds(image, catalog, classifier=self._shreds, psf_fwhm=fwhm)
             elif stage == "segment" and (reason := self._segmenter_unavailable(image)):
                 skipped[stage] = reason
                 log.warning("skipping stage %r: %s", stage, reason)
                 continue
             elif stage == "segment":
                 catalog, segmentation = self._segment(image, catalog, progress)
-            else:
-                reason = _NOT_SHIPPED.get(stage, "not implemented")
-                skipped[stage] = reason
-                log.warning("skipping stage %r: %s", stage, reason)
-                continue
+            else:  # pragma: no cover - KNOWN_STAGES and this chain name the same stages
+                raise AssertionError(f"stage {stage!r} has no runner")
             timings[stage] = time.perf_counter() - start
             stages_run.append(stage)
         catalog.meta["stages_run"] = stages_run
@@ -84,6 +89,35 @@ class Pipeline:
             skipped=skipped,
             image=image,
         )
+
+    def _shreds_setup(self, image) -> tuple[str | None, float | None]:
+        """Why the shreds stage cannot run on ``image`` (None: it can), and the PSF FWHM in
+        pixels it runs with: the config's, the header's, else measured on the image."""
+        from skysift.models.registry import weights_dir
+
+        name = self.config.shreds.model
+        if self._shreds is None:
+            if not (weights_dir() / f"{name}.json").exists():
+                return f"the shred classifier {name!r} is not shipped", None
+            from skysift.shreds import ShredClassifier
+
+            self._shreds = ShredClassifier(name)
+        if image.n_bands != self._shreds.bands:
+            return (
+                f"the shred classifier {name!r} takes {self._shreds.bands} bands (g, r, z); "
+                f"the image has {image.n_bands} ({', '.join(image.bands)})"
+            ), None
+        fwhm = self.config.shreds.psf_fwhm or image.header_fwhm
+        if fwhm is None:
+            from skysift.seeing import measure_psf_fwhm
+
+            fwhm = float(measure_psf_fwhm(image))
+            if not np.isfinite(fwhm):
+                return (
+                    "the PSF FWHM is not in the header (SEEING) and could not be measured on "
+                    "the image; give shreds.psf_fwhm (pixels)"
+                ), None
+        return None, float(fwhm)
 
     def _segmenter_unavailable(self, image) -> str | None:
         """Why the segment stage cannot run on ``image`` (None: it can)."""

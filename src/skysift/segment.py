@@ -96,6 +96,12 @@ class SegmentConfig:
         shipped looks) to this one by Bayes' rule
         (:func:`skysift.second_look.with_star_fraction`). None keeps the training mix. Needs
         ``second_look``.
+    shreds : str or None
+        Shipped shred classifier (``"shred"``) that gives each galaxy instance P(shred), the
+        probability that it is a star-forming clump of a larger galaxy
+        (:mod:`skysift.shreds`), from two views around its mask's centre and the PSF FWHM;
+        the galaxy's score is multiplied by 1 - P(shred), so ``score_threshold`` drops the
+        likely shreds, and P(shred) fills the catalog's ``p_shred``. None skips it.
     """
 
     model: str = "segmenter"
@@ -109,6 +115,7 @@ class SegmentConfig:
     psf_fwhm: float | None = None
     second_look: str | None = None
     star_fraction: float | None = None
+    shreds: str | None = None
 
     def __post_init__(self) -> None:
         if self.psf_fwhm is not None and not (math.isfinite(self.psf_fwhm) and self.psf_fwhm > 0):
@@ -169,6 +176,9 @@ class Instances:
     meta : dict
         For a model with a PSF channel, ``psf_fwhm_pixels`` and where it came from
         (``psf_fwhm_from``: ``"config"``, ``"header SEEING"`` or ``"measured"``).
+    p_shred : numpy.ndarray or None
+        P(shred) of each galaxy instance (NaN for stars) when a shred classifier ran
+        (``SegmentConfig.shreds``), else None.
     """
 
     labels: np.ndarray
@@ -182,6 +192,7 @@ class Instances:
     x_mass: np.ndarray
     y_mass: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
+    p_shred: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.scores.size)
@@ -243,6 +254,21 @@ class Segmenter:
                     self.config.second_look,
                     learned_from,
                     card["name"],
+                )
+        self.shreds = None
+        if self.config.shreds is not None:
+            from skysift.shreds import ShredClassifier
+
+            self.shreds = ShredClassifier(self.config.shreds)
+            softening = float(card["normalization"]["softening"])
+            if self.shreds.bands != self.architecture.in_channels or not math.isclose(
+                self.shreds.softening, softening
+            ):
+                raise InvalidParameterError(
+                    f"shred classifier {self.config.shreds!r} takes {self.shreds.bands} bands "
+                    f"normalized with softening {self.shreds.softening:g}; the "
+                    f"{card['name']!r} model gives {self.architecture.in_channels} with "
+                    f"{softening:g}"
                 )
         tile = self.config.tile
         if 2 * self.config.margin >= tile:
@@ -321,7 +347,9 @@ class Segmenter:
         from skysift.image import as_image
 
         image = as_image(image)
-        needs_psf = self.architecture.psf_channel or self.second_look is not None
+        needs_psf = (
+            self.architecture.psf_channel or self.second_look is not None or self.shreds is not None
+        )
         psf = self.psf_fwhm(image) if needs_psf else None
         data = self.network_input(image, psf_fwhm=psf[0] if psf else None)
         found = self._tile_instances(data, psf_fwhm=psf[0] if psf else None, progress=progress)
@@ -335,6 +363,8 @@ class Segmenter:
         )
         if psf is not None:
             instances.meta["psf_fwhm_pixels"], instances.meta["psf_fwhm_from"] = psf
+        if self.shreds is None:
+            instances.p_shred = None
         return instances
 
     def _tile_instances(
@@ -345,6 +375,7 @@ class Segmenter:
         from skysift.morphology import retype_galaxies
         from skysift.progress import progress_iter
         from skysift.second_look import relook
+        from skysift.shreds import unshred
         from skysift.tiling import tile_grid
 
         tile = self.config.tile
@@ -369,18 +400,30 @@ class Segmenter:
                 out = {key: value.numpy() for key, value in out.items()}
                 bands = window.numpy()[: self.architecture.in_channels]  # no PSF channel
                 every_pixels = None
-                if self.second_look is not None:  # it sees each mask before the score cut
+                if self.second_look is not None or self.shreds is not None:
+                    # they see each mask before the score cut
                     every_pixels = _mask_pixels(
                         out["masks"], out["boxes"], (tile, tile), self.config.mask_threshold
                     )
+                    out = out | {"detection_index": np.arange(len(out["scores"]))}
+                if self.second_look is not None:
                     out = relook(
-                        out | {"detection_index": np.arange(len(out["scores"]))},
+                        out,
                         bands,
                         self.second_look,
                         psf_fwhm=psf_fwhm,
                         classes=classes,
                         masks=every_pixels,
                         star_fraction=self.config.star_fraction,
+                    )
+                if self.shreds is not None:
+                    out = unshred(
+                        out,
+                        bands,
+                        self.shreds,
+                        psf_fwhm=psf_fwhm,
+                        classes=classes,
+                        masks=every_pixels,
                     )
                 if self.galaxy_typer is not None:
                     out = retype_galaxies(out, bands, self.galaxy_typer, classes=classes)
@@ -405,8 +448,9 @@ class Segmenter:
                 else:
                     pixels = [every_pixels[i] for i in out["detection_index"][keep]]
                 labels = out["labels"][keep]
-                for (rows, cols), label, score, class_score in zip(
-                    pixels, labels, scores[keep], class_scores[keep], strict=True
+                p_shred = np.asarray(out.get("p_shred", np.full(len(scores), np.nan)))[keep]
+                for (rows, cols), label, score, class_score, shred in zip(
+                    pixels, labels, scores[keep], class_scores[keep], p_shred, strict=True
                 ):
                     inside = (rows + t.rows.start < height) & (cols + t.cols.start < width)
                     if not inside.any():
@@ -418,6 +462,7 @@ class Segmenter:
                             "class": classes[int(label) - 1],
                             "score": float(score),
                             "class_score": float(class_score),
+                            "p_shred": float(shred),
                         }
                     )
         return found
@@ -635,6 +680,9 @@ def _paint(found: list[dict[str, Any]], light: np.ndarray, shape: tuple[int, int
         y=y[alive],
         x_mass=x[alive],
         y_mass=y[alive],
+        p_shred=np.array([f.get("p_shred", np.nan) for f in found], dtype=np.float32)[alive]
+        if n
+        else np.zeros(0, np.float32),
     )
 
 
@@ -715,6 +763,8 @@ def segment(
     out["bbox_ymin"][rows] = instances.bbox[:, 2]
     out["bbox_ymax"][rows] = instances.bbox[:, 3]
     out["area"][rows] = instances.area
+    if instances.p_shred is not None:
+        out["p_shred"][rows] = instances.p_shred
     out["x_segment"][rows] = instances.x * out["x_segment"].unit
     out["y_segment"][rows] = instances.y * out["y_segment"].unit
     lookup = np.zeros(len(instances) + 1, dtype=np.int32)
@@ -722,6 +772,8 @@ def segment(
     out.meta["segmenter"] = segmenter.card["name"]
     if segmenter.second_look is not None:
         out.meta["segmenter_second_look"] = segmenter.second_look.card["name"]
+    if segmenter.shreds is not None:
+        out.meta["segmenter_shreds"] = segmenter.shreds.card["name"]
     for key in ("psf_fwhm_pixels", "psf_fwhm_from"):
         if key in instances.meta:
             out.meta[f"segmenter_{key}"] = instances.meta[key]

@@ -360,6 +360,7 @@ def refined_predictions(
     galaxy_typer=None,
     second_look=None,
     star_fraction: float | None = None,
+    shreds=None,
 ) -> list[dict[str, Any]]:
     """:func:`predict` on samples of :func:`load_images`, refined as the ``Segmenter`` does
     (:func:`refine`)."""
@@ -370,6 +371,7 @@ def refined_predictions(
         galaxy_typer=galaxy_typer,
         second_look=second_look,
         star_fraction=star_fraction,
+        shreds=shreds,
     )
 
 
@@ -381,6 +383,7 @@ def refine(
     galaxy_typer=None,
     second_look=None,
     star_fraction: float | None = None,
+    shreds=None,
 ) -> list[dict[str, Any]]:
     """A detector's predictions on samples of :func:`load_images`, refined as the
     ``Segmenter`` does; the predictions are not modified, so one set can be refined several
@@ -388,7 +391,9 @@ def refine(
 
     With ``second_look`` (a :class:`skysift.second_look.SecondLook`) each instance's
     star/galaxy group is decided again (:func:`skysift.second_look.relook`, at each sample's
-    ``psf_fwhm``, re-weighted to ``star_fraction`` when given); with ``galaxy_typer`` (a
+    ``psf_fwhm``, re-weighted to ``star_fraction`` when given); with ``shreds`` (a
+    :class:`skysift.shreds.ShredClassifier`) each galaxy's score is then scaled by 1 -
+    P(shred) (:func:`skysift.shreds.unshred`); with ``galaxy_typer`` (a
     :class:`skysift.morphology.GalaxyTyper`) the galaxy instances are then re-typed
     (:func:`skysift.morphology.retype_galaxies`).
     """
@@ -405,6 +410,14 @@ def refine(
                 classes=classes,
                 star_fraction=star_fraction,
             )
+            for p, s in zip(predictions, samples, strict=True)
+        ]
+    if shreds is not None:
+        from skysift.shreds import unshred
+
+        _require_psf_fwhm(samples)
+        predictions = [
+            unshred(p, s["image"], shreds, psf_fwhm=s["psf_fwhm"], classes=classes)
             for p, s in zip(predictions, samples, strict=True)
         ]
     if galaxy_typer is not None:
@@ -425,6 +438,7 @@ def segmenter_catalogs(
     second_look=None,
     mask_threshold: float = 0.5,
     star_fraction: float | None = None,
+    shreds=None,
 ) -> list[dict[str, Any]]:
     """The ``Segmenter``'s catalog of each sample: :func:`refined_predictions`, painted
     (:func:`skysift.evaluate.segmentation.as_catalog`) with masks where the mask
@@ -437,6 +451,7 @@ def segmenter_catalogs(
         galaxy_typer=galaxy_typer,
         second_look=second_look,
         star_fraction=star_fraction,
+        shreds=shreds,
     )
     return [as_catalog(p, mask_threshold=mask_threshold) for p in predictions]
 

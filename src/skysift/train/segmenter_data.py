@@ -121,7 +121,12 @@ def _varied_instrument(rng: np.random.Generator, seed: int, clumps_in_footprints
 
 
 def typical_field_configs(
-    role: str, n: int, *, mix_seed: int = 0, clumps_in_footprints: bool = False
+    role: str,
+    n: int,
+    *,
+    mix_seed: int = 0,
+    clumps_in_footprints: bool = False,
+    seed_offset: int = TYPICAL_SEED_OFFSET,
 ) -> list[FieldConfig]:
     """``n`` of Burke et al.'s typical fields for ``role``: DECaLS g, r, z, 256 x 256.
 
@@ -129,9 +134,10 @@ def typical_field_configs(
     arcmin^2 above the 5-sigma depth (fainter ones follow the number counts), no central
     galaxy, every artifact on; PSF variation and cosmic rays drawn as for the segmenter's
     images. Seeds are clear of :func:`segmenter_field_configs`'s. ``clumps_in_footprints``
-    as there.
+    as there. ``seed_offset`` places the fields elsewhere in the role's seeds (another
+    model's typical fields).
     """
-    first = dataset_seeds(role, n, offset=TYPICAL_SEED_OFFSET).start
+    first = dataset_seeds(role, n, offset=seed_offset).start
     rng = np.random.default_rng([mix_seed, first])
     density = TYPICAL_GALAXY_DENSITY + TYPICAL_STAR_DENSITY
     return [
