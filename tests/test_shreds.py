@@ -56,19 +56,9 @@ def test_the_two_views_centre_the_source_at_two_scales():
     assert shred_inputs(bands, [], []).shape == (0, 4, CUTOUT, CUTOUT)
 
 
-def _prediction():
-    masks = np.zeros((3, 1, 64, 64), dtype=np.float32)
-    masks[0, 0, 10:14, 10:14] = 0.9
-    masks[1, 0, 30:40, 30:40] = 0.9
-    masks[2, 0, 50:54, 2:6] = 0.9
-    return {
-        "labels": np.array([1, 3, 2]),  # star, spiral, elliptical
-        "scores": np.array([0.9, 0.6, 0.7], dtype=np.float32),
-        "masks": masks,
-    }
-
-
 def test_unshred_lowers_the_galaxies_scores_by_their_shred_probability():
+    from test_second_look import _prediction
+
     prediction = _prediction()
     before = {k: v.copy() for k, v in prediction.items()}
     bands = np.zeros((3, 64, 64), dtype=np.float32)
@@ -230,3 +220,27 @@ def test_the_shipped_model_tells_clumps_from_galaxies_in_a_held_out_field():
     assert roc_auc_score(shred, p) > 0.93
     assert np.mean(p[~shred] >= 0.5) < 0.05
     assert np.mean(p[shred] >= 0.5) > 0.15
+
+
+def test_the_pipeline_shreds_stage_fills_p_shred_on_a_grz_image():
+    """On a g, r, z field the stage runs with the PSF FWHM from the config and fills
+    ``p_shred`` for every source; the catalog names the model."""
+    from dataclasses import replace
+
+    import skysift
+    from skysift.config import PipelineConfig
+    from skysift.shreds import ShredsConfig
+    from skysift.sim.field import simulate_field
+    from skysift.train.shred_data import shred_field_configs
+
+    field = simulate_field(replace(shred_field_configs("test", 1, mix_seed=3)[0], size=256))
+    fwhm = float(field.psf.fwhm_at(127.5, 127.5) / field.psf.pixel_scale)
+    config = PipelineConfig(stages=("localize", "shreds"), shreds=ShredsConfig(psf_fwhm=fwhm))
+    result = skysift.Pipeline(config)(field.image)
+    assert "shreds" not in result.skipped
+    assert len(result.catalog) > 5
+    p_shred = np.asarray(result.catalog["p_shred"])
+    assert np.isfinite(p_shred).all()
+    assert ((p_shred >= 0) & (p_shred <= 1)).all()
+    assert result.catalog.meta["shred_model"] == "shred"
+    assert result.catalog.meta["stages_run"] == ["localize", "shreds"]

@@ -29,6 +29,8 @@ _LAZY = {
     "classify_stars": "skysift.stargalaxy",
     "StarGalaxyClassifier": "skysift.stargalaxy",
     "DetectorGeometry": "skysift.stargalaxy",
+    "find_shreds": "skysift.shreds",
+    "ShredClassifier": "skysift.shreds",
     "match_catalogs": "skysift.evaluate.matching",
     "detection_metrics": "skysift.evaluate.metrics",
     "classification_metrics": "skysift.evaluate.classification",
@@ -42,6 +44,7 @@ __all__ = [
     "Pipeline",
     "PipelineConfig",
     "Result",
+    "ShredClassifier",
     "SimulatedField",
     "SkysiftError",
     "StarGalaxyClassifier",
@@ -49,6 +52,7 @@ __all__ = [
     "classification_metrics",
     "classify_stars",
     "detection_metrics",
+    "find_shreds",
     "get_preset",
     "localize",
     "match_catalogs",
@@ -68,6 +72,7 @@ if TYPE_CHECKING:
     from skysift.localizer import Localizer, localize
     from skysift.pipeline import Pipeline, run
     from skysift.result import Result
+    from skysift.shreds import ShredClassifier, find_shreds
     from skysift.sim.field import FieldConfig, SimulatedField, simulate_field
     from skysift.sim.presets import get_preset
     from skysift.stargalaxy import DetectorGeometry, StarGalaxyClassifier, classify_stars

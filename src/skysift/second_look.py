@@ -32,6 +32,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from skysift.models.stargalaxy_inputs import ShippedStarGalaxyNetwork
+
 __all__ = [
     "SecondLook",
     "cutout_views",
@@ -176,32 +178,17 @@ def _pixels(masks) -> list:
     return [np.nonzero(m) for m in masks] if isinstance(masks, np.ndarray) else list(masks)
 
 
-class SecondLook:
-    """A shipped second-look network, ready to give P(star) for instances.
+class SecondLook(ShippedStarGalaxyNetwork):
+    """A shipped second-look network (``"second_look"`` by default), ready to give P(star)
+    for instances; ``module`` and ``card`` as for :class:`ShippedStarGalaxyNetwork`."""
 
-    Parameters
-    ----------
-    name : str
-        Shipped model name (``"second_look"``).
-    module : torch.nn.Module, optional
-        A network to use instead of the shipped one (training and tests); needs ``card``.
-    card : dict, optional
-        The model card of ``module``.
-    """
+    what = "second-look module"
 
     def __init__(self, name: str = "second_look", *, module=None, card=None) -> None:
         from skysift.errors import InvalidParameterError
-        from skysift.models.stargalaxy_inputs import StarGalaxyConfig
 
-        if module is None:
-            from skysift.models.registry import load_model
-
-            module, card = load_model(name)
-        elif card is None:
-            raise InvalidParameterError("a second-look module needs its model card")
-        self.module = module.eval()
-        self.card = card
-        self.config = StarGalaxyConfig.from_dict(card["architecture"]["config"])
+        super().__init__(name, module=module, card=card)
+        card = self.card
         if self.config.position_input or not self.config.seeing_input:
             raise InvalidParameterError(
                 f"model {card['name']!r} is not a second look: it must take the seeing and "

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from skysift.models.stargalaxy_inputs import ShippedStarGalaxyNetwork
+
 __all__ = [
     "CONTEXT_ZOOM",
     "CUTOUT",
@@ -111,32 +113,17 @@ class ShredsConfig:
             )
 
 
-class ShredClassifier:
-    """A shipped shred network, ready to give P(shred) at source positions.
+class ShredClassifier(ShippedStarGalaxyNetwork):
+    """A shipped shred network (``"shred"`` by default), ready to give P(shred) at source
+    positions; ``module`` and ``card`` as for :class:`ShippedStarGalaxyNetwork`."""
 
-    Parameters
-    ----------
-    name : str
-        Shipped model name (``"shred"``).
-    module : torch.nn.Module, optional
-        A network to use instead of the shipped one (training and tests); needs ``card``.
-    card : dict, optional
-        The model card of ``module``.
-    """
+    what = "shred module"
 
     def __init__(self, name: str = "shred", *, module=None, card=None) -> None:
         from skysift.errors import InvalidParameterError
-        from skysift.models.stargalaxy_inputs import StarGalaxyConfig
 
-        if module is None:
-            from skysift.models.registry import load_model
-
-            module, card = load_model(name)
-        elif card is None:
-            raise InvalidParameterError("a shred module needs its model card")
-        self.module = module.eval()
-        self.card = card
-        self.config = StarGalaxyConfig.from_dict(card["architecture"]["config"])
+        super().__init__(name, module=module, card=card)
+        card = self.card
         if (
             self.config.position_input
             or not self.config.seeing_input

@@ -24,6 +24,7 @@ __all__ = [
     "load_card",
     "load_model",
     "save_model",
+    "shipped_or_given",
     "verify_weights",
     "weights_dir",
 ]
@@ -88,6 +89,18 @@ def list_models(*, directory: Path | None = None) -> list[dict[str, Any]]:
     """Cards of every shipped model."""
     folder = directory or weights_dir()
     return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+
+def shipped_or_given(name: str, module=None, card=None, *, what: str = "module"):
+    """``(module, card)``: the shipped model ``name``, or a given ``module`` (training and
+    tests) with its ``card``, which it cannot do without; the module is put in eval mode."""
+    if module is None:
+        return load_model(name)
+    if card is None:
+        from skysift.errors import InvalidParameterError
+
+        raise InvalidParameterError(f"a {what} needs its model card")
+    return module.eval(), card
 
 
 def load_model(name: str, *, directory: Path | None = None):

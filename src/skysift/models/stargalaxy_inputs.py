@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["StarGalaxyConfig", "normalized_position"]
+__all__ = ["ShippedStarGalaxyNetwork", "StarGalaxyConfig", "normalized_position"]
 
 
 @dataclass(frozen=True)
@@ -118,3 +118,29 @@ def normalized_position(x, y, *, optical_centre, half_size) -> np.ndarray:
     return np.column_stack(
         [(np.asarray(x, float) - cx) / hw, (np.asarray(y, float) - cy) / hh]
     ).astype(np.float32)
+
+
+class ShippedStarGalaxyNetwork:
+    """A network of ASID-C's architecture with its model card: the shipped model ``name``, or
+    ``module`` with its ``card`` (training and tests).
+
+    Subclasses (the segmenter's second look, the shred classifier) check that the card's
+    architecture is theirs; ``what`` names them in errors.
+
+    Parameters
+    ----------
+    name : str
+        Shipped model name.
+    module : torch.nn.Module, optional
+        A network to use instead of the shipped one (training and tests); needs ``card``.
+    card : dict, optional
+        The model card of ``module``.
+    """
+
+    what = "module"
+
+    def __init__(self, name: str, *, module=None, card=None) -> None:
+        from skysift.models.registry import shipped_or_given
+
+        self.module, self.card = shipped_or_given(name, module, card, what=self.what)
+        self.config = StarGalaxyConfig.from_dict(self.card["architecture"]["config"])
