@@ -56,6 +56,22 @@ def test_the_two_views_centre_the_source_at_two_scales():
     assert shred_inputs(bands, [], []).shape == (0, 4, CUTOUT, CUTOUT)
 
 
+def test_the_context_view_is_the_block_mean_of_the_zero_filled_window():
+    """The running-mean shortcut gives each 4x4 block's mean of the 128-pixel window, also
+    where the window reaches past the image (zeros there)."""
+    from skysift.cutouts import extract_cutouts
+
+    rng = np.random.default_rng(0)
+    bands = rng.normal(size=(2, 150, 130)).astype(np.float32)
+    x, y = rng.uniform(-5, 135, 200), rng.uniform(-5, 155, 200)
+    views = shred_inputs(bands, x, y)
+    for b in range(2):
+        window = extract_cutouts(bands[b], x, y, size=CUTOUT * CONTEXT_ZOOM)[0]
+        blocks = window.reshape(-1, CUTOUT, CONTEXT_ZOOM, CUTOUT, CONTEXT_ZOOM).mean(axis=(2, 4))
+        np.testing.assert_allclose(views[:, 2 + b], blocks, atol=1e-5)
+        np.testing.assert_array_equal(views[:, b], extract_cutouts(bands[b], x, y, size=CUTOUT)[0])
+
+
 def test_unshred_lowers_the_galaxies_scores_by_their_shred_probability():
     from test_second_look import _prediction
 
@@ -131,6 +147,27 @@ def test_the_segmenter_drops_likely_shreds_and_fills_p_shred():
     assert catalog.meta["segmenter_shreds"] == "test_shreds"
     segmenter.shreds = _shreds(math.log(3))
     assert len(segmenter(image)) == 0
+
+
+def test_a_star_instance_keeps_the_p_shred_the_catalog_had():
+    """The segmenter gives P(shred) to galaxies only: a source it calls a star keeps the
+    value the ``shreds`` stage gave it."""
+    from skysift.catalog import make_catalog
+    from skysift.segment import segment
+    from test_second_look import _RecordingLook
+    from test_segment import _blobs, _segmenter
+
+    image = _blobs((200, 200), [(60.0, 60.0), (140.0, 130.0)])
+    segmenter = _segmenter(tile=256, psf_fwhm=4.0)
+    segmenter.second_look = _RecordingLook(np.log(4.0))  # P(star) = 0.8: both are stars
+    segmenter.shreds = _shreds(0.0)
+    catalog = make_catalog(
+        {"id": [1, 2], "x": [60.0, 140.0], "y": [60.0, 130.0], "flux": [5.0, 5.0]}
+    )
+    catalog["p_shred"] = np.array([0.1, 0.2], np.float32)
+    out, _ = segment(image, catalog, segmenter=segmenter)
+    assert list(out["morphology"]) == ["star", "star"]
+    np.testing.assert_allclose(np.asarray(out["p_shred"]), [0.1, 0.2], rtol=1e-6)
 
 
 def test_a_shred_classifier_on_other_bands_is_refused(monkeypatch):

@@ -763,8 +763,9 @@ def segment(
     out["bbox_ymin"][rows] = instances.bbox[:, 2]
     out["bbox_ymax"][rows] = instances.bbox[:, 3]
     out["area"][rows] = instances.area
-    if instances.p_shred is not None:
-        out["p_shred"][rows] = instances.p_shred
+    if instances.p_shred is not None:  # galaxies only: a star keeps what it had
+        galaxy = np.isfinite(instances.p_shred)
+        out["p_shred"][rows[galaxy]] = instances.p_shred[galaxy]
     out["x_segment"][rows] = instances.x * out["x_segment"].unit
     out["y_segment"][rows] = instances.y * out["y_segment"].unit
     lookup = np.zeros(len(instances) + 1, dtype=np.int32)

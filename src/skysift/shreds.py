@@ -64,6 +64,8 @@ def shred_inputs(bands: np.ndarray, x, y) -> np.ndarray:
         128x128 window of every band averaged over 4x4 blocks, both centred on the source's
         pixel (:func:`skysift.cutouts.extract_cutouts`; zero beyond the image).
     """
+    from scipy.ndimage import uniform_filter
+
     from skysift.cutouts import extract_cutouts
     from skysift.errors import InvalidParameterError
 
@@ -79,6 +81,19 @@ def shred_inputs(bands: np.ndarray, x, y) -> np.ndarray:
     out = np.zeros((x.size, 2 * n_bands, CUTOUT, CUTOUT), dtype=np.float32)
     if not x.size:
         return out
+    # Each context pixel is the mean of a 4x4 block of the window (zero beyond the image).
+    # A 4x4 running mean of the zero-padded band holds every block's mean at once; a block
+    # whose first pixel is p sits at p + 2 in it (the filter's window of an even size).
+    steps = CONTEXT_ZOOM * np.arange(CUTOUT) + CONTEXT_ZOOM // 2 + wide
+    rows = (np.rint(y).astype(np.int64) - wide // 2)[:, None] + steps
+    cols = (np.rint(x).astype(np.int64) - wide // 2)[:, None] + steps
+    rows = np.clip(rows, 0, bands.shape[1] + 2 * wide - 1)
+    cols = np.clip(cols, 0, bands.shape[2] + 2 * wide - 1)
+    for b, plane in enumerate(bands):
+        out[:, b] = extract_cutouts(plane, x, y, size=CUTOUT)[0]
+        means = uniform_filter(np.pad(plane, wide), size=CONTEXT_ZOOM, mode="constant")
+        out[:, n_bands + b] = means[rows[:, :, None], cols[:, None, :]]
+    return out
     for b, plane in enumerate(bands):
         out[:, b] = extract_cutouts(plane, x, y, size=CUTOUT)[0]
         context = extract_cutouts(plane, x, y, size=wide)[0]
