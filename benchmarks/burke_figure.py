@@ -43,10 +43,13 @@ def parse_look(spec: str) -> tuple[str | None, float | None, str | None]:
     )
 
 
-def rankings(module, samples, *, galaxy_typer, looks: dict) -> dict[str, list[dict]]:
+def rankings(
+    module, samples, *, galaxy_typer, looks: dict, paint: dict | None = None
+) -> dict[str, list[dict]]:
     """Per look (``{spec: (SecondLook or None, star fraction or None, ShredClassifier or
     None)}``), :func:`figure_rankings` of the ``Segmenter``'s catalogs; the detector runs
-    once per chunk of images, and each look refines its predictions."""
+    once per chunk of images, and each look refines its predictions. ``paint`` holds
+    :func:`as_catalog`'s large-mask options."""
     from skysift.evaluate.segmentation import as_catalog, figure_rankings
     from skysift.train.segmenter import network_images, predict, refine, sample_targets
 
@@ -67,7 +70,7 @@ def rankings(module, samples, *, galaxy_typer, looks: dict) -> dict[str, list[di
                 shreds=shreds,
             )
             ranked = figure_rankings(
-                [as_catalog(p) for p in refined],
+                [as_catalog(p, **(paint or {})) for p in refined],
                 targets,
                 [s["snr"] for s in chunk],
                 classes,
@@ -162,9 +165,18 @@ def markdown(result: dict) -> str:
         f"recall, in brackets the {result['confidence']:.0%} percentile bootstrap interval "
         f"over the fields ({result['resamples']} resamples; a resample that does not reach "
         "80 % recall counts as precision 0), then the maximum recall and the share of "
-        "resamples reaching 80 % recall. Targets (Burke et al.): galaxies 0.98, stars 0.92.",
+        "resamples reaching 80 % recall. Targets (Burke et al.): galaxies 0.98, stars 0.92. "
+        '`+shred`: with the shred classifier, `SegmentConfig(shreds="shred")`.',
         "",
     ]
+    paint = result.get("paint") or {}
+    if paint:
+        lines += [
+            f"Instances of {paint['large_mask_area']} pixels or more are painted at mask "
+            f"probability {paint['large_mask_threshold']:g} "
+            "(`SegmentConfig.large_mask_threshold`).",
+            "",
+        ]
     for group in ("galaxy", "star"):
         lines += [
             f"## {'Galaxies' if group == 'galaxy' else 'Stars'}",
@@ -201,6 +213,20 @@ def main() -> None:
         "re-weighted to a star fraction f (SegmentConfig.star_fraction; 0.27 is the share of "
         "stars among the typical training fields' instances); +<shreds> after any of them "
         "adds a shipped shred classifier (SegmentConfig.shreds).",
+    )
+    parser.add_argument(
+        "--large-mask-threshold",
+        type=float,
+        default=None,
+        help="Paint instances of --large-mask-area pixels or more at this mask probability "
+        "(SegmentConfig.large_mask_threshold), for every look.",
+    )
+    parser.add_argument("--large-mask-area", type=int, default=600)
+    parser.add_argument(
+        "--tag",
+        default="",
+        help="Write burke_figure_<fields>_<tag>.json and docs/benchmarks/burke_figure_<tag>.md "
+        "(the default page is left alone).",
     )
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--confidence", type=float, default=0.9)
@@ -248,7 +274,14 @@ def main() -> None:
             None if shreds is None else ShredClassifier(shreds),
         )
     looks = {}
-    for spec, merged in rankings(module, samples, galaxy_typer=typer, looks=chosen).items():
+    paint = {}
+    if args.large_mask_threshold is not None:
+        paint = {
+            "large_mask_threshold": args.large_mask_threshold,
+            "large_mask_area": args.large_mask_area,
+        }
+    ranked = rankings(module, samples, galaxy_typer=typer, looks=chosen, paint=paint)
+    for spec, merged in ranked.items():
         looks[spec] = intervals(
             merged, n_first=64, resamples=args.resamples, confidence=args.confidence
         )
@@ -262,20 +295,25 @@ def main() -> None:
         "resamples": args.resamples,
         "threads": args.threads,
         "seconds": time.perf_counter() - started,
+        "paint": paint,
         "looks": looks,
     }
-    out = ROOT / "benchmarks" / "results" / f"burke_figure_{args.fields}.json"
+    tag = f"_{args.tag}" if args.tag else ""
+    out = ROOT / "benchmarks" / "results" / f"burke_figure_{args.fields}{tag}.json"
     with atomic_write(out) as tmp:
         tmp.write_text(json.dumps(result, indent=1, default=float) + "\n")
-    publish(json.loads(out.read_text()))
+    publish(json.loads(out.read_text()), tag=tag)
 
 
-def publish(result: dict) -> None:
-    """Write the page and its plot, and print the page."""
-    plot(result, ROOT / "docs" / "images" / "burke_figure_intervals.png")
-    with atomic_write(ROOT / "docs" / "benchmarks" / "burke_figure.md") as tmp:
-        tmp.write_text(markdown(result))
-    print(markdown(result))
+def publish(result: dict, *, tag: str = "") -> None:
+    """Write the page and its plot (``burke_figure<tag>``), and print the page."""
+    page = markdown(result).replace(
+        "burke_figure_intervals.png", f"burke_figure{tag}_intervals.png"
+    )
+    plot(result, ROOT / "docs" / "images" / f"burke_figure{tag}_intervals.png")
+    with atomic_write(ROOT / "docs" / "benchmarks" / f"burke_figure{tag}.md") as tmp:
+        tmp.write_text(page)
+    print(page)
 
 
 if __name__ == "__main__":

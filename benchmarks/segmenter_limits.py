@@ -310,6 +310,15 @@ def main() -> None:
         help="Folder holding the second look's weights and card (default: the shipped ones).",
     )
     parser.add_argument(
+        "--large-mask-threshold",
+        type=float,
+        default=None,
+        help="Paint instances of --large-mask-area pixels or more at this mask probability "
+        "(SegmentConfig.large_mask_threshold); added to the results' name as "
+        "_large<value>at<area>.",
+    )
+    parser.add_argument("--large-mask-area", type=int, default=600)
+    parser.add_argument(
         "--shreds",
         default=None,
         help="Shred classifier whose 1 - P(shred) scales each galaxy's score "
@@ -366,6 +375,8 @@ def main() -> None:
         mask_threshold=args.mask_threshold,
         star_fraction=args.star_fraction,
         shreds=shreds,
+        large_mask_threshold=args.large_mask_threshold,
+        large_mask_area=args.large_mask_area,
     )
     cuts = tuple(float(v) for v in args.cuts.split(","))
     result = limits(catalogs, samples, module.skysift_config.classes, cuts)
@@ -376,6 +387,8 @@ def main() -> None:
         name += f"_stars{args.star_fraction:g}"
     if args.shreds:
         name += f"_{args.shreds}"
+    if args.large_mask_threshold is not None:
+        name += f"_large{args.large_mask_threshold:g}at{args.large_mask_area}"
     if args.tag:
         name += f"_{args.tag}"
     result.update(model=name, image_set=args.images, galaxy_types=typer is not None)

@@ -553,3 +553,39 @@ def test_box_pasting_matches_torchvision_at_the_tile_edges():
         np.testing.assert_array_equal(rows, rows_tv)
         np.testing.assert_array_equal(cols, cols_tv)
     assert _mask_pixels(masks[:0], boxes[:0], (64, 64), 0.5) == []
+
+
+def _disc_probabilities(shape, centre, radius, falloff):
+    """A mask probability falling from 1 at the centre to 0 at radius + falloff."""
+    rows, cols = np.indices(shape)
+    distance = np.hypot(cols - centre[0], rows - centre[1])
+    return np.clip((radius + falloff - distance) / (2 * falloff), 0, 1).astype(np.float32)
+
+
+def test_large_instances_are_painted_at_their_own_mask_threshold():
+    """An instance of large_mask_area pixels or more (at mask_threshold) is painted at
+    large_mask_threshold; a small one keeps mask_threshold, in the catalog view of the
+    benchmarks and in the Segmenter's own painting alike."""
+    from skysift.errors import InvalidParameterError
+    from skysift.evaluate.segmentation import as_catalog
+
+    shape = (120, 120)
+    masks = np.stack(
+        [_disc_probabilities(shape, (40, 40), 18, 6), _disc_probabilities(shape, (95, 95), 4, 3)]
+    )[:, np.newaxis]
+    prediction = {"masks": masks, "scores": np.array([0.9, 0.8]), "labels": np.array([2, 1])}
+    plain = as_catalog(prediction)
+    grown = as_catalog(prediction, large_mask_threshold=0.2, large_mask_area=300)
+    areas = [m[0].sum() for m in plain["masks"]], [m[0].sum() for m in grown["masks"]]
+    assert areas[0][0] > 300  # the large instance
+    assert areas[1][0] > areas[0][0]  # grew at the lower threshold
+    assert areas[1][1] == areas[0][1]  # the small one did not
+    segmenter = _segmenter(large_mask_threshold=0.2, large_mask_area=300)
+    pixels = [tuple(np.nonzero(m[0] >= 0.5)) for m in masks]
+    redrawn = segmenter._large_masks_redrawn(pixels, masks, np.zeros((2, 4)), shape)
+    assert [r.size for r, _ in redrawn] == [int(a) for a in areas[1]]
+    assert _segmenter()._large_masks_redrawn(pixels, masks, np.zeros((2, 4)), shape) == pixels
+    with pytest.raises(InvalidParameterError, match="large_mask_threshold must be in"):
+        SegmentConfig(large_mask_threshold=1.5)
+    with pytest.raises(InvalidParameterError, match="large_mask_area must be"):
+        SegmentConfig(large_mask_area=0)

@@ -67,6 +67,15 @@ class SegmentConfig:
         does not lower it).
     mask_threshold : float
         Mask probability above which a pixel belongs to the instance.
+    large_mask_threshold : float or None
+        Mask probability that paints an instance of ``large_mask_area`` pixels or more (at
+        ``mask_threshold``) into the label map. The detector's masks of large bright galaxies
+        stop short of their 2-sigma isophote, while those of faint compact sources already
+        reach past theirs (docs/models.md, session 24), so one threshold cannot suit both.
+        The second look and the shred classifier still see the ``mask_threshold`` masks.
+        None paints every instance at ``mask_threshold``.
+    large_mask_area : int
+        Pixels (at ``mask_threshold``) from which ``large_mask_threshold`` applies.
     batch_size : int
         Tiles per network call.
     centroid_sigma : float
@@ -109,6 +118,8 @@ class SegmentConfig:
     margin: int = 64
     score_threshold: float = 0.5
     mask_threshold: float = 0.5
+    large_mask_threshold: float | None = None
+    large_mask_area: int = 600
     batch_size: int = 4
     centroid_sigma: float = 1.5
     galaxy_types: str | None = "morphology"
@@ -125,6 +136,14 @@ class SegmentConfig:
         if not 0.0 <= self.score_threshold <= 1.0 or not 0.0 < self.mask_threshold < 1.0:
             raise InvalidParameterError(
                 "score_threshold must be in [0, 1], mask_threshold in (0, 1)"
+            )
+        if self.large_mask_threshold is not None and not 0.0 < self.large_mask_threshold < 1.0:
+            raise InvalidParameterError(
+                f"large_mask_threshold must be in (0, 1), got {self.large_mask_threshold}"
+            )
+        if self.large_mask_area < 1:
+            raise InvalidParameterError(
+                f"large_mask_area must be >= 1 pixel, got {self.large_mask_area}"
             )
         if self.margin < 0 or self.batch_size < 1:
             raise InvalidParameterError("margin must be >= 0 and batch_size >= 1")
@@ -447,6 +466,9 @@ class Segmenter:
                     )
                 else:
                     pixels = [every_pixels[i] for i in out["detection_index"][keep]]
+                pixels = self._large_masks_redrawn(
+                    pixels, out["masks"][keep], boxes[keep], (tile, tile)
+                )
                 labels = out["labels"][keep]
                 p_shred = np.asarray(out.get("p_shred", np.full(len(scores), np.nan)))[keep]
                 for (rows, cols), label, score, class_score, shred in zip(
@@ -466,6 +488,23 @@ class Segmenter:
                         }
                     )
         return found
+
+    def _large_masks_redrawn(self, pixels: list, masks, boxes, shape) -> list:
+        """``pixels`` with each instance of ``large_mask_area`` pixels or more drawn again at
+        ``large_mask_threshold`` (the label map's masks; see :class:`SegmentConfig`)."""
+        low = self.config.large_mask_threshold
+        if low is None:
+            return pixels
+        large = [
+            k for k, (rows, _) in enumerate(pixels) if rows.size >= self.config.large_mask_area
+        ]
+        if not large:
+            return pixels
+        redrawn = _mask_pixels(np.asarray(masks)[large], np.asarray(boxes)[large], shape, low)
+        out = list(pixels)
+        for k, drawn in zip(large, redrawn, strict=True):
+            out[k] = drawn
+        return out
 
 
 def _detections(module, inputs: list) -> list[dict[str, Any]]:

@@ -79,6 +79,8 @@ def as_catalog(
     *,
     mask_threshold: float = 0.5,
     paint_by: str = "detection_scores",
+    large_mask_threshold: float | None = None,
+    large_mask_area: int = 600,
 ) -> dict[str, Any]:
     """A prediction as the ``Segmenter``'s label map leaves it.
 
@@ -89,7 +91,9 @@ def as_catalog(
     than :data:`skysift.segment.MIN_KEPT_FRACTION` of its own mask (or none) is dropped.
     Other keys follow the kept instances; the input is not modified. ``paint_by="scores"``
     paints by the typed ``scores`` instead, as the ``Segmenter`` did before session 23 (the
-    shipped second looks' training stamps were cut so).
+    shipped second looks' training stamps were cut so). An instance of ``large_mask_area``
+    pixels or more at ``mask_threshold`` is painted at ``large_mask_threshold`` when given
+    (``SegmentConfig.large_mask_threshold``).
     """
     from skysift.segment import MIN_KEPT_FRACTION
 
@@ -98,7 +102,11 @@ def as_catalog(
     scores = np.asarray(prediction.get(paint_by, prediction["scores"]))
     if not scores.size or "masks" not in prediction:
         return dict(prediction)
-    masks = np.asarray(prediction["masks"])[:, 0] >= mask_threshold
+    probabilities = np.asarray(prediction["masks"])[:, 0]
+    masks = probabilities >= mask_threshold
+    if large_mask_threshold is not None:
+        large = masks.reshape(len(masks), -1).sum(axis=1) >= large_mask_area
+        masks[large] = probabilities[large] >= large_mask_threshold
     labels = np.zeros(masks.shape[1:], dtype=np.int32)
     for k in np.argsort(scores, kind="stable"):
         labels[masks[k]] = k + 1

@@ -439,10 +439,13 @@ def segmenter_catalogs(
     mask_threshold: float = 0.5,
     star_fraction: float | None = None,
     shreds=None,
+    large_mask_threshold: float | None = None,
+    large_mask_area: int = 600,
 ) -> list[dict[str, Any]]:
     """The ``Segmenter``'s catalog of each sample: :func:`refined_predictions`, painted
     (:func:`skysift.evaluate.segmentation.as_catalog`) with masks where the mask
-    probability reaches ``mask_threshold`` (``SegmentConfig.mask_threshold``)."""
+    probability reaches ``mask_threshold`` (``SegmentConfig.mask_threshold``; large
+    instances at ``large_mask_threshold``, as ``SegmentConfig`` says)."""
     from skysift.evaluate.segmentation import as_catalog
 
     predictions = refined_predictions(
@@ -453,7 +456,8 @@ def segmenter_catalogs(
         star_fraction=star_fraction,
         shreds=shreds,
     )
-    return [as_catalog(p, mask_threshold=mask_threshold) for p in predictions]
+    large = {"large_mask_threshold": large_mask_threshold, "large_mask_area": large_mask_area}
+    return [as_catalog(p, mask_threshold=mask_threshold, **large) for p in predictions]
 
 
 def network_images(model, samples: list[dict[str, Any]]) -> list[np.ndarray]:
