@@ -64,3 +64,7 @@ def test_regions_parse_back_with_one_based_shift_handled(tmp_path, catalog):
     np.testing.assert_allclose([r.center.x for r in parsed], catalog["x"].value)
     assert [str(r.meta["text"]) for r in parsed] == ["1", "2", "3"]
     assert [r.visual["edgecolor"] for r in parsed] == ["cyan", "orange", "green"]
+    flagged = catalog.copy()
+    flagged["p_shred"] = np.array([np.nan, 0.7, 0.2], np.float32)  # the galaxy is a shred
+    parsed = Regions.read(write_regions(flagged, tmp_path / "shreds.reg"), format="ds9")
+    assert [r.visual["edgecolor"] for r in parsed] == ["cyan", "magenta", "green"]

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 from html.parser import HTMLParser
 
+import numpy as np
 import pytest
 
 import skysift
@@ -84,3 +85,18 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     parser = _Counter()
     parser.feed(dom)
     assert parser.rows == len(result.catalog)
+
+
+def test_overlay_classes_mark_shreds_over_their_group():
+    """A source with P(shred) >= 0.5 is drawn as a shred whatever its P(star); NaN is not."""
+    from astropy.table import QTable
+
+    from skysift.report import _kinds
+
+    catalog = QTable(
+        {
+            "p_star": np.array([0.9, 0.1, 0.1, np.nan]),
+            "p_shred": np.array([np.nan, 0.7, 0.2, np.nan]),
+        }
+    )
+    assert _kinds(catalog).tolist() == ["star", "shred", "galaxy", "source"]

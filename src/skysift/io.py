@@ -283,11 +283,12 @@ def write_regions(
 
     Positions are the catalog's 0-based ``x``, ``y``; ``regions`` writes DS9's 1-based image
     coordinates. Circles are coloured by ``morphology`` (or by ``p_star`` >= 0.5 when there is
-    no morphology): stars cyan, galaxies orange, unknown green.
+    no morphology): stars cyan, galaxies orange, unknown green; a source with ``p_shred`` >=
+    0.5 (a clump of a larger galaxy, :mod:`skysift.shreds`) magenta.
     """
     from regions import CirclePixelRegion, PixCoord, RegionMeta, Regions, RegionVisual
 
-    palette = {"star": "cyan", "galaxy": "orange", "": "green"} | (colors or {})
+    palette = {"star": "cyan", "galaxy": "orange", "shred": "magenta", "": "green"} | (colors or {})
     x = np.asarray(getattr(table["x"], "value", table["x"]), dtype=float)
     y = np.asarray(getattr(table["y"], "value", table["y"]), dtype=float)
     ids = np.asarray(table["id"]) if "id" in table.colnames else np.arange(1, len(x) + 1)
@@ -307,6 +308,14 @@ def write_regions(
 
 
 def _region_kinds(table) -> list[str]:
+    kinds = _group_kinds(table)
+    if "p_shred" in table.colnames:
+        shred = np.asarray(table["p_shred"], dtype=float) >= 0.5  # NaN: not a shred
+        kinds = ["shred" if s else k for k, s in zip(kinds, shred, strict=True)]
+    return kinds
+
+
+def _group_kinds(table) -> list[str]:
     n = len(table)
     if "morphology" in table.colnames:
         kinds = [str(m) for m in table["morphology"]]

@@ -47,7 +47,8 @@ def _figure_bytes(fig) -> bytes:
 
 
 def overlay_png(image: Image, catalog, *, max_pixels: int = 1600) -> bytes:
-    """PNG bytes of the image (asinh, zscale) with the catalog's sources marked by class."""
+    """PNG bytes of the image (asinh, zscale) with the catalog's sources marked by class
+    (star, galaxy, shred: P(shred) >= 0.5, or source when unclassified)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -68,7 +69,13 @@ def overlay_png(image: Image, catalog, *, max_pixels: int = 1600) -> bytes:
     )
     x, y = np.asarray(catalog["x"].value), np.asarray(catalog["y"].value)
     kinds = _kinds(catalog)
-    for kind, colour in (("star", "#4fc3f7"), ("galaxy", "#ffb74d"), ("source", "#69f0ae")):
+    palette = (
+        ("star", "#4fc3f7"),
+        ("galaxy", "#ffb74d"),
+        ("shred", "#ff4081"),
+        ("source", "#69f0ae"),
+    )
+    for kind, colour in palette:
         chosen = kinds == kind
         if chosen.any():
             ax.scatter(
@@ -95,6 +102,8 @@ def _kinds(catalog) -> np.ndarray:
         p = np.asarray(catalog["p_star"], dtype=float)
         kinds[np.isfinite(p) & (p >= 0.5)] = "star"
         kinds[np.isfinite(p) & (p < 0.5)] = "galaxy"
+    if "p_shred" in catalog.colnames:  # a clump of a larger galaxy (skysift.shreds)
+        kinds[np.asarray(catalog["p_shred"], dtype=float) >= 0.5] = "shred"
     return kinds
 
 
