@@ -24,6 +24,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+#: Options several commands take.
+WEIGHTS_OUT = typer.Option(
+    None, help="Write weights + card here (default: the package's weights folder)."
+)
+QUIET = typer.Option(False, "--quiet", "-q")
+
 
 @app.callback()
 def _root(
@@ -190,7 +196,7 @@ def batch(
     ),
     workers: int = typer.Option(2, help="Worker processes of the local cluster."),
     config: Path = typer.Option(None, help="YAML pipeline configuration."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = QUIET,
 ) -> None:
     """Run the pipeline on many images with Dask; re-running skips finished images.
 
@@ -271,7 +277,7 @@ def demo(
     density: float = typer.Option(60.0, help="Sources per arcmin^2 above the 5-sigma depth."),
     seed: int = typer.Option(2_000_000, help="Seed of the simulated field."),
     overwrite: bool = typer.Option(True, help="Replace earlier demo outputs."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = QUIET,
 ) -> None:
     """Simulate a MeerLICHT-like field, localize its sources, and score them against the truth.
 
@@ -323,6 +329,7 @@ def _brief(value) -> str:
 
 
 train_app = typer.Typer(help="Train skysift's networks on simulated fields (CPU).")
+
 app.add_typer(train_app, name="train")
 
 
@@ -338,10 +345,8 @@ def train_localizer_command(
     ),
     data_dir: Path = typer.Option(Path("data"), help="Where simulated fields are cached."),
     run_dir: Path = typer.Option(Path("runs/localizer"), help="Checkpoints and the log."),
-    out: Path = typer.Option(
-        None, help="Write weights + card here (default: the package's weights folder)."
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    out: Path = WEIGHTS_OUT,
+    quiet: bool = QUIET,
 ) -> None:
     """Simulate the training/validation fields, train the localizer, tune LoG, write weights.
 
@@ -444,10 +449,8 @@ def train_segmenter_command(
     run_dir: Path = typer.Option(
         None, help="Checkpoints and the log (default runs/segmenter or runs/segmenter_boxes)."
     ),
-    out: Path = typer.Option(
-        None, help="Write weights + card here (default: the package's weights folder)."
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    out: Path = WEIGHTS_OUT,
+    quiet: bool = QUIET,
 ) -> None:
     """Simulate images, train the Mask R-CNN segmenter in stages, test it, write weights.
 
@@ -523,10 +526,8 @@ def train_morphology_command(
     workers: int = typer.Option(2, help="Processes simulating the images."),
     data_dir: Path = typer.Option(Path("data"), help="Where simulated stamps are cached."),
     run_dir: Path = typer.Option(None, help="Checkpoints and the log (default runs/<data>)."),
-    out: Path = typer.Option(
-        None, help="Write weights + card here (default: the package's weights folder)."
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    out: Path = WEIGHTS_OUT,
+    quiet: bool = QUIET,
 ) -> None:
     """Simulate stamps, train the type network, test it, write weights.
 
@@ -628,10 +629,8 @@ def train_second_look_command(
     run_dir: Path = typer.Option(
         None, help="Stamps, checkpoint and log (default runs/<model name>)."
     ),
-    out: Path = typer.Option(
-        None, help="Write weights + card here (default: the package's weights folder)."
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    out: Path = WEIGHTS_OUT,
+    quiet: bool = QUIET,
 ) -> None:
     """Train the segmenter's PSF-aware star/galaxy second look, test it, write weights.
 
@@ -702,10 +701,8 @@ def train_shred_command(
     ),
     data_dir: Path = typer.Option(Path("data"), help="Where simulated fields are cached."),
     run_dir: Path = typer.Option(Path("runs/shred"), help="Checkpoint, log and summary."),
-    out: Path = typer.Option(
-        None, help="Write weights + card here (default: the package's weights folder)."
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    out: Path = WEIGHTS_OUT,
+    quiet: bool = QUIET,
 ) -> None:
     """Train the shred classifier (Galaxy Shreds), test it, write weights.
 
@@ -762,10 +759,8 @@ def train_stargalaxy_command(
     threads: int = typer.Option(2, help="PyTorch threads for training."),
     data_dir: Path = typer.Option(Path("data"), help="Where simulated cutouts are cached."),
     run_dir: Path = typer.Option(Path("runs/stargalaxy"), help="Checkpoints and the log."),
-    out: Path = typer.Option(
-        None, help="Write weights + card here (default: the package's weights folder)."
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    out: Path = WEIGHTS_OUT,
+    quiet: bool = QUIET,
 ) -> None:
     """Simulate varying-PSF MeerLICHT fields, cut sources at the localizer's positions, train
     the star/galaxy network, calibrate it (L-T Platt) and write weights + card.
