@@ -355,6 +355,7 @@ class Segmenter:
         raise InvalidParameterError(
             f"the {self.config.model!r} model"
             + (" with a second look" if self.config.second_look else "")
+            + (" with a shred classifier" if self.config.shreds else "")
             + " takes the PSF FWHM as an input, and it could not "
             f"be measured on this image (fewer than {PSF_MIN_SOURCES} bright point sources, or "
             f"a PSF wider than {2 * SEEING_RADIUS:g} px): give SegmentConfig(psf_fwhm=<pixels>) "
