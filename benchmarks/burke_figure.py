@@ -9,6 +9,9 @@ percentile bootstrap interval over the fields
 
 Run: ``.venv/bin/python benchmarks/burke_figure.py --fields 1024``. Writes
 ``benchmarks/results/burke_figure_<fields>.json`` and ``docs/benchmarks/burke_figure.md``.
+With ``--update --looks <spec>`` only those looks are run again and put into the existing
+results (the detector and the other looks are deterministic, so they would come out the same;
+the page says which looks were re-run, and when a shipped model changed, by which command).
 """
 
 from __future__ import annotations
@@ -198,6 +201,12 @@ def markdown(result: dict) -> str:
     lines.append(
         f"Segmenting and scoring took {result['seconds']:.0f} s on {result['threads']} thread(s)."
     )
+    for update in result.get("updates", []):
+        lines += [
+            "",
+            f"Re-run since, the other looks kept as they were: `{update['command']}` "
+            f"({', '.join(update['looks'])}; {update['seconds']:.0f} s).",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -228,6 +237,12 @@ def main() -> None:
         help="Write burke_figure_<fields>_<tag>.json and docs/benchmarks/burke_figure_<tag>.md "
         "(the default page is left alone).",
     )
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="Run only --looks and put them into the existing results of the same --fields "
+        "and --tag (replacing a look of the same name); the other looks are kept as they were.",
+    )
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--confidence", type=float, default=0.9)
     parser.add_argument("--threads", type=int, default=2)
@@ -242,6 +257,9 @@ def main() -> None:
     if args.redraw:
         publish(json.loads(args.redraw.read_text()))
         return
+    tag = f"_{args.tag}" if args.tag else ""
+    out = ROOT / "benchmarks" / "results" / f"burke_figure_{args.fields}{tag}.json"
+    previous = _previous(out, args) if args.update else None
     import torch
 
     from skysift.models.registry import load_model
@@ -286,23 +304,54 @@ def main() -> None:
             merged, n_first=64, resamples=args.resamples, confidence=args.confidence
         )
         print(spec, json.dumps(looks[spec], default=float))
-    result = {
-        "command": " ".join(["python benchmarks/burke_figure.py", *sys.argv[1:]]),
-        "model": args.model,
-        "fields": len(samples),
-        "n_first": 64,
-        "confidence": args.confidence,
-        "resamples": args.resamples,
-        "threads": args.threads,
-        "seconds": time.perf_counter() - started,
-        "paint": paint,
-        "looks": looks,
-    }
-    tag = f"_{args.tag}" if args.tag else ""
-    out = ROOT / "benchmarks" / "results" / f"burke_figure_{args.fields}{tag}.json"
+    command = " ".join(["python benchmarks/burke_figure.py", *sys.argv[1:]])
+    seconds = time.perf_counter() - started
+    if previous is not None:
+        result = previous | {"looks": previous["looks"] | looks}
+        update = {"command": command, "looks": list(looks), "seconds": seconds}
+        result["updates"] = [*previous.get("updates", []), update]
+    else:
+        result = {
+            "command": command,
+            "model": args.model,
+            "fields": len(samples),
+            "n_first": 64,
+            "confidence": args.confidence,
+            "resamples": args.resamples,
+            "threads": args.threads,
+            "seconds": seconds,
+            "paint": paint,
+            "looks": looks,
+        }
     with atomic_write(out) as tmp:
         tmp.write_text(json.dumps(result, indent=1, default=float) + "\n")
     publish(json.loads(out.read_text()), tag=tag)
+
+
+def _previous(path: Path, args) -> dict:
+    """The results that ``--update`` adds to, checked to be of the same run settings."""
+    if not path.exists():
+        sys.exit(f"--update: no results to update at {path}; run without --update first")
+    previous = json.loads(path.read_text())
+    paint = {}
+    if args.large_mask_threshold is not None:
+        paint = {
+            "large_mask_threshold": args.large_mask_threshold,
+            "large_mask_area": args.large_mask_area,
+        }
+    asked = {
+        "model": args.model,
+        "fields": args.fields,
+        "resamples": args.resamples,
+        "confidence": args.confidence,
+        "paint": paint,
+    }
+    differ = {
+        k: (previous.get(k), v) for k, v in asked.items() if (previous.get(k) or {}) != (v or {})
+    }
+    if differ:
+        sys.exit(f"--update: {path} was made with other settings (was, asked): {differ}")
+    return previous
 
 
 def publish(result: dict, *, tag: str = "") -> None:

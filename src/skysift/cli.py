@@ -706,8 +706,8 @@ def train_shred_command(
 ) -> None:
     """Train the shred classifier (Galaxy Shreds), test it, write weights.
 
-    Simulates 120 training, 30 validation and 60 test DECaLS fields of 1024x1024 if missing
-    (about 20 minutes on two processes), trains on both views of every source with S/N >= 5,
+    Simulates 240 training, 30 validation and 60 test DECaLS fields of 1024x1024 if missing
+    (about 35 minutes on two processes), trains on both views of every source with S/N >= 5,
     moves the output to the validation fields' share of shreds and scores the test fields.
     """
     from skysift.train.shred import ShredTrainingConfig, finish_shred, prepare_data, train_shred

@@ -56,7 +56,7 @@ class ShredTrainingConfig:
     val_dir: str = "data/shred_validation"
     test_dir: str = "data/shred_test"
     run_dir: str = "runs/shred"
-    n_train_fields: int = 120
+    n_train_fields: int = 240
     n_val_fields: int = 30
     n_test_fields: int = 60
     filters: int = 32
