@@ -47,12 +47,18 @@ def parse_look(spec: str) -> tuple[str | None, float | None, str | None]:
 
 
 def rankings(
-    module, samples, *, galaxy_typer, looks: dict, paint: dict | None = None
+    module,
+    samples,
+    *,
+    galaxy_typer,
+    looks: dict,
+    paint: dict | None = None,
+    mask_boxes: dict | None = None,
 ) -> dict[str, list[dict]]:
     """Per look (``{spec: (SecondLook or None, star fraction or None, ShredClassifier or
     None)}``), :func:`figure_rankings` of the ``Segmenter``'s catalogs; the detector runs
     once per chunk of images, and each look refines its predictions. ``paint`` holds
-    :func:`as_catalog`'s large-mask options."""
+    :func:`as_catalog`'s large-mask options, ``mask_boxes`` :func:`predict`'s."""
     from skysift.evaluate.segmentation import as_catalog, figure_rankings
     from skysift.train.segmenter import network_images, predict, refine, sample_targets
 
@@ -60,7 +66,7 @@ def rankings(
     merged = {spec: [{"snr_min": cut, "star": [], "galaxy": []} for cut in CUTS] for spec in looks}
     for start in range(0, len(samples), CHUNK):
         chunk = samples[start : start + CHUNK]
-        predictions = predict(module, network_images(module, chunk))
+        predictions = predict(module, network_images(module, chunk), **(mask_boxes or {}))
         targets = [sample_targets(s["labels"], s["ids"], s["classes"]) for s in chunk]
         for spec, (look, star_fraction, shreds) in looks.items():
             refined = refine(
@@ -180,6 +186,14 @@ def markdown(result: dict) -> str:
             "(`SegmentConfig.large_mask_threshold`).",
             "",
         ]
+    boxes = result.get("mask_boxes") or {}
+    if boxes:
+        lines += [
+            f"The masks of detections whose box is {boxes['mask_box_side']:g} pixels or more "
+            f"on its longer side are drawn in boxes {boxes['mask_box_scale']:g} times larger "
+            "(`SegmentConfig.mask_box_scale`).",
+            "",
+        ]
     for group in ("galaxy", "star"):
         lines += [
             f"## {'Galaxies' if group == 'galaxy' else 'Stars'}",
@@ -231,6 +245,14 @@ def main() -> None:
         "(SegmentConfig.large_mask_threshold), for every look.",
     )
     parser.add_argument("--large-mask-area", type=int, default=600)
+    parser.add_argument(
+        "--mask-box-scale",
+        type=float,
+        default=1.0,
+        help="Draw large boxes' masks in boxes this many times larger "
+        "(SegmentConfig.mask_box_scale).",
+    )
+    parser.add_argument("--mask-box-side", type=float, default=24.0)
     parser.add_argument(
         "--tag",
         default="",
@@ -292,13 +314,10 @@ def main() -> None:
             None if shreds is None else ShredClassifier(shreds),
         )
     looks = {}
-    paint = {}
-    if args.large_mask_threshold is not None:
-        paint = {
-            "large_mask_threshold": args.large_mask_threshold,
-            "large_mask_area": args.large_mask_area,
-        }
-    ranked = rankings(module, samples, galaxy_typer=typer, looks=chosen, paint=paint)
+    paint, mask_boxes = _paint(args), _mask_boxes(args)
+    ranked = rankings(
+        module, samples, galaxy_typer=typer, looks=chosen, paint=paint, mask_boxes=mask_boxes
+    )
     for spec, merged in ranked.items():
         looks[spec] = intervals(
             merged, n_first=64, resamples=args.resamples, confidence=args.confidence
@@ -321,6 +340,7 @@ def main() -> None:
             "threads": args.threads,
             "seconds": seconds,
             "paint": paint,
+            "mask_boxes": mask_boxes,
             "looks": looks,
         }
     with atomic_write(out) as tmp:
@@ -328,23 +348,35 @@ def main() -> None:
     publish(json.loads(out.read_text()), tag=tag)
 
 
+def _paint(args) -> dict:
+    """:func:`as_catalog`'s large-mask options asked for on the command line."""
+    if args.large_mask_threshold is None:
+        return {}
+    return {
+        "large_mask_threshold": args.large_mask_threshold,
+        "large_mask_area": args.large_mask_area,
+    }
+
+
+def _mask_boxes(args) -> dict:
+    """:func:`predict`'s enlarged mask boxes asked for on the command line."""
+    if args.mask_box_scale == 1.0:
+        return {}
+    return {"mask_box_scale": args.mask_box_scale, "mask_box_side": args.mask_box_side}
+
+
 def _previous(path: Path, args) -> dict:
     """The results that ``--update`` adds to, checked to be of the same run settings."""
     if not path.exists():
         sys.exit(f"--update: no results to update at {path}; run without --update first")
     previous = json.loads(path.read_text())
-    paint = {}
-    if args.large_mask_threshold is not None:
-        paint = {
-            "large_mask_threshold": args.large_mask_threshold,
-            "large_mask_area": args.large_mask_area,
-        }
     asked = {
         "model": args.model,
         "fields": args.fields,
         "resamples": args.resamples,
         "confidence": args.confidence,
-        "paint": paint,
+        "paint": _paint(args),
+        "mask_boxes": _mask_boxes(args),
     }
     differ = {
         k: (previous.get(k), v) for k, v in asked.items() if (previous.get(k) or {}) != (v or {})

@@ -319,6 +319,14 @@ def main() -> None:
     )
     parser.add_argument("--large-mask-area", type=int, default=600)
     parser.add_argument(
+        "--mask-box-scale",
+        type=float,
+        default=1.0,
+        help="Draw large boxes' masks in boxes this many times larger "
+        "(SegmentConfig.mask_box_scale).",
+    )
+    parser.add_argument("--mask-box-side", type=float, default=24.0)
+    parser.add_argument(
         "--shreds",
         default=None,
         help="Shred classifier whose 1 - P(shred) scales each galaxy's score "
@@ -377,6 +385,8 @@ def main() -> None:
         shreds=shreds,
         large_mask_threshold=args.large_mask_threshold,
         large_mask_area=args.large_mask_area,
+        mask_box_scale=args.mask_box_scale,
+        mask_box_side=args.mask_box_side,
     )
     cuts = tuple(float(v) for v in args.cuts.split(","))
     result = limits(catalogs, samples, module.skysift_config.classes, cuts)
@@ -389,6 +399,8 @@ def main() -> None:
         name += f"_{args.shreds}"
     if args.large_mask_threshold is not None:
         name += f"_large{args.large_mask_threshold:g}at{args.large_mask_area}"
+    if args.mask_box_scale != 1.0:
+        name += f"_boxes{args.mask_box_scale:g}from{args.mask_box_side:g}"
     if args.tag:
         name += f"_{args.tag}"
     result.update(model=name, image_set=args.images, galaxy_types=typer is not None)

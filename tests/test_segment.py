@@ -129,6 +129,25 @@ def test_margin_must_leave_a_kept_region():
         SegmentConfig(tile=300)
 
 
+def test_mask_boxes_grow_about_their_centre_from_the_given_side():
+    import torch
+
+    from skysift.errors import InvalidParameterError
+    from skysift.segment import grown_boxes
+
+    boxes = torch.tensor([[10.0, 20.0, 40.0, 30.0], [0.0, 0.0, 8.0, 8.0]])
+    out, grown = grown_boxes(boxes, scale=1.2, min_side=24)
+    assert grown.tolist() == [True, False]
+    np.testing.assert_allclose(out[0].numpy(), [7.0, 19.0, 43.0, 31.0])
+    np.testing.assert_array_equal(out[1].numpy(), boxes[1].numpy())
+    with pytest.raises(InvalidParameterError, match="mask_box_scale"):
+        SegmentConfig(mask_box_scale=0.8)
+    with pytest.raises(InvalidParameterError, match="mask_box_scale"):
+        SegmentConfig(mask_box_scale=2.0)
+    with pytest.raises(InvalidParameterError, match="mask_box_side"):
+        SegmentConfig(mask_box_scale=1.2, mask_box_side=-1)
+
+
 def test_a_star_fraction_needs_a_second_look_and_a_fraction():
     from skysift.errors import InvalidParameterError
 

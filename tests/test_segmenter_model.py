@@ -193,6 +193,52 @@ def test_masks_pasted_into_their_boxes_equal_torchvision_whole_tile_masks(shippe
             np.testing.assert_array_equal(cols, cols_tv)
 
 
+def test_large_boxes_masks_are_drawn_in_grown_boxes_and_pasted_alike(shipped):
+    """With ``mask_box_scale`` the detections keep their boxes, scores and the small boxes'
+    masks; a large box's mask is drawn again in the grown box, can reach past the box, and
+    the benchmarks' whole-image pasting (``predict``) gives the segmenter's pixels."""
+    import torch
+
+    from skysift.segment import _detections, _mask_pixels
+    from skysift.train.segmenter import predict
+
+    field, _ = next(_cutouts(1))
+    data = shipped.network_input(field.image)
+    size = shipped.config.tile  # the tile size the segmenter's detector runs at
+    data = np.pad(data, ((0, 0), (0, size - data.shape[1]), (0, size - data.shape[2])))
+    tile = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
+    module = shipped.module
+    with torch.no_grad():
+        plain = {k: v.numpy() for k, v in _detections(module, [tile])[0].items()}
+        grown = _detections(module, [tile], mask_box_scale=1.3, mask_box_side=24)[0]
+        grown = {k: v.numpy() for k, v in grown.items()}
+    for key in ("boxes", "scores", "labels"):
+        np.testing.assert_array_equal(grown[key], plain[key])
+    side = np.maximum(*(plain["boxes"][:, 2:] - plain["boxes"][:, :2]).T)
+    large = side >= 24
+    assert large.any()
+    assert (~large).any()
+    np.testing.assert_array_equal(grown["masks"][~large], plain["masks"][~large])
+    np.testing.assert_array_equal(grown["mask_boxes"][~large], plain["boxes"][~large])
+    widths = np.diff(grown["mask_boxes"][large][:, [0, 2]], axis=1)[:, 0]
+    np.testing.assert_allclose(widths, 1.3 * np.diff(plain["boxes"][large][:, [0, 2]])[:, 0])
+    shape = tuple(tile.shape[-2:])
+    pixels = _mask_pixels(grown["masks"], grown["mask_boxes"], shape, 0.5)
+    x0, y0, x1, y1 = plain["boxes"].T
+    outside = [
+        ((cols < np.floor(x0[k])) | (cols > np.ceil(x1[k]))).any()
+        | ((rows < np.floor(y0[k])) | (rows > np.ceil(y1[k]))).any()
+        for k, (rows, cols) in enumerate(pixels)
+    ]
+    assert any(np.asarray(outside)[large])
+    (whole,) = predict(module, [data], mask_box_scale=1.3, mask_box_side=24)
+    np.testing.assert_array_equal(whole["boxes"], plain["boxes"])
+    for k, (rows, cols) in enumerate(pixels):
+        theirs = np.nonzero(whole["masks"][k, 0] >= 0.5)
+        np.testing.assert_array_equal(rows, theirs[0])
+        np.testing.assert_array_equal(cols, theirs[1])
+
+
 @pytest.mark.parametrize("name", ["second_look", "second_look_reject"])
 def test_shipped_second_look_was_trained_on_the_shipped_psf_segmenter(name):
     """Each second look learned the mistakes of one segmenter's catalog; its card must name

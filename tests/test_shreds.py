@@ -231,7 +231,8 @@ def test_training_keeps_the_best_epoch_and_ships_a_card_that_loads(tmp_path):
 def test_the_shipped_model_tells_clumps_from_galaxies_in_a_held_out_field():
     """A seeded test-seed field rich in clumpy disks: the shipped classifier ranks its
     clumps above its galaxies and stars (AUC 0.991 when written, 0.976 for the 120-field
-    model) and flags few of the others (none of 109); at the typical field's share of shreds it flags only the surest clumps."""
+    model) and flags few of the others (none of 109); at the typical field's share of
+    shreds it flags only the surest clumps."""
     from dataclasses import replace
 
     from sklearn.metrics import roc_auc_score

@@ -76,6 +76,16 @@ class SegmentConfig:
         None paints every instance at ``mask_threshold``.
     large_mask_area : int
         Pixels (at ``mask_threshold``) from which ``large_mask_threshold`` applies.
+    mask_box_scale : float
+        The mask of a detection whose box is ``mask_box_side`` pixels or more on its longer
+        side is drawn in that box enlarged this many times about its centre (1 draws every
+        mask in its own box, as torchvision's Mask R-CNN does). The mask head draws inside
+        the box it is given, and the boxes of large bright galaxies stop short of their
+        2-sigma isophote (docs/models.md, session 25). The second look and the shred
+        classifier see these masks too; at most 1.5 (beyond ~1.4 the box is one the mask head
+        never saw in training).
+    mask_box_side : float
+        Longer box side (pixels) from which ``mask_box_scale`` applies.
     batch_size : int
         Tiles per network call.
     centroid_sigma : float
@@ -120,6 +130,8 @@ class SegmentConfig:
     mask_threshold: float = 0.5
     large_mask_threshold: float | None = None
     large_mask_area: int = 600
+    mask_box_scale: float = 1.0
+    mask_box_side: float = 24.0
     batch_size: int = 4
     centroid_sigma: float = 1.5
     galaxy_types: str | None = "morphology"
@@ -144,6 +156,14 @@ class SegmentConfig:
         if self.large_mask_area < 1:
             raise InvalidParameterError(
                 f"large_mask_area must be >= 1 pixel, got {self.large_mask_area}"
+            )
+        if not 1.0 <= self.mask_box_scale <= 1.5:
+            raise InvalidParameterError(
+                f"mask_box_scale must be in [1, 1.5], got {self.mask_box_scale}"
+            )
+        if not self.mask_box_side >= 0:
+            raise InvalidParameterError(
+                f"mask_box_side must be >= 0 pixels, got {self.mask_box_side}"
             )
         if self.margin < 0 or self.batch_size < 1:
             raise InvalidParameterError("margin must be >= 0 and batch_size >= 1")
@@ -415,7 +435,12 @@ class Segmenter:
                 window[:, : piece.shape[1], : piece.shape[2]] = piece
                 inputs.append(torch.from_numpy(window))
             with torch.no_grad():
-                outputs = _detections(self.module, inputs)
+                outputs = _detections(
+                    self.module,
+                    inputs,
+                    mask_box_scale=self.config.mask_box_scale,
+                    mask_box_side=self.config.mask_box_side,
+                )
             for t, window, out in zip(batch, inputs, outputs, strict=True):
                 out = {key: value.numpy() for key, value in out.items()}
                 bands = window.numpy()[: self.architecture.in_channels]  # no PSF channel
@@ -423,7 +448,10 @@ class Segmenter:
                 if self.second_look is not None or self.shreds is not None:
                     # they see each mask before the score cut
                     every_pixels = _mask_pixels(
-                        out["masks"], out["boxes"], (tile, tile), self.config.mask_threshold
+                        out["masks"],
+                        out.get("mask_boxes", out["boxes"]),
+                        (tile, tile),
+                        self.config.mask_threshold,
                     )
                     out = out | {"detection_index": np.arange(len(out["scores"]))}
                 if self.second_look is not None:
@@ -448,6 +476,7 @@ class Segmenter:
                 if self.galaxy_typer is not None:
                     out = retype_galaxies(out, bands, self.galaxy_typer, classes=classes)
                 boxes = out["boxes"]
+                mask_boxes = out.get("mask_boxes", boxes)  # the box each mask is drawn in
                 # the cut and the paint order use the detection score (P(source) x P(group)
                 # after a second look): how sure the source is, not how sure its galaxy type
                 scores = np.asarray(out.get("detection_scores", out["scores"]))
@@ -463,12 +492,15 @@ class Segmenter:
                 )
                 if every_pixels is None:
                     pixels = _mask_pixels(
-                        out["masks"][keep], boxes[keep], (tile, tile), self.config.mask_threshold
+                        out["masks"][keep],
+                        mask_boxes[keep],
+                        (tile, tile),
+                        self.config.mask_threshold,
                     )
                 else:
                     pixels = [every_pixels[i] for i in out["detection_index"][keep]]
                 pixels = self._large_masks_redrawn(
-                    pixels, out["masks"][keep], boxes[keep], (tile, tile)
+                    pixels, out["masks"][keep], mask_boxes[keep], (tile, tile)
                 )
                 labels = out["labels"][keep]
                 p_shred = np.asarray(out.get("p_shred", np.full(len(scores), np.nan)))[keep]
@@ -508,7 +540,9 @@ class Segmenter:
         return out
 
 
-def _detections(module, inputs: list) -> list[dict[str, Any]]:
+def _detections(
+    module, inputs: list, *, mask_box_scale: float = 1.0, mask_box_side: float = 24.0
+) -> list[dict[str, Any]]:
     """The detector's eval-mode outputs for a batch of tiles, masks left unpasted if it can.
 
     A torchvision Mask R-CNN pastes every mask into an image of the whole tile; for ~100
@@ -517,6 +551,11 @@ def _detections(module, inputs: list) -> list[dict[str, Any]]:
     in their box (the tiles are never resized, so boxes need no rescaling);
     :func:`_mask_pixels` pastes each one into its box only. Any other module (a stand-in) is
     called as it is and returns whole-tile masks.
+
+    With ``mask_box_scale`` above 1, the mask of each detection whose box is
+    ``mask_box_side`` pixels or more on its longer side is drawn again in its box enlarged
+    that many times about its centre (:func:`_masks_in_grown_boxes`); ``"mask_boxes"`` then
+    holds the box each mask belongs to.
     """
     parts = ("transform", "backbone", "rpn", "roi_heads")
     if not all(hasattr(module, name) for name in parts):
@@ -527,7 +566,65 @@ def _detections(module, inputs: list) -> list[dict[str, Any]]:
     features = module.backbone(images.tensors)
     proposals, _ = module.rpn(images, features)
     detections, _ = module.roi_heads(features, proposals, images.image_sizes)
+    if mask_box_scale != 1.0 and getattr(module.roi_heads, "has_mask", lambda: False)():
+        detections = _masks_in_grown_boxes(
+            module.roi_heads,
+            features,
+            detections,
+            images.image_sizes,
+            scale=mask_box_scale,
+            min_side=mask_box_side,
+        )
     return detections
+
+
+def grown_boxes(boxes, *, scale: float, min_side: float):
+    """``(n, 4)`` xyxy ``boxes`` (torch) with each one whose longer side is ``min_side`` or
+    more enlarged ``scale`` times about its centre, and which ones were."""
+    import torch
+
+    width, height = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    grown = torch.maximum(width, height) >= min_side
+    centre_x, centre_y = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+    half_width, half_height = scale * width / 2, scale * height / 2
+    enlarged = torch.stack(
+        [
+            centre_x - half_width,
+            centre_y - half_height,
+            centre_x + half_width,
+            centre_y + half_height,
+        ],
+        dim=1,
+    )
+    return torch.where(grown[:, None], enlarged, boxes), grown
+
+
+def _masks_in_grown_boxes(heads, features, detections, image_sizes, *, scale, min_side):
+    """``detections`` with the masks of their large boxes drawn again by the mask head in
+    boxes ``scale`` times larger (:func:`grown_boxes`), and ``"mask_boxes"`` added.
+
+    The box regression stops short of a large galaxy's faint wings, and the mask head draws
+    inside the box it is given, so its mask cannot reach them; it was trained on proposals
+    that overlap their source's box with IoU >= 0.5, so a box up to ~1.4 times larger is one
+    it knows how to draw in (docs/models.md, session 25).
+    """
+    from torchvision.models.detection.roi_heads import maskrcnn_inference
+
+    out = [dict(d) for d in detections]
+    grown = [grown_boxes(d["boxes"], scale=scale, min_side=min_side) for d in detections]
+    for d, (boxes, _) in zip(out, grown, strict=True):
+        d["mask_boxes"] = boxes
+    if not any(bool(large.any()) for _, large in grown):
+        return out
+    pooled = heads.mask_roi_pool(features, [boxes[large] for boxes, large in grown], image_sizes)
+    logits = heads.mask_predictor(heads.mask_head(pooled))
+    redrawn = maskrcnn_inference(
+        logits, [d["labels"][large] for d, (_, large) in zip(detections, grown, strict=True)]
+    )
+    for d, (_, large), masks in zip(out, grown, redrawn, strict=True):
+        d["masks"] = d["masks"].clone()
+        d["masks"][large] = masks
+    return out
 
 
 def _mask_pixels(

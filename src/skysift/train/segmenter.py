@@ -327,8 +327,17 @@ def _stage_at(stages: tuple[Stage, ...], step: int) -> tuple[int, Stage]:
     return len(stages) - 1, stages[-1]
 
 
-def predict(model, images: list[np.ndarray], *, batch_size: int = 4) -> list[dict[str, Any]]:
-    """Eval-mode predictions (numpy) for normalized ``(bands, H, W)`` images."""
+def predict(
+    model,
+    images: list[np.ndarray],
+    *,
+    batch_size: int = 4,
+    mask_box_scale: float = 1.0,
+    mask_box_side: float = 24.0,
+) -> list[dict[str, Any]]:
+    """Eval-mode predictions (numpy) for normalized ``(bands, H, W)`` images, masks pasted
+    into whole images; large instances' masks drawn in enlarged boxes as
+    ``SegmentConfig(mask_box_scale=, mask_box_side=)`` says."""
     import torch
 
     model.eval()
@@ -339,8 +348,29 @@ def predict(model, images: list[np.ndarray], *, batch_size: int = 4) -> list[dic
                 torch.from_numpy(np.ascontiguousarray(i))
                 for i in images[start : start + batch_size]
             ]
-            for result in model(batch):
+            if mask_box_scale == 1.0:
+                results = model(batch)
+            else:
+                results = _with_grown_mask_boxes(model, batch, mask_box_scale, mask_box_side)
+            for result in results:
                 out.append({k: v.numpy() for k, v in result.items()})
+    return out
+
+
+def _with_grown_mask_boxes(model, batch, scale: float, side: float) -> list[dict[str, Any]]:
+    """The Mask R-CNN's detections with the ``Segmenter``'s masks in enlarged boxes,
+    pasted into whole images as torchvision pastes its own."""
+    from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+    from skysift.segment import _detections
+
+    detections = _detections(model, batch, mask_box_scale=scale, mask_box_side=side)
+    out = []
+    for image, d in zip(batch, detections, strict=True):
+        d = dict(d)
+        mask_boxes = d.pop("mask_boxes", d["boxes"])
+        d["masks"] = paste_masks_in_image(d["masks"], mask_boxes, tuple(image.shape[-2:]))
+        out.append(d)
     return out
 
 
@@ -361,11 +391,14 @@ def refined_predictions(
     second_look=None,
     star_fraction: float | None = None,
     shreds=None,
+    mask_box_scale: float = 1.0,
+    mask_box_side: float = 24.0,
 ) -> list[dict[str, Any]]:
     """:func:`predict` on samples of :func:`load_images`, refined as the ``Segmenter`` does
     (:func:`refine`)."""
+    boxes = {"mask_box_scale": mask_box_scale, "mask_box_side": mask_box_side}
     return refine(
-        predict(model, network_images(model, samples)),
+        predict(model, network_images(model, samples), **boxes),
         samples,
         model.skysift_config.classes,
         galaxy_typer=galaxy_typer,
@@ -441,11 +474,14 @@ def segmenter_catalogs(
     shreds=None,
     large_mask_threshold: float | None = None,
     large_mask_area: int = 600,
+    mask_box_scale: float = 1.0,
+    mask_box_side: float = 24.0,
 ) -> list[dict[str, Any]]:
     """The ``Segmenter``'s catalog of each sample: :func:`refined_predictions`, painted
     (:func:`skysift.evaluate.segmentation.as_catalog`) with masks where the mask
     probability reaches ``mask_threshold`` (``SegmentConfig.mask_threshold``; large
-    instances at ``large_mask_threshold``, as ``SegmentConfig`` says)."""
+    instances at ``large_mask_threshold``, and large boxes' masks drawn in enlarged boxes,
+    as ``SegmentConfig`` says)."""
     from skysift.evaluate.segmentation import as_catalog
 
     predictions = refined_predictions(
@@ -455,6 +491,8 @@ def segmenter_catalogs(
         second_look=second_look,
         star_fraction=star_fraction,
         shreds=shreds,
+        mask_box_scale=mask_box_scale,
+        mask_box_side=mask_box_side,
     )
     large = {"large_mask_threshold": large_mask_threshold, "large_mask_area": large_mask_area}
     return [as_catalog(p, mask_threshold=mask_threshold, **large) for p in predictions]
