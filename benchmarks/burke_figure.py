@@ -245,14 +245,7 @@ def main() -> None:
         "(SegmentConfig.large_mask_threshold), for every look.",
     )
     parser.add_argument("--large-mask-area", type=int, default=600)
-    parser.add_argument(
-        "--mask-box-scale",
-        type=float,
-        default=1.0,
-        help="Draw large boxes' masks in boxes this many times larger "
-        "(SegmentConfig.mask_box_scale).",
-    )
-    parser.add_argument("--mask-box-side", type=float, default=24.0)
+    add_mask_box_options(parser)
     parser.add_argument(
         "--tag",
         default="",
@@ -346,6 +339,19 @@ def main() -> None:
     with atomic_write(out) as tmp:
         tmp.write_text(json.dumps(result, indent=1, default=float) + "\n")
     publish(json.loads(out.read_text()), tag=tag)
+
+
+def add_mask_box_options(parser: argparse.ArgumentParser) -> None:
+    """``--mask-box-scale`` and ``--mask-box-side`` (``SegmentConfig``'s options of the
+    same names), shared with ``segmenter_limits.py``."""
+    parser.add_argument(
+        "--mask-box-scale",
+        type=float,
+        default=1.0,
+        help="Draw the masks of boxes of --mask-box-side pixels or more in boxes this many "
+        "times larger (SegmentConfig.mask_box_scale).",
+    )
+    parser.add_argument("--mask-box-side", type=float, default=24.0)
 
 
 def _paint(args) -> dict:

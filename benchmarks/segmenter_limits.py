@@ -27,6 +27,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from burke_figure import add_mask_box_options
 
 from skysift.evaluate.segmentation import (
     counted_detections,
@@ -318,14 +319,7 @@ def main() -> None:
         "_large<value>at<area>.",
     )
     parser.add_argument("--large-mask-area", type=int, default=600)
-    parser.add_argument(
-        "--mask-box-scale",
-        type=float,
-        default=1.0,
-        help="Draw large boxes' masks in boxes this many times larger "
-        "(SegmentConfig.mask_box_scale).",
-    )
-    parser.add_argument("--mask-box-side", type=float, default=24.0)
+    add_mask_box_options(parser)
     parser.add_argument(
         "--shreds",
         default=None,
