@@ -170,7 +170,7 @@ def test_masks_pasted_into_their_boxes_equal_torchvision_whole_tile_masks(shippe
     torchvision's own whole-tile pasting, for the shipped network's real detections."""
     import torch
 
-    from skysift.segment import _detections, _mask_pixels
+    from skysift.segment import _mask_pixels, detector_outputs
 
     field, _ = next(_cutouts(1))
     data = shipped.network_input(field.image)
@@ -180,7 +180,7 @@ def test_masks_pasted_into_their_boxes_equal_torchvision_whole_tile_masks(shippe
     module = shipped.module
     with torch.no_grad():
         whole = {k: v.numpy() for k, v in module([tile])[0].items()}
-        local = {k: v.numpy() for k, v in _detections(module, [tile])[0].items()}
+        local = {k: v.numpy() for k, v in detector_outputs(module, [tile])[0].items()}
     np.testing.assert_array_equal(local["boxes"], whole["boxes"])
     assert local["masks"].shape[-1] < tile.shape[-1] == whole["masks"].shape[-1]
     shape = tuple(tile.shape[-2:])
@@ -199,7 +199,7 @@ def test_large_boxes_masks_are_drawn_in_grown_boxes_and_pasted_alike(shipped):
     the benchmarks' whole-image pasting (``predict``) gives the segmenter's pixels."""
     import torch
 
-    from skysift.segment import _detections, _mask_pixels
+    from skysift.segment import _mask_pixels, detector_outputs
     from skysift.train.segmenter import predict
 
     field, _ = next(_cutouts(1))
@@ -209,8 +209,8 @@ def test_large_boxes_masks_are_drawn_in_grown_boxes_and_pasted_alike(shipped):
     tile = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
     module = shipped.module
     with torch.no_grad():
-        plain = {k: v.numpy() for k, v in _detections(module, [tile])[0].items()}
-        grown = _detections(module, [tile], mask_box_scale=1.3, mask_box_side=24)[0]
+        plain = {k: v.numpy() for k, v in detector_outputs(module, [tile])[0].items()}
+        grown = detector_outputs(module, [tile], mask_box_scale=1.3, mask_box_side=24)[0]
         grown = {k: v.numpy() for k, v in grown.items()}
     for key in ("boxes", "scores", "labels"):
         np.testing.assert_array_equal(grown[key], plain[key])

@@ -435,7 +435,7 @@ class Segmenter:
                 window[:, : piece.shape[1], : piece.shape[2]] = piece
                 inputs.append(torch.from_numpy(window))
             with torch.no_grad():
-                outputs = _detections(
+                outputs = detector_outputs(
                     self.module,
                     inputs,
                     mask_box_scale=self.config.mask_box_scale,
@@ -540,7 +540,7 @@ class Segmenter:
         return out
 
 
-def _detections(
+def detector_outputs(
     module, inputs: list, *, mask_box_scale: float = 1.0, mask_box_side: float = 24.0
 ) -> list[dict[str, Any]]:
     """The detector's eval-mode outputs for a batch of tiles, masks left unpasted if it can.

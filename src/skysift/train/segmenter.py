@@ -362,9 +362,9 @@ def _with_grown_mask_boxes(model, batch, scale: float, side: float) -> list[dict
     pasted into whole images as torchvision pastes its own."""
     from torchvision.models.detection.roi_heads import paste_masks_in_image
 
-    from skysift.segment import _detections
+    from skysift.segment import detector_outputs
 
-    detections = _detections(model, batch, mask_box_scale=scale, mask_box_side=side)
+    detections = detector_outputs(model, batch, mask_box_scale=scale, mask_box_side=side)
     out = []
     for image, d in zip(batch, detections, strict=True):
         d = dict(d)
