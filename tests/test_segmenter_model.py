@@ -273,3 +273,33 @@ def test_second_look_keeps_the_psf_segmenter_s_central_galaxies_and_stars():
     assert counts["typed"] >= 4
     assert counts["bright_stars"] >= 20
     assert counts["stars_found"] >= 0.9 * counts["bright_stars"]
+
+
+def test_benchmark_catalogs_do_not_depend_on_the_chunk_they_are_painted_in(tmp_path):
+    """``segmenter_catalogs`` predicts and paints a few images at a time (memory on 1,024
+    fields); each image is refined on its own, so the catalogs must not depend on how many
+    (up to the float rounding of torch's batched convolutions)."""
+    import dataclasses
+
+    from skysift.models.registry import load_model
+    from skysift.sim.dataset import write_dataset
+    from skysift.train.segmenter import load_images, segmenter_catalogs
+    from skysift.train.segmenter_data import SegmenterSamples, typical_field_configs
+
+    drawn = typical_field_configs("test", 3)  # free seeds: no dataset or benchmark uses them
+    configs = [dataclasses.replace(c, seed=2_200_000 + k) for k, c in enumerate(drawn)]
+    write_dataset(tmp_path, configs, SegmenterSamples(), progress=False)
+    samples = load_images(str(tmp_path))
+    module, _ = load_model("segmenter")
+    one_by_one = segmenter_catalogs(module, samples, chunk=1)
+    together = segmenter_catalogs(module, samples, chunk=32)
+    assert len(one_by_one) == len(together) == 3
+    assert sum(len(c["scores"]) for c in together) > 0
+    for mine, theirs in zip(one_by_one, together, strict=True):
+        assert mine.keys() == theirs.keys()
+        for key in mine:
+            a, b = np.asarray(mine[key]), np.asarray(theirs[key])
+            if a.dtype.kind == "f":
+                np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=key)
+            else:
+                np.testing.assert_array_equal(a, b, err_msg=key)

@@ -476,26 +476,34 @@ def segmenter_catalogs(
     large_mask_area: int = 600,
     mask_box_scale: float = 1.0,
     mask_box_side: float = 24.0,
+    chunk: int = 32,
 ) -> list[dict[str, Any]]:
     """The ``Segmenter``'s catalog of each sample: :func:`refined_predictions`, painted
     (:func:`skysift.evaluate.segmentation.as_catalog`) with masks where the mask
     probability reaches ``mask_threshold`` (``SegmentConfig.mask_threshold``; large
     instances at ``large_mask_threshold``, and large boxes' masks drawn in enlarged boxes,
-    as ``SegmentConfig`` says)."""
+    as ``SegmentConfig`` says).
+
+    The samples are predicted and painted ``chunk`` at a time, so that only that many
+    images' whole-image mask probabilities are held at once (each image is refined on its
+    own, so the catalogs do not depend on ``chunk``)."""
     from skysift.evaluate.segmentation import as_catalog
 
-    predictions = refined_predictions(
-        model,
-        samples,
-        galaxy_typer=galaxy_typer,
-        second_look=second_look,
-        star_fraction=star_fraction,
-        shreds=shreds,
-        mask_box_scale=mask_box_scale,
-        mask_box_side=mask_box_side,
-    )
     large = {"large_mask_threshold": large_mask_threshold, "large_mask_area": large_mask_area}
-    return [as_catalog(p, mask_threshold=mask_threshold, **large) for p in predictions]
+    catalogs = []
+    for start in range(0, len(samples), max(1, chunk)):
+        predictions = refined_predictions(
+            model,
+            samples[start : start + max(1, chunk)],
+            galaxy_typer=galaxy_typer,
+            second_look=second_look,
+            star_fraction=star_fraction,
+            shreds=shreds,
+            mask_box_scale=mask_box_scale,
+            mask_box_side=mask_box_side,
+        )
+        catalogs += [as_catalog(p, mask_threshold=mask_threshold, **large) for p in predictions]
+    return catalogs
 
 
 def network_images(model, samples: list[dict[str, Any]]) -> list[np.ndarray]:
