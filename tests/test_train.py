@@ -224,20 +224,37 @@ def test_segmenter_typical_fields_join_the_training_images_and_the_card(tmp_path
     assert not seeds & {c.seed for c in segmenter_field_configs("train", 1500)}
     assert {c.seed for c in typical_field_configs("test", 3)} <= set(SEED_RANGES["test"])
     small = [dataclasses.replace(c, size=64) for c in typical[:2]]
-    write_dataset(tmp_path / "typical", small[:1], SegmenterSamples(), progress=False)
-    write_dataset(tmp_path / "train", small[1:], SegmenterSamples(), progress=False)
+    standard = [dataclasses.replace(c, size=64) for c in segmenter_field_configs("train", 2)]
+    # each folder holds one field more than the config names (another run's data)
+    write_dataset(tmp_path / "typical", small, SegmenterSamples(), progress=False)
+    write_dataset(tmp_path / "train", standard, SegmenterSamples(), progress=False)
     config = SegmenterTrainingConfig(
         train_dir=str(tmp_path / "train"),
         typical_dir=str(tmp_path / "typical"),
+        n_train=1,
         n_typical=1,
         stages=LONG_STAGES,
     )
-    assert len(_training_images(config)) == 2
+    images = _training_images(config)
+    assert [s["seed"] for s in images] == [standard[0].seed, small[0].seed]
     assert len(_training_images(dataclasses.replace(config, n_typical=0))) == 1
+    assert len(_training_images(dataclasses.replace(config, n_train=2, n_typical=2))) == 4
+    from skysift.errors import SkysiftError
+
+    with pytest.raises(SkysiftError, match="holds 2 of the 3 training fields"):
+        _training_images(dataclasses.replace(config, n_train=3))
     card = card_for(config)
     assert card["training"]["command"].endswith("--schedule long --typical-fields 1")
-    with_psf = dataclasses.replace(config, architecture=SegmenterConfig(psf_channel=True))
+    renamed = card_for(dataclasses.replace(config, name="segmenter_renamed"))
+    assert renamed["name"] == "segmenter_renamed"
+    assert renamed["training"]["command"].endswith("--typical-fields 1 --name segmenter_renamed")
+    with_psf = dataclasses.replace(
+        config, name="segmenter_psf", architecture=SegmenterConfig(psf_channel=True)
+    )
     assert card_for(with_psf)["training"]["command"].endswith("--psf-channel")
+    # a PSF model called 'segmenter' is not the default name: the command must say it
+    misnamed = dataclasses.replace(with_psf, name="segmenter")
+    assert card_for(misnamed)["training"]["command"].endswith("--psf-channel --name segmenter")
     assert "typical DECaLS fields" in card["trained_on"]["images"]
     assert card_for(SegmenterTrainingConfig())["training"]["command"] == (
         "skysift train segmenter --seed 0"

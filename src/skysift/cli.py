@@ -442,13 +442,16 @@ def train_segmenter_command(
         "mask (otherwise a clump beyond its parent's isophote lies on sky); use another "
         "--data-dir than the images simulated without.",
     ),
+    name: str = typer.Option(
+        None,
+        help="Name of the model written (default: 'segmenter', 'segmenter_boxes', or either "
+        "with '_psf' for --psf-channel); the weights do not depend on it.",
+    ),
     workers: int = typer.Option(
         2, help="Processes simulating missing images (the images do not depend on it)."
     ),
     data_dir: Path = typer.Option(Path("data"), help="Where simulated images are cached."),
-    run_dir: Path = typer.Option(
-        None, help="Checkpoints and the log (default runs/segmenter or runs/segmenter_boxes)."
-    ),
+    run_dir: Path = typer.Option(None, help="Checkpoints and the log (default runs/<name>)."),
     out: Path = WEIGHTS_OUT,
     quiet: bool = QUIET,
 ) -> None:
@@ -462,6 +465,8 @@ def train_segmenter_command(
     from skysift.train.segmenter import (
         SCHEDULES,
         SegmenterTrainingConfig,
+        checked_model_name,
+        default_segmenter_name,
         finish_segmenter,
         prepare_data,
         train_segmenter,
@@ -474,11 +479,11 @@ def train_segmenter_command(
             )
         if typical_fields < 0:
             raise InvalidParameterError(f"typical-fields must be >= 0, got {typical_fields}")
-        name = "segmenter_boxes" if box_only else "segmenter"
-        if psf_channel:
-            name = f"{name}_psf"
+        model_name = default_segmenter_name(box_only=box_only, psf_channel=psf_channel)
+        if name is not None:
+            model_name = checked_model_name(name)
         config = SegmenterTrainingConfig(
-            name=name,
+            name=model_name,
             architecture=SegmenterConfig(masks=not box_only, psf_channel=psf_channel),
             stages=SCHEDULES[schedule],
             seed=seed,
@@ -491,7 +496,7 @@ def train_segmenter_command(
             clumps_in_footprints=clumps_in_footprints,
             train_dir=str(data_dir / "segmenter_train"),
             val_dir=str(data_dir / "segmenter_val"),
-            run_dir=str(run_dir or Path("runs") / name),
+            run_dir=str(run_dir or Path("runs") / model_name),
         )
         prepare_data(config, progress=not quiet, workers=workers)
         _train_then_finish(

@@ -254,6 +254,15 @@ def _read_manifest(out: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text())
 
 
+def dataset_seeds(out_dir) -> list[int]:
+    """The seeds of the fields a dataset directory holds, in its manifest's order."""
+    out = Path(out_dir)
+    manifest = _read_manifest(out)
+    if manifest is None:
+        raise InvalidParameterError(f"{out}: no {MANIFEST}; not a skysift dataset directory")
+    return [entry["seed"] for entry in manifest["shards"]]
+
+
 def iter_shards(out_dir, *, seeds: Iterable[int] | None = None) -> Iterator[dict[str, np.ndarray]]:
     """Yield the arrays of each shard in a dataset directory (one shard in memory at a time)."""
     out = Path(out_dir)

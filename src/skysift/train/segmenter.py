@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -664,11 +665,54 @@ def initial_state(name: str, architecture: SegmenterConfig) -> dict[str, Any]:
     return with_zero_psf_weights(state) if adds_psf else state
 
 
+def default_segmenter_name(*, box_only: bool = False, psf_channel: bool = False) -> str:
+    """The name ``skysift train segmenter`` gives a model when ``--name`` is not given."""
+    name = "segmenter_boxes" if box_only else "segmenter"
+    return f"{name}_psf" if psf_channel else name
+
+
+def checked_model_name(name: str) -> str:
+    """``name`` when it can name a weights file and card (lower-case letters, digits and
+    underscores, starting with a letter); else a clear error."""
+    from skysift.errors import InvalidParameterError
+
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise InvalidParameterError(
+            f"model name {name!r}: use lower-case letters, digits and underscores, starting "
+            "with a letter (it names the weights file and the card)"
+        )
+    return name
+
+
 def _training_images(config: SegmenterTrainingConfig) -> list[dict[str, Any]]:
-    train = load_images(config.train_dir, annotations=config.masks)
+    clumps = {"clumps_in_footprints": config.clumps_in_footprints}
+    named = segmenter_field_configs("train", config.n_train, **clumps)
+    train = _named_images(config.train_dir, named, annotations=config.masks)
     if config.n_typical:
-        train += load_images(config.typical_dir, annotations=config.masks)
+        typical = typical_field_configs("train", config.n_typical, **clumps)
+        train += _named_images(config.typical_dir, typical, annotations=config.masks)
     return train
+
+
+def _named_images(directory: str, configs, *, annotations: str) -> list[dict[str, Any]]:
+    """The images of ``configs`` in ``directory``, and only those: a data folder may hold
+    more fields (another run's ``--n-train`` or ``--typical-fields``), and reading them all
+    would train on another set than the card records. A folder holding none of them (data of
+    one's own) is read whole."""
+    from skysift.errors import InvalidParameterError
+    from skysift.sim.dataset import dataset_seeds
+
+    held = set(dataset_seeds(directory))
+    wanted = [c.seed for c in configs]
+    found = [seed for seed in wanted if seed in held]
+    if not found:
+        return load_images(directory, annotations=annotations)
+    if len(found) < len(wanted):
+        raise InvalidParameterError(
+            f"{directory}: holds {len(found)} of the {len(wanted)} training fields the run "
+            "names; simulate the rest first (skysift train segmenter does)"
+        )
+    return load_images(directory, annotations=annotations, seeds=wanted)
 
 
 def evaluate_segmenter(
@@ -885,6 +929,7 @@ def card_for(config: SegmenterTrainingConfig) -> dict[str, Any]:
         + (" --psf-channel" if config.architecture.psf_channel else "")
         + (f" --init-from {config.init_from}" if config.init_from else "")
         + (" --clumps-in-footprints" if config.clumps_in_footprints else "")
+        + (f" --name {config.name}" if config.name != _default_name(config) else "")
         # CPU kernels reduce in another order on another thread count
         + (f" --threads {config.threads}" if config.threads != 2 else "")
     )
@@ -942,6 +987,13 @@ def card_for(config: SegmenterTrainingConfig) -> dict[str, Any]:
         },
         "training": training,
     }
+
+
+def _default_name(config: SegmenterTrainingConfig) -> str:
+    architecture = config.architecture
+    return default_segmenter_name(
+        box_only=not architecture.masks, psf_channel=architecture.psf_channel
+    )
 
 
 def finish_segmenter(
