@@ -468,3 +468,20 @@ def test_both_views_stack_the_native_and_the_zoomed_cutouts():
         p = look.probabilities(bands, masks, psf_fwhm=4.0)
     assert p.shape == (2, 3)
     np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_a_second_look_runs_quietly_with_a_detector_fine_tuned_from_its_own(caplog):
+    """``segmenter_psf_typical`` continues ``segmenter_psf``, whose catalog the looks learned,
+    and was measured with them (docs/models.md, session 26): no pairing warning."""
+    from skysift.models.registry import load_card
+    from skysift.segment import SegmentConfig, Segmenter
+
+    card = load_card("segmenter_psf_typical")
+    assert card["training"]["initialized_from"]["name"] == "segmenter_psf"
+    with caplog.at_level("WARNING", logger="skysift"):
+        Segmenter(
+            SegmentConfig(
+                model="segmenter_psf_typical", psf_fwhm=4.0, second_look="second_look_reject"
+            )
+        )
+    assert "learned the mistakes" not in caplog.text

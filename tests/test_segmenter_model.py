@@ -89,26 +89,40 @@ def test_shipped_model_segments_and_classifies_central_galaxies(shipped):
     assert counts["stars_found"] >= 0.9 * counts["bright_stars"]
 
 
-def test_psf_model_continues_the_segmenter_and_segments_given_the_fwhm():
-    """``segmenter_psf`` is the shipped segmenter fine-tuned with the PSF FWHM as an input:
-    its card names that model's exact weights, and given each cutout's true FWHM it passes
-    the shipped model's checks on the same cutouts."""
+PSF_MODELS = {
+    # name: (what --init-from continued, the rest of its command)
+    "segmenter_psf": ("segmenter", "--typical-fields 300 --psf-channel --init-from segmenter"),
+    "segmenter_psf_typical": (
+        "segmenter_psf",
+        "--typical-fields 1200 --psf-channel --init-from segmenter_psf "
+        "--name segmenter_psf_typical --threads 1",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PSF_MODELS))
+def test_psf_model_continues_its_parent_and_segments_given_the_fwhm(name):
+    """``segmenter_psf`` is the shipped segmenter fine-tuned with the PSF FWHM as an input,
+    ``segmenter_psf_typical`` that model fine-tuned on four times the typical fields: each
+    card names its parent's exact weights, and given each cutout's true FWHM each passes the
+    shipped model's checks on the same cutouts."""
     from skysift.models.registry import load_card
     from skysift.segment import SegmentConfig, Segmenter
 
-    card = load_card("segmenter_psf")
+    parent, options = PSF_MODELS[name]
+    card = load_card(name)
+    assert card["name"] == name
     assert card["architecture"]["config"]["psf_channel"] is True
     assert card["training"]["command"] == (
-        "skysift train segmenter --seed 0 --schedule finetune --typical-fields 300 "
-        "--psf-channel --init-from segmenter"
+        f"skysift train segmenter --seed 0 --schedule finetune {options}"
     )
-    assert card["training"]["initialized_from"]["sha256"] == load_card("segmenter")["sha256"]
-    assert card["metrics"]["test_central_mask_map_50"] > 0.7  # held out: 0.75 (raw classes)
+    assert card["training"]["initialized_from"]["sha256"] == load_card(parent)["sha256"]
+    assert card["metrics"]["test_central_mask_map_50"] > 0.7  # held out: 0.82 (raw classes)
 
     def segment(image, field):
         height, width = field.image.data.shape[-2:]
         fwhm = field.psf.fwhm_at((width - 1) / 2, (height - 1) / 2) / field.psf.pixel_scale
-        return Segmenter(SegmentConfig(model="segmenter_psf", psf_fwhm=float(fwhm)))(image)
+        return Segmenter(SegmentConfig(model=name, psf_fwhm=float(fwhm)))(image)
 
     counts = _central_galaxy_counts(segment)
     assert counts["found"] >= 6

@@ -427,7 +427,7 @@ def train_segmenter_command(
         "--psf-channel",
         help="Give the network the PSF FWHM as one more input channel (experimental: "
         "the Segmenter runs such a model given the FWHM; see docs/models.md, session 11). "
-        "The model is called 'segmenter_psf'.",
+        "The model is called 'segmenter_psf' unless --name says otherwise.",
     ),
     init_from: str = typer.Option(
         None,

@@ -286,7 +286,10 @@ class Segmenter:
             if self.config.star_fraction is not None:
                 self.second_look.require_trained_star_fraction()  # fail before any tile
             learned_from = self.second_look.card.get("segmenter", {}).get("name")
-            if learned_from not in (None, card["name"]):
+            # a detector fine-tuned from the look's own (segmenter_psf_typical) was measured
+            # with it: docs/models.md, session 26
+            parent = card.get("training", {}).get("initialized_from", {}).get("name")
+            if learned_from not in (None, card["name"], parent):
                 log.warning(
                     "segment: second look %r learned the mistakes of %r, not of %r; its "
                     "figures in docs/models.md do not hold for this pairing",
