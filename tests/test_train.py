@@ -200,6 +200,7 @@ def test_tiny_segmenter_training_runs_in_stages_and_resumes(
 
 
 def test_segmenter_typical_fields_join_the_training_images_and_the_card(tmp_path):
+    from skysift.errors import SkysiftError
     from skysift.models.segmenter import SegmenterConfig
     from skysift.sim.dataset import write_dataset
     from skysift.sim.seeds import SEED_RANGES
@@ -239,12 +240,16 @@ def test_segmenter_typical_fields_join_the_training_images_and_the_card(tmp_path
     assert [s["seed"] for s in images] == [standard[0].seed, small[0].seed]
     assert len(_training_images(dataclasses.replace(config, n_typical=0))) == 1
     assert len(_training_images(dataclasses.replace(config, n_train=2, n_typical=2))) == 4
-    from skysift.errors import SkysiftError
-
     with pytest.raises(SkysiftError, match="holds 2 of the 3 training fields"):
         _training_images(dataclasses.replace(config, n_train=3))
     card = card_for(config)
     assert card["training"]["command"].endswith("--schedule long --typical-fields 1")
+    from skysift.train.segmenter import checked_model_name
+
+    assert checked_model_name("segmenter_renamed") == "segmenter_renamed"
+    for bad in ("Segmenter", "../weights", "2nd", "a-b"):
+        with pytest.raises(SkysiftError, match="lower-case letters"):
+            checked_model_name(bad)
     renamed = card_for(dataclasses.replace(config, name="segmenter_renamed"))
     assert renamed["name"] == "segmenter_renamed"
     assert renamed["training"]["command"].endswith("--typical-fields 1 --name segmenter_renamed")

@@ -491,11 +491,12 @@ def segmenter_catalogs(
     from skysift.evaluate.segmentation import as_catalog
 
     large = {"large_mask_threshold": large_mask_threshold, "large_mask_area": large_mask_area}
+    step = max(1, chunk)
     catalogs = []
-    for start in range(0, len(samples), max(1, chunk)):
+    for start in range(0, len(samples), step):
         predictions = refined_predictions(
             model,
-            samples[start : start + max(1, chunk)],
+            samples[start : start + step],
             galaxy_typer=galaxy_typer,
             second_look=second_look,
             star_fraction=star_fraction,
@@ -921,6 +922,9 @@ def card_for(config: SegmenterTrainingConfig) -> dict[str, Any]:
             "measured on the image's stars)"
         )
     schedule = next((k for k, v in SCHEDULES.items() if v == config.stages), None)
+    default_name = default_segmenter_name(
+        box_only=not config.architecture.masks, psf_channel=config.architecture.psf_channel
+    )
     options = (
         (" --masks otsu" if config.masks != "truth" else "")
         + ("" if config.architecture.masks else " --box-only")
@@ -929,7 +933,7 @@ def card_for(config: SegmenterTrainingConfig) -> dict[str, Any]:
         + (" --psf-channel" if config.architecture.psf_channel else "")
         + (f" --init-from {config.init_from}" if config.init_from else "")
         + (" --clumps-in-footprints" if config.clumps_in_footprints else "")
-        + (f" --name {config.name}" if config.name != _default_name(config) else "")
+        + (f" --name {config.name}" if config.name != default_name else "")
         # CPU kernels reduce in another order on another thread count
         + (f" --threads {config.threads}" if config.threads != 2 else "")
     )
@@ -987,13 +991,6 @@ def card_for(config: SegmenterTrainingConfig) -> dict[str, Any]:
         },
         "training": training,
     }
-
-
-def _default_name(config: SegmenterTrainingConfig) -> str:
-    architecture = config.architecture
-    return default_segmenter_name(
-        box_only=not architecture.masks, psf_channel=architecture.psf_channel
-    )
 
 
 def finish_segmenter(
