@@ -74,6 +74,13 @@ def test_bad_option_is_one_line_not_a_traceback(tmp_path):
         assert result.exit_code == 2
         assert message in result.output
         assert not any(tmp_path.iterdir())  # refused before anything is simulated
+    for command in ("segmenter", "second-look"):
+        result = runner.invoke(
+            app, ["train", command, "--name", "Look-2", "--data-dir", str(tmp_path), "-q"]
+        )
+        assert result.exit_code == 2
+        assert "model name 'Look-2'" in result.output
+        assert not any(tmp_path.iterdir())
 
 
 def test_import_is_light():

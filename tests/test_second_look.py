@@ -388,6 +388,30 @@ def test_a_second_look_card_names_its_image_count_and_schedule():
         SecondLookTrainingConfig.named(paint_by="area")
 
 
+def test_a_second_look_trained_on_another_segmenter_can_be_named():
+    from skysift.train.second_look import SecondLookTrainingConfig, card_for
+
+    config = SecondLookTrainingConfig.named(
+        reject=True, segmenter="segmenter_psf_typical", name="second_look_reject_typical"
+    )
+    assert (config.name, config.run_dir) == (
+        "second_look_reject_typical",
+        "runs/second_look_reject_typical",
+    )
+    card = card_for(config, architecture_for(3, reject=True), {"sha256": "0"})
+    assert card["name"] == "second_look_reject_typical"
+    assert card["training"]["command"] == (
+        "skysift train second-look --seed 0 --segmenter segmenter_psf_typical --reject "
+        "--name second_look_reject_typical"
+    )
+    # the default name is left out of the command; a zoomed look keeps its suffix
+    zoomed = SecondLookTrainingConfig.named(cutout="zoomed", name="second_look_zoomed")
+    assert (
+        "--name"
+        not in card_for(zoomed, architecture_for(3), {"sha256": "0"})["training"]["command"]
+    )
+
+
 def test_the_star_fraction_trained_on_counts_stars_among_stars_and_galaxies():
     from skysift.train.second_look import training_star_fraction
 

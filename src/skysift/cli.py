@@ -627,6 +627,12 @@ def train_second_look_command(
         "shipped looks were cut) or 'detection_scores' (the Segmenter's order since session "
         "23).",
     ),
+    name: str = typer.Option(
+        None,
+        help="Name of the model written (default: 'second_look' or 'second_look_reject', "
+        "with '_<cutout>' for another cutout than native), e.g. to keep a look trained on "
+        "another --segmenter beside the shipped ones; the weights do not depend on it.",
+    ),
     workers: int = typer.Option(
         2, help="Processes simulating missing images (the images do not depend on it)."
     ),
@@ -653,10 +659,12 @@ def train_second_look_command(
         finish_second_look,
         train_second_look,
     )
-    from skysift.train.segmenter import SegmenterTrainingConfig, prepare_data
+    from skysift.train.segmenter import SegmenterTrainingConfig, checked_model_name, prepare_data
 
     def run() -> None:
         options = {"run_dir": str(run_dir)} if run_dir else {}
+        if name is not None:
+            options["name"] = checked_model_name(name)
         config = SecondLookTrainingConfig.named(
             reject=reject,
             cutout=cutout,

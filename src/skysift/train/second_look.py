@@ -43,6 +43,14 @@ CHUNK = 32
 DEFAULT_N_IMAGES = (1500, 300)
 
 
+def default_second_look_name(*, reject: bool = False, cutout: str = "native") -> str:
+    """The name a second look is written under unless told otherwise: ``second_look`` or,
+    with ``reject``, ``second_look_reject``; another ``cutout`` than ``native`` adds
+    ``_<cutout>``."""
+    name = "second_look_reject" if reject else "second_look"
+    return name if cutout == "native" else f"{name}_{cutout}"
+
+
 @dataclasses.dataclass(frozen=True)
 class SecondLookTrainingConfig:
     """Everything that fixes a second-look training run."""
@@ -82,9 +90,7 @@ class SecondLookTrainingConfig:
         """The config of ``second_look`` (star or galaxy) or, with ``reject``, of
         ``second_look_reject`` (star, galaxy or false), with their own run directories;
         another ``cutout`` than ``native`` adds ``_<cutout>`` to the name."""
-        name = ("second_look_reject" if reject else "second_look") + (
-            "" if cutout == "native" else f"_{cutout}"
-        )
+        name = options.pop("name", None) or default_second_look_name(reject=reject, cutout=cutout)
         return cls(
             **{"name": name, "run_dir": f"runs/{name}", "reject": reject, "cutout": cutout}
             | options
@@ -443,6 +449,8 @@ def card_for(config: SecondLookTrainingConfig, architecture, segmenter_card: dic
         options += " --clumps-in-footprints"
     if config.paint_by != "scores":
         options += f" --paint-by {config.paint_by}"
+    if config.name != default_second_look_name(reject=config.reject, cutout=config.cutout):
+        options += f" --name {config.name}"
     labels = (
         "labelled by the truth's group (galaxy, star), or false when it matches no truth source"
         if config.reject
