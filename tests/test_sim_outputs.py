@@ -157,6 +157,25 @@ def test_dataset_refuses_to_mix_in_other_fields(tmp_path):
     assert write_dataset(tmp_path, [config, other_seed], extract, progress=False)["n_samples"] == 8
 
 
+def test_dataset_may_hold_more_fields_for_readers_of_named_seeds(tmp_path):
+    """With ``extra_fields`` a directory holding a superset is finished, not refused, and
+    keeps its other fields; other settings for an asked-for seed are refused still."""
+    extract = LocalizerPatches(size=32, stride=32)
+    config = FieldConfig(survey="meerlicht", size=64, density=30, seed=11)
+    other_seed = dataclasses.replace(config, seed=12)
+    write_dataset(tmp_path, [config, other_seed], extract, progress=False)
+    fewer = write_dataset(tmp_path, [other_seed], extract, progress=False, extra_fields=True)
+    assert sorted(entry["seed"] for entry in fewer["shards"]) == [11, 12]
+    with pytest.raises(InvalidParameterError, match="other settings"):
+        write_dataset(
+            tmp_path,
+            [dataclasses.replace(config, density=60)],
+            extract,
+            progress=False,
+            extra_fields=True,
+        )
+
+
 def test_dataset_written_before_a_setting_existed_reads_as_its_default(tmp_path):
     """A shard recorded without a setting added later was simulated as its default does."""
     extract = LocalizerPatches(size=32, stride=32)

@@ -131,6 +131,7 @@ def write_dataset(
     progress: bool = True,
     description: str | None = None,
     workers: int = 1,
+    extra_fields: bool = False,
 ) -> dict[str, Any]:
     """Simulate fields and write one compressed shard of samples per field.
 
@@ -150,6 +151,11 @@ def write_dataset(
         Processes simulating fields at once (each field is drawn from its own seed, so the
         shards do not depend on it). Shards are written, and listed in the manifest, in the
         order of ``configs`` either way.
+    extra_fields : bool
+        Accept a directory that also holds fields not in ``configs`` (kept as they are), for
+        readers that take only the seeds they name (``load_images(..., seeds=)``). Otherwise
+        such a directory is refused, since a reader of the whole directory would mix the two
+        datasets. A field of ``configs`` simulated with other settings is refused either way.
 
     Returns
     -------
@@ -175,7 +181,7 @@ def write_dataset(
             f"{out}: its samples were written by {manifest['extractor']}, not by "
             f"{extract!r}; delete the directory or choose another one to simulate it afresh"
         )
-    _refuse_other_fields(out, manifest, configs)
+    _refuse_other_fields(out, manifest, configs, extra_fields=extra_fields)
     done = {entry["seed"] for entry in manifest["shards"] if (out / entry["file"]).exists()}
     manifest["shards"] = [entry for entry in manifest["shards"] if entry["seed"] in done]
     todo = [c for c in configs if c.seed not in done]
@@ -222,13 +228,19 @@ def _extracted(
         yield from pool.map(_extract_field, jobs)
 
 
-def _refuse_other_fields(out: Path, manifest: dict[str, Any], configs: list[FieldConfig]) -> None:
-    """Raise if ``out`` holds shards of fields other than ``configs`` (other seeds, or the
-    same seed simulated with other settings): readers take every shard of a directory, so
-    finishing such a directory would mix two datasets silently."""
+def _refuse_other_fields(
+    out: Path, manifest: dict[str, Any], configs: list[FieldConfig], *, extra_fields: bool
+) -> None:
+    """Raise if ``out`` holds shards of fields other than ``configs`` (other seeds, unless
+    ``extra_fields``, or the same seed simulated with other settings): a reader of the whole
+    directory would mix two datasets silently."""
     wanted = {c.seed: json.loads(json.dumps(c.to_dict())) for c in configs}
     defaults = json.loads(json.dumps(FieldConfig().to_dict()))
-    stray = [entry["seed"] for entry in manifest["shards"] if entry["seed"] not in wanted]
+    stray = [
+        entry["seed"]
+        for entry in manifest["shards"]
+        if entry["seed"] not in wanted and not extra_fields
+    ]
     changed = [
         entry["seed"]
         for entry in manifest["shards"]

@@ -169,14 +169,22 @@ def prepare_data(
     fields at a time (the images do not depend on it)."""
     clumps = {"clumps_in_footprints": config.clumps_in_footprints}
     validation = segmenter_field_configs("validation", config.n_val, **clumps)
+    # training reads only the fields its config names (_training_images), so a training
+    # folder may hold more (a larger --n-train or --typical-fields run's); validation is
+    # read whole
     datasets = [
-        (config.val_dir, validation, "validation"),
-        (config.train_dir, segmenter_field_configs("train", config.n_train, **clumps), "training"),
+        (config.val_dir, validation, "validation", False),
+        (
+            config.train_dir,
+            segmenter_field_configs("train", config.n_train, **clumps),
+            "training",
+            True,
+        ),
     ]
     if config.n_typical:
         typical = typical_field_configs("train", config.n_typical, **clumps)
-        datasets.append((config.typical_dir, typical, "typical-field training"))
-    for directory, configs, kind in datasets:
+        datasets.append((config.typical_dir, typical, "typical-field training", True))
+    for directory, configs, kind, extra_fields in datasets:
         write_dataset(
             directory,
             configs,
@@ -184,6 +192,7 @@ def prepare_data(
             progress=progress,
             description=f"segmenter {kind} images",
             workers=workers,
+            extra_fields=extra_fields,
         )
 
 
