@@ -236,11 +236,8 @@ def _refuse_other_fields(
     directory would mix two datasets silently."""
     wanted = {c.seed: json.loads(json.dumps(c.to_dict())) for c in configs}
     defaults = json.loads(json.dumps(FieldConfig().to_dict()))
-    stray = [
-        entry["seed"]
-        for entry in manifest["shards"]
-        if entry["seed"] not in wanted and not extra_fields
-    ]
+    seeds = [entry["seed"] for entry in manifest["shards"]]
+    stray = [] if extra_fields else [seed for seed in seeds if seed not in wanted]
     changed = [
         entry["seed"]
         for entry in manifest["shards"]
