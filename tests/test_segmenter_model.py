@@ -253,6 +253,52 @@ def test_large_boxes_masks_are_drawn_in_grown_boxes_and_pasted_alike(shipped):
         np.testing.assert_array_equal(cols, theirs[1])
 
 
+def test_flip_views_give_a_segmentation_that_flips_with_the_image():
+    """With ``augment="flips"`` the image flipped left-right gives the flipped instances:
+    in a tile the image's own size the four views of either image are the same four images
+    (only float sums and the integer rounding of pasted boxes may differ; one view alone
+    gives masks overlapping with IoU 0.3-0.9). The catalog still passes the shipped model's
+    checks on the seeded cutouts."""
+    from skysift.image import Image
+    from skysift.segment import SegmentConfig, Segmenter
+
+    segmenter = Segmenter(SegmentConfig(augment="flips", tile=256))
+    assert segmenter.module.roi_heads.score_thresh < 0.1  # the views keep every detection
+    field, _ = next(_cutouts(1))
+    data = np.asarray(field.image.data)
+    as_is = segmenter(Image.from_array(data))
+    flipped = segmenter(Image.from_array(np.ascontiguousarray(data[..., ::-1])))
+    assert data.shape[-2:] == (256, 256)
+    assert len(flipped) == len(as_is) > 5
+    mirrored = flipped.labels[:, ::-1]
+    same = 0
+    for k in range(len(as_is)):
+        mask = as_is.labels == k + 1
+        owners = mirrored[mask]
+        owner = np.bincount(owners[owners > 0]).argmax() if (owners > 0).any() else 0
+        if owner and mask_iou(mask, mirrored == owner) >= 0.9:
+            same += (flipped.classes[owner - 1] == "star") == (as_is.classes[k] == "star")
+    assert same >= 0.9 * len(as_is)
+    counts = _central_galaxy_counts(lambda image, field: segmenter(image))
+    assert counts["found"] >= 6
+    assert counts["typed"] >= 4
+    assert counts["stars_found"] >= 0.9 * counts["bright_stars"] >= 18
+
+
+def test_flip_views_are_refused_for_a_detector_they_cannot_fuse():
+    from skysift.errors import InvalidParameterError
+    from skysift.segment import SegmentConfig, Segmenter
+    from standins import CARD, ThresholdSegmenter
+
+    segmenter = Segmenter(
+        SegmentConfig(augment="flips", galaxy_types=None), module=ThresholdSegmenter(), card=CARD
+    )
+    with pytest.raises(InvalidParameterError, match="augment='flips' fuses"):
+        segmenter(np.zeros((64, 64), dtype=np.float32))
+    with pytest.raises(InvalidParameterError, match="augment must be one of"):
+        SegmentConfig(augment="rotate")
+
+
 @pytest.mark.parametrize("name", ["second_look", "second_look_reject"])
 def test_shipped_second_look_was_trained_on_the_shipped_psf_segmenter(name):
     """Each second look learned the mistakes of one segmenter's catalog; its card must name
@@ -287,6 +333,38 @@ def test_second_look_keeps_the_psf_segmenter_s_central_galaxies_and_stars():
     assert counts["typed"] >= 4
     assert counts["bright_stars"] >= 20
     assert counts["stars_found"] >= 0.9 * counts["bright_stars"]
+
+
+def test_with_a_second_look_detections_dropped_early_change_nothing():
+    """A second look scores P(source) x P(group), up to twice the detector's score, so the
+    segmenter drops before the mask head only what is below half the kept score; the
+    instances must be those of the full detector output (what the benchmarks score). On
+    this seeded typical field, dropping below the kept score itself lost an instance."""
+    import dataclasses
+    import math
+
+    from skysift.segment import SegmentConfig, Segmenter
+    from skysift.sim import simulate_field
+    from skysift.train.segmenter_data import typical_field_configs
+
+    config = typical_field_configs("test", 7)[6]
+    field = simulate_field(dataclasses.replace(config, seed=2_200_006))  # a free seed
+    options = SegmentConfig(
+        model="segmenter_psf_typical",
+        second_look="second_look_reject",
+        star_fraction=0.27,
+        psf_fwhm=4.0,
+        galaxy_types=None,
+    )
+    early, full, too_early = (Segmenter(options) for _ in range(3))
+    assert early.module.roi_heads.score_thresh == pytest.approx(0.25)
+    full.module.roi_heads.score_thresh = 0.05  # the network's own: every detection
+    too_early.module.roi_heads.score_thresh = math.nextafter(0.5, 0.0)
+    kept, every, fewer = early(field.image), full(field.image), too_early(field.image)
+    assert len(kept) == len(every) > 5
+    np.testing.assert_array_equal(kept.labels, every.labels)
+    np.testing.assert_array_equal(kept.scores, every.scores)
+    assert len(fewer) < len(every)
 
 
 def test_benchmark_catalogs_do_not_depend_on_the_chunk_they_are_painted_in(tmp_path):
