@@ -187,7 +187,13 @@ def markdown(result: dict) -> str:
             "",
         ]
     boxes = result.get("mask_boxes") or {}
-    if boxes:
+    if boxes.get("augment"):
+        lines += [
+            f"Each field is segmented in the views of `{boxes['augment']}`, fused "
+            "(`SegmentConfig.augment`).",
+            "",
+        ]
+    if "mask_box_scale" in boxes:
         lines += [
             f"The masks of detections whose box is {boxes['mask_box_side']:g} pixels or more "
             f"on its longer side are drawn in boxes {boxes['mask_box_scale']:g} times larger "
@@ -342,8 +348,14 @@ def main() -> None:
 
 
 def add_mask_box_options(parser: argparse.ArgumentParser) -> None:
-    """``--mask-box-scale`` and ``--mask-box-side`` (``SegmentConfig``'s options of the
-    same names), shared with ``segmenter_limits.py``."""
+    """``--mask-box-scale``, ``--mask-box-side`` and ``--augment`` (``SegmentConfig``'s
+    options of the same names), shared with ``segmenter_limits.py``."""
+    parser.add_argument(
+        "--augment",
+        choices=("flips", "d4"),
+        default=None,
+        help="Segment every image in 4 or 8 views and fuse them (SegmentConfig.augment).",
+    )
     parser.add_argument(
         "--mask-box-scale",
         type=float,
@@ -365,10 +377,11 @@ def _paint(args) -> dict:
 
 
 def _mask_boxes(args) -> dict:
-    """:func:`predict`'s enlarged mask boxes asked for on the command line."""
+    """:func:`predict`'s enlarged mask boxes and views asked for on the command line."""
+    options = {"augment": args.augment} if args.augment else {}
     if args.mask_box_scale == 1.0:
-        return {}
-    return {"mask_box_scale": args.mask_box_scale, "mask_box_side": args.mask_box_side}
+        return options
+    return {"mask_box_scale": args.mask_box_scale, "mask_box_side": args.mask_box_side} | options
 
 
 def _previous(path: Path, args) -> dict:

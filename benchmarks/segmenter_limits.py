@@ -381,6 +381,7 @@ def main() -> None:
         large_mask_area=args.large_mask_area,
         mask_box_scale=args.mask_box_scale,
         mask_box_side=args.mask_box_side,
+        augment=args.augment,
     )
     cuts = tuple(float(v) for v in args.cuts.split(","))
     result = limits(catalogs, samples, module.skysift_config.classes, cuts)
@@ -395,6 +396,8 @@ def main() -> None:
         name += f"_large{args.large_mask_threshold:g}at{args.large_mask_area}"
     if args.mask_box_scale != 1.0:
         name += f"_boxes{args.mask_box_scale:g}from{args.mask_box_side:g}"
+    if args.augment:
+        name += f"_{args.augment}"
     if args.tag:
         name += f"_{args.tag}"
     result.update(model=name, image_set=args.images, galaxy_types=typer is not None)

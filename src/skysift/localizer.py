@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from skysift.augmentation import AUGMENTATIONS, check_augment, from_view, to_view
 from skysift.catalog import FLAGS, empty_catalog, make_catalog
 from skysift.errors import EmptyCatalogWarning, InvalidParameterError
 from skysift.image import Image
@@ -52,14 +53,6 @@ PEAK_BLOCK = 4096
 #: ... each with at least this much context on every side (8 sigma: the Laplacian's 4-sigma
 #: kernel plus the 2.8-sigma reach of the overlap pruning).
 PEAK_MARGIN = 24
-
-
-#: Test-time augmentations: ``(quarter turns, left-right flip first)`` of each network pass.
-AUGMENTATIONS: dict[str | None, tuple[tuple[int, bool], ...]] = {
-    None: ((0, False),),
-    "flips": ((0, False), (0, True), (2, False), (2, True)),
-    "d4": tuple((turns, flip) for turns in range(4) for flip in (False, True)),
-}
 
 
 @dataclass(frozen=True)
@@ -115,9 +108,7 @@ class LocalizeConfig:
             raise InvalidParameterError(
                 f"backend must be auto, onnx or torch; got {self.backend!r}"
             )
-        if not isinstance(self.augment, str | None) or self.augment not in AUGMENTATIONS:
-            choices = ", ".join(repr(k) for k in AUGMENTATIONS)
-            raise InvalidParameterError(f"augment must be one of {choices}; got {self.augment!r}")
+        check_augment(self.augment)
         if self.tile is not None and self.tile <= 2 * self.margin:
             raise InvalidParameterError(
                 f"tile ({self.tile}) must be larger than twice the margin ({self.margin})"
@@ -220,8 +211,7 @@ class Localizer:
         symmetries = AUGMENTATIONS[self.config.augment]
         probability = None
         for quarter_turns, flip in symmetries:
-            view = np.rot90(normalized[:, ::-1] if flip else normalized, quarter_turns)
-            view = np.ascontiguousarray(view)
+            view = np.ascontiguousarray(to_view(normalized, quarter_turns, flip))
             tile, batch_size = self.tiling(view.shape)
             seen = predict_tiled(
                 view,
@@ -231,8 +221,7 @@ class Localizer:
                 batch_size=batch_size,
                 progress=progress,
             )
-            back = np.rot90(seen, -quarter_turns)
-            back = back[:, ::-1] if flip else back
+            back = from_view(seen, quarter_turns, flip)
             if probability is None:
                 probability = np.ascontiguousarray(back)  # one pass: the map itself
             else:

@@ -344,10 +344,11 @@ def predict(
     batch_size: int = 4,
     mask_box_scale: float = 1.0,
     mask_box_side: float = 24.0,
+    augment: str | None = None,
 ) -> list[dict[str, Any]]:
     """Eval-mode predictions (numpy) for normalized ``(bands, H, W)`` images, masks pasted
-    into whole images; large instances' masks drawn in enlarged boxes as
-    ``SegmentConfig(mask_box_scale=, mask_box_side=)`` says."""
+    into whole images; large instances' masks drawn in enlarged boxes, and several views
+    fused, as ``SegmentConfig(mask_box_scale=, mask_box_side=, augment=)`` says."""
     import torch
 
     model.eval()
@@ -358,23 +359,29 @@ def predict(
                 torch.from_numpy(np.ascontiguousarray(i))
                 for i in images[start : start + batch_size]
             ]
-            if mask_box_scale == 1.0:
+            if mask_box_scale == 1.0 and augment is None:
                 results = model(batch)
             else:
-                results = _with_grown_mask_boxes(model, batch, mask_box_scale, mask_box_side)
+                results = _pasted_detections(
+                    model, batch, augment=augment, scale=mask_box_scale, side=mask_box_side
+                )
             for result in results:
                 out.append({k: v.numpy() for k, v in result.items()})
     return out
 
 
-def _with_grown_mask_boxes(model, batch, scale: float, side: float) -> list[dict[str, Any]]:
-    """The Mask R-CNN's detections with the ``Segmenter``'s masks in enlarged boxes,
-    pasted into whole images as torchvision pastes its own."""
+def _pasted_detections(
+    model, batch, *, augment: str | None, scale: float, side: float
+) -> list[dict[str, Any]]:
+    """The Mask R-CNN's detections as the ``Segmenter`` makes them (masks in enlarged
+    boxes, views fused), pasted into whole images as torchvision pastes its own."""
     from torchvision.models.detection.roi_heads import paste_masks_in_image
 
-    from skysift.segment import detector_outputs
+    from skysift.segment_augment import augmented_detector_outputs
 
-    detections = detector_outputs(model, batch, mask_box_scale=scale, mask_box_side=side)
+    detections = augmented_detector_outputs(
+        model, batch, augment=augment, mask_box_scale=scale, mask_box_side=side
+    )
     out = []
     for image, d in zip(batch, detections, strict=True):
         d = dict(d)
@@ -403,10 +410,11 @@ def refined_predictions(
     shreds=None,
     mask_box_scale: float = 1.0,
     mask_box_side: float = 24.0,
+    augment: str | None = None,
 ) -> list[dict[str, Any]]:
     """:func:`predict` on samples of :func:`load_images`, refined as the ``Segmenter`` does
     (:func:`refine`)."""
-    boxes = {"mask_box_scale": mask_box_scale, "mask_box_side": mask_box_side}
+    boxes = {"mask_box_scale": mask_box_scale, "mask_box_side": mask_box_side, "augment": augment}
     return refine(
         predict(model, network_images(model, samples), **boxes),
         samples,
@@ -486,13 +494,14 @@ def segmenter_catalogs(
     large_mask_area: int = 600,
     mask_box_scale: float = 1.0,
     mask_box_side: float = 24.0,
+    augment: str | None = None,
     chunk: int = 32,
 ) -> list[dict[str, Any]]:
     """The ``Segmenter``'s catalog of each sample: :func:`refined_predictions`, painted
     (:func:`skysift.evaluate.segmentation.as_catalog`) with masks where the mask
     probability reaches ``mask_threshold`` (``SegmentConfig.mask_threshold``; large
-    instances at ``large_mask_threshold``, and large boxes' masks drawn in enlarged boxes,
-    as ``SegmentConfig`` says).
+    instances at ``large_mask_threshold``, large boxes' masks drawn in enlarged boxes, and
+    the views of ``augment`` fused, as ``SegmentConfig`` says).
 
     The samples are predicted and painted ``chunk`` at a time, so that only that many
     images' whole-image mask probabilities are held at once (each image is refined on its
@@ -512,6 +521,7 @@ def segmenter_catalogs(
             shreds=shreds,
             mask_box_scale=mask_box_scale,
             mask_box_side=mask_box_side,
+            augment=augment,
         )
         catalogs += [as_catalog(p, mask_threshold=mask_threshold, **large) for p in predictions]
     return catalogs
@@ -734,11 +744,13 @@ def evaluate_segmenter(
     score_threshold: float = 0.5,
     galaxy_typer=None,
     second_look=None,
+    augment: str | None = None,
 ) -> dict[str, Any]:
     """Test metrics of a segmenter on samples of :func:`load_images`.
 
     With ``second_look`` and ``galaxy_typer`` the predictions are refined as the
-    ``Segmenter`` does (:func:`refined_predictions`).
+    ``Segmenter`` does (:func:`refined_predictions`); with ``augment`` the detector's views
+    are fused as ``SegmentConfig(augment=)`` does.
 
     Returns mask and box mAP (all instances, per class), the matched-instance statistics of
     :func:`skysift.evaluate.segmentation.confusion_statistics`, and for the central galaxies of
@@ -772,7 +784,7 @@ def evaluate_segmenter(
     has_masks = model.skysift_config.masks
     by = "mask" if has_masks else "box"
     predictions = refined_predictions(
-        model, samples, galaxy_typer=galaxy_typer, second_look=second_look
+        model, samples, galaxy_typer=galaxy_typer, second_look=second_look, augment=augment
     )
     targets = [sample_targets(s["labels"], s["ids"], s["classes"]) for s in samples]
     metrics: dict[str, Any] = detection_map(
