@@ -135,3 +135,13 @@ def test_no_detections_in_any_view_fuse_to_none():
     empty = _view(np.zeros((0, 4)), [], [], [], masks=torch.zeros((0, 1, 28, 28)))
     fused = fuse_views([empty, empty], shape=(16, 16), star_label=1, galaxy_label=4)
     assert {key: len(value) for key, value in fused.items()} == dict.fromkeys(fused, 0)
+
+
+def test_views_of_a_box_only_detector_are_refused_by_name():
+    from skysift.models.segmenter import SegmenterConfig, build_segmenter
+    from skysift.train.segmenter import predict
+
+    model = build_segmenter(SegmenterConfig(masks=False))
+    image = np.zeros((3, 256, 256), dtype=np.float32)
+    with pytest.raises(InvalidParameterError, match="augment='flips' fuses"):
+        predict(model, [image], augment="flips")

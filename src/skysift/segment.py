@@ -92,9 +92,11 @@ class SegmentConfig:
         left-right, up-down, or both) or 8 (``"d4"``: also turned by 90 degrees), and the
         views' detections of one source are fused: mean mask probabilities, mean box,
         P(star) and P(galaxy) averaged over the views (:mod:`skysift.segment_augment`).
-        ``"flips"`` raised the mask mAP@0.5 of the validation images from 0.362 to 0.386
-        and found 11 % more of the galaxies missed in typical fields, for 4 times the
-        detector's time (docs/models.md, session 28). None (default): one view.
+        ``"flips"`` raised the all-instance mask mAP@0.5 of the held-out test images from
+        0.339 to 0.369 (mask mAP@[0.5:0.95] 0.163 -> 0.210) for 4 times the detector's
+        time; Burke et al.'s figure moved within its noise, and ``"d4"`` did worse than
+        ``"flips"`` on validation (docs/models.md, session 28). The views keep every
+        detection, so the early score cut is off. None (default): one view.
     batch_size : int
         Tiles per network call.
     centroid_sigma : float
