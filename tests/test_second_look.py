@@ -412,6 +412,33 @@ def test_a_second_look_trained_on_another_segmenter_can_be_named():
     )
 
 
+def test_a_second_look_of_the_augmented_detector_says_so_in_its_card_and_stamps():
+    """``augment`` fuses the segmenter's views before the stamps are cut: the card's command
+    carries it, the stamps' settings change (a cache cut without it is refused), the
+    settings of a one-view run stay as they were, and a bad value is refused by name."""
+    from skysift.errors import InvalidParameterError
+    from skysift.train.second_look import SecondLookTrainingConfig, _stamp_settings, card_for
+
+    config = SecondLookTrainingConfig.named(
+        reject=True,
+        segmenter="segmenter_psf_typical",
+        augment="flips",
+        name="second_look_reject_flips",
+    )
+    command = card_for(config, architecture_for(3, reject=True), {"sha256": "0"})["training"][
+        "command"
+    ]
+    assert command == (
+        "skysift train second-look --seed 0 --segmenter segmenter_psf_typical --reject "
+        "--augment flips --name second_look_reject_flips"
+    )
+    plain = SecondLookTrainingConfig.named(reject=True, segmenter="segmenter_psf_typical")
+    assert _stamp_settings(config) == _stamp_settings(plain) | {"augment": "flips"}
+    assert "augment" not in _stamp_settings(plain)
+    with pytest.raises(InvalidParameterError, match="augment must be one of"):
+        SecondLookTrainingConfig.named(augment="rotate")
+
+
 def test_the_star_fraction_trained_on_counts_stars_among_stars_and_galaxies():
     from skysift.train.second_look import training_star_fraction
 

@@ -627,6 +627,11 @@ def train_second_look_command(
         "shipped looks were cut) or 'detection_scores' (the Segmenter's order since session "
         "23).",
     ),
+    augment: str = typer.Option(
+        None,
+        help="Run the segmenter in 4 ('flips') or 8 ('d4') views fused, as "
+        "SegmentConfig(augment=): the look learns that detector's mistakes.",
+    ),
     name: str = typer.Option(
         None,
         help="Name of the model written (default: 'second_look' or 'second_look_reject', "
@@ -676,6 +681,7 @@ def train_second_look_command(
             threads=threads,
             clumps_in_footprints=clumps_in_footprints,
             paint_by=paint_by,
+            augment=augment,
             train_dirs=(
                 str(data_dir / "segmenter_train"),
                 str(data_dir / "segmenter_train_typical"),

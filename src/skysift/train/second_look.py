@@ -82,6 +82,9 @@ class SecondLookTrainingConfig:
     #: Segmenter's paint order before session 23), kept so that their commands give their
     #: bytes again; "detection_scores" is the Segmenter's order since session 23
     paint_by: str = "scores"
+    #: the segmenter's views fused, as ``SegmentConfig(augment=)`` (skysift.segment_augment):
+    #: the look then learns the mistakes of the augmented detector
+    augment: str | None = None
 
     @classmethod
     def named(
@@ -110,8 +113,10 @@ class SecondLookTrainingConfig:
             raise InvalidParameterError(
                 f"cutout must be one of {CUTOUT_KINDS}; got {self.cutout!r}"
             )
+        from skysift.augmentation import check_augment
         from skysift.evaluate.segmentation import PAINT_ORDERS
 
+        check_augment(self.augment)
         if self.paint_by not in PAINT_ORDERS:
             raise InvalidParameterError(
                 f"paint_by must be one of {PAINT_ORDERS}; got {self.paint_by!r}"
@@ -208,13 +213,14 @@ def _catalog_stamps(
     *,
     cutout: str,
     paint_by: str,
+    augment: str | None = None,
 ) -> dict[str, np.ndarray]:
     from skysift.evaluate.segmentation import as_catalog
     from skysift.train.segmenter import load_images, refined_predictions
 
     samples = load_images(directory, seeds=seeds)
     catalogs = []
-    for prediction in refined_predictions(segmenter, samples, galaxy_typer=typer):
+    for prediction in refined_predictions(segmenter, samples, galaxy_typer=typer, augment=augment):
         # the instances the label map keeps, each cut with the detector's own mask: the
         # second look runs on those, before the masks are painted (Segmenter, relook)
         catalog = as_catalog(
@@ -254,7 +260,7 @@ def build_stamps(config: SecondLookTrainingConfig, *, progress: bool = True) -> 
         if len(seeds) < n:
             raise InvalidParameterError(f"{directory}: holds {len(seeds)} images, {n} asked for")
         chunks += [(directory, seeds[s : min(s + CHUNK, n)]) for s in range(0, n, CHUNK)]
-    cut = {"cutout": config.cutout, "paint_by": config.paint_by}
+    cut = {"cutout": config.cutout, "paint_by": config.paint_by, "augment": config.augment}
     parts = [
         _catalog_stamps(segmenter, typer, directory, seeds, **cut)
         for directory, seeds in progress_iter(chunks, "cutting stamps", enabled=progress)
@@ -275,11 +281,13 @@ _STAMP_SETTINGS = ("segmenter", "galaxy_types", "train_dirs", "n_images", "val_d
 
 
 def _stamp_settings(config: SecondLookTrainingConfig) -> dict[str, Any]:
-    """What fixes a run's stamps (``paint_by`` only when not the old default, so that the
-    caches cut before it existed stay valid)."""
+    """What fixes a run's stamps (``paint_by`` and ``augment`` only when not their old
+    defaults, so that the caches cut before they existed stay valid)."""
     settings = {k: config.to_dict()[k] for k in _STAMP_SETTINGS}
     if config.paint_by != "scores":
         settings["paint_by"] = config.paint_by
+    if config.augment is not None:
+        settings["augment"] = config.augment
     return settings
 
 
@@ -449,6 +457,8 @@ def card_for(config: SecondLookTrainingConfig, architecture, segmenter_card: dic
         options += " --clumps-in-footprints"
     if config.paint_by != "scores":
         options += f" --paint-by {config.paint_by}"
+    if config.augment is not None:
+        options += f" --augment {config.augment}"
     if config.name != default_second_look_name(reject=config.reject, cutout=config.cutout):
         options += f" --name {config.name}"
     labels = (
@@ -508,9 +518,12 @@ def card_for(config: SecondLookTrainingConfig, architecture, segmenter_card: dic
     }
 
 
-def figure_before_after(segmenter, typer, second_look, directory: str) -> dict[str, Any]:
+def figure_before_after(
+    segmenter, typer, second_look, directory: str, *, augment: str | None = None
+) -> dict[str, Any]:
     """Burke et al.'s figure on the catalog of ``directory``'s images, without and with the
-    second look (P@80 recall by S/N cut, stars and galaxies)."""
+    second look (P@80 recall by S/N cut, stars and galaxies; the segmenter's views fused as
+    ``augment`` says)."""
     from skysift.evaluate.segmentation import precision_at_recall_by_snr
     from skysift.train.segmenter import load_images, sample_targets, segmenter_catalogs
 
@@ -519,7 +532,9 @@ def figure_before_after(segmenter, typer, second_look, directory: str) -> dict[s
     classes = segmenter.skysift_config.classes
     out = {"images": len(samples)}
     for label, look in (("before", None), ("after", second_look)):
-        catalogs = segmenter_catalogs(segmenter, samples, galaxy_typer=typer, second_look=look)
+        catalogs = segmenter_catalogs(
+            segmenter, samples, galaxy_typer=typer, second_look=look, augment=augment
+        )
         out[label] = precision_at_recall_by_snr(
             catalogs,
             targets,
@@ -576,10 +591,10 @@ def finish_second_look(
     look = SecondLook(module=shipped, card=card)
     _require_test_images(test_dir, typical_dir, clumps_in_footprints=config.clumps_in_footprints)
     card["metrics"]["test_precision_at_80_recall"] = figure_before_after(
-        segmenter, typer, look, test_dir
+        segmenter, typer, look, test_dir, augment=config.augment
     )
     card["metrics"]["typical_test_precision_at_80_recall"] = figure_before_after(
-        segmenter, typer, look, typical_dir
+        segmenter, typer, look, typical_dir, augment=config.augment
     )
     Path(config.run_dir, "test_metrics.json").write_text(
         json.dumps(card["metrics"], indent=1, default=float) + "\n"
