@@ -267,10 +267,75 @@ def markdown(result: dict, *, listing: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_chain_options(parser: argparse.ArgumentParser) -> None:
+    """The detector, galaxy typer, second look and shred classifier of the chain measured
+    (``--model``, ``--weights-dir``, ``--own-types``, ``--second-look[-dir]``,
+    ``--star-fraction``, ``--shreds[-dir]``), shared with ``segmenter_maskness.py``."""
     parser.add_argument("--model", default="segmenter")
     parser.add_argument("--weights-dir", default=None, help="Model folder (default: shipped).")
+    parser.add_argument(
+        "--star-fraction",
+        type=float,
+        default=None,
+        help="Re-weight the second look to this fraction of stars among stars and galaxies "
+        "(SegmentConfig.star_fraction); added to the results' name as _stars<value>.",
+    )
+    parser.add_argument("--own-types", action="store_true", help="Skip the galaxy-type network.")
+    parser.add_argument(
+        "--second-look", default=None, help="Shipped second look to refine the catalog with."
+    )
+    parser.add_argument(
+        "--second-look-dir",
+        default=None,
+        help="Folder holding the second look's weights and card (default: the shipped ones).",
+    )
+    parser.add_argument(
+        "--shreds",
+        default=None,
+        help="Shred classifier whose 1 - P(shred) scales each galaxy's score "
+        "(SegmentConfig.shreds); added to the results' name as _<name>.",
+    )
+    parser.add_argument(
+        "--shreds-dir",
+        default=None,
+        help="Folder holding the shred classifier's weights and card (default: shipped).",
+    )
+
+
+def chain_from_args(args: argparse.Namespace):
+    """The ``(detector, galaxy typer, second look, shred classifier)`` that
+    :func:`add_chain_options`' arguments name (None for each one left out)."""
+    module, _ = load_model(
+        args.model, directory=Path(args.weights_dir) if args.weights_dir else None
+    )
+    typer = None if args.own_types else GalaxyTyper()
+    look = None
+    if args.second_look:
+        look_dir = Path(args.second_look_dir) if args.second_look_dir else None
+        look_module, look_card = load_model(args.second_look, directory=look_dir)
+        look = SecondLook(args.second_look, module=look_module, card=look_card)
+    shreds = None
+    if args.shreds:
+        shreds_dir = Path(args.shreds_dir) if args.shreds_dir else None
+        shred_module, shred_card = load_model(args.shreds, directory=shreds_dir)
+        shreds = ShredClassifier(args.shreds, module=shred_module, card=shred_card)
+    return module, typer, look, shreds
+
+
+def chain_name(args: argparse.Namespace) -> str:
+    """The results' name for the chain: ``<model>[_<look>][_stars<f>][_<shreds>]``."""
+    name = args.model + (f"_{args.second_look}" if args.second_look else "")
+    if args.star_fraction is not None:
+        name += f"_stars{args.star_fraction:g}"
+    if args.shreds:
+        name += f"_{args.shreds}"
+    return name
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_chain_options(parser)
+    parser.add_argument("--cuts", default="20,50,100")
     parser.add_argument("--images", choices=sorted(IMAGE_SETS), default="typical")
     parser.add_argument(
         "--fields",
@@ -286,29 +351,18 @@ def main() -> None:
         "option): reads data/<set>[_<n>]_clumps, names the results <...>_clumps.json.",
     )
     parser.add_argument(
+        "--burke-masks",
+        action="store_true",
+        help="Truth masks by Burke et al.'s rule (each source's light above a fixed fraction "
+        "of its own peak): reads data/<set>[_<n>]_burke, names the results <...>_burke.json.",
+    )
+    parser.add_argument(
         "--mask-threshold",
         type=float,
         default=0.5,
         help="Mask probability painted into the label map (SegmentConfig.mask_threshold); "
         "the second look still sees its 0.5 masks. Another than 0.5 is added to the results' "
         "name as _mask<value>.",
-    )
-    parser.add_argument(
-        "--star-fraction",
-        type=float,
-        default=None,
-        help="Re-weight the second look to this fraction of stars among stars and galaxies "
-        "(SegmentConfig.star_fraction); added to the results' name as _stars<value>.",
-    )
-    parser.add_argument("--cuts", default="20,50,100")
-    parser.add_argument("--own-types", action="store_true", help="Skip the galaxy-type network.")
-    parser.add_argument(
-        "--second-look", default=None, help="Shipped second look to refine the catalog with."
-    )
-    parser.add_argument(
-        "--second-look-dir",
-        default=None,
-        help="Folder holding the second look's weights and card (default: the shipped ones).",
     )
     parser.add_argument(
         "--large-mask-threshold",
@@ -320,17 +374,6 @@ def main() -> None:
     )
     parser.add_argument("--large-mask-area", type=int, default=600)
     add_mask_box_options(parser)
-    parser.add_argument(
-        "--shreds",
-        default=None,
-        help="Shred classifier whose 1 - P(shred) scales each galaxy's score "
-        "(SegmentConfig.shreds); added to the results' name as _<name>.",
-    )
-    parser.add_argument(
-        "--shreds-dir",
-        default=None,
-        help="Folder holding the shred classifier's weights and card (default: shipped).",
-    )
     parser.add_argument(
         "--tag", default="", help="Added to the results' name: <model>_<look>_<tag>_limits_..."
     )
@@ -351,24 +394,18 @@ def main() -> None:
         n, suffix = args.fields, f"_{args.fields}"
     if args.clumps_in_footprints:
         suffix += "_clumps"
+    if args.burke_masks:
+        suffix += "_burke"
     directory = ROOT / "data" / (name + suffix)
-    fields = configs("validation", n, clumps_in_footprints=args.clumps_in_footprints)
-    write_dataset(directory, fields, SegmenterSamples(), progress=True, workers=2)
-    module, _ = load_model(
-        args.model, directory=Path(args.weights_dir) if args.weights_dir else None
+    fields = configs(
+        "validation",
+        n,
+        clumps_in_footprints=args.clumps_in_footprints,
+        burke_masks=args.burke_masks,
     )
+    write_dataset(directory, fields, SegmenterSamples(), progress=True, workers=2)
+    module, typer, look, shreds = chain_from_args(args)
     samples = load_images(str(directory))
-    typer = None if args.own_types else GalaxyTyper()
-    look = None
-    if args.second_look:
-        look_dir = Path(args.second_look_dir) if args.second_look_dir else None
-        look_module, look_card = load_model(args.second_look, directory=look_dir)
-        look = SecondLook(args.second_look, module=look_module, card=look_card)
-    shreds = None
-    if args.shreds:
-        shreds_dir = Path(args.shreds_dir) if args.shreds_dir else None
-        shred_module, shred_card = load_model(args.shreds, directory=shreds_dir)
-        shreds = ShredClassifier(args.shreds, module=shred_module, card=shred_card)
     catalogs = segmenter_catalogs(
         module,
         samples,

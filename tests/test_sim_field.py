@@ -338,6 +338,59 @@ def test_clumps_join_their_parents_footprint_on_request():
     assert joined.truth["footprint_area"][0] == apart.truth["footprint_area"][0] + changed.sum()
 
 
+def test_peak_fraction_footprints_follow_each_sources_own_peak():
+    """Burke et al.'s rule: a source's mask is where its noiseless light reaches a fixed
+    fraction of its own peak (smoothed), so it does not shrink with the flux as the noise
+    isophote does (a central galaxy 4 magnitudes fainter is also 4 times smaller here, so
+    both shrink, the isophote far more); the pixels are the same, only the footprints
+    change."""
+    from scipy import ndimage
+
+    from skysift.sim import BURKE_PEAK_FRACTIONS
+
+    config = FieldConfig(survey="decals", size=128, density=2, seed=2_000_215).without_artifacts()
+    sizes = {}
+    for mag in (18.0, 22.0):
+        bright = dataclasses.replace(config, central_galaxy="elliptical", central_mag=mag)
+        isophote = simulate_field(dataclasses.replace(bright, footprint_nsigma=2.0))
+        burke = simulate_field(
+            dataclasses.replace(bright, footprint_peak_fractions=BURKE_PEAK_FRACTIONS)
+        )
+        np.testing.assert_array_equal(isophote.image.data, burke.image.data)
+        central = burke.truth[burke.truth["id"] == 1][0]
+        assert central["footprint_area"] == np.sum(burke.footprints == 1) > 0
+        sizes[mag] = (np.sum(isophote.footprints == 1), np.sum(burke.footprints == 1))
+        # the rule, checked on the isolated central galaxy's own light
+        light = burke.noiseless[burke.image.bands.index("r")]
+        mask = burke.footprints == 1
+        near = ndimage.binary_erosion(mask, iterations=3)
+        far = ~ndimage.binary_dilation(mask, iterations=3)
+        peak = light[mask].max()
+        assert np.all(light[near] >= 0.5 * BURKE_PEAK_FRACTIONS[1] * peak)
+        assert np.all(light[far & (np.abs(burke.footprints) == 0)] < 2 * 0.08 * peak)
+    (iso_bright, burke_bright), (iso_faint, burke_faint) = sizes[18.0], sizes[22.0]
+    assert burke_faint / burke_bright > 0.5
+    assert iso_faint / iso_bright < 0.5 * burke_faint / burke_bright
+    field = simulate_field(
+        dataclasses.replace(config, density=30, footprint_peak_fractions=BURKE_PEAK_FRACTIONS)
+    )
+    truth = field.truth[~field.truth["is_shred"]]
+    stars, galaxies = truth[truth["class"] == "star"], truth[truth["class"] == "galaxy"]
+    assert len(stars) > 0
+    assert len(galaxies) > 0
+    # stars reach far into their wings (0.5 %), and even the faintest own pixels
+    assert np.median(stars["footprint_area"]) > np.median(galaxies["footprint_area"])
+    assert np.median(truth["footprint_area"][truth["snr"] < 3]) > 20
+
+
+def test_invalid_peak_fractions_are_refused():
+    for bad in ((0.0, 0.08), (0.005, 1.0), (0.005,)):
+        with pytest.raises(InvalidParameterError, match="footprint_peak_fractions"):
+            FieldConfig(footprint_peak_fractions=bad)
+    config = FieldConfig(footprint_peak_fractions=[0.005, 0.08])
+    assert config.footprint_peak_fractions == (0.005, 0.08)
+
+
 @pytest.mark.parametrize("kind", ["elliptical", "spiral"])
 def test_central_galaxy_morphology(kind):
     config = FieldConfig(

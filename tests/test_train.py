@@ -284,6 +284,24 @@ def test_segmenter_images_with_clumps_in_footprints_differ_only_in_their_masks()
     assert "clumps" not in card_for(SegmenterTrainingConfig())["trained_on"]["instances"]
 
 
+def test_segmenter_images_with_burke_masks_differ_only_in_their_masks():
+    from skysift.sim import BURKE_PEAK_FRACTIONS
+    from skysift.train.segmenter import SegmenterTrainingConfig, card_for
+    from skysift.train.segmenter_data import segmenter_field_configs, typical_field_configs
+
+    for make in (segmenter_field_configs, typical_field_configs):
+        isophote, burke = make("validation", 4), make("validation", 4, burke_masks=True)
+        assert all(c.footprint_peak_fractions is None for c in isophote)
+        assert all(c.footprint_peak_fractions == BURKE_PEAK_FRACTIONS for c in burke)
+        assert [dataclasses.replace(c, footprint_peak_fractions=None) for c in burke] == isophote
+    config = SegmenterTrainingConfig(burke_masks=True)
+    assert config.truth_masks == {"clumps_in_footprints": False, "burke_masks": True}
+    card = card_for(config)
+    assert card["training"]["command"].endswith("--burke-masks")
+    assert "Burke et al.'s rule" in card["trained_on"]["instances"]
+    assert "Burke" not in card_for(SegmenterTrainingConfig())["trained_on"]["instances"]
+
+
 def test_segmenter_finetune_starts_from_the_packaged_model_with_a_silent_psf_channel():
     import torch
 

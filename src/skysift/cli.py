@@ -442,6 +442,14 @@ def train_segmenter_command(
         "mask (otherwise a clump beyond its parent's isophote lies on sky); use another "
         "--data-dir than the images simulated without.",
     ),
+    burke_masks: bool = typer.Option(
+        False,
+        "--burke-masks",
+        help="Simulate the images with truth masks by Burke et al.'s rule (each source's "
+        "light above 0.5 % (stars) or 8 % (galaxies) of its own noiseless peak, smoothed) "
+        "instead of the 2-sigma isophote; use another --data-dir than the images simulated "
+        "without.",
+    ),
     name: str = typer.Option(
         None,
         help="Name of the model written (default: 'segmenter', 'segmenter_boxes', or either "
@@ -494,6 +502,7 @@ def train_segmenter_command(
             masks=masks,
             init_from=init_from,
             clumps_in_footprints=clumps_in_footprints,
+            burke_masks=burke_masks,
             train_dir=str(data_dir / "segmenter_train"),
             val_dir=str(data_dir / "segmenter_val"),
             run_dir=str(run_dir or Path("runs") / model_name),

@@ -54,9 +54,13 @@ from skysift.sim.sources import (
 )
 from skysift.sim.truth import build_truth_table, localization_mask
 
-__all__ = ["DENSITIES", "FieldConfig", "SimulatedField", "simulate_field"]
+__all__ = ["BURKE_PEAK_FRACTIONS", "DENSITIES", "FieldConfig", "SimulatedField", "simulate_field"]
 
 #: Named densities (sources per arcmin^2 brighter than the 5-sigma depth).
+#: ``FieldConfig.footprint_peak_fractions`` of Burke et al. (2019)'s public code: a star's mask
+#: is where its noiseless light reaches 0.5 % of its peak, a galaxy's 8 %.
+BURKE_PEAK_FRACTIONS = (0.005, 0.08)
+
 DENSITIES = {"sparse": 3.0, "medium": 40.0, "crowded": 150.0, "cluster": 250.0}
 
 _STAR_SLOPE = 0.25
@@ -140,6 +144,12 @@ class FieldConfig:
         Poisson and read noise; False gives the expected image.
     footprint_nsigma : float
         Footprint threshold in units of the background noise.
+    footprint_peak_fractions : (float, float), optional
+        ``(stars, galaxies)``: footprints by Burke et al. (2019)'s rule instead of
+        ``footprint_nsigma``: where each source's noiseless light reaches this fraction of its
+        own peak, whatever the noise, smoothed by a Gaussian majority of 2 px
+        (:mod:`skysift.sim.render`). Their code used ``(0.005, 0.08)``
+        (:data:`BURKE_PEAK_FRACTIONS`).
     clumps_in_footprints : bool
         Pixels where a star-forming clump is the brightest source above the footprint
         threshold join its parent galaxy's footprint (a clump is part of its galaxy). Off, a
@@ -179,6 +189,7 @@ class FieldConfig:
     saturation: bool = True
     noise: bool = True
     footprint_nsigma: float = 1.0
+    footprint_peak_fractions: tuple[float, float] | None = None
     clumps_in_footprints: bool = False
     localization_snr: float = 3.0
     ra: float = 150.0
@@ -217,6 +228,14 @@ class FieldConfig:
             raise InvalidParameterError(
                 f"central_galaxy must be one of {GALAXY_TYPES}; got {self.central_galaxy!r}"
             )
+        if self.footprint_peak_fractions is not None:
+            fractions = tuple(float(f) for f in self.footprint_peak_fractions)
+            if len(fractions) != 2 or not all(0.0 < f < 1.0 for f in fractions):
+                raise InvalidParameterError(
+                    "footprint_peak_fractions must be two fractions in (0, 1) (stars, "
+                    f"galaxies); got {self.footprint_peak_fractions}"
+                )
+            object.__setattr__(self, "footprint_peak_fractions", fractions)
         for name in ("cosmic_rays", "hot_pixels", "sky_gradient", "amplifier_offset"):
             if getattr(self, name) < 0:
                 raise InvalidParameterError(f"{name} must be >= 0; got {getattr(self, name)}")
@@ -351,6 +370,7 @@ def simulate_field(config: FieldConfig | None = None, *, progress: bool = False,
         shape=(height, width),
         sky=sky_e,
         footprint_nsigma=config.footprint_nsigma,
+        footprint_peak_fractions=config.footprint_peak_fractions,
         clumps_in_footprints=config.clumps_in_footprints,
         progress=progress,
     )

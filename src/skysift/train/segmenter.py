@@ -29,6 +29,7 @@ import numpy as np
 from skysift.models.segmenter import SegmenterConfig
 from skysift.normalization import normalize
 from skysift.sim.dataset import iter_shards, write_dataset
+from skysift.sim.field import BURKE_PEAK_FRACTIONS
 from skysift.sim.seeds import seed_span
 from skysift.train.segmenter_data import (
     FOOTPRINT_NSIGMA,
@@ -134,6 +135,19 @@ class SegmenterTrainingConfig:
     #: Simulate the images with star-forming clumps' pixels in their parent's mask
     #: (:class:`~skysift.sim.field.FieldConfig`); the shipped models' data are without.
     clumps_in_footprints: bool = False
+    #: Simulate the images with truth masks by Burke et al.'s rule (each source's light above
+    #: a fixed fraction of its own peak; :data:`skysift.sim.field.BURKE_PEAK_FRACTIONS`)
+    #: instead of the 2-sigma isophote; the shipped models' data are without.
+    burke_masks: bool = False
+
+    @property
+    def truth_masks(self) -> dict[str, bool]:
+        """How the images' truth masks are drawn: the options of
+        :func:`~skysift.train.segmenter_data.segmenter_field_configs` that say it."""
+        return {
+            "clumps_in_footprints": self.clumps_in_footprints,
+            "burke_masks": self.burke_masks,
+        }
 
     def __post_init__(self) -> None:
         from skysift.errors import InvalidParameterError
@@ -167,8 +181,8 @@ def prepare_data(
 ) -> None:
     """Simulate (or finish simulating) the validation and training images, ``workers``
     fields at a time (the images do not depend on it)."""
-    clumps = {"clumps_in_footprints": config.clumps_in_footprints}
-    validation = segmenter_field_configs("validation", config.n_val, **clumps)
+    truth = config.truth_masks
+    validation = segmenter_field_configs("validation", config.n_val, **truth)
     # training reads only the fields its config names (_training_images), so a training
     # folder may hold more (a larger --n-train or --typical-fields run's); validation is
     # read whole
@@ -176,13 +190,13 @@ def prepare_data(
         (config.val_dir, validation, "validation", False),
         (
             config.train_dir,
-            segmenter_field_configs("train", config.n_train, **clumps),
+            segmenter_field_configs("train", config.n_train, **truth),
             "training",
             True,
         ),
     ]
     if config.n_typical:
-        typical = typical_field_configs("train", config.n_typical, **clumps)
+        typical = typical_field_configs("train", config.n_typical, **truth)
         datasets.append((config.typical_dir, typical, "typical-field training", True))
     for directory, configs, kind, extra_fields in datasets:
         write_dataset(
@@ -705,11 +719,11 @@ def checked_model_name(name: str) -> str:
 
 
 def _training_images(config: SegmenterTrainingConfig) -> list[dict[str, Any]]:
-    clumps = {"clumps_in_footprints": config.clumps_in_footprints}
-    named = segmenter_field_configs("train", config.n_train, **clumps)
+    truth = config.truth_masks
+    named = segmenter_field_configs("train", config.n_train, **truth)
     train = _named_images(config.train_dir, named, annotations=config.masks)
     if config.n_typical:
-        typical = typical_field_configs("train", config.n_typical, **clumps)
+        typical = typical_field_configs("train", config.n_typical, **truth)
         train += _named_images(config.typical_dir, typical, annotations=config.masks)
     return train
 
@@ -954,6 +968,7 @@ def card_for(config: SegmenterTrainingConfig) -> dict[str, Any]:
         + (" --psf-channel" if config.architecture.psf_channel else "")
         + (f" --init-from {config.init_from}" if config.init_from else "")
         + (" --clumps-in-footprints" if config.clumps_in_footprints else "")
+        + (" --burke-masks" if config.burke_masks else "")
         + (f" --name {config.name}" if config.name != default_name else "")
         # CPU kernels reduce in another order on another thread count
         + (f" --threads {config.threads}" if config.threads != 2 else "")
@@ -991,6 +1006,12 @@ def card_for(config: SegmenterTrainingConfig) -> dict[str, Any]:
     instances = (
         f"truth sources with S/N >= 5 and a {FOOTPRINT_NSIGMA:g}-sigma footprint of >= 4 pixels"
     )
+    if config.burke_masks:
+        instances = (
+            "truth sources with S/N >= 5 and a footprint of >= 4 pixels by Burke et al.'s rule "
+            f"(light above {BURKE_PEAK_FRACTIONS[0]:g} (stars) / {BURKE_PEAK_FRACTIONS[1]:g} "
+            "(galaxies) of the source's own noiseless peak, smoothed)"
+        )
     if config.clumps_in_footprints:
         instances += "; star-forming clumps' pixels in their parent galaxy's mask"
     return {
@@ -1042,7 +1063,7 @@ def finish_segmenter(
     fp16 = abs(validation_map(half, val)[key] - full[key]) < 0.005
     write_dataset(
         test_dir,
-        segmenter_field_configs("test", n_test, clumps_in_footprints=config.clumps_in_footprints),
+        segmenter_field_configs("test", n_test, **config.truth_masks),
         SegmenterSamples(),
         progress=progress,
         description="segmenter test images (held out)",

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from skysift.models.segmenter import CLASSES
-from skysift.sim.field import FieldConfig, SimulatedField
+from skysift.sim.field import BURKE_PEAK_FRACTIONS, FieldConfig, SimulatedField
 from skysift.sim.seeds import dataset_seeds
 
 __all__ = [
@@ -60,7 +60,13 @@ TYPICAL_SEED_OFFSET = SEED_OFFSET + 50_000
 
 
 def segmenter_field_configs(
-    role: str, n: int, *, offset: int = 0, mix_seed: int = 0, clumps_in_footprints: bool = False
+    role: str,
+    n: int,
+    *,
+    offset: int = 0,
+    mix_seed: int = 0,
+    clumps_in_footprints: bool = False,
+    burke_masks: bool = False,
 ) -> list[FieldConfig]:
     """``n`` segmenter images for ``role`` (``train``, ``validation`` or ``test``).
 
@@ -77,6 +83,10 @@ def segmenter_field_configs(
     clumps_in_footprints : bool
         Star-forming clumps' pixels join their parent's mask
         (:class:`~skysift.sim.field.FieldConfig`); the same images otherwise.
+    burke_masks : bool
+        Truth masks by Burke et al.'s rule (each source's light above a fixed fraction of its
+        own peak, :data:`~skysift.sim.field.BURKE_PEAK_FRACTIONS`) instead of the
+        :data:`FOOTPRINT_NSIGMA` isophote; the same images otherwise.
     """
     first = dataset_seeds(role, n, offset=SEED_OFFSET + offset).start
     rng = np.random.default_rng([mix_seed, first])
@@ -85,7 +95,7 @@ def segmenter_field_configs(
         cutout = rng.random() < SDSS_FRACTION
         common = {  # drawn in this order: star fraction first
             "star_fraction": float(rng.uniform(0.3, 0.7)),
-            **_varied_instrument(rng, first + k, clumps_in_footprints),
+            **_varied_instrument(rng, first + k, clumps_in_footprints, burke_masks),
         }
         if cutout:
             central = "elliptical" if k % 2 == 0 else "spiral"
@@ -105,7 +115,9 @@ def segmenter_field_configs(
     return configs
 
 
-def _varied_instrument(rng: np.random.Generator, seed: int, clumps_in_footprints: bool) -> dict:
+def _varied_instrument(
+    rng: np.random.Generator, seed: int, clumps_in_footprints: bool, burke_masks: bool
+) -> dict:
     """Field settings every segmenter image draws: PSF variation, optical centre, cosmics;
     and the truth masks' definition."""
     return {
@@ -116,6 +128,7 @@ def _varied_instrument(rng: np.random.Generator, seed: int, clumps_in_footprints
         "psf_reference_radius": 1024.0,
         "cosmic_rays": float(rng.uniform(10.0, 100.0)),
         "footprint_nsigma": FOOTPRINT_NSIGMA,
+        "footprint_peak_fractions": BURKE_PEAK_FRACTIONS if burke_masks else None,
         "clumps_in_footprints": clumps_in_footprints,
     }
 
@@ -126,6 +139,7 @@ def typical_field_configs(
     *,
     mix_seed: int = 0,
     clumps_in_footprints: bool = False,
+    burke_masks: bool = False,
     seed_offset: int = TYPICAL_SEED_OFFSET,
 ) -> list[FieldConfig]:
     """``n`` of Burke et al.'s typical fields for ``role``: DECaLS g, r, z, 256 x 256.
@@ -134,8 +148,8 @@ def typical_field_configs(
     arcmin^2 above the 5-sigma depth (fainter ones follow the number counts), no central
     galaxy, every artifact on; PSF variation and cosmic rays drawn as for the segmenter's
     images. Seeds are clear of :func:`segmenter_field_configs`'s. ``clumps_in_footprints``
-    as there. ``seed_offset`` places the fields elsewhere in the role's seeds (another
-    model's typical fields).
+    and ``burke_masks`` as there. ``seed_offset`` places the fields elsewhere in the role's
+    seeds (another model's typical fields).
     """
     first = dataset_seeds(role, n, offset=seed_offset).start
     rng = np.random.default_rng([mix_seed, first])
@@ -145,7 +159,7 @@ def typical_field_configs(
             survey="decals",
             density=density,
             star_fraction=TYPICAL_STAR_DENSITY / density,
-            **_varied_instrument(rng, first + k, clumps_in_footprints),
+            **_varied_instrument(rng, first + k, clumps_in_footprints, burke_masks),
         )
         for k in range(n)
     ]
