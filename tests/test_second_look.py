@@ -378,6 +378,13 @@ def test_a_second_look_card_names_its_image_count_and_schedule():
         "skysift train second-look --seed 0 --segmenter runs/clumps/weights/segmenter_psf.json "
         "--clumps-in-footprints"
     )
+    burke = SecondLookTrainingConfig.named(
+        segmenter="runs/burke/segmenter_psf_burke.json", burke_masks=True
+    )
+    assert card_for(burke, architecture_for(3), {"sha256": "0"})["training"]["command"] == (
+        "skysift train second-look --seed 0 --segmenter runs/burke/segmenter_psf_burke.json "
+        "--burke-masks"
+    )
     with pytest.raises(InvalidParameterError, match="schedule must be one of"):
         SecondLookTrainingConfig.named(schedule="step")
     repainted = SecondLookTrainingConfig.named(reject=True, paint_by="detection_scores")

@@ -630,6 +630,12 @@ def train_second_look_command(
         help="The segmenter's images with star-forming clumps' pixels in their parent's mask "
         "(as `skysift train segmenter --clumps-in-footprints`); use that run's --data-dir.",
     ),
+    burke_masks: bool = typer.Option(
+        False,
+        "--burke-masks",
+        help="The segmenter's images with truth masks by Burke et al.'s rule (as `skysift "
+        "train segmenter --burke-masks`); use that run's --data-dir.",
+    ),
     paint_by: str = typer.Option(
         "scores",
         help="Order the stamps' catalogs are painted in: 'scores' (galaxy-typed; how the "
@@ -689,6 +695,7 @@ def train_second_look_command(
             n_images=(n_images, 300),
             threads=threads,
             clumps_in_footprints=clumps_in_footprints,
+            burke_masks=burke_masks,
             paint_by=paint_by,
             augment=augment,
             train_dirs=(
@@ -704,6 +711,7 @@ def train_second_look_command(
             typical_dir=config.train_dirs[1],
             val_dir=config.val_dir,
             clumps_in_footprints=clumps_in_footprints,
+            burke_masks=burke_masks,
         )
         prepare_data(images, progress=not quiet, workers=workers)
         _train_then_finish(

@@ -77,6 +77,9 @@ class SecondLookTrainingConfig:
     #: the segmenter's images were simulated with clumps' pixels in their parent's mask
     #: (:class:`~skysift.sim.field.FieldConfig`); the held-out test images are simulated so too
     clumps_in_footprints: bool = False
+    #: the segmenter's images were simulated with truth masks by Burke et al.'s rule
+    #: (``skysift train segmenter --burke-masks``); the held-out test images are simulated so too
+    burke_masks: bool = False
     #: the order the stamps' catalogs are painted in (skysift.evaluate.segmentation.as_catalog):
     #: "scores", the galaxy-typed scores, is how the shipped looks' stamps were cut (the
     #: Segmenter's paint order before session 23), kept so that their commands give their
@@ -455,6 +458,8 @@ def card_for(config: SecondLookTrainingConfig, architecture, segmenter_card: dic
         options += f" --threads {config.threads}"
     if config.clumps_in_footprints:
         options += " --clumps-in-footprints"
+    if config.burke_masks:
+        options += " --burke-masks"
     if config.paint_by != "scores":
         options += f" --paint-by {config.paint_by}"
     if config.augment is not None:
@@ -589,7 +594,12 @@ def finish_second_look(
         ).tolist(),
     }
     look = SecondLook(module=shipped, card=card)
-    _require_test_images(test_dir, typical_dir, clumps_in_footprints=config.clumps_in_footprints)
+    _require_test_images(
+        test_dir,
+        typical_dir,
+        clumps_in_footprints=config.clumps_in_footprints,
+        burke_masks=config.burke_masks,
+    )
     card["metrics"]["test_precision_at_80_recall"] = figure_before_after(
         segmenter, typer, look, test_dir, augment=config.augment
     )
@@ -603,7 +613,9 @@ def finish_second_look(
         return save_model(shipped, card, out_dir or weights_dir(), fp16=fp16)
 
 
-def _require_test_images(test_dir: str, typical_dir: str, *, clumps_in_footprints: bool) -> None:
+def _require_test_images(
+    test_dir: str, typical_dir: str, *, clumps_in_footprints: bool, burke_masks: bool = False
+) -> None:
     """Simulate the segmenter's held-out test images and typical test fields, if missing."""
     from skysift.sim.dataset import write_dataset
     from skysift.train.segmenter_data import (
@@ -612,6 +624,6 @@ def _require_test_images(test_dir: str, typical_dir: str, *, clumps_in_footprint
         typical_field_configs,
     )
 
-    clumps = {"clumps_in_footprints": clumps_in_footprints}
-    write_dataset(test_dir, segmenter_field_configs("test", 128, **clumps), SegmenterSamples())
-    write_dataset(typical_dir, typical_field_configs("test", 64, **clumps), SegmenterSamples())
+    truth = {"clumps_in_footprints": clumps_in_footprints, "burke_masks": burke_masks}
+    write_dataset(test_dir, segmenter_field_configs("test", 128, **truth), SegmenterSamples())
+    write_dataset(typical_dir, typical_field_configs("test", 64, **truth), SegmenterSamples())
