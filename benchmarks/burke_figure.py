@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from skysift.io import atomic_write
+from skysift.sim import BURKE_PEAK_FRACTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 CUTS = (20.0, 50.0, 100.0)
@@ -189,7 +190,8 @@ def markdown(result: dict) -> str:
     if result.get("truth_masks") == "burke":
         lines += [
             "The truth masks follow Burke et al.'s own rule (their public code: each source's "
-            "noiseless light above 0.5 % (stars) or 8 % (galaxies) of its own peak, smoothed; "
+            f"noiseless light above {BURKE_PEAK_FRACTIONS[0]:.1%} (stars) or "
+            f"{BURKE_PEAK_FRACTIONS[1]:.0%} (galaxies) of its own peak, smoothed; "
             "`--burke-masks`), not the 2-sigma isophote of the other pages.",
             "",
         ]
