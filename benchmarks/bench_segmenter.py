@@ -5,9 +5,12 @@ robustness, the Otsu auto-annotation against truth, speed, and example overlays.
 Run: ``.venv/bin/python benchmarks/bench_segmenter.py``. Everything is scored on test-seed
 images never used in training or model selection: the 128 held-out images of the model card
 (``data/segmenter_test``) and 64 typical fields (``data/segmenter_typical_test``), both
-simulated here when missing. Writes
-``benchmarks/results/<model>.json``, ``docs/benchmarks/<model>.md`` and
-``docs/images/<model>_*.png`` (``--model``, default ``segmenter``).
+simulated here when missing. The chain measured is the ``Segmenter``'s: the detector
+(``--model``, default ``segmenter``), the galaxy typer, and optionally a second look
+(``--second-look``, re-weighted by ``--star-fraction``), the shred classifier (``--shreds``) and
+test-time augmentation (``--augment``). Writes ``benchmarks/results/<chain>.json``,
+``docs/benchmarks/<chain>.md`` and ``docs/images/<chain>_*.png``, where ``<chain>`` is
+:func:`page_name`'s.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from burke_figure import add_augment_option
+from segmenter_limits import add_chain_options, chain_from_args
 
 from skysift.annotate import mask_iou, otsu_central_mask
 from skysift.image import Image
-from skysift.models.registry import load_model
-from skysift.morphology import GalaxyTyper
+from skysift.models.registry import load_card
 from skysift.normalization import normalize
 from skysift.sim.dataset import iter_shards
 from skysift.train.segmenter import (
@@ -88,8 +92,9 @@ def test_images(directory: str, n: int) -> None:
     )
 
 
-def typical_field(module, directory: str, n: int, *, galaxy_typer, second_look=None) -> dict:
-    """Burke et al.'s figure (and mAP) on ``n`` held-out typical fields, simulated if missing."""
+def typical_field(module, directory: str, n: int, **refine) -> dict:
+    """Burke et al.'s figure (and mAP) on ``n`` held-out typical fields, simulated if missing;
+    ``refine`` as :func:`skysift.train.segmenter.evaluate_segmenter`'s chain options."""
     from skysift.sim.dataset import write_dataset
     from skysift.train.segmenter_data import (
         TYPICAL_GALAXY_DENSITY,
@@ -105,13 +110,7 @@ def typical_field(module, directory: str, n: int, *, galaxy_typer, second_look=N
         description="Burke et al.'s typical fields (test seeds)",
     )
     samples = load_images(directory)
-    metrics = evaluate_segmenter(
-        module,
-        samples,
-        raw_images=raw_images(directory),
-        galaxy_typer=galaxy_typer,
-        second_look=second_look,
-    )
+    metrics = evaluate_segmenter(module, samples, raw_images=raw_images(directory), **refine)
     return {
         "n": len(samples),
         "galaxy_density": TYPICAL_GALAXY_DENSITY,
@@ -132,9 +131,11 @@ def speed(
     *,
     repeats: int = 2,
     threads: int = 2,
-    second_look: str | None = None,
+    chain: dict | None = None,
 ) -> dict:
-    """Seconds per 256x256 test image (batches of 4) and a 2048x2048 SDSS field end to end.
+    """Seconds per 256x256 test image (batches of 4; the detector alone, one view) and a
+    2048x2048 SDSS field end to end through the ``Segmenter`` with ``chain``
+    (``SegmentConfig``'s ``second_look``, ``star_fraction``, ``shreds``, ``augment``).
 
     The per-image time is measured on real (simulated) test images: on noise-only images the
     network finds almost nothing and skips most of its mask work, which made an earlier
@@ -166,7 +167,7 @@ def speed(
     )
     height, width = field.footprints.shape
     fwhm = float(field.psf.fwhm_at((width - 1) / 2, (height - 1) / 2)) / field.psf.pixel_scale
-    config = SegmentConfig(psf_fwhm=fwhm, second_look=second_look)
+    config = SegmentConfig(psf_fwhm=fwhm, **(chain or {}))
     segmenter = Segmenter(config, module=segmenter_module, card=card)
     start = time.perf_counter()
     catalog, segmentation = segment(field.image, segmenter=segmenter)
@@ -191,10 +192,9 @@ def speed(
     }
 
 
-def overlay_examples(
-    module, directory: str, path: Path, *, n: int = 4, galaxy_typer=None, second_look=None
-) -> None:
-    """Test images (r band) with truth and predicted masks outlined by class."""
+def overlay_examples(module, directory: str, path: Path, *, n: int = 4, **refine) -> None:
+    """Test images (r band) with truth and predicted masks outlined by class; ``refine`` as
+    :func:`skysift.train.segmenter.refined_predictions`' chain options."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -204,9 +204,7 @@ def overlay_examples(
     chosen = [s for s in samples if s["central"].any()][: n - 1] + [
         s for s in samples if not s["central"].any()
     ][:1]
-    predictions = refined_predictions(
-        module, chosen, galaxy_typer=galaxy_typer, second_look=second_look
-    )
+    predictions = refined_predictions(module, chosen, **refine)
     names = module.skysift_config.classes
     fig, axes = plt.subplots(2, len(chosen), figsize=(3.2 * len(chosen), 6.6))
     for column, (sample, prediction) in enumerate(zip(chosen, predictions, strict=True)):
@@ -390,11 +388,46 @@ def _typical_section(typical: dict | None) -> list[str]:
     ]
 
 
+def _chain_lines(result: dict) -> list[str]:
+    """The page's words on the chain's star fraction, shred classifier and augmentation."""
+    lines = []
+    if result.get("star_fraction") is not None:
+        lines += [
+            "",
+            f"Star fraction: the second look re-weighted to {result['star_fraction']:g} stars "
+            "among stars and galaxies (`SegmentConfig(star_fraction=)`, the prior of a "
+            "typical field).",
+        ]
+    if result.get("shreds"):
+        lines += [
+            "",
+            f"Shreds: `{result['shreds']}` (`SegmentConfig(shreds=)`) scales each galaxy's "
+            "score by 1 - P(shred), so that star-forming clumps of a larger galaxy rank last.",
+        ]
+    if result.get("augment"):
+        lines += [
+            "",
+            f"Test-time augmentation: `{result['augment']}` (`SegmentConfig(augment=)`): every "
+            "image segmented in several flipped views whose detections of one source are "
+            "fused. The per-image speed below is one view of the detector; the 2048x2048 "
+            "field is the whole chain.",
+        ]
+    return lines
+
+
 def page_name(result: dict) -> str:
-    """The benchmark's file stem: the model's name, and its second look's when it had one
-    (the page, its results JSON and its figures share it)."""
-    model = result.get("model", "segmenter")
-    return model + (f"_{result['second_look']}" if result.get("second_look") else "")
+    """The benchmark's file stem (the page, its results JSON and its figures share it): the
+    model's name, then its second look's, ``stars<f>`` for a star fraction, the shred
+    classifier's name and the augmentation, each when the chain had one."""
+    name = result.get("model", "segmenter")
+    if result.get("second_look"):
+        name += f"_{result['second_look']}"
+    if result.get("star_fraction") is not None:
+        name += f"_stars{result['star_fraction']:g}"
+    for key in ("shreds", "augment"):
+        if result.get(key):
+            name += f"_{result[key]}"
+    return name
 
 
 def markdown(result: dict) -> str:
@@ -433,6 +466,7 @@ def markdown(result: dict) -> str:
             if result.get("second_look")
             else []
         ),
+        *_chain_lines(result),
         "",
         f"Galaxy types: {result.get('galaxy_types', 'own class head')} (the `Segmenter`'s "
         "default re-types galaxy instances with the `morphology` network; "
@@ -589,55 +623,43 @@ def main() -> None:
     )
     parser.add_argument("--typical-n", type=int, default=64)
     parser.add_argument("--noise", default="0,0.5,1,2,3")
-    parser.add_argument(
-        "--weights-dir", default=None, help="Model folder (default: the shipped weights)."
-    )
-    parser.add_argument(
-        "--model", default="segmenter", help="Model name, e.g. segmenter_psf (its card's name)."
-    )
+    add_chain_options(parser)
+    add_augment_option(parser)
     parser.add_argument(
         "--out-dir",
         default=str(ROOT),
         help="Root for benchmarks/results, docs/benchmarks, docs/images.",
     )
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument(
-        "--own-types",
-        action="store_true",
-        help="Keep the Mask R-CNN's own galaxy classes (default: re-typed by the shipped "
-        "galaxy-type network, as the Segmenter does).",
-    )
-    parser.add_argument(
-        "--second-look",
-        default=None,
-        help="Shipped second-look network (e.g. second_look) that re-decides each instance's "
-        "star/galaxy group, as SegmentConfig(second_look=) does; the pages are then named "
-        "<model>_<second look>.",
-    )
     args = parser.parse_args()
+    if args.second_look_dir or args.shreds_dir:
+        parser.error(
+            "the page measures the Segmenter with shipped second looks and shred classifiers "
+            "(its speed field loads them by name); --second-look-dir and --shreds-dir are "
+            "segmenter_limits.py's"
+        )
     import torch
 
     torch.set_num_threads(args.threads)
-    second_look = None
-    if args.second_look:
-        from skysift.second_look import SecondLook
-
-        second_look = SecondLook(args.second_look)
-    module, card = load_model(
-        args.model, directory=Path(args.weights_dir) if args.weights_dir else None
-    )
+    module, typer, look, shreds = chain_from_args(args)
+    card = load_card(args.model, directory=Path(args.weights_dir) if args.weights_dir else None)
     root = Path(args.out_dir)
     images = root / "docs" / "images"
     test_images(args.test_dir, args.test_n)
     samples = load_images(args.test_dir)
     raws = raw_images(args.test_dir)
-    typer = None if args.own_types else GalaxyTyper()
-    refine = {"galaxy_typer": typer, "second_look": second_look}
+    refine = {
+        "galaxy_typer": typer,
+        "second_look": look,
+        "star_fraction": args.star_fraction,
+        "shreds": shreds,
+        "augment": args.augment,
+    }
     test = evaluate_segmenter(module, samples, raw_images=raws, **refine)
     own = (
         test
         if typer is None
-        else evaluate_segmenter(module, samples, raw_images=raws, second_look=second_look)
+        else evaluate_segmenter(module, samples, raw_images=raws, **refine | {"galaxy_typer": None})
     )
     typical = typical_field(module, args.typical_dir, args.typical_n, **refine)
     noise_rows = []
@@ -655,7 +677,13 @@ def main() -> None:
         )
         print(noise_rows[-1], flush=True)
     images.mkdir(parents=True, exist_ok=True)
-    name = page_name({"model": card["name"], "second_look": args.second_look})
+    chain = {
+        "second_look": args.second_look,
+        "star_fraction": args.star_fraction,
+        "shreds": args.shreds,
+        "augment": args.augment,
+    }
+    name = page_name({"model": card["name"], **chain})
     noise_figure(noise_rows, images / f"{name}_noise.png")
     overlay_examples(module, args.test_dir, images / f"{name}_examples.png", **refine)
     timing = speed(
@@ -663,7 +691,7 @@ def main() -> None:
         card,
         network_images(module, samples[:32]),
         threads=args.threads,
-        second_look=args.second_look,
+        chain=chain,
     )
     for key in ("field", "segmentation", "catalog"):
         timing.pop(key)
@@ -675,7 +703,7 @@ def main() -> None:
         "footprint_nsigma": float(shard_nsigma(args.test_dir)),
         "n_test": len(samples),
         "galaxy_types": "the segmenter's own class head" if typer is None else "morphology",
-        "second_look": args.second_look,
+        **chain,
         "test": test,
         "own_class_head": _type_summary(own),
         "typical": typical,

@@ -55,11 +55,16 @@ def rankings(
     looks: dict,
     paint: dict | None = None,
     mask_boxes: dict | None = None,
+    own_rankings: dict | None = None,
 ) -> dict[str, list[dict]]:
     """Per look (``{spec: (SecondLook or None, star fraction or None, ShredClassifier or
     None)}``), :func:`figure_rankings` of the ``Segmenter``'s catalogs; the detector runs
     once per chunk of images, and each look refines its predictions. ``paint`` holds
-    :func:`as_catalog`'s large-mask options, ``mask_boxes`` :func:`predict`'s."""
+    :func:`as_catalog`'s large-mask options, ``mask_boxes`` :func:`predict`'s. When given,
+    ``own_rankings`` is filled with each look's per-image entries of Burke et al.'s own
+    matching (``{spec: {group: [entry, ...]}}``,
+    :func:`skysift.evaluate.burke_reading.image_rankings`)."""
+    from skysift.evaluate.burke_reading import GROUPS, image_rankings
     from skysift.evaluate.segmentation import as_catalog, figure_rankings
     from skysift.train.segmenter import network_images, predict, refine, sample_targets
 
@@ -79,8 +84,14 @@ def rankings(
                 star_fraction=star_fraction,
                 shreds=shreds,
             )
+            catalogs = [as_catalog(p, **(paint or {})) for p in refined]
+            if own_rankings is not None:
+                mine = own_rankings.setdefault(spec, {group: [] for group in GROUPS})
+                for catalog, target in zip(catalogs, targets, strict=True):
+                    for group, entry in image_rankings(catalog, target, classes).items():
+                        mine[group].append(entry)
             ranked = figure_rankings(
-                [as_catalog(p, **(paint or {})) for p in refined],
+                catalogs,
                 targets,
                 [s["snr"] for s in chunk],
                 classes,
@@ -116,6 +127,38 @@ def intervals(merged: list[dict], *, n_first: int, resamples: int, confidence: f
             }
         rows.append(row)
     return rows
+
+
+#: Our typical fields pooled per curve for Burke et al.'s 512x512 area (ours are 256x256).
+FIELDS_PER_THEIR_IMAGE = 4
+
+
+def their_reading(
+    own: dict, merged: list[dict], *, resamples: int, confidence: float
+) -> dict[str, list[dict]]:
+    """Burke et al.'s averaged per-image reading (:mod:`skysift.evaluate.burke_reading`) of
+    one look, one row per way of choosing the detections and truth: ``own``
+    (:func:`skysift.evaluate.burke_reading.image_rankings` per group: their code, every truth
+    instance required, matching within each group) and ``merged`` (:func:`rankings`' entries
+    per cut: the detections our figure counts), each with one field per curve and with
+    :data:`FIELDS_PER_THEIR_IMAGE` fields per curve."""
+    from skysift.evaluate.burke_reading import mean_curve_interval, pooled_in_groups, ranking_curve
+
+    options = {"n_resamples": resamples, "confidence": confidence}
+    sources = [("all (their code)", own)] + [
+        (f"S/N >= {ranked['snr_min']:g} (our figure's detections)", ranked) for ranked in merged
+    ]
+    rows = []
+    for fields in (1, FIELDS_PER_THEIR_IMAGE):
+        for required, entries in sources:
+            row: dict = {"truth": required, "fields_per_curve": fields}
+            for group in ("star", "galaxy"):
+                pooled = pooled_in_groups(entries[group], fields)
+                row[group] = mean_curve_interval(
+                    [ranking_curve(*entry) for entry in pooled], **options
+                )
+            rows.append(row)
+    return {"rows": rows}
 
 
 def _cell(value: dict) -> str:
@@ -160,6 +203,49 @@ def plot(result: dict, path: Path) -> None:
     with atomic_write(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
+
+
+def reading_cell(value: dict) -> str:
+    """``precision [low, high] (mean max recall)`` of a :func:`their_reading` entry."""
+    return (
+        f"{value['precision']:.3f} [{value['low']:.3f}, {value['high']:.3f}] "
+        f"({value['max_recall']:.2f})"
+    )
+
+
+def _their_reading(result: dict) -> list[str]:
+    """The page's section on Burke et al.'s own reading of the figure (when measured)."""
+    readings = result.get("their_reading")
+    if not readings:
+        return []
+    lines = [
+        "## Read as Burke et al.'s code reads it",
+        "",
+        "Their `compute_performance` (`burke86/astro_rcnn`): per field and group, the "
+        "detections of confidence >= 0.5 ranked and matched at mask IoU >= 0.5, the VOC "
+        "precision envelope with a (recall 1, precision 0) end point, both curves resampled "
+        "by rank to 50 points and averaged over the fields; every truth instance required "
+        "(no S/N cut); then the same averaging on the detections our figure counts at each "
+        "S/N cut. Precision where the mean recall reaches 0.8, with the "
+        f"{result['confidence']:.0%} bootstrap interval over the fields "
+        "(`skysift.evaluate.burke_reading`), then the fields' mean recall with every "
+        "detection >= 0.5 kept (below 0.8, the reading lies on the ramp to each curve's "
+        "(recall 1, precision 0) end point). Their fields were 512x512, ours 256x256: a "
+        "field's curve weighs the same whatever it holds, so the reading depends on the field "
+        f"size; with {FIELDS_PER_THEIR_IMAGE} fields per curve, the fields of each pool are "
+        "ranked together, as one field of their area.",
+        "",
+        "| second look | truth required | fields per curve | galaxies [interval] (mean max "
+        "recall) | stars |",
+        "|---|---|---|---|---|",
+    ]
+    for look, reading in readings.items():
+        for row in reading["rows"]:
+            lines.append(
+                f"| {look} | {row['truth']} | {row['fields_per_curve']} | "
+                f"{reading_cell(row['galaxy'])} | {reading_cell(row['star'])} |"
+            )
+    return [*lines, ""]
 
 
 def markdown(result: dict) -> str:
@@ -226,6 +312,7 @@ def markdown(result: dict) -> str:
                     f"{'not reached' if np.isnan(on_first) else f'{on_first:.3f}'} |"
                 )
         lines.append("")
+    lines += _their_reading(result)
     lines += ["![intervals](../images/burke_figure_intervals.png)", ""]
     lines.append(
         f"Segmenting and scoring took {result['seconds']:.0f} s on {result['threads']} thread(s)."
@@ -335,18 +422,32 @@ def main() -> None:
         )
     looks = {}
     paint, mask_boxes = _paint(args), _mask_boxes(args)
+    own: dict = {}
     ranked = rankings(
-        module, samples, galaxy_typer=typer, looks=chosen, paint=paint, mask_boxes=mask_boxes
+        module,
+        samples,
+        galaxy_typer=typer,
+        looks=chosen,
+        paint=paint,
+        mask_boxes=mask_boxes,
+        own_rankings=own,
     )
+    readings = {}
     for spec, merged in ranked.items():
         looks[spec] = intervals(
             merged, n_first=64, resamples=args.resamples, confidence=args.confidence
+        )
+        readings[spec] = their_reading(
+            own[spec], merged, resamples=args.resamples, confidence=args.confidence
         )
         print(spec, json.dumps(looks[spec], default=float))
     command = " ".join(["python benchmarks/burke_figure.py", *sys.argv[1:]])
     seconds = time.perf_counter() - started
     if previous is not None:
-        result = previous | {"looks": previous["looks"] | looks}
+        result = previous | {
+            "looks": previous["looks"] | looks,
+            "their_reading": previous.get("their_reading", {}) | readings,
+        }
         update = {"command": command, "looks": list(looks), "seconds": seconds}
         result["updates"] = [*previous.get("updates", []), update]
     else:
@@ -363,21 +464,27 @@ def main() -> None:
             "mask_boxes": mask_boxes,
             "truth_masks": "burke" if args.burke_masks else "isophote",
             "looks": looks,
+            "their_reading": readings,
         }
     with atomic_write(out) as tmp:
         tmp.write_text(json.dumps(result, indent=1, default=float) + "\n")
     publish(json.loads(out.read_text()), tag=tag)
 
 
-def add_mask_box_options(parser: argparse.ArgumentParser) -> None:
-    """``--mask-box-scale``, ``--mask-box-side`` and ``--augment`` (``SegmentConfig``'s
-    options of the same names), shared with ``segmenter_limits.py``."""
+def add_augment_option(parser: argparse.ArgumentParser) -> None:
+    """``--augment`` (``SegmentConfig.augment``), shared with ``bench_segmenter.py``."""
     parser.add_argument(
         "--augment",
         choices=("flips", "d4"),
         default=None,
         help="Segment every image in 4 or 8 views and fuse them (SegmentConfig.augment).",
     )
+
+
+def add_mask_box_options(parser: argparse.ArgumentParser) -> None:
+    """``--mask-box-scale``, ``--mask-box-side`` and ``--augment`` (``SegmentConfig``'s
+    options of the same names), shared with ``segmenter_limits.py``."""
+    add_augment_option(parser)
     parser.add_argument(
         "--mask-box-scale",
         type=float,

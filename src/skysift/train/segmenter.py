@@ -758,13 +758,16 @@ def evaluate_segmenter(
     score_threshold: float = 0.5,
     galaxy_typer=None,
     second_look=None,
+    star_fraction: float | None = None,
+    shreds=None,
     augment: str | None = None,
 ) -> dict[str, Any]:
     """Test metrics of a segmenter on samples of :func:`load_images`.
 
-    With ``second_look`` and ``galaxy_typer`` the predictions are refined as the
-    ``Segmenter`` does (:func:`refined_predictions`); with ``augment`` the detector's views
-    are fused as ``SegmentConfig(augment=)`` does.
+    With ``second_look`` (re-weighted to ``star_fraction`` when given), ``shreds`` and
+    ``galaxy_typer`` the predictions are refined as the ``Segmenter`` does
+    (:func:`refined_predictions`); with ``augment`` the detector's views are fused as
+    ``SegmentConfig(augment=)`` does.
 
     Returns mask and box mAP (all instances, per class), the matched-instance statistics of
     :func:`skysift.evaluate.segmentation.confusion_statistics`, and for the central galaxies of
@@ -798,7 +801,13 @@ def evaluate_segmenter(
     has_masks = model.skysift_config.masks
     by = "mask" if has_masks else "box"
     predictions = refined_predictions(
-        model, samples, galaxy_typer=galaxy_typer, second_look=second_look, augment=augment
+        model,
+        samples,
+        galaxy_typer=galaxy_typer,
+        second_look=second_look,
+        star_fraction=star_fraction,
+        shreds=shreds,
+        augment=augment,
     )
     targets = [sample_targets(s["labels"], s["ids"], s["classes"]) for s in samples]
     metrics: dict[str, Any] = detection_map(
