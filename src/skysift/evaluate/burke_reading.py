@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from skysift.errors import InvalidParameterError
+from skysift.evaluate.figure_uncertainty import bootstrap, check_bootstrap, percentile_interval
 from skysift.evaluate.segmentation import _boolean_masks, match_instances
 
 __all__ = [
@@ -253,7 +254,7 @@ def read_mean_curve(curves: list[ImageCurve | None], *, recall: float = 0.8) -> 
 
 
 def mean_curve_interval(
-    curves: list[np.ndarray | None],
+    curves: list[ImageCurve | None],
     *,
     recall: float = 0.8,
     confidence: float = 0.9,
@@ -274,21 +275,15 @@ def mean_curve_interval(
     dict
         :func:`read_mean_curve`'s result with ``low`` and ``high``.
     """
-    if not 0 < confidence < 1:
-        raise InvalidParameterError(f"confidence must be in (0, 1); got {confidence}")
-    if n_resamples < 1:
-        raise InvalidParameterError(f"n_resamples must be >= 1; got {n_resamples}")
+    check_bootstrap(confidence=confidence, n_resamples=n_resamples)
     result = read_mean_curve(curves, recall=recall)
     kept = [c for c in curves if c is not None]
     if not kept:
         return result | {"low": float("nan"), "high": float("nan")}
-    rng = np.random.default_rng(seed)
-    values = [
-        read_mean_curve([kept[k] for k in rng.integers(0, len(kept), len(kept))], recall=recall)[
-            "precision"
-        ]
-        for _ in range(n_resamples)
-    ]
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return result | {"low": float(low), "high": float(high)}
+
+    def reading(chosen: np.ndarray) -> float:
+        return read_mean_curve([kept[k] for k in chosen], recall=recall)["precision"]
+
+    values = bootstrap(reading, len(kept), n_resamples=n_resamples, seed=seed)
+    low, high = percentile_interval(values, confidence)
+    return result | {"low": low, "high": high}

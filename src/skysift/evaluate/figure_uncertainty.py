@@ -16,10 +16,40 @@ import numpy as np
 from skysift.errors import InvalidParameterError
 from skysift.evaluate.segmentation import figure_from_rankings, figure_rankings
 
-__all__ = ["precision_at_recall_interval", "precision_at_recall_intervals_by_snr"]
+__all__ = [
+    "bootstrap",
+    "check_bootstrap",
+    "percentile_interval",
+    "precision_at_recall_interval",
+    "precision_at_recall_intervals_by_snr",
+]
 
 #: One image's share of a group at one cut: (ranking scores, right, truth instances).
 ImageRanking = tuple[np.ndarray, np.ndarray, int]
+
+
+def check_bootstrap(*, confidence: float, n_resamples: int) -> None:
+    """Refuse a ``confidence`` outside (0, 1) or fewer than one resample, by name."""
+    if not 0 < confidence < 1:
+        raise InvalidParameterError(f"confidence must be in (0, 1); got {confidence}")
+    if n_resamples < 1:
+        raise InvalidParameterError(f"n_resamples must be >= 1; got {n_resamples}")
+
+
+def bootstrap(statistic, n_images: int, *, n_resamples: int, seed: int) -> np.ndarray:
+    """``statistic(indices)`` on ``n_resamples`` resamples of ``n_images`` images drawn with
+    replacement (numpy's generator seeded with ``seed``)."""
+    rng = np.random.default_rng(seed)
+    return np.array(
+        [statistic(rng.integers(0, n_images, n_images)) for _ in range(n_resamples)], dtype=float
+    )
+
+
+def percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The central ``confidence`` percentile interval of bootstrap ``values``."""
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
 
 
 def precision_at_recall_interval(
@@ -54,10 +84,7 @@ def precision_at_recall_interval(
         ``low`` is 0 when more than ``(1 - confidence) / 2`` of them miss it) and
         ``reached`` (fraction of resamples that reach the recall).
     """
-    if not 0 < confidence < 1:
-        raise InvalidParameterError(f"confidence must be in (0, 1); got {confidence}")
-    if n_resamples < 1:
-        raise InvalidParameterError(f"n_resamples must be >= 1; got {n_resamples}")
+    check_bootstrap(confidence=confidence, n_resamples=n_resamples)
     n_images = len(per_image)
     nan = float("nan")
     if not n_images:
@@ -66,11 +93,9 @@ def precision_at_recall_interval(
     def figure(chosen: np.ndarray) -> float:
         return figure_from_rankings([per_image[k] for k in chosen], recall=recall)["precision"]
 
-    rng = np.random.default_rng(seed)
-    resampled = np.array([figure(rng.integers(0, n_images, n_images)) for _ in range(n_resamples)])
+    resampled = bootstrap(figure, n_images, n_resamples=n_resamples, seed=seed)
     reached = np.isfinite(resampled)
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(np.where(reached, resampled, 0.0), [tail, 100 - tail])
+    low, high = percentile_interval(np.where(reached, resampled, 0.0), confidence)
     return {
         "precision": figure(np.arange(n_images)),
         "low": float(low),
