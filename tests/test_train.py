@@ -302,6 +302,34 @@ def test_segmenter_images_with_burke_masks_differ_only_in_their_masks():
     assert "Burke" not in card_for(SegmenterTrainingConfig())["trained_on"]["instances"]
 
 
+def test_segmenter_trunk_options_build_the_network_and_its_card_command():
+    """--widths, --blocks and --fpn-channels size the trunk; the card's command carries the
+    ones that differ from the default, so it builds the same network again."""
+    from skysift.errors import InvalidParameterError
+    from skysift.models.segmenter import SegmenterConfig, build_segmenter
+    from skysift.train.segmenter import SegmenterTrainingConfig, card_for, trunk_architecture
+
+    assert trunk_architecture() == {}
+    options = trunk_architecture(widths="32,48,96,192,256", blocks="2,2,2,2", fpn_channels=96)
+    wide = SegmenterConfig(psf_channel=True, **options)
+    config = SegmenterTrainingConfig(name="segmenter_psf", architecture=wide)
+    command = card_for(config)["training"]["command"]
+    assert command.endswith(
+        "--psf-channel --widths 32,48,96,192,256 --blocks 2,2,2,2 --fpn-channels 96"
+    )
+    narrow = SegmenterConfig(**trunk_architecture(blocks="1,1,1,1"))
+    assert card_for(SegmenterTrainingConfig(architecture=narrow))["training"]["command"].endswith(
+        "--seed 0 --blocks 1,1,1,1"
+    )
+    params = sum(p.numel() for p in build_segmenter(wide).parameters())
+    assert params > sum(p.numel() for p in build_segmenter(SegmenterConfig()).parameters())
+    for bad in ({"widths": "32,48,96"}, {"widths": "a,b,c,d,e"}, {"blocks": "1,2,0,1"}):
+        with pytest.raises(InvalidParameterError, match="positive whole numbers"):
+            trunk_architecture(**bad)
+    with pytest.raises(InvalidParameterError, match="fpn-channels"):
+        trunk_architecture(fpn_channels=0)
+
+
 def test_segmenter_finetune_starts_from_the_packaged_model_with_a_silent_psf_channel():
     import torch
 

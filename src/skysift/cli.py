@@ -429,6 +429,16 @@ def train_segmenter_command(
         "the Segmenter runs such a model given the FWHM; see docs/models.md, session 11). "
         "The model is called 'segmenter_psf' unless --name says otherwise.",
     ),
+    widths: str = typer.Option(
+        None,
+        help="Trunk widths, stem and four stages, comma-separated (default 24,32,64,128,192).",
+    ),
+    blocks: str = typer.Option(
+        None, help="Residual blocks per trunk stage, four, comma-separated (default 1,2,2,1)."
+    ),
+    fpn_channels: int = typer.Option(
+        None, help="Feature-pyramid and mask-head channels (default 64)."
+    ),
     init_from: str = typer.Option(
         None,
         help="Start from this packaged model (e.g. 'segmenter'), or the card of one written "
@@ -478,6 +488,7 @@ def train_segmenter_command(
         finish_segmenter,
         prepare_data,
         train_segmenter,
+        trunk_architecture,
     )
 
     def run() -> None:
@@ -492,7 +503,11 @@ def train_segmenter_command(
             model_name = checked_model_name(name)
         config = SegmenterTrainingConfig(
             name=model_name,
-            architecture=SegmenterConfig(masks=not box_only, psf_channel=psf_channel),
+            architecture=SegmenterConfig(
+                masks=not box_only,
+                psf_channel=psf_channel,
+                **trunk_architecture(widths=widths, blocks=blocks, fpn_channels=fpn_channels),
+            ),
             stages=SCHEDULES[schedule],
             seed=seed,
             n_train=n_train,

@@ -699,6 +699,57 @@ def initial_state(name: str, architecture: SegmenterConfig) -> dict[str, Any]:
     return with_zero_psf_weights(state) if adds_psf else state
 
 
+def trunk_architecture(
+    *, widths: str | None = None, blocks: str | None = None, fpn_channels: int | None = None
+) -> dict[str, Any]:
+    """:class:`SegmenterConfig` options from ``skysift train segmenter``'s ``--widths``,
+    ``--blocks`` and ``--fpn-channels`` (None keeps the default).
+
+    Raises
+    ------
+    InvalidParameterError
+        A list that is not 5 (widths: stem and four stages) or 4 (blocks) positive integers,
+        or a non-positive pyramid width.
+    """
+    from skysift.errors import InvalidParameterError
+
+    def parsed(text: str, option: str, count: int) -> tuple[int, ...]:
+        try:
+            values = tuple(int(v) for v in text.split(","))
+        except ValueError:
+            values = ()
+        if len(values) != count or min(values) < 1:
+            raise InvalidParameterError(
+                f"{option} takes {count} positive whole numbers separated by commas; got {text!r}"
+            )
+        return values
+
+    options: dict[str, Any] = {}
+    if widths is not None:
+        options["widths"] = parsed(widths, "--widths", 5)
+    if blocks is not None:
+        options["blocks"] = parsed(blocks, "--blocks", 4)
+    if fpn_channels is not None:
+        if fpn_channels < 1:
+            raise InvalidParameterError(f"--fpn-channels must be >= 1; got {fpn_channels}")
+        options["fpn_channels"] = fpn_channels
+    return options
+
+
+def architecture_command_options(architecture: SegmenterConfig) -> str:
+    """The ``--widths``, ``--blocks`` and ``--fpn-channels`` that give ``architecture``'s
+    trunk, for those that differ from the default (the card's command)."""
+    default = SegmenterConfig()
+    text = ""
+    if architecture.widths != default.widths:
+        text += " --widths " + ",".join(str(v) for v in architecture.widths)
+    if architecture.blocks != default.blocks:
+        text += " --blocks " + ",".join(str(v) for v in architecture.blocks)
+    if architecture.fpn_channels != default.fpn_channels:
+        text += f" --fpn-channels {architecture.fpn_channels}"
+    return text
+
+
 def default_segmenter_name(*, box_only: bool = False, psf_channel: bool = False) -> str:
     """The name ``skysift train segmenter`` gives a model when ``--name`` is not given."""
     name = "segmenter_boxes" if box_only else "segmenter"
@@ -975,6 +1026,7 @@ def card_for(config: SegmenterTrainingConfig) -> dict[str, Any]:
         + (f" --schedule {schedule}" if schedule not in (None, "standard") else "")
         + (f" --typical-fields {config.n_typical}" if config.n_typical else "")
         + (" --psf-channel" if config.architecture.psf_channel else "")
+        + architecture_command_options(config.architecture)
         + (f" --init-from {config.init_from}" if config.init_from else "")
         + (" --clumps-in-footprints" if config.clumps_in_footprints else "")
         + (" --burke-masks" if config.burke_masks else "")
