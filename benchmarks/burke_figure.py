@@ -377,13 +377,13 @@ def main() -> None:
         "--redraw",
         type=Path,
         default=None,
-        help="Draw the page and plot again from a results JSON.",
+        help="Draw the page and plot again from a results JSON (with its run's --tag).",
     )
     args = parser.parse_args()
-    if args.redraw:
-        publish(json.loads(args.redraw.read_text()))
-        return
     tag = f"_{args.tag}" if args.tag else ""
+    if args.redraw:
+        publish(json.loads(args.redraw.read_text()), tag=tag)
+        return
     out = ROOT / "benchmarks" / "results" / f"burke_figure_{args.fields}{tag}.json"
     previous = _previous(out, args) if args.update else None
     import torch
