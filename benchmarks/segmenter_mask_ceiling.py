@@ -1,0 +1,433 @@
+"""How well can a faint galaxy's truth mask be drawn from its noisy image at all? (ceiling)
+
+The segmenter's truth mask of a source is the isophote of its noiseless light at 2 sigma of
+the sky noise (``FOOTPRINT_NSIGMA``). On a faint galaxy that edge lies where the profile is
+two sky sigmas per pixel, so it has to be inferred from the whole profile, seen through the
+noise. This benchmark asks what an estimator with far more knowledge than the network gets:
+for every isolated single-Sersic galaxy (``disk``, ``elliptical``, ``compact``: one profile,
+the same shape in every band) of Burke et al.'s typical validation fields, it
+
+- removes every other source's noiseless light and the true background from the image (a
+  perfect deblender and sky),
+- fits the galaxy's own profile family, with its true Sersic index and the true PSF at its
+  position, to the g, r and z pixels jointly (position, half-light radius, shear and one
+  flux per band free), by least squares started at the true parameters,
+- draws the fitted profile without noise and takes its 2-sigma isophote in the detection band,
+
+and measures that mask's IoU with the truth mask, beside the best mask IoU of the raw
+detector's instances (score >= 0.5, any class) on the same galaxy. A galaxy is *isolated*
+when its truth mask is its own isophote (IoU >= 0.95 between the two), so that no
+neighbour owns part of it. The fraction of galaxies with IoU < 0.5 is what counts against
+Burke et al.'s figure (a detection there is both a false positive and a miss).
+
+Validation seeds only. Run:
+``.venv/bin/python benchmarks/segmenter_mask_ceiling.py --fields 256``.
+Writes ``benchmarks/results/<model>_mask_ceiling_typical_<n>.json`` and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from skysift.evaluate.segmentation import mask_iou_matrix
+from skysift.models.registry import load_model
+from skysift.progress import progress_iter
+from skysift.sim.dataset import write_dataset
+from skysift.sim.field import simulate_field
+from skysift.train.segmenter import load_images, network_images, predict
+from skysift.train.segmenter_data import (
+    FOOTPRINT_NSIGMA,
+    SegmenterSamples,
+    typical_field_configs,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Galaxy types drawn as one Sersic profile (see ``skysift.sim.sources.make_galaxy``).
+SINGLE_PROFILE_TYPES = ("disk", "elliptical", "compact")
+SNR_BINS = ((20.0, 50.0), (50.0, 100.0), (100.0, math.inf))
+ISOLATED_IOU = 0.95
+VALIDATION_FIELDS = 1024
+
+
+class ProfileModel:
+    """One galaxy's PSF-convolved Sersic light in every band, on a fixed stamp."""
+
+    def __init__(self, field, x: float, y: float, bounds, *, sersic_n: float) -> None:
+        import galsim
+
+        preset = field.preset
+        self.bounds = galsim.BoundsI(*(int(b) for b in bounds))
+        self.scale = preset.pixel_scale
+        self.gain = preset.gain
+        self.psfs = [
+            field.psf.at(x, y, fwhm_scale=preset.fwhm_in_band(1.0, b)) for b in preset.band_names
+        ]
+        self.unit = (
+            galsim.Exponential(half_light_radius=1.0)
+            if sersic_n == 1.0
+            else galsim.Sersic(n=sersic_n, half_light_radius=1.0)
+        )
+
+    def draw(self, params: np.ndarray) -> np.ndarray:
+        """``(bands, rows, cols)`` ADU for ``[x, y, log hlr, eta1, eta2, log flux per band]``
+        (``eta``: GalSim's conformal shear, ``ln(1 / axis ratio)``, unbounded)."""
+        import galsim
+
+        x, y, log_hlr, eta1, eta2 = params[:5]
+        shape = self.unit.dilate(math.exp(log_hlr)).shear(eta1=eta1, eta2=eta2)
+        out = []
+        for psf, log_flux in zip(self.psfs, params[5:], strict=True):
+            stamp = galsim.ImageF(self.bounds, scale=self.scale)
+            galsim.Convolve(shape.withFlux(math.exp(log_flux)), psf).drawImage(
+                image=stamp, method="no_pixel", center=galsim.PositionD(x, y)
+            )
+            out.append(stamp.array / self.gain)
+        return np.stack(out)
+
+
+def _plain(value) -> float:
+    """A truth-table value without its unit (arcsec, degrees, ADU as the table gives)."""
+    return float(getattr(value, "value", value))
+
+
+def true_parameters(row, bands: list[str], gain: float) -> np.ndarray:
+    """The truth table's values in :meth:`ProfileModel.draw`'s parametrization."""
+    eta = -math.log(_plain(row["axis_ratio"]))
+    beta = math.radians(_plain(row["position_angle"]))
+    flux_e = [_plain(row[f"flux_{b}"]) * gain for b in bands]
+    return np.array(
+        [
+            _plain(row["x"]),
+            _plain(row["y"]),
+            math.log(_plain(row["hlr"])),
+            eta * math.cos(2 * beta),
+            eta * math.sin(2 * beta),
+            *(math.log(max(f, 1e-3)) for f in flux_e),
+        ]
+    )
+
+
+def fit_profile(
+    model: ProfileModel,
+    data: np.ndarray,
+    weight: np.ndarray,
+    start: np.ndarray,
+    *,
+    size_factor: float = 10.0,
+):
+    """Least-squares profile parameters, started at ``start``: the centre within 3 pixels of
+    it, the size within ``size_factor`` of it, the axis ratio above 0.05 (GalSim would
+    otherwise be asked for an enormous FFT by a wandering step)."""
+    from scipy.optimize import least_squares
+
+    def residuals(params: np.ndarray) -> np.ndarray:
+        return ((data - model.draw(params)) * weight).ravel()
+
+    spread = np.array([3.0, 3.0, math.log(size_factor), 3.0, 3.0] + [np.inf] * (start.size - 5))
+    lower, upper = start - spread, start + spread
+    lower[3:5], upper[3:5] = -3.0, 3.0
+    result = least_squares(
+        residuals,
+        np.clip(start, lower + 1e-9, upper - 1e-9),
+        bounds=(lower, upper),
+        x_scale="jac",
+        diff_step=1e-4,
+        max_nfev=120,
+    )
+    return result.x, float(result.cost)
+
+
+def moment_start(
+    data: np.ndarray, instance: np.ndarray, x0: int, y0: int, *, det: int, gain: float, scale: float
+) -> np.ndarray:
+    """Start parameters from an instance mask alone: the centroid and second moments of its
+    positive detection-band light, its summed flux per band, a half-light radius of a
+    quarter of the mask's equivalent diameter."""
+    light = np.where(instance, np.maximum(data[det], 0.0), 0.0)
+    total = max(float(light.sum()), 1e-9)
+    rows, cols = np.indices(light.shape)
+    cx, cy = float((light * cols).sum() / total), float((light * rows).sum() / total)
+    xx = float((light * (cols - cx) ** 2).sum() / total)
+    yy = float((light * (rows - cy) ** 2).sum() / total)
+    xy = float((light * (cols - cx) * (rows - cy)).sum() / total)
+    spread = math.hypot(xx - yy, 2 * xy)
+    major, minor = 0.5 * (xx + yy) + 0.5 * spread, max(0.5 * (xx + yy) - 0.5 * spread, 1e-3)
+    eta = min(0.5 * math.log(major / minor), 2.0)
+    beta = 0.5 * math.atan2(2 * xy, xx - yy)
+    hlr = 0.25 * 2.0 * math.sqrt(instance.sum() / math.pi) * scale
+    fluxes = [max(float((band * instance).sum()) * gain, 1.0) for band in data]
+    return np.array(
+        [cx + x0, cy + y0, math.log(hlr), eta * math.cos(2 * beta), eta * math.sin(2 * beta)]
+        + [math.log(f) for f in fluxes]
+    )
+
+
+def practical_mask(field, masks: np.ndarray, best: int, measured, *, margin: int = 6) -> np.ndarray:
+    """The mask a pipeline could draw for the detector's instance ``best`` by fitting a profile.
+
+    No truth is used but the PSF at the instance (a survey's PSF model): the sky and its noise
+    are SEP's background and RMS maps (``measured``), the other instances' pixels carry no
+    weight, the start comes from the instance's moments, an exponential and a de Vaucouleurs
+    profile are both fitted and the better one kept, and its 2-sigma isophote (sigma from the
+    RMS map) is the mask.
+    """
+    data_all, rms_all, masked, det = measured
+    instance = masks[best]
+    height, width = instance.shape
+    ys, xs = np.nonzero(instance)
+    pad = margin + max(np.ptp(ys), np.ptp(xs)) // 2
+    x0, x1 = max(xs.min() - pad, 0), min(xs.max() + pad, width - 1)
+    y0, y1 = max(ys.min() - pad, 0), min(ys.max() + pad, height - 1)
+    cut = (slice(None), slice(y0, y1 + 1), slice(x0, x1 + 1))
+    data, rms = data_all[cut], rms_all[cut]
+    others = np.delete(masks, best, axis=0).any(axis=0)[cut[1:]] if len(masks) > 1 else False
+    weight = np.where(others | masked[cut[1:]], 0.0, 1.0 / rms)
+    start = moment_start(
+        data,
+        instance[cut[1:]],
+        x0,
+        y0,
+        det=det,
+        gain=field.preset.gain,
+        scale=field.preset.pixel_scale,
+    )
+    best_fit = None
+    for n in (1.0, 4.0):
+        model = ProfileModel(field, start[0], start[1], (x0, x1, y0, y1), sersic_n=n)
+        params, cost = fit_profile(model, data, weight, start, size_factor=2.0)
+        if best_fit is None or cost < best_fit[0]:
+            best_fit = (cost, model, params)
+    _, model, params = best_fit
+    out = np.zeros_like(instance)
+    out[cut[1:]] = model.draw(params)[det] >= FOOTPRINT_NSIGMA * rms[det]
+    return out
+
+
+def measured_sky(field):
+    """``(data - SEP background, SEP RMS, masked pixels, detection band)`` of ``field``."""
+    import sep
+
+    image = np.array(field.image.data, dtype=np.float64)  # SEP wants writable copies
+    masked = np.array(field.image.mask, dtype=bool)
+    data, rms = np.empty_like(image), np.empty_like(image)
+    for b, band in enumerate(image):
+        background = sep.Background(band, mask=masked, bw=64, bh=64)
+        data[b] = band - background.back()
+        rms[b] = background.rms()
+    det = list(field.preset.band_names).index(field.preset.detection_band)
+    return data, rms, masked, det
+
+
+def galaxy_rows(
+    field, seed: int, masks: np.ndarray, *, practical: bool = False, margin: int = 6
+) -> list[dict]:
+    """One row per isolated single-profile galaxy with S/N >= 20 of ``field``; ``masks``
+    are the detector's instance masks on it. ``practical``: also fit from the detector's
+    mask (:func:`practical_mask`)."""
+    preset = field.preset
+    bands = list(preset.band_names)
+    det = bands.index(preset.detection_band)
+    threshold = FOOTPRINT_NSIGMA * field.noise_sigma
+    data = np.asarray(field.image.data, dtype=np.float64) - field.background
+    # artifacts and masked pixels carry no weight in the fit (the estimator knows them too)
+    bad = (field.artifacts.label_map > 0) | np.asarray(field.image.mask, dtype=bool)
+    measured = measured_sky(field) if practical else None
+    truth = field.truth
+    height, width = field.footprints.shape
+    rows = []
+    selected = (
+        (np.asarray(truth["snr"]) >= SNR_BINS[0][0])
+        & np.isin(np.asarray(truth["galaxy_type"]), SINGLE_PROFILE_TYPES)
+        & ~np.asarray(truth["is_shred"])
+    )
+    for index in np.flatnonzero(selected):
+        row = truth[index]
+        footprint = field.footprints == int(row["id"])
+        if not footprint.any():
+            continue
+        ys, xs = np.nonzero(footprint)
+        pad = margin + max(np.ptp(ys), np.ptp(xs)) // 2
+        x0, x1 = max(xs.min() - pad, 0), min(xs.max() + pad, width - 1)
+        y0, y1 = max(ys.min() - pad, 0), min(ys.max() + pad, height - 1)
+        cut = (slice(None), slice(y0, y1 + 1), slice(x0, x1 + 1))
+        model = ProfileModel(
+            field,
+            _plain(row["x"]),
+            _plain(row["y"]),
+            (x0, x1, y0, y1),
+            sersic_n=_plain(row["sersic_n"]),
+        )
+        start = true_parameters(row, bands, preset.gain)
+        own = model.draw(start)
+        isophote = own[det] >= threshold[det][cut[1:]]
+        stamp_truth = footprint[cut[1:]]
+        if mask_iou_matrix(isophote[None], stamp_truth[None])[0, 0] < ISOLATED_IOU:
+            continue
+        others = field.noiseless[cut] - own
+        variance = field.noise_sigma[cut] ** 2 + np.maximum(own, 0.0) / preset.gain
+        weight = np.where(bad[cut[1:]], 0.0, 1.0 / np.sqrt(variance))
+        fitted = model.draw(fit_profile(model, data[cut] - others, weight, start)[0])
+        fitted_mask = np.zeros_like(footprint)
+        fitted_mask[cut[1:]] = fitted[det] >= threshold[det][cut[1:]]
+        fit_iou = float(mask_iou_matrix(fitted_mask[None], footprint[None])[0, 0])
+        detector_ious = (
+            mask_iou_matrix(masks, footprint[None])[:, 0] if masks.shape[0] else np.zeros(0)
+        )
+        detector_iou = float(detector_ious.max(initial=0.0))
+        extra = {}
+        if practical:
+            extra = {"practical_iou": 0.0, "practical_area_ratio": 0.0}
+        if practical and detector_iou > 0:
+            drawn = practical_mask(field, masks, int(np.argmax(detector_ious)), measured)
+            extra["practical_iou"] = float(mask_iou_matrix(drawn[None], footprint[None])[0, 0])
+            extra["practical_area_ratio"] = float(drawn.sum() / footprint.sum())
+        rows.append(
+            {
+                "seed": seed,
+                "id": int(row["id"]),
+                "type": str(row["galaxy_type"]),
+                "snr": float(row["snr"]),
+                "area": int(footprint.sum()),
+                "artifact_pixels": int(bad[cut[1:]].sum()),
+                "fit_iou": fit_iou,
+                "fit_area_ratio": float(fitted_mask.sum() / footprint.sum()),
+                "detector_iou": detector_iou,
+                **extra,
+            }
+        )
+    return rows
+
+
+def field_rows(job) -> list[dict]:
+    """:func:`galaxy_rows` of one field, simulated again from its config (a worker's job)."""
+    config, masks, practical = job
+    return galaxy_rows(simulate_field(config), config.seed, masks, practical=practical)
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    """Per S/N bin: counts, median IoUs and the share below IoU 0.5 (and 0.2-0.5)."""
+    out = []
+    for low, high in SNR_BINS:
+        # a fit's free flux can hide in artifact pixels (weight 0): clean stamps only
+        chosen = [r for r in rows if low <= r["snr"] < high and not r["artifact_pixels"]]
+        if not chosen:
+            continue
+        fit = np.array([r["fit_iou"] for r in chosen])
+        det = np.array([r["detector_iou"] for r in chosen])
+        practical = np.array([r.get("practical_iou", np.nan) for r in chosen])
+        extra = {}
+        if np.isfinite(practical).all():
+            extra = {
+                **extra,
+            }
+        out.append(
+            {
+                "snr": [low, high],
+                "galaxies": len(chosen),
+                "fit_median_iou": float(np.median(fit)),
+                "detector_median_iou": float(np.median(det)),
+                **extra,
+                "fit_below_0.5": float(np.mean(fit < 0.5)),
+                "detector_below_0.5": float(np.mean(det < 0.5)),
+                "fit_0.2_to_0.5": float(np.mean((fit >= 0.2) & (fit < 0.5))),
+                "detector_0.2_to_0.5": float(np.mean((det >= 0.2) & (det < 0.5))),
+                "fit_area_ratio_median": float(np.median([r["fit_area_ratio"] for r in chosen])),
+                "by_type": {
+                    kind: {
+                        "galaxies": int(sum(r["type"] == kind for r in chosen)),
+                        "fit_below_0.5": float(
+                            np.mean([r["fit_iou"] < 0.5 for r in chosen if r["type"] == kind])
+                        ),
+                        "detector_below_0.5": float(
+                            np.mean([r["detector_iou"] < 0.5 for r in chosen if r["type"] == kind])
+                        ),
+                    }
+                    for kind in SINGLE_PROFILE_TYPES
+                    if any(r["type"] == kind for r in chosen)
+                },
+            }
+        )
+    return out
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        "| truth S/N | isolated single-profile galaxies | median IoU: truth-started fit / "
+        "detector / detector + fit | IoU < 0.5: the same | IoU 0.2-0.5: the same |",
+        "|---|---|---|---|---|",
+    ]
+    for b in result["bins"]:
+        low, high = b["snr"]
+        label = f"{low:g}-{high:g}" if math.isfinite(high) else f">= {low:g}"
+        lines.append(
+            f"| {label} | {b['galaxies']} | {b['fit_median_iou']:.3f} / "
+            f"{b['detector_median_iou']:.3f} / {b.get('practical_median_iou', np.nan):.3f} | "
+            f"{b['fit_below_0.5']:.3f} / {b['detector_below_0.5']:.3f} / "
+            f"{b.get('practical_below_0.5', np.nan):.3f} | {b['fit_0.2_to_0.5']:.3f} / "
+            f"{b['detector_0.2_to_0.5']:.3f} / {b.get('practical_0.2_to_0.5', np.nan):.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="segmenter_psf_typical")
+    parser.add_argument("--weights-dir", default=None, help="Model folder (default: shipped).")
+    parser.add_argument("--fields", type=int, default=256, help="At most 1,024.")
+    parser.add_argument("--tag", default="", help="Suffix of the results file.")
+    parser.add_argument(
+        "--practical", action="store_true", help="Also fit from the detector's masks (slow)."
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    # the first fields of the 1,024 validation fields the other segmenter benchmarks use
+    configs = typical_field_configs("validation", VALIDATION_FIELDS)
+    directory = ROOT / "data" / f"segmenter_typical_validation_{VALIDATION_FIELDS}"
+    write_dataset(directory, configs, SegmenterSamples(), progress=True, workers=2)
+    configs = configs[: args.fields]
+    module, _ = load_model(
+        args.model, directory=Path(args.weights_dir) if args.weights_dir else None
+    )
+    samples = {s["seed"]: s for s in load_images(str(directory), seeds=[c.seed for c in configs])}
+    jobs = []
+    for config in progress_iter(configs, "segmenting", enabled=True):
+        (prediction,) = predict(module, network_images(module, [samples[config.seed]]))
+        kept = np.asarray(prediction["scores"]) >= 0.5
+        jobs.append((config, np.asarray(prediction["masks"])[kept, 0] >= 0.5, args.practical))
+    rows = []
+    with ProcessPoolExecutor(args.threads) as pool:
+        for found in progress_iter(
+            pool.map(field_rows, jobs), "fitting galaxies", total=len(jobs), enabled=True
+        ):
+            rows += found
+    result = {
+        "model": args.model,
+        "fields": args.fields,
+        "galaxies": len(rows),
+        "seconds": round(time.perf_counter() - started, 1),
+        "bins": summary(rows),
+        "rows": rows,
+    }
+    out = (
+        ROOT
+        / "benchmarks"
+        / "results"
+        / f"{args.model}_mask_ceiling_typical_{args.fields}{args.tag}.json"
+    )
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
