@@ -357,23 +357,30 @@ def summary(rows: list[dict]) -> list[dict]:
     return out
 
 
+def _snr_label(low: float, high: float) -> str:
+    return f"{low:g}-{high:g}" if math.isfinite(high) else f">= {low:g}"
+
+
 def markdown(result: dict) -> str:
-    lines = [
-        "| truth S/N | isolated single-profile galaxies | median IoU: truth-started fit / "
-        "detector / detector + fit | IoU < 0.5: the same | IoU 0.2-0.5: the same |",
-        "|---|---|---|---|---|",
+    """The summary as a table; each cell: truth-started fit / detector / detector + fit."""
+    cells = [
+        ("median_iou", "median IoU"),
+        ("below_0.5", "IoU < 0.5"),
+        ("0.2_to_0.5", "IoU 0.2-0.5"),
     ]
+    header = "| truth S/N | isolated single-profile galaxies | " + " | ".join(
+        f"{title}: fit / detector / detector + fit" for _, title in cells
+    )
+    table = [header + " |", "|---" * (2 + len(cells)) + "|"]
     for b in result["bins"]:
-        low, high = b["snr"]
-        label = f"{low:g}-{high:g}" if math.isfinite(high) else f">= {low:g}"
-        lines.append(
-            f"| {label} | {b['galaxies']} | {b['fit_median_iou']:.3f} / "
-            f"{b['detector_median_iou']:.3f} / {b.get('practical_median_iou', np.nan):.3f} | "
-            f"{b['fit_below_0.5']:.3f} / {b['detector_below_0.5']:.3f} / "
-            f"{b.get('practical_below_0.5', np.nan):.3f} | {b['fit_0.2_to_0.5']:.3f} / "
-            f"{b['detector_0.2_to_0.5']:.3f} / {b.get('practical_0.2_to_0.5', np.nan):.3f} |"
-        )
-    return "\n".join(lines)
+        values = [
+            " / ".join(
+                f"{b.get(f'{who}_{key}', np.nan):.3f}" for who in ("fit", "detector", "practical")
+            )
+            for key, _ in cells
+        ]
+        table.append(f"| {_snr_label(*b['snr'])} | {b['galaxies']} | " + " | ".join(values) + " |")
+    return "\n".join(table)
 
 
 def main() -> None:
