@@ -17,12 +17,16 @@ the same shape in every band) of Burke et al.'s typical validation fields, it
 and measures that mask's IoU with the truth mask, beside the best mask IoU of the raw
 detector's instances (score >= 0.5, any class) on the same galaxy. A galaxy is *isolated*
 when its truth mask is its own isophote (IoU >= 0.95 between the two), so that no
-neighbour owns part of it. The fraction of galaxies with IoU < 0.5 is what counts against
-Burke et al.'s figure (a detection there is both a false positive and a miss).
+neighbour owns part of it. The summary counts only galaxies whose stamp holds no artifact
+pixel: those pixels get no weight, and a fit's free flux can hide in them (the rows keep
+every isolated galaxy, with ``artifact_pixels``). The fraction of galaxies with IoU < 0.5 is
+what counts against Burke et al.'s figure (a detection there is both a false positive and a
+miss). ``--practical`` adds a mask fitted without truth, from the detector's own instance
+(:func:`practical_mask`).
 
 Validation seeds only. Run:
 ``.venv/bin/python benchmarks/segmenter_mask_ceiling.py --fields 256``.
-Writes ``benchmarks/results/<model>_mask_ceiling_typical_<n>.json`` and prints a table.
+Writes ``benchmarks/results/<model>_mask_ceiling_typical_<n><tag>.json`` and prints a table.
 """
 
 from __future__ import annotations
@@ -394,6 +398,8 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    if not 1 <= args.fields <= VALIDATION_FIELDS:
+        parser.error(f"--fields must be 1-{VALIDATION_FIELDS}; got {args.fields}")
     import torch
 
     torch.set_num_threads(args.threads)
