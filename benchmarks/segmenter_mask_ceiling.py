@@ -21,8 +21,8 @@ neighbour owns part of it. The summary counts only galaxies whose stamp holds no
 pixel: those pixels get no weight, and a fit's free flux can hide in them (the rows keep
 every isolated galaxy, with ``artifact_pixels``). The fraction of galaxies with IoU < 0.5 is
 what counts against Burke et al.'s figure (a detection there is both a false positive and a
-miss). ``--practical`` adds a mask fitted without truth, from the detector's own instance
-(:func:`practical_mask`).
+miss). The fit a pipeline can make, without truth, is measured by
+``segmenter_profile_masks.py``.
 
 Validation seeds only. Run:
 ``.venv/bin/python benchmarks/segmenter_mask_ceiling.py --fields 256``.
@@ -148,93 +148,9 @@ def fit_profile(
     return result.x, float(result.cost)
 
 
-def moment_start(
-    data: np.ndarray, instance: np.ndarray, x0: int, y0: int, *, det: int, gain: float, scale: float
-) -> np.ndarray:
-    """Start parameters from an instance mask alone: the centroid and second moments of its
-    positive detection-band light, its summed flux per band, a half-light radius of a
-    quarter of the mask's equivalent diameter."""
-    light = np.where(instance, np.maximum(data[det], 0.0), 0.0)
-    total = max(float(light.sum()), 1e-9)
-    rows, cols = np.indices(light.shape)
-    cx, cy = float((light * cols).sum() / total), float((light * rows).sum() / total)
-    xx = float((light * (cols - cx) ** 2).sum() / total)
-    yy = float((light * (rows - cy) ** 2).sum() / total)
-    xy = float((light * (cols - cx) * (rows - cy)).sum() / total)
-    spread = math.hypot(xx - yy, 2 * xy)
-    major, minor = 0.5 * (xx + yy) + 0.5 * spread, max(0.5 * (xx + yy) - 0.5 * spread, 1e-3)
-    eta = min(0.5 * math.log(major / minor), 2.0)
-    beta = 0.5 * math.atan2(2 * xy, xx - yy)
-    hlr = 0.25 * 2.0 * math.sqrt(instance.sum() / math.pi) * scale
-    fluxes = [max(float((band * instance).sum()) * gain, 1.0) for band in data]
-    return np.array(
-        [cx + x0, cy + y0, math.log(hlr), eta * math.cos(2 * beta), eta * math.sin(2 * beta)]
-        + [math.log(f) for f in fluxes]
-    )
-
-
-def practical_mask(field, masks: np.ndarray, best: int, measured, *, margin: int = 6) -> np.ndarray:
-    """The mask a pipeline could draw for the detector's instance ``best`` by fitting a profile.
-
-    No truth is used but the PSF at the instance (a survey's PSF model): the sky and its noise
-    are SEP's background and RMS maps (``measured``), the other instances' pixels carry no
-    weight, the start comes from the instance's moments, an exponential and a de Vaucouleurs
-    profile are both fitted and the better one kept, and its 2-sigma isophote (sigma from the
-    RMS map) is the mask.
-    """
-    data_all, rms_all, masked, det = measured
-    instance = masks[best]
-    height, width = instance.shape
-    ys, xs = np.nonzero(instance)
-    pad = margin + max(np.ptp(ys), np.ptp(xs)) // 2
-    x0, x1 = max(xs.min() - pad, 0), min(xs.max() + pad, width - 1)
-    y0, y1 = max(ys.min() - pad, 0), min(ys.max() + pad, height - 1)
-    cut = (slice(None), slice(y0, y1 + 1), slice(x0, x1 + 1))
-    data, rms = data_all[cut], rms_all[cut]
-    others = np.delete(masks, best, axis=0).any(axis=0)[cut[1:]] if len(masks) > 1 else False
-    weight = np.where(others | masked[cut[1:]], 0.0, 1.0 / rms)
-    start = moment_start(
-        data,
-        instance[cut[1:]],
-        x0,
-        y0,
-        det=det,
-        gain=field.preset.gain,
-        scale=field.preset.pixel_scale,
-    )
-    best_fit = None
-    for n in (1.0, 4.0):
-        model = ProfileModel(field, start[0], start[1], (x0, x1, y0, y1), sersic_n=n)
-        params, cost = fit_profile(model, data, weight, start, size_factor=2.0)
-        if best_fit is None or cost < best_fit[0]:
-            best_fit = (cost, model, params)
-    _, model, params = best_fit
-    out = np.zeros_like(instance)
-    out[cut[1:]] = model.draw(params)[det] >= FOOTPRINT_NSIGMA * rms[det]
-    return out
-
-
-def measured_sky(field):
-    """``(data - SEP background, SEP RMS, masked pixels, detection band)`` of ``field``."""
-    import sep
-
-    image = np.array(field.image.data, dtype=np.float64)  # SEP wants writable copies
-    masked = np.array(field.image.mask, dtype=bool)
-    data, rms = np.empty_like(image), np.empty_like(image)
-    for b, band in enumerate(image):
-        background = sep.Background(band, mask=masked, bw=64, bh=64)
-        data[b] = band - background.back()
-        rms[b] = background.rms()
-    det = list(field.preset.band_names).index(field.preset.detection_band)
-    return data, rms, masked, det
-
-
-def galaxy_rows(
-    field, seed: int, masks: np.ndarray, *, practical: bool = False, margin: int = 6
-) -> list[dict]:
+def galaxy_rows(field, seed: int, masks: np.ndarray, *, margin: int = 6) -> list[dict]:
     """One row per isolated single-profile galaxy with S/N >= 20 of ``field``; ``masks``
-    are the detector's instance masks on it. ``practical``: also fit from the detector's
-    mask (:func:`practical_mask`)."""
+    are the detector's instance masks on it."""
     preset = field.preset
     bands = list(preset.band_names)
     det = bands.index(preset.detection_band)
@@ -242,7 +158,6 @@ def galaxy_rows(
     data = np.asarray(field.image.data, dtype=np.float64) - field.background
     # artifacts and masked pixels carry no weight in the fit (the estimator knows them too)
     bad = (field.artifacts.label_map > 0) | np.asarray(field.image.mask, dtype=bool)
-    measured = measured_sky(field) if practical else None
     truth = field.truth
     height, width = field.footprints.shape
     rows = []
@@ -285,13 +200,6 @@ def galaxy_rows(
             mask_iou_matrix(masks, footprint[None])[:, 0] if masks.shape[0] else np.zeros(0)
         )
         detector_iou = float(detector_ious.max(initial=0.0))
-        extra = {}
-        if practical:
-            extra = {"practical_iou": 0.0, "practical_area_ratio": 0.0}
-        if practical and detector_iou > 0:
-            drawn = practical_mask(field, masks, int(np.argmax(detector_ious)), measured)
-            extra["practical_iou"] = float(mask_iou_matrix(drawn[None], footprint[None])[0, 0])
-            extra["practical_area_ratio"] = float(drawn.sum() / footprint.sum())
         rows.append(
             {
                 "seed": seed,
@@ -303,7 +211,6 @@ def galaxy_rows(
                 "fit_iou": fit_iou,
                 "fit_area_ratio": float(fitted_mask.sum() / footprint.sum()),
                 "detector_iou": detector_iou,
-                **extra,
             }
         )
     return rows
@@ -311,8 +218,8 @@ def galaxy_rows(
 
 def field_rows(job) -> list[dict]:
     """:func:`galaxy_rows` of one field, simulated again from its config (a worker's job)."""
-    config, masks, practical = job
-    return galaxy_rows(simulate_field(config), config.seed, masks, practical=practical)
+    config, masks = job
+    return galaxy_rows(simulate_field(config), config.seed, masks)
 
 
 def summary(rows: list[dict]) -> list[dict]:
@@ -325,19 +232,12 @@ def summary(rows: list[dict]) -> list[dict]:
             continue
         fit = np.array([r["fit_iou"] for r in chosen])
         det = np.array([r["detector_iou"] for r in chosen])
-        practical = np.array([r.get("practical_iou", np.nan) for r in chosen])
-        extra = {}
-        if np.isfinite(practical).all():
-            extra = {
-                **extra,
-            }
         out.append(
             {
                 "snr": [low, high],
                 "galaxies": len(chosen),
                 "fit_median_iou": float(np.median(fit)),
                 "detector_median_iou": float(np.median(det)),
-                **extra,
                 "fit_below_0.5": float(np.mean(fit < 0.5)),
                 "detector_below_0.5": float(np.mean(det < 0.5)),
                 "fit_0.2_to_0.5": float(np.mean((fit >= 0.2) & (fit < 0.5))),
@@ -366,21 +266,19 @@ def _snr_label(low: float, high: float) -> str:
 
 
 def markdown(result: dict) -> str:
-    """The summary as a table; each cell: truth-started fit / detector / detector + fit."""
+    """The summary as a table; each cell: truth-started fit / detector."""
     cells = [
         ("median_iou", "median IoU"),
         ("below_0.5", "IoU < 0.5"),
         ("0.2_to_0.5", "IoU 0.2-0.5"),
     ]
     header = "| truth S/N | isolated single-profile galaxies | " + " | ".join(
-        f"{title}: fit / detector / detector + fit" for _, title in cells
+        f"{title}: fit / detector" for _, title in cells
     )
     table = [header + " |", "|---" * (2 + len(cells)) + "|"]
     for b in result["bins"]:
         values = [
-            " / ".join(
-                f"{b.get(f'{who}_{key}', np.nan):.3f}" for who in ("fit", "detector", "practical")
-            )
+            " / ".join(f"{b[f'{who}_{key}']:.3f}" for who in ("fit", "detector"))
             for key, _ in cells
         ]
         table.append(f"| {_snr_label(*b['snr'])} | {b['galaxies']} | " + " | ".join(values) + " |")
@@ -393,9 +291,6 @@ def main() -> None:
     parser.add_argument("--weights-dir", default=None, help="Model folder (default: shipped).")
     parser.add_argument("--fields", type=int, default=256, help="At most 1,024.")
     parser.add_argument("--tag", default="", help="Suffix of the results file.")
-    parser.add_argument(
-        "--practical", action="store_true", help="Also fit from the detector's masks (slow)."
-    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     if not 1 <= args.fields <= VALIDATION_FIELDS:
@@ -417,7 +312,7 @@ def main() -> None:
     for config in progress_iter(configs, "segmenting", enabled=True):
         (prediction,) = predict(module, network_images(module, [samples[config.seed]]))
         kept = np.asarray(prediction["scores"]) >= 0.5
-        jobs.append((config, np.asarray(prediction["masks"])[kept, 0] >= 0.5, args.practical))
+        jobs.append((config, np.asarray(prediction["masks"])[kept, 0] >= 0.5))
     rows = []
     with ProcessPoolExecutor(args.threads) as pool:
         for found in progress_iter(
