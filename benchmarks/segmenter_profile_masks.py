@@ -220,6 +220,24 @@ def markdown(result: dict) -> str:
     return "\n".join(table)
 
 
+def star_markdown(separation: dict) -> str:
+    """:func:`star_separation` as a table: per ratio, the share of stars and of galaxies
+    below it."""
+    ratios = list(separation["ratios"])
+    lines = [
+        f"Isolated galaxy instances matched at S/N >= {separation['min_snr']:g}: "
+        f"{separation['stars']} truth stars, {separation['galaxies']} truth galaxies",
+        "",
+        "| reduced chi-square ratio PSF / galaxy fit below | " + " | ".join(ratios) + " |",
+        "|---" * (1 + len(ratios)) + "|",
+    ]
+    for group in ("stars", "galaxies"):
+        shares = [separation["ratios"][t][f"{group}_below"] for t in ratios]
+        cells = ["-" if v is None else f"{100 * v:.1f} %" for v in shares]
+        lines.append(f"| {group} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="segmenter_psf_typical")
@@ -308,7 +326,8 @@ def main() -> None:
     out = ROOT / "benchmarks" / "results" / f"{name}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(markdown(result))
-    print(json.dumps(result["stars_typed_galaxy"], indent=1))
+    print()
+    print(star_markdown(result["stars_typed_galaxy"]))
 
 
 if __name__ == "__main__":
