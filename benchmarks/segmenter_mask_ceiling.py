@@ -285,6 +285,15 @@ def markdown(result: dict) -> str:
     return "\n".join(table)
 
 
+def validation_fields(count: int) -> tuple[Path, list]:
+    """The folder of the 1,024 typical validation fields the segmenter benchmarks share
+    (simulated when missing) and the configs of the first ``count`` of them."""
+    configs = typical_field_configs("validation", VALIDATION_FIELDS)
+    directory = ROOT / "data" / f"segmenter_typical_validation_{VALIDATION_FIELDS}"
+    write_dataset(directory, configs, SegmenterSamples(), progress=True, workers=2)
+    return directory, configs[:count]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="segmenter_psf_typical")
@@ -299,11 +308,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    # the first fields of the 1,024 validation fields the other segmenter benchmarks use
-    configs = typical_field_configs("validation", VALIDATION_FIELDS)
-    directory = ROOT / "data" / f"segmenter_typical_validation_{VALIDATION_FIELDS}"
-    write_dataset(directory, configs, SegmenterSamples(), progress=True, workers=2)
-    configs = configs[: args.fields]
+    directory, configs = validation_fields(args.fields)
     module, _ = load_model(
         args.model, directory=Path(args.weights_dir) if args.weights_dir else None
     )

@@ -32,22 +32,22 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from segmenter_mask_ceiling import VALIDATION_FIELDS, validation_fields
 
 from skysift.evaluate.profile_fit import (
     ProfileMaskSettings,
+    fitted_groups,
     group_isophotes,
     sky_and_noise,
-    touching_groups,
 )
 from skysift.evaluate.segmentation import mask_iou_matrix
 from skysift.models.registry import load_model
 from skysift.progress import progress_iter
-from skysift.sim.dataset import iter_shards, write_dataset
+from skysift.sim.dataset import iter_shards
 from skysift.train.segmenter import load_images, network_images, predict
-from skysift.train.segmenter_data import SegmenterSamples, typical_field_configs
+from skysift.train.segmenter_data import typical_field_configs
 
 ROOT = Path(__file__).resolve().parents[1]
-VALIDATION_FIELDS = 1024
 SNR_BINS = ((5.0, 20.0), (20.0, 50.0), (50.0, 100.0), (100.0, math.inf))
 #: The Moffat index of the simulated DECaLS PSF (the typical fields' survey).
 PSF_BETA = 3.5
@@ -81,37 +81,33 @@ def field_rows(job) -> list[dict]:
     sources = masks.any(axis=0) if len(masks) else np.zeros(plane.shape, dtype=bool)
     light, sigma = sky_and_noise(plane, ignore=sources | masked)
     fitted, chi2, psf_chi2, group_size = {}, {}, {}, {}
-    for group in touching_groups(list(masks), gap=2):
-        if not any(galaxies[k] for k in group) or len(group) > max_group:
-            continue
-        inside = masks[group].any(axis=0)
-        psf = local_psf(inside) if local_psf else None
-        result = group_isophotes(
-            light,
-            sigma,
-            [masks[k] for k in group],
-            [bool(galaxies[k]) for k in group],
-            (sources & ~inside) | masked,
-            settings=settings,
-            psf=psf,
-        )
-        if result is None:
-            continue
-        for k, mask in zip(group, result[0], strict=True):
+    groups = fitted_groups(
+        light,
+        sigma,
+        list(masks),
+        list(galaxies),
+        settings=settings,
+        masked=masked,
+        max_group=max_group,
+        psf_at=local_psf,
+    )
+    for group, drawn, fit_chi2 in groups:
+        for k, mask in zip(group, drawn, strict=True):
             if galaxies[k] and mask.any():
-                fitted[k], chi2[k], group_size[k] = mask, result[1], len(group)
+                fitted[k], chi2[k], group_size[k] = mask, fit_chi2, len(group)
         if len(group) == 1 and group[0] in fitted:  # the same stamp fitted as a star
+            (k,) = group
             as_star = group_isophotes(
                 light,
                 sigma,
-                [masks[group[0]]],
+                [masks[k]],
                 [False],
-                (sources & ~inside) | masked,
+                (sources & ~masks[k]) | masked,
                 settings=settings,
-                psf=psf,
+                psf=local_psf(masks[k]) if local_psf else None,
             )
             if as_star is not None:
-                psf_chi2[group[0]] = as_star[1]
+                psf_chi2[k] = as_star[1]
     rows = []
     for k in np.flatnonzero(galaxies):
         detector_ious = mask_iou_matrix(masks[k][None], truth)[0]
@@ -267,11 +263,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    # the first fields of the 1,024 validation fields the other segmenter benchmarks use
-    configs = typical_field_configs("validation", VALIDATION_FIELDS)
-    directory = ROOT / "data" / f"segmenter_typical_validation_{VALIDATION_FIELDS}"
-    write_dataset(directory, configs, SegmenterSamples(), progress=True, workers=2)
-    seeds = [c.seed for c in configs[: args.fields]]
+    directory, configs = validation_fields(args.fields)
+    seeds = [c.seed for c in configs]
     module, _ = load_model(args.model)
     classes = module.skysift_config.classes
     samples = {s["seed"]: s for s in load_images(str(directory), seeds=seeds)}

@@ -97,6 +97,8 @@ def test_redraw_keeps_every_mask_not_asked_for_and_checks_its_input():
     assert kept is mask
     with pytest.raises(InvalidParameterError, match="2-D"):
         redraw_galaxy_masks(plane[None], [mask], [True], [0], settings=settings)
+    with pytest.raises(InvalidParameterError, match="redraw indices"):
+        redraw_galaxy_masks(plane, [mask], [True], [1], settings=settings)
     with pytest.raises(InvalidParameterError, match="galaxy flags"):
         redraw_galaxy_masks(plane, [mask], [True, False], [0], settings=settings)
     with pytest.raises(InvalidParameterError, match="psf_fwhm"):

@@ -313,6 +313,45 @@ def touching_groups(masks: list[np.ndarray], *, gap: int) -> list[list[int]]:
     return [list(np.flatnonzero(labels == g)) for g in range(labels.max() + 1)] if n else []
 
 
+def fitted_groups(
+    light: np.ndarray,
+    sigma: float,
+    masks: list[np.ndarray],
+    galaxies: list[bool],
+    *,
+    settings: ProfileMaskSettings,
+    masked: np.ndarray,
+    max_group: int = MAX_GROUP,
+    wanted: set[int] | None = None,
+    psf_at=None,
+):
+    """Fit each group of touching instances that holds a galaxy (one of ``wanted``, when
+    given) and has at most ``max_group`` members, by :func:`group_isophotes`; the pixels of
+    the instances outside a group get no weight in its fit.
+
+    ``light`` and ``sigma`` are as :func:`sky_and_noise` gives them; ``psf_at``, when given,
+    maps a group's joint mask to its PSF (pixel units). Yields ``(member indices, their
+    fitted masks, reduced chi-square)`` for every group whose fit succeeded.
+    """
+    sources = np.any(masks, axis=0)
+    for group in touching_groups(masks, gap=2):
+        chosen = wanted if wanted is not None else {k for k in group if galaxies[k]}
+        if chosen.isdisjoint(group) or len(group) > max_group:
+            continue
+        inside = np.any([masks[k] for k in group], axis=0)
+        fitted = group_isophotes(
+            light,
+            sigma,
+            [masks[k] for k in group],
+            [bool(galaxies[k]) for k in group],
+            (sources & ~inside) | masked,
+            settings=settings,
+            psf=psf_at(inside) if psf_at is not None else None,
+        )
+        if fitted is not None:
+            yield group, fitted[0], fitted[1]
+
+
 def redraw_galaxy_masks(
     plane: np.ndarray,
     masks: list[np.ndarray],
@@ -361,26 +400,25 @@ def redraw_galaxy_masks(
     masked = np.zeros(plane.shape, dtype=bool) if masked is None else np.asarray(masked, bool)
     out = list(masks)
     wanted = {int(k) for k in redraw}
+    if not wanted <= set(range(len(masks))):
+        raise InvalidParameterError(
+            f"redraw indices {sorted(wanted)} are not all among the {len(masks)} masks"
+        )
     if not wanted:
         return out
     masks = [np.asarray(m, dtype=bool) for m in masks]
-    sources = np.any(masks, axis=0)
-    light, sigma = sky_and_noise(plane, ignore=sources | masked)
-    for group in touching_groups(masks, gap=2):
-        if wanted.isdisjoint(group) or len(group) > max_group:
-            continue
-        inside = np.any([masks[k] for k in group], axis=0)
-        fitted = group_isophotes(
-            light,
-            sigma,
-            [masks[k] for k in group],
-            [bool(galaxies[k]) for k in group],
-            (sources & ~inside) | masked,
-            settings=settings,
-        )
-        if fitted is None:
-            continue
-        drawn, chi2 = fitted
+    light, sigma = sky_and_noise(plane, ignore=np.any(masks, axis=0) | masked)
+    groups = fitted_groups(
+        light,
+        sigma,
+        masks,
+        galaxies,
+        settings=settings,
+        masked=masked,
+        max_group=max_group,
+        wanted=wanted,
+    )
+    for group, drawn, chi2 in groups:
         if chi2 > max_chi2:
             continue
         for k, mask in zip(group, drawn, strict=True):
