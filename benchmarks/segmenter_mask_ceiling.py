@@ -294,6 +294,17 @@ def validation_fields(count: int) -> tuple[Path, list]:
     return directory, configs[:count]
 
 
+def pooled_rows(function, jobs: list, *, threads: int) -> list[dict]:
+    """The rows ``function`` gives for each job, joined, from ``threads`` processes."""
+    rows = []
+    with ProcessPoolExecutor(threads) as pool:
+        for found in progress_iter(
+            pool.map(function, jobs), "fitting galaxies", total=len(jobs), enabled=True
+        ):
+            rows += found
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="segmenter_psf_typical")
@@ -318,12 +329,7 @@ def main() -> None:
         (prediction,) = predict(module, network_images(module, [samples[config.seed]]))
         kept = np.asarray(prediction["scores"]) >= 0.5
         jobs.append((config, np.asarray(prediction["masks"])[kept, 0] >= 0.5))
-    rows = []
-    with ProcessPoolExecutor(args.threads) as pool:
-        for found in progress_iter(
-            pool.map(field_rows, jobs), "fitting galaxies", total=len(jobs), enabled=True
-        ):
-            rows += found
+    rows = pooled_rows(field_rows, jobs, threads=args.threads)
     result = {
         "model": args.model,
         "fields": args.fields,

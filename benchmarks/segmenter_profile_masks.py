@@ -28,11 +28,10 @@ import argparse
 import json
 import math
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from segmenter_mask_ceiling import VALIDATION_FIELDS, validation_fields
+from segmenter_mask_ceiling import VALIDATION_FIELDS, pooled_rows, validation_fields
 
 from skysift.evaluate.profile_fit import (
     ProfileMaskSettings,
@@ -294,12 +293,7 @@ def main() -> None:
                 (args.max_group, args.true_psf),
             )
         )
-    rows = []
-    with ProcessPoolExecutor(args.threads) as pool:
-        for found in progress_iter(
-            pool.map(field_rows, jobs), "fitting galaxies", total=len(jobs), enabled=True
-        ):
-            rows += found
+    rows = pooled_rows(field_rows, jobs, threads=args.threads)
     result = {
         "model": args.model,
         "fields": args.fields,
