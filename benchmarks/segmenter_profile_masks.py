@@ -38,6 +38,7 @@ from skysift.evaluate.profile_fit import (
     fitted_groups,
     group_isophotes,
     sky_and_noise,
+    stamp_slices,
 )
 from skysift.evaluate.segmentation import mask_iou_matrix
 from skysift.models.registry import load_model
@@ -52,14 +53,18 @@ SNR_BINS = ((5.0, 20.0), (20.0, 50.0), (50.0, 100.0), (100.0, math.inf))
 PSF_BETA = 3.5
 
 
-def _true_psf(seed: int):
-    """For ``--true-psf``: a function giving the simulator's own detection-band PSF (pixel
-    units) at the light-weighted centre of a mask, for the validation field of ``seed``."""
+def _simulated(seed: int):
+    """The validation field of ``seed``, simulated again (for ``--true-psf``)."""
     from skysift.sim.field import simulate_field
 
     configs = typical_field_configs("validation", VALIDATION_FIELDS)
     (config,) = [c for c in configs if c.seed == seed]
-    field = simulate_field(config)
+    return simulate_field(config)
+
+
+def _psf_at(field):
+    """A function giving ``field``'s own detection-band PSF (pixel units) at the centre of a
+    mask."""
     scale = field.preset.pixel_scale
 
     def at(mask: np.ndarray):
@@ -69,14 +74,50 @@ def _true_psf(seed: int):
     return at
 
 
+def _plain(column) -> np.ndarray:
+    return np.asarray(getattr(column, "value", column))
+
+
+def other_light(field, own: np.ndarray, detected: np.ndarray, truth_id: int, *, margin: int):
+    """What else shines on the fitted stamp of the instance ``own`` (matched to the truth
+    source ``truth_id``): its truth galaxy type, the artifact pixels on the stamp, and the
+    truth sources with S/N >= 3 centred on it that no instance covers (not the source itself
+    nor its own star-forming clumps)."""
+    rows, cols = stamp_slices(own, margin)
+    truth = field.truth
+    x, y = _plain(truth["x"]), _plain(truth["y"])
+    ids, parents = _plain(truth["id"]), _plain(truth["parent_id"])
+    on_stamp = (
+        (x >= cols.start - 0.5)
+        & (x < cols.stop - 0.5)
+        & (y >= rows.start - 0.5)
+        & (y < rows.stop - 0.5)
+        & (_plain(truth["snr"]) >= 3)
+        & (ids != truth_id)
+        & ~(_plain(truth["is_shred"]).astype(bool) & (parents == truth_id))
+    )
+    height, width = detected.shape
+    r = np.clip(np.rint(y[on_stamp]).astype(int), 0, height - 1)
+    c = np.clip(np.rint(x[on_stamp]).astype(int), 0, width - 1)
+    (match,) = np.flatnonzero(ids == truth_id)
+    return {
+        "truth_type": str(truth["galaxy_type"][match]),
+        "artifact_pixels": int((field.artifacts.label_map[rows, cols] > 0).sum()),
+        "hidden_sources": int((~detected[r, c]).sum()),
+    }
+
+
 def field_rows(job) -> list[dict]:
     """One row per galaxy instance of one field that overlaps a truth instance (a worker's
     job: the detection band, its masked pixels, the detector's masks and galaxy flags, the
     PSF FWHM and the truth)."""
-    seed, plane, masked, masks, galaxies, psf_fwhm, truth, truth_stars, snr, options = job
+    seed, plane, masked, masks, galaxies, psf_fwhm, truth, truth_ids, truth_stars, snr, options = (
+        job
+    )
     max_group, true_psf = options
     settings = ProfileMaskSettings(psf_fwhm=psf_fwhm, psf_beta=PSF_BETA)
-    local_psf = _true_psf(seed) if true_psf else None
+    field = _simulated(seed) if true_psf else None
+    local_psf = _psf_at(field) if field is not None else None
     sources = masks.any(axis=0) if len(masks) else np.zeros(plane.shape, dtype=bool)
     light, sigma = sky_and_noise(plane, ignore=sources | masked)
     fitted, chi2, psf_chi2, group_size = {}, {}, {}, {}
@@ -130,6 +171,10 @@ def field_rows(job) -> list[dict]:
                 "group": int(group_size[k]),
                 "psf_chi2": float(psf_chi2.get(k, np.nan)),
             }
+            if field is not None:
+                row |= other_light(
+                    field, masks[k], sources, int(truth_ids[best]), margin=settings.margin
+                )
         rows.append(row)
     return rows
 
@@ -250,7 +295,8 @@ def main() -> None:
         "--true-psf",
         action="store_true",
         help="Fit with the simulator's own PSF at each group instead of a Moffat of the "
-        "field's FWHM (what a perfect PSF model would give); adds _truepsf to the name.",
+        "field's FWHM (what a perfect PSF model would give), and record what else shines on "
+        "each fitted stamp (other_light); adds _truepsf to the name.",
     )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -288,6 +334,7 @@ def main() -> None:
                 galaxies,
                 sample["psf_fwhm"],
                 truth,
+                np.asarray(sample["ids"]),
                 np.asarray(sample["classes"]) == classes.index("star") + 1,
                 np.asarray(sample["snr"]),
                 (args.max_group, args.true_psf),

@@ -232,7 +232,7 @@ def group_isophotes(
     union = np.any(masks, axis=0)
     if not union.any() or not (math.isfinite(sigma) and sigma > 0):
         return None
-    rows, cols = _stamp_slices(union, settings.margin)
+    rows, cols = stamp_slices(union, settings.margin)
     data = np.asarray(light[rows, cols], dtype=np.float64)
     weight = np.where(ignore[rows, cols] | ~np.isfinite(data), 0.0, 1.0 / sigma)
     data = np.where(weight > 0, data, 0.0)
@@ -276,7 +276,8 @@ def group_isophotes(
     return out, chi2
 
 
-def _stamp_slices(own: np.ndarray, margin: int) -> tuple[slice, slice]:
+def stamp_slices(own: np.ndarray, margin: int) -> tuple[slice, slice]:
+    """``(rows, cols)`` of the box of ``own``'s pixels grown by ``margin``, inside the image."""
     rows, cols = np.nonzero(own)
     height, width = own.shape
     return (
