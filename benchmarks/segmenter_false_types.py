@@ -19,6 +19,7 @@ import json
 from collections import Counter, defaultdict
 
 import numpy as np
+from segmenter_profile_masks import column_values
 
 from skysift.sim.field import simulate_field
 from skysift.train.segmenter_data import typical_field_configs
@@ -27,17 +28,15 @@ KIND = "mask IoU 0.2-0.5"
 ARTIFACT_RADIUS = 12
 
 
-def _plain(column) -> np.ndarray:
-    return np.asarray(getattr(column, "value", column))
-
-
 def source_under(field, x: float, y: float) -> int:
     """Row of ``field.truth`` under ``(x, y)``: the footprint's owner, else the nearest."""
-    ids = _plain(field.truth["id"])
+    ids = column_values(field.truth["id"])
     owner = int(field.footprints[round(y), round(x)])
     if owner > 0:
         return int(np.flatnonzero(ids == owner)[0])
-    return int(np.argmin(np.hypot(_plain(field.truth["x"]) - x, _plain(field.truth["y"]) - y)))
+    dx = column_values(field.truth["x"]) - x
+    dy = column_values(field.truth["y"]) - y
+    return int(np.argmin(np.hypot(dx, dy)))
 
 
 def false_types(result: dict, *, snr_min: float) -> dict:
@@ -70,11 +69,11 @@ def base_rates(fields: int, *, snr_min: float) -> dict[str, float]:
     for config in typical_field_configs("validation", fields):
         truth = simulate_field(config).truth
         chosen = (
-            (_plain(truth["snr"]) >= snr_min)
-            & (_plain(truth["class"]) == "galaxy")
-            & ~_plain(truth["is_shred"]).astype(bool)
+            (column_values(truth["snr"]) >= snr_min)
+            & (column_values(truth["class"]) == "galaxy")
+            & ~column_values(truth["is_shred"]).astype(bool)
         )
-        counts.update(str(t) for t in _plain(truth["galaxy_type"])[chosen])
+        counts.update(str(t) for t in column_values(truth["galaxy_type"])[chosen])
     total = sum(counts.values())
     return {kind: n / total for kind, n in counts.items()}
 

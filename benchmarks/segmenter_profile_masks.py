@@ -74,7 +74,8 @@ def _psf_at(field):
     return at
 
 
-def _plain(column) -> np.ndarray:
+def column_values(column) -> np.ndarray:
+    """A truth-table column as a plain array (without its unit, where it has one)."""
     return np.asarray(getattr(column, "value", column))
 
 
@@ -85,16 +86,16 @@ def other_light(field, own: np.ndarray, detected: np.ndarray, truth_id: int, *, 
     nor its own star-forming clumps)."""
     rows, cols = stamp_slices(own, margin)
     truth = field.truth
-    x, y = _plain(truth["x"]), _plain(truth["y"])
-    ids, parents = _plain(truth["id"]), _plain(truth["parent_id"])
+    x, y = column_values(truth["x"]), column_values(truth["y"])
+    ids, parents = column_values(truth["id"]), column_values(truth["parent_id"])
     on_stamp = (
         (x >= cols.start - 0.5)
         & (x < cols.stop - 0.5)
         & (y >= rows.start - 0.5)
         & (y < rows.stop - 0.5)
-        & (_plain(truth["snr"]) >= 3)
+        & (column_values(truth["snr"]) >= 3)
         & (ids != truth_id)
-        & ~(_plain(truth["is_shred"]).astype(bool) & (parents == truth_id))
+        & ~(column_values(truth["is_shred"]).astype(bool) & (parents == truth_id))
     )
     height, width = detected.shape
     r = np.clip(np.rint(y[on_stamp]).astype(int), 0, height - 1)

@@ -46,7 +46,7 @@ MAX_GROUP = 5
 
 @dataclass(frozen=True)
 class ProfileMaskSettings:
-    """How :func:`profile_isophote` fits and draws a galaxy.
+    """How :func:`group_isophotes` fits and draws a group's members.
 
     Parameters
     ----------
