@@ -38,6 +38,7 @@ from skysift.evaluate.segmentation import (
     mask_iou_matrix,
     precision_at_recall_by_snr,
 )
+from skysift.mask_refine import MaskRefiner
 from skysift.models.registry import load_model
 from skysift.morphology import GalaxyTyper
 from skysift.second_look import SecondLook
@@ -414,6 +415,12 @@ def main() -> None:
     parser.add_argument("--large-mask-area", type=int, default=600)
     add_mask_box_options(parser)
     parser.add_argument(
+        "--mask-refiner",
+        default=None,
+        help="Mask refiner (skysift.mask_refine; a shipped name or a card's path) that draws "
+        "the small instances' masks again; added to the results' name as _refined.",
+    )
+    parser.add_argument(
         "--tag", default="", help="Added to the results' name: <model>_<look>_<tag>_limits_..."
     )
     parser.add_argument("--threads", type=int, default=2)
@@ -458,6 +465,7 @@ def main() -> None:
         mask_box_scale=args.mask_box_scale,
         mask_box_side=args.mask_box_side,
         augment=args.augment,
+        mask_refiner=MaskRefiner(args.mask_refiner) if args.mask_refiner else None,
     )
     cuts = tuple(float(v) for v in args.cuts.split(","))
     result = limits(catalogs, samples, module.skysift_config.classes, cuts)
@@ -474,6 +482,8 @@ def main() -> None:
         name += f"_boxes{args.mask_box_scale:g}from{args.mask_box_side:g}"
     if args.augment:
         name += f"_{args.augment}"
+    if args.mask_refiner:
+        name += "_refined"
     if args.tag:
         name += f"_{args.tag}"
     result.update(model=name, image_set=args.images, galaxy_types=typer is not None)

@@ -134,6 +134,15 @@ class SegmentConfig:
         (:mod:`skysift.shreds`), from two views around its mask's centre and the PSF FWHM;
         the galaxy's score is multiplied by 1 - P(shred), so ``score_threshold`` drops the
         likely shreds, and P(shred) fills the catalog's ``p_shred``. None skips it.
+    mask_refiner : str or None
+        Shipped mask refiner (``"mask_refiner"``) that draws the label map's mask of every
+        instance with a box of at most 40 px again, from a native-pixel stamp of the bands,
+        the detector's masks and the PSF FWHM (:mod:`skysift.mask_refine`): the detector's
+        boxes of faint galaxies come out about twice too large, and its masks fill them
+        (docs/models.md, sessions 28 and 34). The second look, the shred classifier and the
+        galaxy types still see the detector's masks. It sees the detections the detector
+        scores 0.3 or more, so with it no detection above that is cut before the mask head.
+        None keeps the detector's masks.
     """
 
     model: str = "segmenter"
@@ -153,6 +162,7 @@ class SegmentConfig:
     second_look: str | None = None
     star_fraction: float | None = None
     shreds: str | None = None
+    mask_refiner: str | None = None
 
     @classmethod
     def recommended(cls, **overrides) -> SegmentConfig:
@@ -358,6 +368,16 @@ class Segmenter:
                     f"{card['name']!r} model gives {self.architecture.in_channels} with "
                     f"{softening:g}"
                 )
+        self.mask_refiner = None
+        if self.config.mask_refiner is not None:
+            from skysift.mask_refine import MaskRefiner
+
+            self.mask_refiner = MaskRefiner(self.config.mask_refiner)
+            if self.mask_refiner.bands != self.architecture.in_channels:
+                raise InvalidParameterError(
+                    f"mask refiner {self.config.mask_refiner!r} takes {self.mask_refiner.bands} "
+                    f"bands; the {card['name']!r} model {self.architecture.in_channels}"
+                )
         tile = self.config.tile
         if 2 * self.config.margin >= tile:
             raise InvalidParameterError(
@@ -383,6 +403,10 @@ class Segmenter:
                 lowest = self.config.score_threshold
                 if self.second_look is not None:
                     lowest /= 2
+                if self.mask_refiner is not None:  # it sees its neighbours from MIN_SCORE
+                    from skysift.mask_refine import MIN_SCORE
+
+                    lowest = min(lowest, MIN_SCORE)
                 kept_from = math.nextafter(lowest, -math.inf)
                 heads.score_thresh = max(float(heads.score_thresh), kept_from)
 
@@ -433,6 +457,7 @@ class Segmenter:
             f"the {self.config.model!r} model"
             + (" with a second look" if self.config.second_look else "")
             + (" with a shred classifier" if self.config.shreds else "")
+            + (" with a mask refiner" if self.config.mask_refiner else "")
             + " takes the PSF FWHM as an input, and it could not "
             f"be measured on this image (fewer than {PSF_MIN_SOURCES} bright point sources, or "
             f"a PSF wider than {2 * SEEING_RADIUS:g} px): give SegmentConfig(psf_fwhm=<pixels>) "
@@ -445,7 +470,10 @@ class Segmenter:
 
         image = as_image(image)
         needs_psf = (
-            self.architecture.psf_channel or self.second_look is not None or self.shreds is not None
+            self.architecture.psf_channel
+            or self.second_look is not None
+            or self.shreds is not None
+            or self.mask_refiner is not None
         )
         psf = self.psf_fwhm(image) if needs_psf else None
         data = self.network_input(image, psf_fwhm=psf[0] if psf else None)
@@ -534,6 +562,9 @@ class Segmenter:
                     )
                 if self.galaxy_typer is not None:
                     out = retype_galaxies(out, bands, self.galaxy_typer, classes=classes)
+                refined = {}
+                if self.mask_refiner is not None:
+                    refined = self._refined_pixels(out, bands, psf_fwhm=psf_fwhm)
                 boxes = out["boxes"]
                 mask_boxes = out.get("mask_boxes", boxes)  # the box each mask is drawn in
                 # the cut and the paint order use the detection score (P(source) x P(group)
@@ -561,6 +592,11 @@ class Segmenter:
                 pixels = self._large_masks_redrawn(
                     pixels, out["masks"][keep], mask_boxes[keep], (tile, tile)
                 )
+                if refined:
+                    pixels = [
+                        refined.get(int(k), drawn)
+                        for k, drawn in zip(np.flatnonzero(keep), pixels, strict=True)
+                    ]
                 labels = out["labels"][keep]
                 p_shred = np.asarray(out.get("p_shred", np.full(len(scores), np.nan)))[keep]
                 for (rows, cols), label, score, class_score, shred in zip(
@@ -580,6 +616,35 @@ class Segmenter:
                         }
                     )
         return found
+
+    def _refined_pixels(self, out: dict[str, Any], bands: np.ndarray, *, psf_fwhm) -> dict:
+        """``{detection index: (rows, cols)}`` of the masks the mask refiner draws again in
+        one tile (:func:`skysift.mask_refine.refined_masks`)."""
+        import torch
+        from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+        from skysift.mask_refine import MIN_SCORE, raw_scores, refinable, refined_masks
+
+        seen = np.flatnonzero(raw_scores(out) >= MIN_SCORE)
+        if not seen.size:
+            return {}
+        boxes = np.asarray(out["boxes"])[seen]
+        mask_boxes = np.asarray(out.get("mask_boxes", out["boxes"]))[seen]
+        masks = np.asarray(out["masks"])[seen]
+        if masks.shape[-2:] != bands.shape[1:]:  # the mask head's, in their boxes
+            masks = paste_masks_in_image(
+                torch.from_numpy(masks), torch.from_numpy(mask_boxes), tuple(bands.shape[1:])
+            ).numpy()
+        drawn = refined_masks(
+            {"boxes": boxes, "masks": masks, "scores": raw_scores(out)[seen]},
+            bands,
+            self.mask_refiner,
+            psf_fwhm=psf_fwhm,
+        )["masks"]
+        return {
+            int(seen[j]): tuple(np.nonzero(drawn[j, 0] >= self.config.mask_threshold))
+            for j in np.flatnonzero(refinable(boxes))
+        }
 
     def _large_masks_redrawn(self, pixels: list, masks, boxes, shape) -> list:
         """``pixels`` with each instance of ``large_mask_area`` pixels or more drawn again at
@@ -971,6 +1036,8 @@ def segment(
         out.meta["segmenter_second_look"] = segmenter.second_look.card["name"]
     if segmenter.shreds is not None:
         out.meta["segmenter_shreds"] = segmenter.shreds.card["name"]
+    if segmenter.mask_refiner is not None:
+        out.meta["segmenter_mask_refiner"] = segmenter.mask_refiner.card["name"]
     for key in ("psf_fwhm_pixels", "psf_fwhm_from"):
         if key in instances.meta:
             out.meta[f"segmenter_{key}"] = instances.meta[key]

@@ -425,6 +425,7 @@ def refined_predictions(
     mask_box_scale: float = 1.0,
     mask_box_side: float = 24.0,
     augment: str | None = None,
+    mask_refiner=None,
 ) -> list[dict[str, Any]]:
     """:func:`predict` on samples of :func:`load_images`, refined as the ``Segmenter`` does
     (:func:`refine`)."""
@@ -437,6 +438,7 @@ def refined_predictions(
         second_look=second_look,
         star_fraction=star_fraction,
         shreds=shreds,
+        mask_refiner=mask_refiner,
     )
 
 
@@ -449,6 +451,7 @@ def refine(
     second_look=None,
     star_fraction: float | None = None,
     shreds=None,
+    mask_refiner=None,
 ) -> list[dict[str, Any]]:
     """A detector's predictions on samples of :func:`load_images`, refined as the
     ``Segmenter`` does; the predictions are not modified, so one set can be refined several
@@ -460,7 +463,9 @@ def refine(
     :class:`skysift.shreds.ShredClassifier`) each galaxy's score is then scaled by 1 -
     P(shred) (:func:`skysift.shreds.unshred`); with ``galaxy_typer`` (a
     :class:`skysift.morphology.GalaxyTyper`) the galaxy instances are then re-typed
-    (:func:`skysift.morphology.retype_galaxies`).
+    (:func:`skysift.morphology.retype_galaxies`); with ``mask_refiner`` (a callable of
+    :func:`skysift.mask_refine.refined_masks`) the small instances' masks are then drawn
+    again.
     """
     if second_look is not None:
         from skysift.second_look import relook
@@ -492,6 +497,14 @@ def refine(
             retype_galaxies(p, s["image"], galaxy_typer, classes=classes)
             for p, s in zip(predictions, samples, strict=True)
         ]
+    if mask_refiner is not None:
+        from skysift.mask_refine import refined_masks
+
+        _require_psf_fwhm(samples)
+        predictions = [
+            refined_masks(p, s["image"], mask_refiner, psf_fwhm=s["psf_fwhm"])
+            for p, s in zip(predictions, samples, strict=True)
+        ]
     return predictions
 
 
@@ -509,6 +522,7 @@ def segmenter_catalogs(
     mask_box_scale: float = 1.0,
     mask_box_side: float = 24.0,
     augment: str | None = None,
+    mask_refiner=None,
     chunk: int = 32,
 ) -> list[dict[str, Any]]:
     """The ``Segmenter``'s catalog of each sample: :func:`refined_predictions`, painted
@@ -536,6 +550,7 @@ def segmenter_catalogs(
             mask_box_scale=mask_box_scale,
             mask_box_side=mask_box_side,
             augment=augment,
+            mask_refiner=mask_refiner,
         )
         catalogs += [as_catalog(p, mask_threshold=mask_threshold, **large) for p in predictions]
     return catalogs

@@ -1,0 +1,232 @@
+"""Redraw small instances' masks from a native-pixel stamp (the segmenter's mask refiner).
+
+Mask R-CNN draws each mask inside its box, resampled to the mask head's grid; when the box of
+a faint galaxy comes out about twice too large, the mask fills it (docs/models.md, session
+28). The refiner draws the mask again, free of the box: a small U-Net sees a
+:data:`STAMP` x :data:`STAMP` stamp of the normalized bands at native pixels, centred on the
+instance's box, with the detector's mask of the instance, the strongest mask of every other
+instance and the PSF FWHM as extra channels, and gives the instance's mask probability on the
+stamp. It sees the instances the detector scores at :data:`MIN_SCORE` or more (its raw
+score, the larger of P(star) and P(galaxy), before any second look); instances whose box is
+larger than :data:`MAX_BOX` px, and fainter detections, keep the detector's mask.
+
+It was trained (:mod:`skysift.train.mask_refiner`) to draw the truth mask of the source the
+detector's mask overlaps most, on detections of the typical fields of Burke et al.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "MAX_BOX",
+    "MIN_SCORE",
+    "STAMP",
+    "MaskRefiner",
+    "crop_stamp",
+    "raw_scores",
+    "refinable",
+    "refined_masks",
+    "refiner_inputs",
+    "stamp_origins",
+]
+
+#: Side of the refiner's stamp (px); a multiple of the U-Net's 2 ** (levels - 1).
+STAMP = 64
+#: Instances with a box side above this (px) keep the detector's mask.
+MAX_BOX = 40
+#: The PSF channel holds the FWHM (px) over this.
+PSF_SCALE = 5.0
+#: The refiner sees (as the instance or as a neighbour) detections with a raw score this high.
+MIN_SCORE = 0.3
+
+
+def raw_scores(prediction: dict[str, Any]) -> np.ndarray:
+    """The detector's own score of each instance: the larger of ``p_star`` and ``p_galaxy``
+    (kept through a second look), else ``scores``."""
+    if "p_star" in prediction and "p_galaxy" in prediction:
+        return np.maximum(
+            np.asarray(prediction["p_star"], float), np.asarray(prediction["p_galaxy"], float)
+        )
+    return np.asarray(prediction["scores"], float)
+
+
+class MaskRefiner:
+    """A shipped (or given) mask refiner: stamps in, mask probabilities out.
+
+    Parameters
+    ----------
+    name : str
+        Shipped model name (``skysift models``), or the path of a card written elsewhere.
+    module, card : optional
+        A trained :class:`skysift.models.unet.UNet` and its card, instead of loading one.
+    """
+
+    def __init__(self, name: str = "mask_refiner", *, module=None, card=None) -> None:
+        from skysift.models.registry import load_model, model_location, shipped_or_given
+
+        if module is None:
+            model_name, folder = model_location(name)
+            module, card = load_model(model_name, directory=folder)
+        self.module, self.card = shipped_or_given(name, module, card, what="mask refiner")
+        self.bands = int(self.card["architecture"]["config"]["in_channels"]) - 3
+
+    def __call__(self, stamps: np.ndarray) -> np.ndarray:
+        """``(m, STAMP, STAMP)`` mask probabilities of ``(m, bands + 3, STAMP, STAMP)``
+        stamps (:func:`refiner_inputs`)."""
+        import torch
+
+        from skysift.errors import InvalidParameterError
+
+        stamps = np.asarray(stamps, dtype=np.float32)
+        if stamps.ndim != 4 or stamps.shape[1:] != (self.bands + 3, STAMP, STAMP):
+            raise InvalidParameterError(
+                f"the mask refiner takes (m, {self.bands + 3}, {STAMP}, {STAMP}) stamps; got "
+                f"{stamps.shape}"
+            )
+        with torch.no_grad():
+            return torch.sigmoid(self.module(torch.from_numpy(stamps)))[:, 0].numpy()
+
+
+def refinable(boxes: np.ndarray) -> np.ndarray:
+    """Which instances the refiner redraws: box sides (``x0, y0, x1, y1``) <= :data:`MAX_BOX`."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    return sides <= MAX_BOX
+
+
+def stamp_origins(boxes: np.ndarray) -> np.ndarray:
+    """``(n, 2)`` integer ``(row, col)`` of each stamp's first pixel: the stamp centred on
+    the box."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    centre_x = 0.5 * (boxes[:, 0] + boxes[:, 2])
+    centre_y = 0.5 * (boxes[:, 1] + boxes[:, 3])
+    return np.stack(
+        [np.floor(centre_y - STAMP / 2 + 0.5), np.floor(centre_x - STAMP / 2 + 0.5)], axis=1
+    ).astype(np.int64)
+
+
+def crop_stamp(plane: np.ndarray, row: int, col: int) -> np.ndarray:
+    """The :data:`STAMP`-square of ``plane`` (..., H, W) from ``(row, col)``, zero outside."""
+    height, width = plane.shape[-2:]
+    out = np.zeros((*plane.shape[:-2], STAMP, STAMP), dtype=np.float32)
+    r0, c0 = max(row, 0), max(col, 0)
+    r1, c1 = min(row + STAMP, height), min(col + STAMP, width)
+    if r1 > r0 and c1 > c0:
+        out[..., r0 - row : r1 - row, c0 - col : c1 - col] = plane[..., r0:r1, c0:c1]
+    return out
+
+
+def _others(probabilities: np.ndarray) -> np.ndarray:
+    """Per instance, the strongest mask probability of every other instance, per pixel."""
+    n = len(probabilities)
+    if n == 1:
+        return np.zeros_like(probabilities)
+    order = np.argsort(probabilities, axis=0)
+    top = np.take_along_axis(probabilities, order[-1:], axis=0)[0]
+    second = np.take_along_axis(probabilities, order[-2:-1], axis=0)[0]
+    first_owner = order[-1]
+    return np.where(first_owner[np.newaxis] == np.arange(n)[:, None, None], second, top)
+
+
+def refiner_inputs(
+    image: np.ndarray, masks: np.ndarray, boxes: np.ndarray, *, psf_fwhm: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The refiner's stamps of every instance of an image.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(bands, H, W)`` normalized image (as the segmenter sees it, without a PSF channel).
+    masks : numpy.ndarray
+        ``(n, 1, H, W)`` or ``(n, H, W)`` mask probabilities of the instances.
+    boxes : numpy.ndarray
+        ``(n, 4)`` boxes ``x0, y0, x1, y1``.
+    psf_fwhm : float
+        The image's PSF FWHM (px).
+
+    Returns
+    -------
+    stamps : numpy.ndarray
+        ``(n, bands + 3, STAMP, STAMP)`` float32: the bands, the instance's mask, the other
+        instances' strongest mask, the PSF channel.
+    origins : numpy.ndarray
+        ``(n, 2)`` ``(row, col)`` of each stamp's first pixel in the image.
+    """
+    probabilities = np.asarray(masks, dtype=np.float32)
+    if probabilities.ndim == 4:
+        probabilities = probabilities[:, 0]
+    n = len(probabilities)
+    bands = image.shape[0]
+    origins = stamp_origins(boxes)
+    stamps = np.zeros((n, bands + 3, STAMP, STAMP), dtype=np.float32)
+    if not n:
+        return stamps, origins
+    others = _others(probabilities)
+    for k, (row, col) in enumerate(origins):
+        stamps[k, :bands] = crop_stamp(image, row, col)
+        stamps[k, bands] = crop_stamp(probabilities[k], row, col)
+        stamps[k, bands + 1] = crop_stamp(others[k], row, col)
+    stamps[:, bands + 2] = psf_fwhm / PSF_SCALE
+    return stamps, origins
+
+
+def refined_masks(
+    prediction: dict[str, Any],
+    image: np.ndarray,
+    refiner,
+    *,
+    psf_fwhm: float,
+    batch_size: int = 128,
+) -> dict[str, Any]:
+    """``prediction`` with the masks of its small instances drawn by ``refiner``.
+
+    Parameters
+    ----------
+    prediction : dict
+        The segmenter's detections of one image (``boxes``, ``scores`` or ``p_star`` and
+        ``p_galaxy``, ``masks`` as ``(n, 1, H, W)`` probabilities); not modified.
+    image : numpy.ndarray
+        The normalized ``(bands, H, W)`` image.
+    refiner : callable
+        Maps a float32 ``(m, bands + 3, STAMP, STAMP)`` array to ``(m, STAMP, STAMP)`` mask
+        probabilities.
+    psf_fwhm : float
+        The image's PSF FWHM (px).
+
+    Returns
+    -------
+    dict
+        A copy of ``prediction`` whose ``masks`` hold, for every instance with a box of at
+        most :data:`MAX_BOX` px and a raw score (:func:`raw_scores`) of at least
+        :data:`MIN_SCORE`, the refiner's probabilities on its stamp (zero outside);
+        ``detector_masks`` keeps the detector's own.
+    """
+    masks = np.asarray(prediction["masks"], dtype=np.float32)
+    out = dict(prediction)
+    out.setdefault("detector_masks", masks)
+    boxes = np.asarray(prediction["boxes"]).reshape(-1, 4)
+    seen = np.flatnonzero(raw_scores(prediction) >= MIN_SCORE)
+    chosen = np.flatnonzero(refinable(boxes[seen]))
+    if not chosen.size:
+        return out
+    stamps, origins = refiner_inputs(image, masks[seen], boxes[seen], psf_fwhm=psf_fwhm)
+    drawn = np.concatenate(
+        [
+            refiner(stamps[chosen[start : start + batch_size]])
+            for start in range(0, chosen.size, batch_size)
+        ]
+    )
+    new = masks.copy()
+    height, width = masks.shape[-2:]
+    for index, probability in zip(chosen, drawn, strict=True):
+        k = seen[index]
+        row, col = origins[index]
+        r0, c0 = max(row, 0), max(col, 0)
+        r1, c1 = min(row + STAMP, height), min(col + STAMP, width)
+        new[k, 0] = 0.0
+        new[k, 0, r0:r1, c0:c1] = probability[r0 - row : r1 - row, c0 - col : c1 - col]
+    out["masks"] = new
+    return out

@@ -1,0 +1,442 @@
+"""Train the segmenter's mask refiner (:mod:`skysift.mask_refine`).
+
+Data: Burke et al.'s typical fields (:func:`skysift.train.segmenter_data.typical_field_configs`)
+from a seed range of their own (:data:`SEED_OFFSET`, clear of every segmenter's and second
+look's fields): training and validation fields. The named segmenter runs on them; every
+detection it scores at :data:`skysift.mask_refine.MIN_SCORE` or more, with a box of at most
+:data:`skysift.mask_refine.MAX_BOX` px, whose mask (probability >= 0.5) overlaps a truth
+source with IoU >= :data:`MIN_IOU` becomes a stamp, its target the truth mask of the source it
+overlaps most.
+
+Training: binary cross-entropy plus a per-stamp soft Dice, AdamW with a one-cycle learning
+rate; each batch turned and flipped by a random symmetry of the square; the epoch with the
+lowest validation loss is kept. Run: ``skysift train mask-refiner --seed 0``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "MaskRefinerTrainingConfig",
+    "finish_mask_refiner",
+    "prepare_data",
+    "refiner_stamps",
+    "stamp_metrics",
+    "train_mask_refiner",
+]
+
+log = logging.getLogger(__name__)
+
+#: The refiner's fields start this far into each role's seeds (clear of the 2,400 typical
+#: fields the segmenters were trained on, and of the other models' offsets).
+SEED_OFFSET = 470_000
+#: A detection whose mask overlaps no truth source this well is not a stamp.
+MIN_IOU = 0.1
+#: Truth S/N bins of the stamp metrics.
+SNR_BINS = ((5.0, 20.0), (20.0, 50.0), (50.0, math.inf))
+#: Images run through the segmenter at a time.
+CHUNK = 32
+#: The arrays of a stamp set.
+STAMP_ARRAYS = ("stamps", "targets", "snr", "truth_class", "detector_iou", "seed")
+
+
+@dataclass(frozen=True)
+class MaskRefinerTrainingConfig:
+    """Everything that fixes a mask-refiner training run."""
+
+    name: str = "mask_refiner"
+    segmenter: str = "segmenter_psf_typical"
+    train_dir: str = "data/mask_refiner_train"
+    val_dir: str = "data/mask_refiner_validation"
+    run_dir: str = "runs/mask_refiner"
+    n_train_fields: int = 1200
+    n_val_fields: int = 128
+    widths: tuple[int, ...] = (8, 16, 32, 64)
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    threads: int = 2
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        from skysift.errors import InvalidParameterError
+
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        for key in ("n_train_fields", "n_val_fields", "epochs", "batch_size"):
+            if getattr(self, key) < 1:
+                raise InvalidParameterError(f"{key} must be >= 1; got {getattr(self, key)}")
+        if not self.learning_rate > 0 or self.weight_decay < 0:
+            raise InvalidParameterError("learning_rate must be > 0 and weight_decay >= 0")
+        if self.threads < 1 or self.workers < 1:
+            raise InvalidParameterError("threads and workers must be >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"widths": list(self.widths)}
+
+
+def field_configs(role: str, n: int):
+    """The refiner's ``n`` typical fields of ``role``."""
+    from skysift.train.segmenter_data import typical_field_configs
+
+    return typical_field_configs(role, n, seed_offset=SEED_OFFSET)
+
+
+def prepare_data(config: MaskRefinerTrainingConfig, *, progress: bool = True) -> None:
+    """Simulate (or finish simulating) the training and validation fields."""
+    from skysift.sim.dataset import write_dataset
+    from skysift.train.segmenter_data import SegmenterSamples
+
+    for directory, role, n in (
+        (config.train_dir, "train", config.n_train_fields),
+        (config.val_dir, "validation", config.n_val_fields),
+    ):
+        write_dataset(
+            directory,
+            field_configs(role, n),
+            SegmenterSamples(),
+            progress=progress,
+            description=f"mask refiner: typical fields, {role}",
+            workers=config.workers,
+        )
+
+
+def _matched_truth(mask: np.ndarray, labels: np.ndarray) -> tuple[int, float]:
+    """The truth id the boolean ``mask`` overlaps most and their IoU (0, 0.0 for none)."""
+    hit = labels[mask]
+    hit = hit[hit > 0]
+    if not hit.size:
+        return 0, 0.0
+    ids, counts = np.unique(hit, return_counts=True)
+    best = int(np.argmax(counts))
+    truth_area = int(np.count_nonzero(labels == ids[best]))
+    overlap = int(counts[best])
+    return int(ids[best]), overlap / (int(mask.sum()) + truth_area - overlap)
+
+
+def refiner_stamps(module, samples: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """The training stamps of ``samples`` (:func:`skysift.train.segmenter.load_images`) for
+    the segmenter ``module``: see the module notes. Stamps are float16, targets uint8."""
+    from skysift.mask_refine import MIN_SCORE, STAMP, crop_stamp, refinable, refiner_inputs
+    from skysift.train.segmenter import network_images, predict
+
+    parts: dict[str, list] = {key: [] for key in STAMP_ARRAYS}
+    for start in range(0, len(samples), CHUNK):
+        chunk = samples[start : start + CHUNK]
+        for prediction, sample in zip(
+            predict(module, network_images(module, chunk)), chunk, strict=True
+        ):
+            keep = np.asarray(prediction["scores"]) >= MIN_SCORE
+            boxes, masks = prediction["boxes"][keep], prediction["masks"][keep]
+            if not len(boxes):
+                continue
+            stamps, origins = refiner_inputs(
+                sample["image"], masks, boxes, psf_fwhm=sample["psf_fwhm"]
+            )
+            labels = sample["labels"]
+            snr = dict(zip(sample["ids"].tolist(), sample["snr"].tolist(), strict=True))
+            classes = dict(zip(sample["ids"].tolist(), sample["classes"].tolist(), strict=True))
+            for k in np.flatnonzero(refinable(boxes)):
+                truth_id, iou = _matched_truth(masks[k, 0] >= 0.5, labels)
+                if iou < MIN_IOU:
+                    continue
+                row, col = origins[k]
+                target = crop_stamp((labels == truth_id).astype(np.float32), row, col)
+                parts["stamps"].append(stamps[k].astype(np.float16))
+                parts["targets"].append(target.astype(np.uint8))
+                parts["snr"].append(snr.get(truth_id, math.nan))
+                parts["truth_class"].append(classes.get(truth_id, -1))
+                parts["detector_iou"].append(iou)
+                parts["seed"].append(sample["seed"])
+    if not parts["stamps"]:
+        return {
+            "stamps": np.zeros((0, 6, STAMP, STAMP), np.float16),
+            "targets": np.zeros((0, STAMP, STAMP), np.uint8),
+        } | {key: np.zeros(0) for key in STAMP_ARRAYS[2:]}
+    return {key: np.asarray(value) for key, value in parts.items()}
+
+
+def cached_stamps(config: MaskRefinerTrainingConfig, role: str) -> dict[str, np.ndarray]:
+    """The stamps of the ``role`` ("train" or "validation") fields, cut once and cached in
+    the run directory."""
+    from skysift.io import atomic_write
+    from skysift.models.registry import load_model, model_location
+    from skysift.train.segmenter import load_images
+
+    path = Path(config.run_dir) / f"stamps_{role}.npz"
+    if not path.exists():
+        name, folder = model_location(config.segmenter)
+        module, _ = load_model(name, directory=folder)
+        directory = config.train_dir if role == "train" else config.val_dir
+        stamps = refiner_stamps(module, load_images(directory))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, **stamps)
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}
+
+
+def _loss(logits, targets):
+    """Binary cross-entropy plus the mean per-stamp soft Dice loss."""
+    import torch
+    from torch.nn import functional
+
+    bce = functional.binary_cross_entropy_with_logits(logits, targets)
+    probability = torch.sigmoid(logits)
+    overlap = (probability * targets).sum((1, 2, 3))
+    total = probability.sum((1, 2, 3)) + targets.sum((1, 2, 3))
+    return bce + (1.0 - (2.0 * overlap + 1.0) / (total + 1.0)).mean()
+
+
+def _turned(rng: np.random.Generator, *tensors):
+    """``tensors`` turned and flipped by one random symmetry of the square (all alike)."""
+    import torch
+
+    k, flip = int(rng.integers(4)), bool(rng.integers(2))
+    out = [torch.rot90(t, k, dims=(2, 3)) if k else t for t in tensors]
+    return [torch.flip(t, dims=(3,)) for t in out] if flip else out
+
+
+def predicted_masks(module, stamps: np.ndarray, *, batch: int = 256) -> np.ndarray:
+    """``module``'s mask probabilities of float16/32 stamps (eval mode, no gradients)."""
+    import torch
+
+    module.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(stamps), batch):
+            x = torch.from_numpy(np.asarray(stamps[start : start + batch], np.float32))
+            out.append(torch.sigmoid(module(x))[:, 0].numpy())
+    return np.concatenate(out) if out else np.zeros((0, *stamps.shape[2:]), np.float32)
+
+
+def _validation_loss(module, data: dict[str, np.ndarray], *, batch: int = 256) -> float:
+    import torch
+
+    module.eval()
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(data["targets"]), batch):
+            x = torch.from_numpy(data["stamps"][start : start + batch].astype(np.float32))
+            y = torch.from_numpy(data["targets"][start : start + batch].astype(np.float32))
+            total += float(_loss(module(x), y[:, None])) * len(x)
+    return total / max(len(data["targets"]), 1)
+
+
+def train_mask_refiner(config: MaskRefinerTrainingConfig, *, progress: bool = True) -> Path:
+    """Train the refiner; returns the run directory (``best.safetensors``, ``log.jsonl``,
+    ``summary.json``)."""
+    import torch
+
+    from skysift.io import atomic_write
+    from skysift.models.unet import UNet, UNetConfig
+    from skysift.progress import progress_iter
+    from skysift.train.checkpoints import append_log, save_weights
+
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(config.threads)
+    rng = np.random.default_rng(config.seed)
+    run = Path(config.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    train = cached_stamps(config, "train")
+    val = cached_stamps(config, "validation")
+    if not len(train["targets"]) or not len(val["targets"]):
+        from skysift.errors import SkysiftError
+
+        raise SkysiftError("the segmenter left no training or validation stamps")
+    architecture = UNetConfig(in_channels=train["stamps"].shape[1], widths=config.widths)
+    module = UNet(architecture)
+    optimizer = torch.optim.AdamW(
+        module.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    steps_per_epoch = len(train["targets"]) // config.batch_size
+    if steps_per_epoch < 1:
+        from skysift.errors import InvalidParameterError
+
+        raise InvalidParameterError(
+            f"{len(train['targets'])} training stamps do not fill a batch of {config.batch_size}"
+        )
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=config.learning_rate,
+        total_steps=config.epochs * steps_per_epoch,
+        pct_start=0.1,
+    )
+    stamps = torch.from_numpy(train["stamps"])
+    targets = torch.from_numpy(train["targets"])
+    best = math.inf
+    log_path = run / "log.jsonl"
+    log_path.write_text("")
+    for epoch in progress_iter(range(config.epochs), "training mask refiner", enabled=progress):
+        start = time.perf_counter()
+        module.train()
+        order = torch.from_numpy(rng.permutation(len(targets)))
+        total = 0.0
+        for step in range(steps_per_epoch):
+            index = order[step * config.batch_size : (step + 1) * config.batch_size]
+            x, y = _turned(rng, stamps[index].float(), targets[index].float()[:, None])
+            loss = _loss(module(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += float(loss.detach())
+        val_loss = _validation_loss(module, val)
+        entry = {
+            "epoch": epoch + 1,
+            "train_loss": total / steps_per_epoch,
+            "val_loss": val_loss,
+            "seconds": time.perf_counter() - start,
+        }
+        append_log(log_path, entry)
+        if val_loss < best:
+            best = val_loss
+            with atomic_write(run / "best.safetensors") as tmp:
+                save_weights(module, tmp)
+    summary = {
+        "best_val_loss": best,
+        "architecture": architecture.to_dict(),
+        "config": config.to_dict(),
+        "n_train_stamps": len(targets),
+        "n_val_stamps": len(val["targets"]),
+    }
+    with atomic_write(run / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    return run
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-stamp IoU of two boolean ``(n, H, W)`` stacks."""
+    overlap = (a & b).sum(axis=(1, 2))
+    union = (a | b).sum(axis=(1, 2))
+    return overlap / np.maximum(union, 1)
+
+
+def stamp_metrics(probabilities: np.ndarray, data: dict[str, np.ndarray]) -> list[dict]:
+    """Per truth S/N bin, for galaxies and for stars: stamps, the median IoU with the truth
+    mask of the detector's masks and of the refined ones (probability >= 0.5), and the
+    fraction of each below IoU 0.5 (what Burke et al.'s figure counts as both a false
+    detection and a miss)."""
+    truth = data["targets"].astype(bool)
+    bands = data["stamps"].shape[1] - 3
+    detector = _iou(data["stamps"][:, bands].astype(np.float32) >= 0.5, truth)
+    refined = _iou(np.asarray(probabilities) >= 0.5, truth)
+    rows = []
+    for group, chosen in (("galaxy", data["truth_class"] != 1), ("star", data["truth_class"] == 1)):
+        for low, high in SNR_BINS:
+            inside = chosen & (data["snr"] >= low) & (data["snr"] < high)
+            n = int(inside.sum())
+            row: dict[str, Any] = {
+                "group": group,
+                "snr_min": low,
+                "snr_max": high if math.isfinite(high) else None,
+                "n": n,
+            }
+            for name, iou in (("detector", detector), ("refined", refined)):
+                row[f"{name}_median_iou"] = float(np.median(iou[inside])) if n else None
+                row[f"{name}_below_half"] = float(np.mean(iou[inside] < 0.5)) if n else None
+            rows.append(row)
+    return rows
+
+
+def finish_mask_refiner(
+    config: MaskRefinerTrainingConfig,
+    best_weights: Path,
+    *,
+    out_dir: Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """Measure the best weights on the validation stamps and write weights + card (fp16
+    when the masks hold)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from skysift.models.registry import save_model, weights_dir
+    from skysift.models.unet import UNet, UNetConfig
+
+    summary = json.loads(Path(config.run_dir, "summary.json").read_text())
+    arch = summary["architecture"]
+    architecture = UNetConfig(**(arch | {"widths": tuple(arch["widths"])}))
+    model = UNet(architecture)
+    model.load_state_dict(load_file(str(best_weights)))
+    half = UNet(architecture)
+    half.load_state_dict({k: v.half().to(v.dtype) for k, v in model.state_dict().items()})
+    val = cached_stamps(config, "validation")
+    full_masks = predicted_masks(model, val["stamps"])
+    half_masks = predicted_masks(half, val["stamps"])
+    changed = np.mean((full_masks >= 0.5) != (half_masks >= 0.5))
+    fp16 = bool(changed < 1e-4)
+    shipped = half if fp16 else model
+    metrics = {
+        "validation_stamps": stamp_metrics(half_masks if fp16 else full_masks, val),
+        "fp16_pixels_changed": float(changed),
+    }
+    card = card_for(config, summary, metrics)
+    card["parameters"] = int(sum(q.numel() for q in model.parameters()))
+    with torch.no_grad():
+        return save_model(shipped, card, out_dir or weights_dir(), fp16=fp16)
+
+
+def training_command(config: MaskRefinerTrainingConfig) -> str:
+    """The command that reproduces a run of ``config``."""
+    command = f"skysift train mask-refiner --seed {config.seed}"
+    if config.segmenter != MaskRefinerTrainingConfig.segmenter:
+        command += f" --segmenter {config.segmenter}"
+    if config.threads != 2:
+        command += f" --threads {config.threads}"
+    return command
+
+
+def card_for(config: MaskRefinerTrainingConfig, summary: dict, metrics: dict) -> dict[str, Any]:
+    """The model card of a finished run."""
+    from skysift.mask_refine import MAX_BOX, MIN_SCORE, PSF_SCALE, STAMP
+    from skysift.train.segmenter import SOFTENING
+
+    return {
+        "name": config.name,
+        "task": "the mask of a small segmenter instance drawn again from a native-pixel stamp "
+        "(skysift.mask_refine)",
+        "classes": ["background", "instance"],
+        "architecture": {"kind": "unet", "config": summary["architecture"]},
+        "inputs": {
+            "stamp": f"{STAMP}x{STAMP} at the image's pixels, centred on the instance's box",
+            "channels": "the normalized g, r, z bands; the detector's mask probability of the "
+            "instance; the strongest mask probability of every other instance; the PSF FWHM "
+            f"(px) / {PSF_SCALE:g}",
+            "instances": f"raw detector score >= {MIN_SCORE:g}, box side <= {MAX_BOX} px",
+        },
+        "normalization": {
+            "kind": "segmenter",
+            "softening": SOFTENING,
+            "formula": "per band: asinh((x - median) / (softening * 1.4826 * MAD)), statistics "
+            "of the whole image's unmasked pixels; masked pixels 0 "
+            "(skysift.segment.network_input)",
+        },
+        "bands": ["g", "r", "z"],
+        "segmenter": {"name": config.segmenter},
+        "trained_on": {
+            "fields": f"{config.n_train_fields} training and {config.n_val_fields} validation "
+            "typical DECaLS g, r, z fields of 256x256 (Burke et al.'s densities; "
+            f"skysift.train.mask_refiner.SEED_OFFSET = {SEED_OFFSET})",
+            "samples": f"{summary['n_train_stamps']} training and {summary['n_val_stamps']} "
+            f"validation detections of {config.segmenter} overlapping a truth source with "
+            f"mask IoU >= {MIN_IOU:g}; target: that source's truth mask",
+        },
+        "training": {
+            "command": training_command(config),
+            "seed": config.seed,
+            "config": config.to_dict(),
+            "best_validation_loss": summary["best_val_loss"],
+        },
+        "metrics": metrics,
+    }

@@ -1,0 +1,226 @@
+"""The mask refiner's stamps and how its masks replace the detector's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from skysift.mask_refine import MAX_BOX, STAMP, refinable, refined_masks, refiner_inputs
+
+
+def _prediction(shape=(128, 128)):
+    masks = np.zeros((3, 1, *shape), dtype=np.float32)
+    masks[0, 0, 10:20, 12:22] = 0.9  # small, near the corner: its stamp leaves the image
+    masks[1, 0, 60:70, 60:72] = 0.8  # small, overlapping the large one
+    masks[2, 0, 40:100, 40:100] = 0.7  # large: keeps the detector's mask
+    boxes = np.array([[12, 10, 22, 20], [60, 60, 72, 70], [40, 40, 100, 100]], dtype=np.float32)
+    return {"boxes": boxes, "masks": masks, "scores": np.array([0.9, 0.8, 0.95])}
+
+
+def test_stamps_hold_the_bands_own_mask_others_and_psf():
+    prediction = _prediction()
+    image = np.random.default_rng(0).normal(size=(3, 128, 128)).astype(np.float32)
+    stamps, origins = refiner_inputs(image, prediction["masks"], prediction["boxes"], psf_fwhm=4.0)
+    assert stamps.shape == (3, 6, STAMP, STAMP)
+    # the corner instance's stamp starts off the image and is zero there
+    row, col = origins[0]
+    assert row < 0
+    assert col < 0
+    assert np.all(stamps[0, :5, :-row, :] == 0.0)
+    np.testing.assert_array_equal(
+        stamps[0, :3, -row:, -col:], image[:, : STAMP + row, : STAMP + col]
+    )
+    # own mask channel and the other instances' strongest mask
+    row, col = origins[1]
+    np.testing.assert_array_equal(
+        stamps[1, 3], prediction["masks"][1, 0, row : row + STAMP, col : col + STAMP]
+    )
+    assert stamps[1, 4, 65 - row, 65 - col] == np.float32(0.7)  # the large one under it
+    assert stamps[2, 4, 65 - origins[2][0], 65 - origins[2][1]] == np.float32(0.8)
+    np.testing.assert_allclose(stamps[:, 5], 4.0 / 5.0)
+
+
+def test_refined_masks_replace_small_instances_only():
+    prediction = _prediction()
+    before = {k: np.copy(v) for k, v in prediction.items()}
+    image = np.zeros((3, 128, 128), dtype=np.float32)
+
+    def square(stamps):
+        out = np.zeros((len(stamps), STAMP, STAMP), dtype=np.float32)
+        out[:, 30:34, 30:34] = 1.0  # a 4x4 mask at the stamp's centre
+        return out
+
+    refined = refined_masks(prediction, image, square, psf_fwhm=3.0)
+    for key, value in before.items():  # the input is not modified
+        np.testing.assert_array_equal(prediction[key], value)
+    assert list(refinable(prediction["boxes"])) == [True, True, False]
+    assert MAX_BOX < 60
+    np.testing.assert_array_equal(refined["detector_masks"], prediction["masks"])
+    np.testing.assert_array_equal(refined["masks"][2], prediction["masks"][2])
+    for k in (0, 1):
+        rows, cols = np.nonzero(refined["masks"][k, 0])
+        assert rows.size == 16
+        x0, y0, x1, y1 = prediction["boxes"][k]
+        # centred on the box (within the half pixel of an even stamp)
+        assert abs(cols.mean() - 0.5 * (x0 + x1 - 1)) <= 1.0
+        assert abs(rows.mean() - 0.5 * (y0 + y1 - 1)) <= 1.0
+
+
+def test_no_instances():
+    prediction = {
+        "boxes": np.zeros((0, 4), dtype=np.float32),
+        "masks": np.zeros((0, 1, 32, 32), dtype=np.float32),
+        "scores": np.zeros(0),
+    }
+    refined = refined_masks(prediction, np.zeros((3, 32, 32), np.float32), None, psf_fwhm=3.0)
+    assert refined["masks"].shape == (0, 1, 32, 32)
+
+
+def test_detections_below_the_refiners_score_keep_their_masks():
+    prediction = _prediction()
+    prediction["scores"] = np.array([0.9, 0.2, 0.95])  # the second is below MIN_SCORE
+
+    def empty(stamps):
+        return np.zeros((len(stamps), STAMP, STAMP), dtype=np.float32)
+
+    refined = refined_masks(prediction, np.zeros((3, 128, 128), np.float32), empty, psf_fwhm=3.0)
+    assert not refined["masks"][0].any()
+    np.testing.assert_array_equal(refined["masks"][1:], prediction["masks"][1:])
+    # after a second look the detector's own score is the larger of P(star) and P(galaxy)
+    looked = prediction | {
+        "scores": np.array([0.1, 0.9, 0.1]),
+        "p_star": np.array([0.05, 0.1, 0.1]),
+        "p_galaxy": np.array([0.9, 0.2, 0.9]),
+    }
+    refined = refined_masks(looked, np.zeros((3, 128, 128), np.float32), empty, psf_fwhm=3.0)
+    assert not refined["masks"][0].any()
+    np.testing.assert_array_equal(refined["masks"][1], prediction["masks"][1])
+
+
+def _constant_refiner(directory, bias: float) -> str:
+    """The card path of a refiner that answers sigmoid(bias) everywhere."""
+    import torch
+
+    from skysift.models.registry import save_model
+    from skysift.models.unet import UNet, UNetConfig
+
+    architecture = UNetConfig(in_channels=6, widths=(4, 8))
+    network = UNet(architecture)
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.zero_()
+        network.head.bias.fill_(bias)
+    card = {
+        "name": "constant_refiner",
+        "architecture": {"kind": "unet", "config": architecture.to_dict()},
+    }
+    save_model(network, card, directory, fp16=False)
+    return str(directory / "constant_refiner.json")
+
+
+def test_the_segmenter_paints_the_refiners_masks_of_small_instances(tmp_path):
+    from skysift.errors import InvalidParameterError
+    from skysift.mask_refine import MaskRefiner
+    from skysift.segment import SegmentConfig, Segmenter
+    from standins import CARD, ThresholdSegmenter
+
+    rows, cols = np.indices((160, 200))
+    light = np.random.default_rng(0).normal(100.0, 5.0, (160, 200))
+    for x, y, sigma in ((40.0, 40.0, 2.5), (150.0, 50.0, 2.5), (100.0, 110.0, 14.0)):
+        light += 400.0 * np.exp(-((cols - x) ** 2 + (rows - y) ** 2) / (2 * sigma**2))
+    image = np.stack([light] * 3).astype(np.float32)
+
+    def run(refiner):
+        config = SegmentConfig(galaxy_types=None, psf_fwhm=4.0, mask_refiner=refiner)
+        return Segmenter(config, module=ThresholdSegmenter(), card=CARD)(image)
+
+    plain = run(None)
+    box = plain.bbox  # xmin, xmax, ymin, ymax (inclusive)
+    sides = np.maximum(box[:, 1] - box[:, 0], box[:, 3] - box[:, 2]) + 1
+    assert len(plain) == 3
+    assert (sides <= MAX_BOX).sum() == 2
+    # a refiner that draws nothing leaves only the large instance, with its own mask
+    emptied = run(_constant_refiner(tmp_path, -20.0))
+    assert len(emptied) == 1
+    assert emptied.area[0] == plain.area[np.argmax(sides)]
+    refiner = MaskRefiner(str(tmp_path / "constant_refiner.json"))
+    assert refiner.bands == 3
+    with pytest.raises(InvalidParameterError, match="stamps"):
+        refiner(np.zeros((1, 4, STAMP, STAMP), np.float32))
+
+
+def _disc_stamps(n: int, seed: int) -> dict[str, np.ndarray]:
+    """Stamps of one disc each, the detector's mask twice its radius, the target the disc."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.indices((STAMP, STAMP))
+    radius = rng.uniform(3.0, 8.0, n)
+    distance = np.hypot(rows - STAMP / 2, cols - STAMP / 2)
+    discs = distance[None] <= radius[:, None, None]
+    stamps = np.zeros((n, 6, STAMP, STAMP), np.float32)
+    stamps[:, :3] = discs[:, None] * 2.0 + rng.normal(0.0, 0.3, (n, 3, STAMP, STAMP))
+    stamps[:, 3] = distance[None] <= 2 * radius[:, None, None]
+    stamps[:, 5] = 0.8
+    return {
+        "stamps": stamps.astype(np.float16),
+        "targets": discs.astype(np.uint8),
+        "snr": rng.uniform(5.0, 80.0, n),
+        "truth_class": rng.integers(1, 5, n),
+        "detector_iou": np.full(n, 0.25),
+        "seed": np.arange(n),
+    }
+
+
+def test_training_writes_a_refiner_the_segmenter_can_load(tmp_path):
+    import json
+
+    from skysift.mask_refine import MaskRefiner
+    from skysift.train.mask_refiner import (
+        MaskRefinerTrainingConfig,
+        finish_mask_refiner,
+        stamp_metrics,
+        train_mask_refiner,
+    )
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for role, seed in (("train", 0), ("validation", 1)):  # as cut from a segmenter's detections
+        np.savez(run / f"stamps_{role}.npz", **_disc_stamps(48, seed))
+    config = MaskRefinerTrainingConfig(
+        run_dir=str(run), widths=(4, 8), epochs=2, batch_size=16, threads=1
+    )
+    best = train_mask_refiner(config, progress=False) / "best.safetensors"
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [entry["epoch"] for entry in log] == [1, 2]
+    written = finish_mask_refiner(config, best, out_dir=tmp_path / "out", progress=False)
+    card = json.loads((tmp_path / "out" / "mask_refiner.json").read_text())
+    assert written.exists()
+    assert card["training"]["command"] == "skysift train mask-refiner --seed 0 --threads 1"
+    assert card["trained_on"]["samples"].startswith("48 training and 48 validation")
+    refiner = MaskRefiner(str(tmp_path / "out" / "mask_refiner.json"))
+    probabilities = refiner(_disc_stamps(4, 2)["stamps"])
+    assert probabilities.shape == (4, STAMP, STAMP)
+    assert ((probabilities >= 0) & (probabilities <= 1)).all()
+    # the metrics: a perfect refiner beats the detector's doubled discs in every bin
+    data = _disc_stamps(40, 3)
+    rows = stamp_metrics(data["targets"].astype(np.float32), data)
+    filled = [row for row in rows if row["n"]]
+    assert filled
+    assert all(row["refined_median_iou"] == 1.0 for row in filled)
+    assert all(
+        row["detector_below_half"] == 1.0 and row["refined_below_half"] == 0.0 for row in filled
+    )
+
+
+def test_a_detection_is_matched_to_the_truth_source_it_overlaps_most():
+    from skysift.train.mask_refiner import _matched_truth
+
+    labels = np.zeros((20, 20), np.int32)
+    labels[2:6, 2:6] = 7  # 16 px
+    labels[10:18, 10:18] = 3  # 64 px
+    mask = np.zeros((20, 20), bool)
+    mask[4:6, 4:6] = True  # 4 px of source 7
+    mask[10:14, 10:20] = True  # 32 px of source 3, 8 px of sky
+    truth_id, iou = _matched_truth(mask, labels)
+    assert truth_id == 3
+    assert iou == pytest.approx(32 / (44 + 64 - 32))
+    assert _matched_truth(np.zeros((20, 20), bool), labels) == (0, 0.0)
