@@ -33,17 +33,21 @@ CUTS = (20.0, 50.0, 100.0)
 CHUNK = 32
 
 
-def parse_look(spec: str) -> tuple[str | None, float | None, str | None]:
+def parse_look(spec: str) -> tuple[str | None, float | None, str | None, str | None]:
     """``none``, a shipped second look's name, or ``<name>@<f>``: that look re-weighted to a
     star fraction ``f`` (``SegmentConfig.star_fraction``); any of them followed by
     ``+<shreds>``: a shipped shred classifier scales the galaxies' scores by 1 - P(shred)
-    (``SegmentConfig.shreds``)."""
-    look, _, shreds = spec.partition("+")
+    (``SegmentConfig.shreds``); and then by ``~<refiner>``: a mask refiner (a shipped name or
+    a card's path) draws the small instances' masks again (``SegmentConfig.mask_refiner``).
+    Returns ``(look, star fraction, shreds, refiner)``, None for each one left out."""
+    chain, _, refiner = spec.partition("~")
+    look, _, shreds = chain.partition("+")
     name, _, fraction = look.partition("@")
     return (
         None if name == "none" else name,
         float(fraction) if fraction else None,
         shreds or None,
+        refiner or None,
     )
 
 
@@ -58,8 +62,8 @@ def rankings(
     own_rankings: dict | None = None,
 ) -> dict[str, list[dict]]:
     """Per look (``{spec: (SecondLook or None, star fraction or None, ShredClassifier or
-    None)}``), :func:`figure_rankings` of the ``Segmenter``'s catalogs; the detector runs
-    once per chunk of images, and each look refines its predictions. ``paint`` holds
+    None, MaskRefiner or None)}``), :func:`figure_rankings` of the ``Segmenter``'s catalogs;
+    the detector runs once per chunk of images, and each look refines its predictions. ``paint`` holds
     :func:`as_catalog`'s large-mask options, ``mask_boxes`` :func:`predict`'s. When given,
     ``own_rankings`` is filled with each look's per-image entries of Burke et al.'s own
     matching (``{spec: {group: [entry, ...]}}``,
@@ -74,7 +78,7 @@ def rankings(
         chunk = samples[start : start + CHUNK]
         predictions = predict(module, network_images(module, chunk), **(mask_boxes or {}))
         targets = [sample_targets(s["labels"], s["ids"], s["classes"]) for s in chunk]
-        for spec, (look, star_fraction, shreds) in looks.items():
+        for spec, (look, star_fraction, shreds, refiner) in looks.items():
             refined = refine(
                 predictions,
                 chunk,
@@ -83,6 +87,7 @@ def rankings(
                 second_look=look,
                 star_fraction=star_fraction,
                 shreds=shreds,
+                mask_refiner=refiner,
             )
             catalogs = [as_catalog(p, **(paint or {})) for p in refined]
             if own_rankings is not None:
@@ -388,6 +393,7 @@ def main() -> None:
     previous = _previous(out, args) if args.update else None
     import torch
 
+    from skysift.mask_refine import MaskRefiner
     from skysift.models.registry import load_model
     from skysift.morphology import GalaxyTyper
     from skysift.second_look import SecondLook
@@ -414,11 +420,12 @@ def main() -> None:
     started = time.perf_counter()
     chosen = {}
     for spec in args.looks.split(","):
-        name, star_fraction, shreds = parse_look(spec)
+        name, star_fraction, shreds, refiner = parse_look(spec)
         chosen[spec] = (
             None if name is None else SecondLook(name),
             star_fraction,
             None if shreds is None else ShredClassifier(shreds),
+            None if refiner is None else MaskRefiner(refiner),
         )
     looks = {}
     paint, mask_boxes = _paint(args), _mask_boxes(args)

@@ -55,7 +55,6 @@ def test_refined_masks_replace_small_instances_only():
         np.testing.assert_array_equal(prediction[key], value)
     assert list(refinable(prediction["boxes"])) == [True, True, False]
     assert MAX_BOX < 60
-    np.testing.assert_array_equal(refined["detector_masks"], prediction["masks"])
     np.testing.assert_array_equal(refined["masks"][2], prediction["masks"][2])
     for k in (0, 1):
         rows, cols = np.nonzero(refined["masks"][k, 0])
@@ -183,7 +182,8 @@ def test_training_writes_a_refiner_the_segmenter_can_load(tmp_path):
 
     run = tmp_path / "run"
     run.mkdir()
-    for role, seed in (("train", 0), ("validation", 1)):  # as cut from a segmenter's detections
+    # the stamps as cut from a segmenter's detections
+    for role, seed in (("train", 0), ("validation", 1), ("test", 4)):
         np.savez(run / f"stamps_{role}.npz", **_disc_stamps(48, seed))
     config = MaskRefinerTrainingConfig(
         run_dir=str(run), widths=(4, 8), epochs=2, batch_size=16, threads=1
@@ -196,6 +196,7 @@ def test_training_writes_a_refiner_the_segmenter_can_load(tmp_path):
     assert written.exists()
     assert card["training"]["command"] == "skysift train mask-refiner --seed 0 --threads 1"
     assert card["trained_on"]["samples"].startswith("48 training and 48 validation")
+    assert {row["n"] for row in card["metrics"]["test_stamps"]} - {0}
     refiner = MaskRefiner(str(tmp_path / "out" / "mask_refiner.json"))
     probabilities = refiner(_disc_stamps(4, 2)["stamps"])
     assert probabilities.shape == (4, STAMP, STAMP)
@@ -224,3 +225,47 @@ def test_a_detection_is_matched_to_the_truth_source_it_overlaps_most():
     assert truth_id == 3
     assert iou == pytest.approx(32 / (44 + 64 - 32))
     assert _matched_truth(np.zeros((20, 20), bool), labels) == (0, 0.0)
+
+
+def test_the_shipped_refiner_draws_faint_galaxies_closer_to_their_truth():
+    """Seeded typical fields (free seeds): with the recommended chain, the shipped refiner
+    leaves fewer galaxies of S/N 10-50 without a mask of IoU >= 0.5 than the detector's own
+    masks, and no fewer found above S/N 50."""
+    import dataclasses
+
+    from skysift.annotate import mask_iou
+    from skysift.image import Image
+    from skysift.segment import SegmentConfig, Segmenter
+    from skysift.sim import simulate_field
+    from skysift.train.segmenter_data import SegmenterSamples, typical_field_configs
+
+    extract = SegmenterSamples()
+    found = {"detector": {"faint": 0, "bright": 0}, "refined": {"faint": 0, "bright": 0}}
+    total = {"faint": 0, "bright": 0}
+    for k, config in enumerate(typical_field_configs("test", 10)):
+        field = simulate_field(dataclasses.replace(config, seed=2_300_000 + k))
+        sample = extract(field)
+        height, width = field.image.data.shape[-2:]
+        fwhm = field.psf.fwhm_at((width - 1) / 2, (height - 1) / 2) / field.psf.pixel_scale
+        image = Image.from_array(field.image.data, mask=field.image.mask)
+        truth = sample["labels"][0]
+        galaxies = (sample["inst_label"] != 1) & (sample["inst_snr"] >= 10)
+        snr = sample["inst_snr"][galaxies]
+        kinds = np.where(snr < 50, "faint", "bright")
+        for kind in kinds:
+            total[kind] += 1
+        for name, refiner in (("detector", None), ("refined", "mask_refiner")):
+            chain = SegmentConfig.recommended(psf_fwhm=float(fwhm), mask_refiner=refiner)
+            labels = Segmenter(chain)(image).labels
+            for ident, kind in zip(sample["inst_id"][galaxies], kinds, strict=True):
+                true_mask = truth == ident
+                owners = labels[true_mask]
+                if (owners > 0).any():
+                    owner = int(np.bincount(owners[owners > 0]).argmax())
+                    found[name][kind] += mask_iou(labels == owner, true_mask) >= 0.5
+    # seeded: 79 faint galaxies, 36 found by the detector's masks and 46 by the refined ones;
+    # 13 of 14 bright ones with either
+    assert total["faint"] >= 60
+    missed = {name: total["faint"] - found[name]["faint"] for name in found}
+    assert missed["refined"] < missed["detector"], (missed, total)
+    assert found["refined"]["bright"] >= found["detector"]["bright"] - 1, found

@@ -403,7 +403,7 @@ def test_recommended_chain_names_shipped_models_and_takes_overrides():
     from skysift.segment import SegmentConfig
 
     chain = SegmentConfig.recommended()
-    for name in (chain.model, chain.second_look, chain.shreds):
+    for name in (chain.model, chain.second_look, chain.shreds, chain.mask_refiner):
         assert load_card(name)["name"] == name
     assert chain.star_fraction == 0.27
     assert chain.galaxy_types == "morphology"

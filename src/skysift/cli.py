@@ -807,10 +807,11 @@ def train_mask_refiner_command(
 ) -> None:
     """Train the segmenter's mask refiner, measure it on validation stamps, write weights.
 
-    Simulates 1,200 training and 128 validation typical DECaLS fields of 256x256 if missing
-    (about 10 minutes on two processes), cuts a stamp around every small detection of the
-    segmenter (4 minutes) and trains a U-Net to draw the truth mask of the source under it
-    (about 20 minutes on two threads).
+    Simulates 1,200 training, 128 validation and 128 test typical DECaLS fields of 256x256
+    if missing (about 10 minutes on two processes), cuts a stamp around every small
+    detection of the segmenter (4 minutes) and trains a U-Net to draw the truth mask of the
+    source under it (about 20 minutes on two threads); the card holds the stamps' figures
+    on the validation and the held-out test fields.
     """
     from skysift.train.mask_refiner import (
         MaskRefinerTrainingConfig,
@@ -828,6 +829,7 @@ def train_mask_refiner_command(
             workers=workers,
             train_dir=str(data_dir / "mask_refiner_train"),
             val_dir=str(data_dir / "mask_refiner_validation"),
+            test_dir=str(data_dir / "mask_refiner_test"),
             run_dir=str(run_dir),
         )
         prepare_data(config, progress=not quiet)

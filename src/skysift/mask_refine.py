@@ -201,12 +201,10 @@ def refined_masks(
     dict
         A copy of ``prediction`` whose ``masks`` hold, for every instance with a box of at
         most :data:`MAX_BOX` px and a raw score (:func:`raw_scores`) of at least
-        :data:`MIN_SCORE`, the refiner's probabilities on its stamp (zero outside);
-        ``detector_masks`` keeps the detector's own.
+        :data:`MIN_SCORE`, the refiner's probabilities on its stamp (zero outside).
     """
     masks = np.asarray(prediction["masks"], dtype=np.float32)
     out = dict(prediction)
-    out.setdefault("detector_masks", masks)
     boxes = np.asarray(prediction["boxes"]).reshape(-1, 4)
     seen = np.flatnonzero(raw_scores(prediction) >= MIN_SCORE)
     chosen = np.flatnonzero(refinable(boxes[seen]))

@@ -192,6 +192,7 @@ class SegmentConfig:
             "second_look": "second_look_reject",
             "star_fraction": 0.27,
             "shreds": "shred",
+            "mask_refiner": "mask_refiner",
         }
         return cls(**(chain | overrides))
 

@@ -57,9 +57,11 @@ class MaskRefinerTrainingConfig:
     segmenter: str = "segmenter_psf_typical"
     train_dir: str = "data/mask_refiner_train"
     val_dir: str = "data/mask_refiner_validation"
+    test_dir: str = "data/mask_refiner_test"
     run_dir: str = "runs/mask_refiner"
     n_train_fields: int = 1200
     n_val_fields: int = 128
+    n_test_fields: int = 128
     widths: tuple[int, ...] = (8, 16, 32, 64)
     epochs: int = 10
     batch_size: int = 64
@@ -73,7 +75,7 @@ class MaskRefinerTrainingConfig:
         from skysift.errors import InvalidParameterError
 
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
-        for key in ("n_train_fields", "n_val_fields", "epochs", "batch_size"):
+        for key in ("n_train_fields", "n_val_fields", "n_test_fields", "epochs", "batch_size"):
             if getattr(self, key) < 1:
                 raise InvalidParameterError(f"{key} must be >= 1; got {getattr(self, key)}")
         if not self.learning_rate > 0 or self.weight_decay < 0:
@@ -93,13 +95,14 @@ def field_configs(role: str, n: int):
 
 
 def prepare_data(config: MaskRefinerTrainingConfig, *, progress: bool = True) -> None:
-    """Simulate (or finish simulating) the training and validation fields."""
+    """Simulate (or finish simulating) the training, validation and test fields."""
     from skysift.sim.dataset import write_dataset
     from skysift.train.segmenter_data import SegmenterSamples
 
     for directory, role, n in (
         (config.train_dir, "train", config.n_train_fields),
         (config.val_dir, "validation", config.n_val_fields),
+        (config.test_dir, "test", config.n_test_fields),
     ):
         write_dataset(
             directory,
@@ -124,14 +127,18 @@ def _matched_truth(mask: np.ndarray, labels: np.ndarray) -> tuple[int, float]:
     return int(ids[best]), overlap / (int(mask.sum()) + truth_area - overlap)
 
 
-def refiner_stamps(module, samples: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+def refiner_stamps(
+    module, samples: list[dict[str, Any]], *, progress: bool = False
+) -> dict[str, np.ndarray]:
     """The training stamps of ``samples`` (:func:`skysift.train.segmenter.load_images`) for
     the segmenter ``module``: see the module notes. Stamps are float16, targets uint8."""
     from skysift.mask_refine import MIN_SCORE, STAMP, crop_stamp, refinable, refiner_inputs
+    from skysift.progress import progress_iter
     from skysift.train.segmenter import network_images, predict
 
     parts: dict[str, list] = {key: [] for key in STAMP_ARRAYS}
-    for start in range(0, len(samples), CHUNK):
+    starts = range(0, len(samples), CHUNK)
+    for start in progress_iter(starts, "cutting refiner stamps", enabled=progress):
         chunk = samples[start : start + CHUNK]
         for prediction, sample in zip(
             predict(module, network_images(module, chunk)), chunk, strict=True
@@ -166,9 +173,11 @@ def refiner_stamps(module, samples: list[dict[str, Any]]) -> dict[str, np.ndarra
     return {key: np.asarray(value) for key, value in parts.items()}
 
 
-def cached_stamps(config: MaskRefinerTrainingConfig, role: str) -> dict[str, np.ndarray]:
-    """The stamps of the ``role`` ("train" or "validation") fields, cut once and cached in
-    the run directory."""
+def cached_stamps(
+    config: MaskRefinerTrainingConfig, role: str, *, progress: bool = False
+) -> dict[str, np.ndarray]:
+    """The stamps of the ``role`` ("train", "validation" or "test") fields, cut once and
+    cached in the run directory."""
     from skysift.io import atomic_write
     from skysift.models.registry import load_model, model_location
     from skysift.train.segmenter import load_images
@@ -177,8 +186,10 @@ def cached_stamps(config: MaskRefinerTrainingConfig, role: str) -> dict[str, np.
     if not path.exists():
         name, folder = model_location(config.segmenter)
         module, _ = load_model(name, directory=folder)
-        directory = config.train_dir if role == "train" else config.val_dir
-        stamps = refiner_stamps(module, load_images(directory))
+        directory = {"train": config.train_dir, "validation": config.val_dir}.get(
+            role, config.test_dir
+        )
+        stamps = refiner_stamps(module, load_images(directory), progress=progress)
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path) as tmp, open(tmp, "wb") as handle:
             np.savez(handle, **stamps)
@@ -248,8 +259,8 @@ def train_mask_refiner(config: MaskRefinerTrainingConfig, *, progress: bool = Tr
     rng = np.random.default_rng(config.seed)
     run = Path(config.run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    train = cached_stamps(config, "train")
-    val = cached_stamps(config, "validation")
+    train = cached_stamps(config, "train", progress=progress)
+    val = cached_stamps(config, "validation", progress=progress)
     if not len(train["targets"]) or not len(val["targets"]):
         from skysift.errors import SkysiftError
 
@@ -356,8 +367,8 @@ def finish_mask_refiner(
     out_dir: Path | None = None,
     progress: bool = True,
 ) -> Path:
-    """Measure the best weights on the validation stamps and write weights + card (fp16
-    when the masks hold)."""
+    """Measure the best weights on the validation and held-out test stamps and write
+    weights + card (fp16 when the masks hold)."""
     import torch
     from safetensors.torch import load_file
 
@@ -377,8 +388,10 @@ def finish_mask_refiner(
     changed = np.mean((full_masks >= 0.5) != (half_masks >= 0.5))
     fp16 = bool(changed < 1e-4)
     shipped = half if fp16 else model
+    test = cached_stamps(config, "test", progress=progress)
     metrics = {
         "validation_stamps": stamp_metrics(half_masks if fp16 else full_masks, val),
+        "test_stamps": stamp_metrics(predicted_masks(shipped, test["stamps"]), test),
         "fp16_pixels_changed": float(changed),
     }
     card = card_for(config, summary, metrics)
@@ -425,8 +438,9 @@ def card_for(config: MaskRefinerTrainingConfig, summary: dict, metrics: dict) ->
         "bands": ["g", "r", "z"],
         "segmenter": {"name": config.segmenter},
         "trained_on": {
-            "fields": f"{config.n_train_fields} training and {config.n_val_fields} validation "
-            "typical DECaLS g, r, z fields of 256x256 (Burke et al.'s densities; "
+            "fields": f"{config.n_train_fields} training, {config.n_val_fields} validation and "
+            f"{config.n_test_fields} test typical DECaLS g, r, z fields of 256x256 "
+            "(Burke et al.'s densities; "
             f"skysift.train.mask_refiner.SEED_OFFSET = {SEED_OFFSET})",
             "samples": f"{summary['n_train_stamps']} training and {summary['n_val_stamps']} "
             f"validation detections of {config.segmenter} overlapping a truth source with "

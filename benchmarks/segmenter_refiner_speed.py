@@ -1,0 +1,84 @@
+"""What the mask refiner costs: the recommended chain with and without it on one field.
+
+The 2048x2048 SDSS field of ``bench_segmenter.py``'s speed test (seed 1,999,001), segmented
+end to end through the ``Segmenter`` with ``SegmentConfig.recommended()`` and with the same
+chain without its mask refiner, each run twice (the faster run counts), SEP's background and
+extraction timed in the same process as the yardstick (machines are noisy; the ratio is what
+travels). Run: ``.venv/bin/python benchmarks/segmenter_refiner_speed.py``. Writes
+``benchmarks/results/segmenter_refiner_speed.json`` and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def best_seconds(run, repeats: int) -> float:
+    """The shortest of ``repeats`` timed calls of ``run``."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    import sep
+    import torch
+
+    from skysift.io import atomic_write
+    from skysift.segment import SegmentConfig, Segmenter, segment
+    from skysift.sim import FieldConfig, simulate_field
+
+    torch.set_num_threads(args.threads)
+    field = simulate_field(
+        FieldConfig(survey="sdss", size=2048, density=30, seed=1_999_001, central_galaxy="spiral")
+    )
+    height, width = field.footprints.shape
+    fwhm = float(field.psf.fwhm_at((width - 1) / 2, (height - 1) / 2)) / field.psf.pixel_scale
+    result: dict = {"threads": args.threads, "repeats": args.repeats}
+    for name, refiner in (("without", None), ("with", "mask_refiner")):
+        segmenter = Segmenter(SegmentConfig.recommended(psf_fwhm=fwhm, mask_refiner=refiner))
+        catalogs = []
+        seconds = best_seconds(
+            lambda s=segmenter, out=catalogs: out.append(segment(field.image, segmenter=s)[0]),
+            args.repeats,
+        )
+        result[name] = {"seconds": seconds, "instances": len(catalogs[-1])}
+    band = np.array(field.image.data[1], dtype=np.float32)
+
+    def sep_run() -> None:
+        background = sep.Background(band)
+        sep.extract(band - background, 1.5, err=background.globalrms, segmentation_map=True)
+
+    result["sep_seconds"] = best_seconds(sep_run, args.repeats)
+    for name in ("without", "with"):
+        result[name]["ratio_to_sep"] = result[name]["seconds"] / result["sep_seconds"]
+    result["refiner_cost"] = result["with"]["seconds"] / result["without"]["seconds"] - 1.0
+    out = ROOT / "benchmarks" / "results" / "segmenter_refiner_speed.json"
+    with atomic_write(out) as tmp:
+        tmp.write_text(json.dumps(result, indent=1) + "\n")
+    print("| recommended chain | seconds | instances | x SEP |\n|---|---|---|---|")
+    for name in ("without", "with"):
+        row = result[name]
+        print(
+            f"| {name} the mask refiner | {row['seconds']:.1f} | {row['instances']} | "
+            f"{row['ratio_to_sep']:.0f} |"
+        )
+    print(f"SEP {result['sep_seconds']:.2f} s; the refiner adds {result['refiner_cost']:.0%}")
+
+
+if __name__ == "__main__":
+    main()
