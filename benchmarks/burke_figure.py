@@ -64,9 +64,9 @@ def rankings(
     """Per look (``{spec: (SecondLook or None, star fraction or None, ShredClassifier or
     None, MaskRefiner or None)}``), :func:`figure_rankings` of the ``Segmenter``'s catalogs;
     the detector runs once per chunk of images, and each look refines its predictions.
-    ``paint`` holds :func:`as_catalog`'s large-mask options, ``mask_boxes`` :func:`predict`'s. When given,
-    ``own_rankings`` is filled with each look's per-image entries of Burke et al.'s own
-    matching (``{spec: {group: [entry, ...]}}``,
+    ``paint`` holds :func:`as_catalog`'s large-mask options, ``mask_boxes``
+    :func:`predict`'s. When given, ``own_rankings`` is filled with each look's per-image
+    entries of Burke et al.'s own matching (``{spec: {group: [entry, ...]}}``,
     :func:`skysift.evaluate.burke_reading.image_rankings`)."""
     from skysift.evaluate.burke_reading import GROUPS, image_rankings
     from skysift.evaluate.segmentation import as_catalog, figure_rankings
