@@ -31,6 +31,7 @@ __all__ = [
     "refined_masks",
     "refiner_inputs",
     "stamp_origins",
+    "whole_image_pieces",
 ]
 
 #: Side of the refiner's stamp (px); a multiple of the U-Net's 2 ** (levels - 1).
@@ -119,20 +120,44 @@ def crop_stamp(plane: np.ndarray, row: int, col: int) -> np.ndarray:
     return out
 
 
-def _others(probabilities: np.ndarray) -> np.ndarray:
-    """Per instance, the strongest mask probability of every other instance, per pixel."""
-    n = len(probabilities)
-    if n == 1:
-        return np.zeros_like(probabilities)
-    order = np.argsort(probabilities, axis=0)
-    top = np.take_along_axis(probabilities, order[-1:], axis=0)[0]
-    second = np.take_along_axis(probabilities, order[-2:-1], axis=0)[0]
-    first_owner = order[-1]
-    return np.where(first_owner[np.newaxis] == np.arange(n)[:, None, None], second, top)
+def whole_image_pieces(masks: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
+    """Each whole-image mask (``(n, 1, H, W)`` or ``(n, H, W)`` probabilities) as a piece:
+    ``(top row, left column, probabilities)`` of the smallest rectangle holding its non-zero
+    pixels (an empty mask is a 0x0 piece)."""
+    probabilities = np.asarray(masks, dtype=np.float32)
+    if probabilities.ndim == 4:
+        probabilities = probabilities[:, 0]
+    pieces = []
+    for mask in probabilities:
+        rows = np.flatnonzero(mask.any(axis=1))
+        cols = np.flatnonzero(mask.any(axis=0))
+        if not rows.size:
+            pieces.append((0, 0, mask[:0, :0]))
+            continue
+        top, left = int(rows[0]), int(cols[0])
+        pieces.append((top, left, mask[top : rows[-1] + 1, left : cols[-1] + 1]))
+    return pieces
+
+
+def _paste_piece(out: np.ndarray, piece, row: int, col: int, *, maximum: bool) -> None:
+    """Put ``piece`` (image coordinates) into the stamp ``out`` whose first pixel is ``(row,
+    col)``: replacing, or keeping the larger value with ``maximum``."""
+    top, left, values = piece
+    r0, c0 = max(top, row), max(left, col)
+    r1 = min(top + values.shape[0], row + STAMP)
+    c1 = min(left + values.shape[1], col + STAMP)
+    if r1 <= r0 or c1 <= c0:
+        return
+    source = values[r0 - top : r1 - top, c0 - left : c1 - left]
+    target = out[r0 - row : r1 - row, c0 - col : c1 - col]
+    if maximum:
+        np.maximum(target, source, out=target)
+    else:
+        target[...] = source
 
 
 def refiner_inputs(
-    image: np.ndarray, masks: np.ndarray, boxes: np.ndarray, *, psf_fwhm: float
+    image: np.ndarray, masks, boxes: np.ndarray, *, psf_fwhm: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """The refiner's stamps of every instance of an image.
 
@@ -140,8 +165,10 @@ def refiner_inputs(
     ----------
     image : numpy.ndarray
         ``(bands, H, W)`` normalized image (as the segmenter sees it, without a PSF channel).
-    masks : numpy.ndarray
-        ``(n, 1, H, W)`` or ``(n, H, W)`` mask probabilities of the instances.
+    masks : numpy.ndarray or list
+        ``(n, 1, H, W)`` or ``(n, H, W)`` mask probabilities of the instances, or each one's
+        piece ``(top row, left column, probabilities)`` (:func:`whole_image_pieces`; zero
+        outside it).
     boxes : numpy.ndarray
         ``(n, 4)`` boxes ``x0, y0, x1, y1``.
     psf_fwhm : float
@@ -150,25 +177,29 @@ def refiner_inputs(
     Returns
     -------
     stamps : numpy.ndarray
-        ``(n, bands + 3, STAMP, STAMP)`` float32: the bands, the instance's mask, the other
-        instances' strongest mask, the PSF channel.
+        ``(n, bands + 3, STAMP, STAMP)`` float32: the bands, the instance's mask, the
+        strongest mask of every other instance, the PSF channel.
     origins : numpy.ndarray
         ``(n, 2)`` ``(row, col)`` of each stamp's first pixel in the image.
     """
-    probabilities = np.asarray(masks, dtype=np.float32)
-    if probabilities.ndim == 4:
-        probabilities = probabilities[:, 0]
-    n = len(probabilities)
+    pieces = masks if isinstance(masks, list) else whole_image_pieces(masks)
+    n = len(pieces)
     bands = image.shape[0]
     origins = stamp_origins(boxes)
     stamps = np.zeros((n, bands + 3, STAMP, STAMP), dtype=np.float32)
     if not n:
         return stamps, origins
-    others = _others(probabilities)
+    tops = np.array([p[0] for p in pieces])
+    lefts = np.array([p[1] for p in pieces])
+    bottoms = tops + np.array([p[2].shape[0] for p in pieces])
+    rights = lefts + np.array([p[2].shape[1] for p in pieces])
     for k, (row, col) in enumerate(origins):
         stamps[k, :bands] = crop_stamp(image, row, col)
-        stamps[k, bands] = crop_stamp(probabilities[k], row, col)
-        stamps[k, bands + 1] = crop_stamp(others[k], row, col)
+        _paste_piece(stamps[k, bands], pieces[k], row, col, maximum=False)
+        near = (tops < row + STAMP) & (bottoms > row) & (lefts < col + STAMP) & (rights > col)
+        near[k] = False
+        for j in np.flatnonzero(near):
+            _paste_piece(stamps[k, bands + 1], pieces[j], row, col, maximum=True)
     stamps[:, bands + 2] = psf_fwhm / PSF_SCALE
     return stamps, origins
 

@@ -621,31 +621,25 @@ class Segmenter:
     def _refined_pixels(self, out: dict[str, Any], bands: np.ndarray, *, psf_fwhm) -> dict:
         """``{detection index: (rows, cols)}`` of the masks the mask refiner draws again in
         one tile (:func:`skysift.mask_refine.refined_masks`)."""
-        import torch
-        from torchvision.models.detection.roi_heads import paste_masks_in_image
-
-        from skysift.mask_refine import MIN_SCORE, raw_scores, refinable, refined_masks
+        from skysift.mask_refine import MIN_SCORE, raw_scores, refinable, refiner_inputs
 
         seen = np.flatnonzero(raw_scores(out) >= MIN_SCORE)
-        if not seen.size:
-            return {}
         boxes = np.asarray(out["boxes"])[seen]
+        chosen = np.flatnonzero(refinable(boxes))
+        if not chosen.size:
+            return {}
+        shape = tuple(bands.shape[1:])
         mask_boxes = np.asarray(out.get("mask_boxes", out["boxes"]))[seen]
-        masks = np.asarray(out["masks"])[seen]
-        if masks.shape[-2:] != bands.shape[1:]:  # the mask head's, in their boxes
-            masks = paste_masks_in_image(
-                torch.from_numpy(masks), torch.from_numpy(mask_boxes), tuple(bands.shape[1:])
-            ).numpy()
-        drawn = refined_masks(
-            {"boxes": boxes, "masks": masks, "scores": raw_scores(out)[seen]},
-            bands,
-            self.mask_refiner,
-            psf_fwhm=psf_fwhm,
-        )["masks"]
-        return {
-            int(seen[j]): tuple(np.nonzero(drawn[j, 0] >= self.config.mask_threshold))
-            for j in np.flatnonzero(refinable(boxes))
-        }
+        pieces = _mask_pieces(np.asarray(out["masks"])[seen], mask_boxes, shape)
+        stamps, origins = refiner_inputs(bands, pieces, boxes, psf_fwhm=psf_fwhm)
+        drawn = self.mask_refiner(stamps[chosen])
+        refined = {}
+        for j, probability in zip(chosen, drawn, strict=True):
+            rows, cols = np.nonzero(probability >= self.config.mask_threshold)
+            rows, cols = rows + origins[j, 0], cols + origins[j, 1]
+            inside = (rows >= 0) & (rows < shape[0]) & (cols >= 0) & (cols < shape[1])
+            refined[int(seen[j])] = (rows[inside], cols[inside])
+        return refined
 
     def _large_masks_redrawn(self, pixels: list, masks, boxes, shape) -> list:
         """``pixels`` with each instance of ``large_mask_area`` pixels or more drawn again at
@@ -762,14 +756,34 @@ def _mask_pixels(
     ``paste_masks_in_image`` does (padded by one cell, box enlarged to match, bilinear
     resampling to the integer box, clipped to the tile), but into the box alone.
     """
-    import torch
-    from torch.nn import functional
-    from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
-
     if masks.shape[0] == 0:
         return []
     if masks.shape[-2:] == shape:
         return [tuple(np.nonzero(mask[0] >= threshold)) for mask in masks]
+    out = []
+    for top, left, values in _mask_pieces(masks, boxes, shape):
+        rows, cols = np.nonzero(values >= threshold)
+        out.append((rows + top, cols + left))
+    return out
+
+
+def _mask_pieces(
+    masks: np.ndarray, boxes: np.ndarray, shape: tuple[int, int]
+) -> list[tuple[int, int, np.ndarray]]:
+    """The mask head's ``(n, 1, M, M)`` probabilities pasted into their ``boxes`` as
+    :func:`_mask_pixels` pastes them: ``(top row, left column, probabilities)`` of each box,
+    clipped to the tile (zero outside). Whole-tile masks give the rectangle of their
+    non-zero pixels."""
+    import torch
+    from torch.nn import functional
+    from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
+
+    from skysift.mask_refine import whole_image_pieces
+
+    if masks.shape[0] == 0:
+        return []
+    if masks.shape[-2:] == shape:
+        return whole_image_pieces(masks)
     padded, scale = expand_masks(torch.from_numpy(masks), padding=1)
     grown = expand_boxes(torch.from_numpy(boxes), scale).to(dtype=torch.int64).tolist()
     height, width = shape
@@ -781,9 +795,7 @@ def _mask_pixels(
         )[0, 0]
         top, left = max(y0, 0), max(x0, 0)
         bottom, right = max(min(y1 + 1, height), top), max(min(x1 + 1, width), left)
-        crop = local[top - y0 : bottom - y0, left - x0 : right - x0]
-        rows, cols = np.nonzero(crop.numpy() >= threshold)
-        out.append((rows + top, cols + left))
+        out.append((top, left, local[top - y0 : bottom - y0, left - x0 : right - x0].numpy()))
     return out
 
 
