@@ -167,15 +167,15 @@ class SegmentConfig:
     @classmethod
     def recommended(cls, **overrides) -> SegmentConfig:
         """The chain that measured best on Burke et al.'s typical field (30 galaxies and 5
-        stars per arcmin², g, r, z bands; docs/models.md, sessions 24-26 and 30).
+        stars per arcmin², g, r, z bands; docs/models.md, sessions 24-26, 30 and 34).
 
         ``segmenter_psf_typical`` with the ``second_look_reject`` star/galaxy look at 27 %
-        stars (``star_fraction``) and the ``shred`` classifier. On 1,024 held-out typical
-        fields its precision at 80 % recall at S/N >= 20 / 50 / 100 is 0.940 / 0.979 /
-        0.973 for galaxies and 0.951 / 0.973 / 0.970 for stars; on Galaxy-Zoo-like cutouts
-        it meets the Mask Galaxy paper's central-galaxy targets. It needs the PSF FWHM
-        (``psf_fwhm``, else the header's ``SEEING``, else measured on the image) and, for
-        the shred classifier, three bands.
+        stars (``star_fraction``), the ``shred`` classifier and the ``mask_refiner``. On
+        1,024 held-out typical fields its precision at 80 % recall at S/N >= 20 / 50 / 100 is
+        0.958 / 0.984 / 0.977 for galaxies and 0.952 / 0.975 / 0.973 for stars; on
+        Galaxy-Zoo-like cutouts it meets the Mask Galaxy paper's central-galaxy targets. It
+        needs the PSF FWHM (``psf_fwhm``, else the header's ``SEEING``, else measured on the
+        image) and, for the shred classifier, three bands.
 
         Parameters
         ----------

@@ -26,7 +26,7 @@ from skysift.io import atomic_write
 from skysift.normalization import robust_level_scale
 from skysift.sim.field import FieldConfig, SimulatedField, simulate_field
 
-__all__ = ["LocalizerPatches", "iter_shards", "write_dataset"]
+__all__ = ["LocalizerPatches", "iter_shards", "write_dataset", "write_role_datasets"]
 
 MANIFEST = "manifest.json"
 
@@ -295,3 +295,25 @@ def _with_defaults(
     if recorded is None:
         return None
     return {**{k: v for k, v in defaults.items() if k not in recorded}, **recorded}
+
+
+def write_role_datasets(
+    datasets: Iterable[tuple[str, str, int]],
+    configs: Callable[[str, int], list[FieldConfig]],
+    extract: Callable[[SimulatedField], dict[str, np.ndarray]],
+    *,
+    description: str,
+    workers: int = 1,
+    progress: bool = True,
+) -> None:
+    """:func:`write_dataset` for each ``(directory, role, n)``: the ``n`` fields
+    ``configs(role, n)``; ``description`` is formatted with ``role``."""
+    for directory, role, n in datasets:
+        write_dataset(
+            directory,
+            configs(role, n),
+            extract,
+            progress=progress,
+            description=description.format(role=role),
+            workers=workers,
+        )

@@ -96,22 +96,21 @@ def field_configs(role: str, n: int):
 
 def prepare_data(config: MaskRefinerTrainingConfig, *, progress: bool = True) -> None:
     """Simulate (or finish simulating) the training, validation and test fields."""
-    from skysift.sim.dataset import write_dataset
+    from skysift.sim.dataset import write_role_datasets
     from skysift.train.segmenter_data import SegmenterSamples
 
-    for directory, role, n in (
-        (config.train_dir, "train", config.n_train_fields),
-        (config.val_dir, "validation", config.n_val_fields),
-        (config.test_dir, "test", config.n_test_fields),
-    ):
-        write_dataset(
-            directory,
-            field_configs(role, n),
-            SegmenterSamples(),
-            progress=progress,
-            description=f"mask refiner: typical fields, {role}",
-            workers=config.workers,
-        )
+    write_role_datasets(
+        (
+            (config.train_dir, "train", config.n_train_fields),
+            (config.val_dir, "validation", config.n_val_fields),
+            (config.test_dir, "test", config.n_test_fields),
+        ),
+        field_configs,
+        SegmenterSamples(),
+        description="mask refiner: typical fields, {role}",
+        workers=config.workers,
+        progress=progress,
+    )
 
 
 def _matched_truth(mask: np.ndarray, labels: np.ndarray) -> tuple[int, float]:

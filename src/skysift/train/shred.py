@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from skysift.sim.dataset import iter_shards, write_dataset
+from skysift.sim.dataset import iter_shards, write_role_datasets
 from skysift.train.shred_data import ShredStamps, shred_field_configs
 
 __all__ = [
@@ -85,19 +85,18 @@ class ShredTrainingConfig:
 
 def prepare_data(config: ShredTrainingConfig, *, progress: bool = True) -> None:
     """Simulate (or finish simulating) the training, validation and test fields."""
-    for directory, role, n in (
-        (config.train_dir, "train", config.n_train_fields),
-        (config.val_dir, "validation", config.n_val_fields),
-        (config.test_dir, "test", config.n_test_fields),
-    ):
-        write_dataset(
-            directory,
-            shred_field_configs(role, n),
-            ShredStamps(),
-            progress=progress,
-            description=f"shred classifier: both views of every source, {role} fields",
-            workers=config.workers,
-        )
+    write_role_datasets(
+        (
+            (config.train_dir, "train", config.n_train_fields),
+            (config.val_dir, "validation", config.n_val_fields),
+            (config.test_dir, "test", config.n_test_fields),
+        ),
+        shred_field_configs,
+        ShredStamps(),
+        description="shred classifier: both views of every source, {role} fields",
+        workers=config.workers,
+        progress=progress,
+    )
 
 
 def load_samples(directory: str) -> dict[str, np.ndarray]:
