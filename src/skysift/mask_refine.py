@@ -27,6 +27,7 @@ __all__ = [
     "MaskRefiner",
     "crop_stamp",
     "raw_scores",
+    "redrawn_stamps",
     "refinable",
     "refined_masks",
     "refiner_inputs",
@@ -236,26 +237,77 @@ def refined_masks(
     """
     masks = np.asarray(prediction["masks"], dtype=np.float32)
     out = dict(prediction)
-    boxes = np.asarray(prediction["boxes"]).reshape(-1, 4)
-    seen = np.flatnonzero(raw_scores(prediction) >= MIN_SCORE)
-    chosen = np.flatnonzero(refinable(boxes[seen]))
-    if not chosen.size:
-        return out
-    stamps, origins = refiner_inputs(image, masks[seen], boxes[seen], psf_fwhm=psf_fwhm)
-    drawn = np.concatenate(
-        [
-            refiner(stamps[chosen[start : start + batch_size]])
-            for start in range(0, chosen.size, batch_size)
-        ]
+    redrawn = redrawn_stamps(
+        image,
+        whole_image_pieces(masks),
+        prediction["boxes"],
+        raw_scores(prediction),
+        refiner,
+        psf_fwhm=psf_fwhm,
+        batch_size=batch_size,
     )
+    if not redrawn:
+        return out
     new = masks.copy()
     height, width = masks.shape[-2:]
-    for index, probability in zip(chosen, drawn, strict=True):
-        k = seen[index]
-        row, col = origins[index]
+    for k, (row, col, probability) in redrawn.items():
         r0, c0 = max(row, 0), max(col, 0)
         r1, c1 = min(row + STAMP, height), min(col + STAMP, width)
         new[k, 0] = 0.0
         new[k, 0, r0:r1, c0:c1] = probability[r0 - row : r1 - row, c0 - col : c1 - col]
     out["masks"] = new
     return out
+
+
+def redrawn_stamps(
+    image: np.ndarray,
+    pieces: list,
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    refiner,
+    *,
+    psf_fwhm: float,
+    batch_size: int = 128,
+) -> dict[int, tuple[int, int, np.ndarray]]:
+    """The refiner's masks of an image's instances, on their stamps.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The normalized ``(bands, H, W)`` image.
+    pieces : list
+        Each instance's mask as ``(top row, left column, probabilities)``
+        (:func:`whole_image_pieces`).
+    boxes, scores : numpy.ndarray
+        Each instance's box ``x0, y0, x1, y1`` and raw detector score (:func:`raw_scores`).
+    refiner : callable
+        As :func:`refined_masks` takes it.
+    psf_fwhm : float
+        The image's PSF FWHM (px).
+
+    Returns
+    -------
+    dict
+        ``{instance index: (row, col, probabilities)}`` for each instance the refiner
+        redraws (box side <= :data:`MAX_BOX`, score >= :data:`MIN_SCORE`): the first pixel
+        of its stamp and the ``(STAMP, STAMP)`` mask probabilities. Instances below
+        :data:`MIN_SCORE` are not shown to it as neighbours either.
+    """
+    boxes = np.asarray(boxes).reshape(-1, 4)
+    seen = np.flatnonzero(np.asarray(scores) >= MIN_SCORE)
+    chosen = np.flatnonzero(refinable(boxes[seen]))
+    if not chosen.size:
+        return {}
+    stamps, origins = refiner_inputs(
+        image, [pieces[k] for k in seen], boxes[seen], psf_fwhm=psf_fwhm
+    )
+    drawn = np.concatenate(
+        [
+            refiner(stamps[chosen[start : start + batch_size]])
+            for start in range(0, chosen.size, batch_size)
+        ]
+    )
+    return {
+        int(seen[j]): (int(origins[j, 0]), int(origins[j, 1]), probability)
+        for j, probability in zip(chosen, drawn, strict=True)
+    }

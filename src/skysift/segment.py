@@ -620,25 +620,25 @@ class Segmenter:
 
     def _refined_pixels(self, out: dict[str, Any], bands: np.ndarray, *, psf_fwhm) -> dict:
         """``{detection index: (rows, cols)}`` of the masks the mask refiner draws again in
-        one tile (:func:`skysift.mask_refine.refined_masks`)."""
-        from skysift.mask_refine import MIN_SCORE, raw_scores, refinable, refiner_inputs
+        one tile (:func:`skysift.mask_refine.redrawn_stamps`), at ``mask_threshold``."""
+        from skysift.mask_refine import raw_scores, redrawn_stamps
 
-        seen = np.flatnonzero(raw_scores(out) >= MIN_SCORE)
-        boxes = np.asarray(out["boxes"])[seen]
-        chosen = np.flatnonzero(refinable(boxes))
-        if not chosen.size:
-            return {}
         shape = tuple(bands.shape[1:])
-        mask_boxes = np.asarray(out.get("mask_boxes", out["boxes"]))[seen]
-        pieces = _mask_pieces(np.asarray(out["masks"])[seen], mask_boxes, shape)
-        stamps, origins = refiner_inputs(bands, pieces, boxes, psf_fwhm=psf_fwhm)
-        drawn = self.mask_refiner(stamps[chosen])
+        mask_boxes = np.asarray(out.get("mask_boxes", out["boxes"]))
+        redrawn = redrawn_stamps(
+            bands,
+            _mask_pieces(np.asarray(out["masks"]), mask_boxes, shape),
+            out["boxes"],
+            raw_scores(out),
+            self.mask_refiner,
+            psf_fwhm=psf_fwhm,
+        )
         refined = {}
-        for j, probability in zip(chosen, drawn, strict=True):
+        for k, (row, col, probability) in redrawn.items():
             rows, cols = np.nonzero(probability >= self.config.mask_threshold)
-            rows, cols = rows + origins[j, 0], cols + origins[j, 1]
+            rows, cols = rows + row, cols + col
             inside = (rows >= 0) & (rows < shape[0]) & (cols >= 0) & (cols < shape[1])
-            refined[int(seen[j])] = (rows[inside], cols[inside])
+            refined[k] = (rows[inside], cols[inside])
         return refined
 
     def _large_masks_redrawn(self, pixels: list, masks, boxes, shape) -> list:
