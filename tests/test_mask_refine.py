@@ -194,7 +194,10 @@ def test_training_writes_a_refiner_the_segmenter_can_load(tmp_path):
     written = finish_mask_refiner(config, best, out_dir=tmp_path / "out", progress=False)
     card = json.loads((tmp_path / "out" / "mask_refiner.json").read_text())
     assert written.exists()
-    assert card["training"]["command"] == "skysift train mask-refiner --seed 0 --threads 1"
+    # the command builds the same network again
+    assert card["training"]["command"] == (
+        "skysift train mask-refiner --seed 0 --epochs 2 --widths 4,8 --threads 1"
+    )
     assert card["trained_on"]["samples"].startswith("48 training and 48 validation")
     assert {row["n"] for row in card["metrics"]["test_stamps"]} - {0}
     refiner = MaskRefiner(str(tmp_path / "out" / "mask_refiner.json"))

@@ -330,6 +330,19 @@ def test_segmenter_trunk_options_build_the_network_and_its_card_command():
         trunk_architecture(fpn_channels=0)
 
 
+def test_comma_separated_options_are_read_or_refused_clearly():
+    from skysift.errors import InvalidParameterError
+    from skysift.train.segmenter import positive_integers
+
+    assert positive_integers("16,32,64,128", "--widths") == (16, 32, 64, 128)
+    assert positive_integers("2,2,2,2", "--blocks", count=4) == (2, 2, 2, 2)
+    for bad in ("16", "16,x", "16,0", "", "8,-8"):
+        with pytest.raises(InvalidParameterError, match="--widths takes two or more"):
+            positive_integers(bad, "--widths")
+    with pytest.raises(InvalidParameterError, match="--blocks takes 4"):
+        positive_integers("1,1,1", "--blocks", count=4)
+
+
 def test_segmenter_finetune_starts_from_the_packaged_model_with_a_silent_psf_channel():
     import torch
 

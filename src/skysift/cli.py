@@ -794,6 +794,10 @@ def train_mask_refiner_command(
         help="Segmenter whose detections are the stamps (a shipped name or a card's path).",
     ),
     epochs: int = typer.Option(10, help="Passes over the training stamps."),
+    widths: str = typer.Option(
+        "8,16,32,64", help="The U-Net's channels per level, comma-separated."
+    ),
+    name: str = typer.Option("mask_refiner", help="Name of the weights and card."),
     threads: int = typer.Option(2, help="CPU threads for training."),
     workers: int = typer.Option(
         2, help="Processes simulating missing fields (the fields do not depend on it)."
@@ -819,12 +823,15 @@ def train_mask_refiner_command(
         prepare_data,
         train_mask_refiner,
     )
+    from skysift.train.segmenter import checked_model_name, positive_integers
 
     def run() -> None:
         config = MaskRefinerTrainingConfig(
+            name=checked_model_name(name),
             seed=seed,
             segmenter=segmenter,
             epochs=epochs,
+            widths=positive_integers(widths, "--widths"),
             threads=threads,
             workers=workers,
             train_dir=str(data_dir / "mask_refiner_train"),

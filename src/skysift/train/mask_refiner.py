@@ -404,6 +404,12 @@ def training_command(config: MaskRefinerTrainingConfig) -> str:
     command = f"skysift train mask-refiner --seed {config.seed}"
     if config.segmenter != MaskRefinerTrainingConfig.segmenter:
         command += f" --segmenter {config.segmenter}"
+    if config.epochs != MaskRefinerTrainingConfig.epochs:
+        command += f" --epochs {config.epochs}"
+    if config.widths != MaskRefinerTrainingConfig.widths:
+        command += " --widths " + ",".join(str(w) for w in config.widths)
+    if config.name != MaskRefinerTrainingConfig.name:
+        command += f" --name {config.name}"
     if config.threads != 2:
         command += f" --threads {config.threads}"
     return command

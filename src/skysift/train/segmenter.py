@@ -714,6 +714,25 @@ def initial_state(name: str, architecture: SegmenterConfig) -> dict[str, Any]:
     return with_zero_psf_weights(state) if adds_psf else state
 
 
+def positive_integers(text: str, option: str, *, count: int | None = None) -> tuple[int, ...]:
+    """A command-line list of positive whole numbers separated by commas (``count`` of
+    them when given, else at least two); a clear error naming ``option`` otherwise."""
+    from skysift.errors import InvalidParameterError
+
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    wanted = f"{count}" if count is not None else "two or more"
+    if (len(values) != count if count is not None else len(values) < 2) or min(
+        values, default=0
+    ) < 1:
+        raise InvalidParameterError(
+            f"{option} takes {wanted} positive whole numbers separated by commas; got {text!r}"
+        )
+    return values
+
+
 def trunk_architecture(
     *, widths: str | None = None, blocks: str | None = None, fpn_channels: int | None = None
 ) -> dict[str, Any]:
@@ -726,26 +745,15 @@ def trunk_architecture(
         A list that is not 5 (widths: stem and four stages) or 4 (blocks) positive integers,
         or a non-positive pyramid width.
     """
-    from skysift.errors import InvalidParameterError
-
-    def parsed(text: str, option: str, count: int) -> tuple[int, ...]:
-        try:
-            values = tuple(int(v) for v in text.split(","))
-        except ValueError:
-            values = ()
-        if len(values) != count or min(values) < 1:
-            raise InvalidParameterError(
-                f"{option} takes {count} positive whole numbers separated by commas; got {text!r}"
-            )
-        return values
-
     options: dict[str, Any] = {}
     if widths is not None:
-        options["widths"] = parsed(widths, "--widths", 5)
+        options["widths"] = positive_integers(widths, "--widths", count=5)
     if blocks is not None:
-        options["blocks"] = parsed(blocks, "--blocks", 4)
+        options["blocks"] = positive_integers(blocks, "--blocks", count=4)
     if fpn_channels is not None:
         if fpn_channels < 1:
+            from skysift.errors import InvalidParameterError
+
             raise InvalidParameterError(f"--fpn-channels must be >= 1; got {fpn_channels}")
         options["fpn_channels"] = fpn_channels
     return options
