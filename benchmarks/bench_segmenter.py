@@ -22,7 +22,12 @@ from pathlib import Path
 
 import numpy as np
 from burke_figure import add_augment_option
-from segmenter_limits import add_chain_options, chain_from_args
+from segmenter_limits import (
+    add_chain_options,
+    add_mask_refiner_option,
+    chain_from_args,
+    mask_refiner_from_args,
+)
 
 from skysift.annotate import mask_iou, otsu_central_mask
 from skysift.image import Image
@@ -389,7 +394,8 @@ def _typical_section(typical: dict | None) -> list[str]:
 
 
 def _chain_lines(result: dict) -> list[str]:
-    """The page's words on the chain's star fraction, shred classifier and augmentation."""
+    """The page's words on the chain's star fraction, shred classifier, augmentation and mask
+    refiner."""
     lines = []
     if result.get("star_fraction") is not None:
         lines += [
@@ -412,19 +418,27 @@ def _chain_lines(result: dict) -> list[str]:
             "fused. The per-image speed below is one view of the detector; the 2048x2048 "
             "field is the whole chain.",
         ]
+    if result.get("mask_refiner"):
+        lines += [
+            "",
+            f"Mask refiner: `{result['mask_refiner']}` (`SegmentConfig(mask_refiner=)`) draws "
+            "the mask of every instance with a box of at most 40 px again from a native-pixel "
+            "stamp; larger instances, such as the central galaxies, keep the detector's mask.",
+        ]
     return lines
 
 
 def page_name(result: dict) -> str:
     """The benchmark's file stem (the page, its results JSON and its figures share it): the
     model's name, then its second look's, ``stars<f>`` for a star fraction, the shred
-    classifier's name and the augmentation, each when the chain had one."""
+    classifier's name, the augmentation and the mask refiner's name, each when the chain had
+    one."""
     name = result.get("model", "segmenter")
     if result.get("second_look"):
         name += f"_{result['second_look']}"
     if result.get("star_fraction") is not None:
         name += f"_stars{result['star_fraction']:g}"
-    for key in ("shreds", "augment"):
+    for key in ("shreds", "augment", "mask_refiner"):
         if result.get(key):
             name += f"_{result[key]}"
     return name
@@ -625,6 +639,7 @@ def main() -> None:
     parser.add_argument("--noise", default="0,0.5,1,2,3")
     add_chain_options(parser)
     add_augment_option(parser)
+    add_mask_refiner_option(parser, named="added to the page's name as _<name>")
     parser.add_argument(
         "--out-dir",
         default=str(ROOT),
@@ -654,6 +669,7 @@ def main() -> None:
         "star_fraction": args.star_fraction,
         "shreds": shreds,
         "augment": args.augment,
+        "mask_refiner": mask_refiner_from_args(args),
     }
     test = evaluate_segmenter(module, samples, raw_images=raws, **refine)
     own = (
@@ -682,6 +698,7 @@ def main() -> None:
         "star_fraction": args.star_fraction,
         "shreds": args.shreds,
         "augment": args.augment,
+        "mask_refiner": args.mask_refiner,
     }
     name = page_name({"model": card["name"], **chain})
     noise_figure(noise_rows, images / f"{name}_noise.png")

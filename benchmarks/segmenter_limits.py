@@ -362,6 +362,22 @@ def chain_from_args(args: argparse.Namespace):
     return module, typer, look, shreds
 
 
+def add_mask_refiner_option(parser: argparse.ArgumentParser, *, named: str) -> None:
+    """``--mask-refiner``: the chain's mask refiner (``SegmentConfig.mask_refiner``), shared
+    with ``bench_segmenter.py``; ``named`` says how it names the results."""
+    parser.add_argument(
+        "--mask-refiner",
+        default=None,
+        help="Mask refiner (skysift.mask_refine; a shipped name or a card's path) that draws "
+        f"the small instances' masks again; {named}.",
+    )
+
+
+def mask_refiner_from_args(args: argparse.Namespace) -> MaskRefiner | None:
+    """The :class:`~skysift.mask_refine.MaskRefiner` that ``--mask-refiner`` names, or None."""
+    return MaskRefiner(args.mask_refiner) if args.mask_refiner else None
+
+
 def chain_name(args: argparse.Namespace) -> str:
     """The results' name for the chain: ``<model>[_<look>][_stars<f>][_<shreds>]``."""
     name = args.model + (f"_{args.second_look}" if args.second_look else "")
@@ -414,12 +430,7 @@ def main() -> None:
     )
     parser.add_argument("--large-mask-area", type=int, default=600)
     add_mask_box_options(parser)
-    parser.add_argument(
-        "--mask-refiner",
-        default=None,
-        help="Mask refiner (skysift.mask_refine; a shipped name or a card's path) that draws "
-        "the small instances' masks again; added to the results' name as _refined.",
-    )
+    add_mask_refiner_option(parser, named="added to the results' name as _refined")
     parser.add_argument(
         "--tag", default="", help="Added to the results' name: <model>_<look>_<tag>_limits_..."
     )
@@ -465,7 +476,7 @@ def main() -> None:
         mask_box_scale=args.mask_box_scale,
         mask_box_side=args.mask_box_side,
         augment=args.augment,
-        mask_refiner=MaskRefiner(args.mask_refiner) if args.mask_refiner else None,
+        mask_refiner=mask_refiner_from_args(args),
     )
     cuts = tuple(float(v) for v in args.cuts.split(","))
     result = limits(catalogs, samples, module.skysift_config.classes, cuts)

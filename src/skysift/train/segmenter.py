@@ -835,12 +835,13 @@ def evaluate_segmenter(
     star_fraction: float | None = None,
     shreds=None,
     augment: str | None = None,
+    mask_refiner=None,
 ) -> dict[str, Any]:
     """Test metrics of a segmenter on samples of :func:`load_images`.
 
-    With ``second_look`` (re-weighted to ``star_fraction`` when given), ``shreds`` and
-    ``galaxy_typer`` the predictions are refined as the ``Segmenter`` does
-    (:func:`refined_predictions`); with ``augment`` the detector's views are fused as
+    With ``second_look`` (re-weighted to ``star_fraction`` when given), ``shreds``,
+    ``galaxy_typer`` and ``mask_refiner`` the predictions are refined as the ``Segmenter``
+    does (:func:`refined_predictions`); with ``augment`` the detector's views are fused as
     ``SegmentConfig(augment=)`` does.
 
     Returns mask and box mAP (all instances, per class), the matched-instance statistics of
@@ -882,6 +883,7 @@ def evaluate_segmenter(
         star_fraction=star_fraction,
         shreds=shreds,
         augment=augment,
+        mask_refiner=mask_refiner,
     )
     targets = [sample_targets(s["labels"], s["ids"], s["classes"]) for s in samples]
     metrics: dict[str, Any] = detection_map(
