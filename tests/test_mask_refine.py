@@ -186,7 +186,7 @@ def test_training_writes_a_refiner_the_segmenter_can_load(tmp_path):
     for role, seed in (("train", 0), ("validation", 1), ("test", 4)):
         np.savez(run / f"stamps_{role}.npz", **_disc_stamps(48, seed))
     config = MaskRefinerTrainingConfig(
-        run_dir=str(run), widths=(4, 8), epochs=2, batch_size=16, threads=1
+        run_dir=str(run), widths=(4, 8), epochs=2, noise_max=0.1, batch_size=16, threads=1
     )
     best = train_mask_refiner(config, progress=False) / "best.safetensors"
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
@@ -196,7 +196,7 @@ def test_training_writes_a_refiner_the_segmenter_can_load(tmp_path):
     assert written.exists()
     # the command builds the same network again
     assert card["training"]["command"] == (
-        "skysift train mask-refiner --seed 0 --epochs 2 --widths 4,8 --threads 1"
+        "skysift train mask-refiner --seed 0 --epochs 2 --noise-max 0.1 --widths 4,8 --threads 1"
     )
     assert card["trained_on"]["samples"].startswith("48 training and 48 validation")
     assert {row["n"] for row in card["metrics"]["test_stamps"]} - {0}
@@ -213,6 +213,20 @@ def test_training_writes_a_refiner_the_segmenter_can_load(tmp_path):
     assert all(
         row["detector_below_half"] == 1.0 and row["refined_below_half"] == 0.0 for row in filled
     )
+
+
+def test_training_noise_touches_the_bands_only():
+    import torch
+
+    from skysift.train.mask_refiner import _noisier
+
+    stamps = torch.zeros(8, 6, STAMP, STAMP)
+    noisy = _noisier(np.random.default_rng(0), stamps, bands=3, noise_max=0.2)
+    assert not stamps.any()  # the input is not modified
+    assert noisy[:, :3].std() > 0.05
+    assert not noisy[:, 3:].any()  # masks and PSF channel as they were
+    spread = noisy[:, :3].flatten(1).std(dim=1)
+    assert spread.max() <= 0.2 * 1.1
 
 
 def test_a_detection_is_matched_to_the_truth_source_it_overlaps_most():

@@ -797,6 +797,11 @@ def train_mask_refiner_command(
     widths: str = typer.Option(
         "8,16,32,64", help="The U-Net's channels per level, comma-separated."
     ),
+    noise_max: float = typer.Option(
+        0.0,
+        help="Add Gaussian noise to each training stamp's bands, of a standard deviation "
+        "drawn from [0, this] (normalized units; the segmenter trains with 0.15).",
+    ),
     name: str = typer.Option("mask_refiner", help="Name of the weights and card."),
     threads: int = typer.Option(2, help="CPU threads for training."),
     workers: int = typer.Option(
@@ -832,6 +837,7 @@ def train_mask_refiner_command(
             segmenter=segmenter,
             epochs=epochs,
             widths=positive_integers(widths, "--widths"),
+            noise_max=noise_max,
             threads=threads,
             workers=workers,
             train_dir=str(data_dir / "mask_refiner_train"),

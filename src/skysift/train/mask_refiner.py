@@ -9,8 +9,10 @@ source with IoU >= :data:`MIN_IOU` becomes a stamp, its target the truth mask of
 overlaps most.
 
 Training: binary cross-entropy plus a per-stamp soft Dice, AdamW with a one-cycle learning
-rate; each batch turned and flipped by a random symmetry of the square; the epoch with the
-lowest validation loss is kept. Run: ``skysift train mask-refiner --seed 0``.
+rate; each batch turned and flipped by a random symmetry of the square and, with
+``noise_max``, each stamp's bands given Gaussian noise of a standard deviation drawn from
+[0, ``noise_max``] (normalized units, as the segmenter's training); the epoch with the lowest
+validation loss is kept. Run: ``skysift train mask-refiner --seed 0``.
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ class MaskRefinerTrainingConfig:
     n_test_fields: int = 128
     widths: tuple[int, ...] = (8, 16, 32, 64)
     epochs: int = 10
+    #: largest standard deviation of the noise added to a stamp's bands (0: none)
+    noise_max: float = 0.0
     batch_size: int = 64
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
@@ -78,6 +82,8 @@ class MaskRefinerTrainingConfig:
         for key in ("n_train_fields", "n_val_fields", "n_test_fields", "epochs", "batch_size"):
             if getattr(self, key) < 1:
                 raise InvalidParameterError(f"{key} must be >= 1; got {getattr(self, key)}")
+        if not self.noise_max >= 0:
+            raise InvalidParameterError(f"noise_max must be >= 0; got {self.noise_max}")
         if not self.learning_rate > 0 or self.weight_decay < 0:
             raise InvalidParameterError("learning_rate must be > 0 and weight_decay >= 0")
         if self.threads < 1 or self.workers < 1:
@@ -217,6 +223,18 @@ def _turned(rng: np.random.Generator, *tensors):
     return [torch.flip(t, dims=(3,)) for t in out] if flip else out
 
 
+def _noisier(rng: np.random.Generator, stamps, *, bands: int, noise_max: float):
+    """``stamps`` (a torch batch) with Gaussian noise added to the first ``bands`` channels,
+    of a standard deviation drawn for each stamp from [0, ``noise_max``]."""
+    import torch
+
+    sigma = torch.from_numpy(rng.uniform(0.0, noise_max, len(stamps)).astype(np.float32))
+    noise = rng.standard_normal((len(stamps), bands, *stamps.shape[2:])).astype(np.float32)
+    out = stamps.clone()
+    out[:, :bands] += sigma[:, None, None, None] * torch.from_numpy(noise)
+    return out
+
+
 def predicted_masks(module, stamps: np.ndarray, *, batch: int = 256) -> np.ndarray:
     """``module``'s mask probabilities of float16/32 stamps (eval mode, no gradients)."""
     import torch
@@ -295,6 +313,8 @@ def train_mask_refiner(config: MaskRefinerTrainingConfig, *, progress: bool = Tr
         for step in range(steps_per_epoch):
             index = order[step * config.batch_size : (step + 1) * config.batch_size]
             x, y = _turned(rng, stamps[index].float(), targets[index].float()[:, None])
+            if config.noise_max > 0:
+                x = _noisier(rng, x, bands=x.shape[1] - 3, noise_max=config.noise_max)
             loss = _loss(module(x), y)
             optimizer.zero_grad()
             loss.backward()
@@ -406,6 +426,8 @@ def training_command(config: MaskRefinerTrainingConfig) -> str:
         command += f" --segmenter {config.segmenter}"
     if config.epochs != MaskRefinerTrainingConfig.epochs:
         command += f" --epochs {config.epochs}"
+    if config.noise_max != MaskRefinerTrainingConfig.noise_max:
+        command += f" --noise-max {config.noise_max:g}"
     if config.widths != MaskRefinerTrainingConfig.widths:
         command += " --widths " + ",".join(str(w) for w in config.widths)
     if config.name != MaskRefinerTrainingConfig.name:
