@@ -723,10 +723,9 @@ def positive_integers(text: str, option: str, *, count: int | None = None) -> tu
         values = tuple(int(v) for v in text.split(","))
     except ValueError:
         values = ()
-    wanted = f"{count}" if count is not None else "two or more"
-    if (len(values) != count if count is not None else len(values) < 2) or min(
-        values, default=0
-    ) < 1:
+    right_count = len(values) == count if count is not None else len(values) >= 2
+    if not right_count or min(values, default=0) < 1:
+        wanted = f"{count}" if count is not None else "two or more"
         raise InvalidParameterError(
             f"{option} takes {wanted} positive whole numbers separated by commas; got {text!r}"
         )
