@@ -96,8 +96,9 @@ def test_detections_below_the_refiners_score_keep_their_masks():
     np.testing.assert_array_equal(refined["masks"][1], prediction["masks"][1])
 
 
-def _constant_refiner(directory, bias: float) -> str:
-    """The card path of a refiner that answers sigmoid(bias) everywhere."""
+def _constant_refiner(directory, bias: float, *, max_noise: float | None = None) -> str:
+    """The card path of a refiner that answers sigmoid(bias) everywhere (and declines stamps
+    noisier than ``max_noise``)."""
     import torch
 
     from skysift.models.registry import save_model
@@ -112,6 +113,7 @@ def _constant_refiner(directory, bias: float) -> str:
     card = {
         "name": "constant_refiner",
         "architecture": {"kind": "unet", "config": architecture.to_dict()},
+        "inputs": {"max_noise": max_noise},
     }
     save_model(network, card, directory, fp16=False)
     return str(directory / "constant_refiner.json")
@@ -144,6 +146,10 @@ def test_the_segmenter_paints_the_refiners_masks_of_small_instances(tmp_path):
     assert emptied.area[0] == plain.area[np.argmax(sides)]
     refiner = MaskRefiner(str(tmp_path / "constant_refiner.json"))
     assert refiner.bands == 3
+    # stamps noisier than the refiner's limit keep the detector's masks
+    declined = run(_constant_refiner(tmp_path / "strict", -20.0, max_noise=1e-6))
+    np.testing.assert_array_equal(declined.area, plain.area)
+    assert MaskRefiner(str(tmp_path / "strict" / "constant_refiner.json")).max_noise == 1e-6
     with pytest.raises(InvalidParameterError, match="stamps"):
         refiner(np.zeros((1, 4, STAMP, STAMP), np.float32))
 
@@ -186,7 +192,14 @@ def test_training_writes_a_refiner_the_segmenter_can_load(tmp_path):
     for role, seed in (("train", 0), ("validation", 1), ("test", 4)):
         np.savez(run / f"stamps_{role}.npz", **_disc_stamps(48, seed))
     config = MaskRefinerTrainingConfig(
-        run_dir=str(run), widths=(4, 8), epochs=2, noise_max=0.1, batch_size=16, threads=1
+        run_dir=str(run),
+        widths=(4, 8),
+        epochs=2,
+        noise_max=0.1,
+        noise_fraction=0.5,
+        noise_channel=True,
+        batch_size=16,
+        threads=1,
     )
     best = train_mask_refiner(config, progress=False) / "best.safetensors"
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
@@ -196,11 +209,20 @@ def test_training_writes_a_refiner_the_segmenter_can_load(tmp_path):
     assert written.exists()
     # the command builds the same network again
     assert card["training"]["command"] == (
-        "skysift train mask-refiner --seed 0 --epochs 2 --noise-max 0.1 --widths 4,8 --threads 1"
+        "skysift train mask-refiner --seed 0 --epochs 2 --noise-max 0.1 --noise-fraction 0.5 "
+        "--noise-channel --widths 4,8 --threads 1"
     )
+    assert card["inputs"]["noise_channel"] is True
+    assert card["architecture"]["config"]["in_channels"] == 7
+    assert [row["n"] for row in card["metrics"]["test_stamps_sky_noise_added"]] == [
+        row["n"] for row in card["metrics"]["test_stamps"]
+    ]
     assert card["trained_on"]["samples"].startswith("48 training and 48 validation")
     assert {row["n"] for row in card["metrics"]["test_stamps"]} - {0}
     refiner = MaskRefiner(str(tmp_path / "out" / "mask_refiner.json"))
+    # it takes the stamps refiner_inputs cuts and adds the noise channel itself
+    assert refiner.noise_channel
+    assert refiner.bands == 3
     probabilities = refiner(_disc_stamps(4, 2)["stamps"])
     assert probabilities.shape == (4, STAMP, STAMP)
     assert ((probabilities >= 0) & (probabilities <= 1)).all()
@@ -227,6 +249,42 @@ def test_training_noise_touches_the_bands_only():
     assert not noisy[:, 3:].any()  # masks and PSF channel as they were
     spread = noisy[:, :3].flatten(1).std(dim=1)
     assert spread.max() <= 0.2 * 1.1
+
+
+def test_training_noise_spares_the_stamps_outside_its_fraction():
+    import torch
+
+    from skysift.train.mask_refiner import _noisier
+
+    stamps = torch.zeros(400, 4, 8, 8)
+    noisy = _noisier(np.random.default_rng(1), stamps, bands=1, noise_max=0.2, fraction=0.25)
+    touched = noisy[:, 0].flatten(1).abs().amax(dim=1) > 0
+    assert 0.15 < float(touched.float().mean()) < 0.35
+
+
+def test_stamp_noise_is_measured_off_every_mask_and_off_the_image():
+    from skysift.mask_refine import NOISE_SCALE, stamp_noise, with_noise_channel
+
+    rng = np.random.default_rng(3)
+    stamps = np.zeros((3, 6, STAMP, STAMP), np.float32)
+    stamps[:, :3] = rng.normal(0.0, 0.5, (3, 3, STAMP, STAMP))
+    stamps[:, :3, 20:40, 20:40] += 30.0  # the instance, under its mask
+    stamps[:, 3, 20:40, 20:40] = 0.9
+    stamps[:, :3, 0:10, 0:10] -= 30.0  # a neighbour, under the neighbours' mask
+    stamps[:, 4, 0:10, 0:10] = 0.7
+    stamps[1, :3, :, 32:] = 0.0  # half of the stamp off the image
+    stamps[2, 3] = 1.0  # the whole stamp masked: nothing to measure
+    stamps[:, 5] = 0.8
+    original = stamps.copy()
+    noise = stamp_noise(stamps, bands=3)
+    assert noise[:2] == pytest.approx([0.5, 0.5], rel=0.06)
+    assert noise[2] == NOISE_SCALE
+    seen = with_noise_channel(stamps, bands=3)
+    np.testing.assert_array_equal(stamps, original)  # not modified
+    assert seen.shape == (3, 7, STAMP, STAMP)
+    np.testing.assert_array_equal(seen[:, :6], stamps)
+    np.testing.assert_allclose(seen[:, 6, 5, 5], noise / NOISE_SCALE)
+    assert np.ptp(seen[:, 6], axis=(1, 2)).max() == 0  # one value per stamp
 
 
 def test_a_detection_is_matched_to_the_truth_source_it_overlaps_most():
@@ -286,3 +344,32 @@ def test_the_shipped_refiner_draws_faint_galaxies_closer_to_their_truth():
     missed = {name: total["faint"] - found[name]["faint"] for name in found}
     assert missed["refined"] < missed["detector"], (missed, total)
     assert found["refined"]["bright"] >= found["detector"]["bright"] - 1, found
+
+
+def test_a_refiner_trained_without_noise_declines_stamps_noisier_than_its_training(tmp_path):
+    import torch
+
+    from skysift.models.unet import UNet, UNetConfig
+    from skysift.train.mask_refiner import (
+        MaskRefinerTrainingConfig,
+        noise_limit,
+        refined_stamp_masks,
+    )
+
+    run = tmp_path / "run"
+    run.mkdir()
+    np.savez(run / "stamps_train.npz", **_disc_stamps(48, 0))  # sky noise 0.3
+    limit = noise_limit(MaskRefinerTrainingConfig(run_dir=str(run)))
+    assert limit == pytest.approx(0.3, rel=0.1)
+    assert noise_limit(MaskRefinerTrainingConfig(run_dir=str(run), noise_max=0.1)) is None
+    stamps = _disc_stamps(4, 1)["stamps"].astype(np.float32)
+    noisy = stamps.copy()
+    noisy[:, :3] += np.random.default_rng(2).normal(0.0, 1.0, noisy[:, :3].shape)
+    network = UNet(UNetConfig(in_channels=6, widths=(4, 8)))
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.zero_()
+        network.head.bias.fill_(20.0)  # draws every pixel
+    masks = refined_stamp_masks(network, np.concatenate([stamps, noisy]), max_noise=limit)
+    assert (masks[:4] > 0.99).all()
+    np.testing.assert_array_equal(masks[4:], noisy[:, 3])  # the detector's masks kept

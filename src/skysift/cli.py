@@ -802,6 +802,13 @@ def train_mask_refiner_command(
         help="Add Gaussian noise to each training stamp's bands, of a standard deviation "
         "drawn from [0, this] (normalized units; the segmenter trains with 0.15).",
     ),
+    noise_fraction: float = typer.Option(
+        1.0, help="The fraction of the training stamps given noise (with --noise-max)."
+    ),
+    noise_channel: bool = typer.Option(
+        False,
+        help="Show the network each stamp's measured background noise as one more channel.",
+    ),
     name: str = typer.Option("mask_refiner", help="Name of the weights and card."),
     threads: int = typer.Option(2, help="CPU threads for training."),
     workers: int = typer.Option(
@@ -838,6 +845,8 @@ def train_mask_refiner_command(
             epochs=epochs,
             widths=positive_integers(widths, "--widths"),
             noise_max=noise_max,
+            noise_fraction=noise_fraction,
+            noise_channel=noise_channel,
             threads=threads,
             workers=workers,
             train_dir=str(data_dir / "mask_refiner_train"),

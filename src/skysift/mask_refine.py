@@ -5,10 +5,11 @@ a faint galaxy comes out about twice too large, the mask fills it (docs/models.m
 28). The refiner draws the mask again, free of the box: a small U-Net sees a
 :data:`STAMP` x :data:`STAMP` stamp of the normalized bands at native pixels, centred on the
 instance's box, with the detector's mask of the instance, the strongest mask of every other
-instance and the PSF FWHM as extra channels, and gives the instance's mask probability on the
-stamp. It sees the instances the detector scores at :data:`MIN_SCORE` or more (its raw
-score, the larger of P(star) and P(galaxy), before any second look); instances whose box is
-larger than :data:`MAX_BOX` px, and fainter detections, keep the detector's mask.
+instance and the PSF FWHM as extra channels (and, for a refiner trained with it, the stamp's
+measured background noise: :func:`with_noise_channel`), and gives the instance's mask
+probability on the stamp. It sees the instances the detector scores at :data:`MIN_SCORE` or
+more (its raw score, the larger of P(star) and P(galaxy), before any second look); instances
+whose box is larger than :data:`MAX_BOX` px, and fainter detections, keep the detector's mask.
 
 It was trained (:mod:`skysift.train.mask_refiner`) to draw the truth mask of the source the
 detector's mask overlaps most, on detections of the typical fields of Burke et al.
@@ -16,6 +17,7 @@ detector's mask overlaps most, on detections of the typical fields of Burke et a
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -23,6 +25,7 @@ import numpy as np
 __all__ = [
     "MAX_BOX",
     "MIN_SCORE",
+    "NOISE_SCALE",
     "STAMP",
     "MaskRefiner",
     "crop_stamp",
@@ -31,8 +34,10 @@ __all__ = [
     "refinable",
     "refined_masks",
     "refiner_inputs",
+    "stamp_noise",
     "stamp_origins",
     "whole_image_pieces",
+    "with_noise_channel",
 ]
 
 #: Side of the refiner's stamp (px); a multiple of the U-Net's 2 ** (levels - 1).
@@ -43,6 +48,9 @@ MAX_BOX = 40
 PSF_SCALE = 5.0
 #: The refiner sees (as the instance or as a neighbour) detections with a raw score this high.
 MIN_SCORE = 0.3
+#: The noise channel holds the stamp's background noise over this: the sky noise of an image
+#: normalized by its own statistics (one sky sigma is 1 / softening = 0.25 normalized units).
+NOISE_SCALE = 0.25
 
 
 def raw_scores(prediction: dict[str, Any]) -> np.ndarray:
@@ -73,11 +81,19 @@ class MaskRefiner:
             model_name, folder = model_location(name)
             module, card = load_model(model_name, directory=folder)
         self.module, self.card = shipped_or_given(name, module, card, what="mask refiner")
-        self.bands = int(self.card["architecture"]["config"]["in_channels"]) - 3
+        #: whether the network also sees the stamp's measured noise (:func:`with_noise_channel`)
+        self.noise_channel = bool(self.card.get("inputs", {}).get("noise_channel", False))
+        #: stamps noisier than this (:func:`stamp_noise`) keep the detector's mask: the
+        #: refiner's training stamps were no noisier (None: no limit)
+        limit = self.card.get("inputs", {}).get("max_noise")
+        self.max_noise = None if limit is None else float(limit)
+        channels = int(self.card["architecture"]["config"]["in_channels"])
+        self.bands = channels - 3 - int(self.noise_channel)
 
     def __call__(self, stamps: np.ndarray) -> np.ndarray:
         """``(m, STAMP, STAMP)`` mask probabilities of ``(m, bands + 3, STAMP, STAMP)``
-        stamps (:func:`refiner_inputs`)."""
+        stamps (:func:`refiner_inputs`; the noise channel, if the refiner has one, is added
+        here)."""
         import torch
 
         from skysift.errors import InvalidParameterError
@@ -88,8 +104,50 @@ class MaskRefiner:
                 f"the mask refiner takes (m, {self.bands + 3}, {STAMP}, {STAMP}) stamps; got "
                 f"{stamps.shape}"
             )
+        if self.noise_channel:
+            stamps = with_noise_channel(stamps, bands=self.bands)
         with torch.no_grad():
             return torch.sigmoid(self.module(torch.from_numpy(stamps)))[:, 0].numpy()
+
+
+def stamp_noise(stamps: np.ndarray, *, bands: int) -> np.ndarray:
+    """The background noise of each stamp (normalized units).
+
+    Parameters
+    ----------
+    stamps : numpy.ndarray
+        ``(m, bands + 3, STAMP, STAMP)`` stamps (:func:`refiner_inputs`).
+    bands : int
+        How many of the first channels are bands.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(m,)`` float32: per band, 1.4826 x the median absolute deviation of the pixels
+        outside the instance's and its neighbours' masks (probability < 0.5) and inside the
+        image (pixels off the image or masked are exactly 0); the median over the bands.
+        A band with no such pixel counts as :data:`NOISE_SCALE`.
+    """
+    stamps = np.asarray(stamps, dtype=np.float32)
+    planes = stamps[:, :bands].reshape(len(stamps), bands, -1)
+    outside = (stamps[:, bands] < 0.5) & (stamps[:, bands + 1] < 0.5)
+    values = np.where(outside.reshape(len(stamps), 1, -1) & (planes != 0), planes, np.nan)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: filled below
+        centre = np.nanmedian(values, axis=2, keepdims=True)
+        sigma = 1.4826 * np.nanmedian(np.abs(values - centre), axis=2)
+    sigma = np.where(np.isfinite(sigma), sigma, NOISE_SCALE)
+    return np.median(sigma, axis=1).astype(np.float32)
+
+
+def with_noise_channel(stamps: np.ndarray, *, bands: int) -> np.ndarray:
+    """``stamps`` with one more channel, last: :func:`stamp_noise` / :data:`NOISE_SCALE` (about
+    1 where the image is as noisy as its normalization says; more where it is noisier, as in
+    a shallower part of a mosaic or under added noise). ``stamps`` is not modified."""
+    stamps = np.asarray(stamps, dtype=np.float32)
+    level = stamp_noise(stamps, bands=bands) / np.float32(NOISE_SCALE)
+    channel = np.broadcast_to(level[:, None, None, None], (len(stamps), 1, *stamps.shape[2:]))
+    return np.concatenate([stamps, channel], axis=1)
 
 
 def refinable(boxes: np.ndarray) -> np.ndarray:
@@ -224,7 +282,8 @@ def refined_masks(
         The normalized ``(bands, H, W)`` image.
     refiner : callable
         Maps a float32 ``(m, bands + 3, STAMP, STAMP)`` array to ``(m, STAMP, STAMP)`` mask
-        probabilities.
+        probabilities; if it has a ``max_noise`` (:class:`MaskRefiner`), stamps noisier than
+        that (:func:`stamp_noise`) are not given to it.
     psf_fwhm : float
         The image's PSF FWHM (px).
 
@@ -233,7 +292,8 @@ def refined_masks(
     dict
         A copy of ``prediction`` whose ``masks`` hold, for every instance with a box of at
         most :data:`MAX_BOX` px and a raw score (:func:`raw_scores`) of at least
-        :data:`MIN_SCORE`, the refiner's probabilities on its stamp (zero outside).
+        :data:`MIN_SCORE` (and a stamp within the refiner's ``max_noise``), the refiner's
+        probabilities on its stamp (zero outside).
     """
     masks = np.asarray(prediction["masks"], dtype=np.float32)
     out = dict(prediction)
@@ -289,9 +349,10 @@ def redrawn_stamps(
     -------
     dict
         ``{instance index: (row, col, probabilities)}`` for each instance the refiner
-        redraws (box side <= :data:`MAX_BOX`, score >= :data:`MIN_SCORE`): the first pixel
-        of its stamp and the ``(STAMP, STAMP)`` mask probabilities. Instances below
-        :data:`MIN_SCORE` are not shown to it as neighbours either.
+        redraws (box side <= :data:`MAX_BOX`, score >= :data:`MIN_SCORE`, stamp noise
+        within the refiner's ``max_noise`` if it has one): the first pixel of its stamp and
+        the ``(STAMP, STAMP)`` mask probabilities. Instances below :data:`MIN_SCORE` are not
+        shown to it as neighbours either.
     """
     boxes = np.asarray(boxes).reshape(-1, 4)
     seen = np.flatnonzero(np.asarray(scores) >= MIN_SCORE)
@@ -301,6 +362,12 @@ def redrawn_stamps(
     stamps, origins = refiner_inputs(
         image, [pieces[k] for k in seen], boxes[seen], psf_fwhm=psf_fwhm
     )
+    max_noise = getattr(refiner, "max_noise", None)
+    if max_noise is not None:
+        bands = stamps.shape[1] - 3
+        chosen = chosen[stamp_noise(stamps[chosen], bands=bands) <= max_noise]
+        if not chosen.size:
+            return {}
     drawn = np.concatenate(
         [
             refiner(stamps[chosen[start : start + batch_size]])

@@ -10,9 +10,12 @@ overlaps most.
 
 Training: binary cross-entropy plus a per-stamp soft Dice, AdamW with a one-cycle learning
 rate; each batch turned and flipped by a random symmetry of the square and, with
-``noise_max``, each stamp's bands given Gaussian noise of a standard deviation drawn from
-[0, ``noise_max``] (normalized units, as the segmenter's training); the epoch with the lowest
-validation loss is kept. Run: ``skysift train mask-refiner --seed 0``.
+``noise_max``, the bands of a ``noise_fraction`` of the stamps given Gaussian noise of a
+standard deviation drawn from [0, ``noise_max``] (normalized units, as the segmenter's
+training); with ``noise_channel`` the network also sees each stamp's measured background noise
+(:func:`skysift.mask_refine.with_noise_channel`, measured after the noise is added), so that
+it can tell an image noisier than its normalization from one at its depth. The epoch with the
+lowest validation loss (clean stamps) is kept. Run: ``skysift train mask-refiner --seed 0``.
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ MIN_IOU = 0.1
 SNR_BINS = ((5.0, 20.0), (20.0, 50.0), (50.0, math.inf))
 #: Images run through the segmenter at a time.
 CHUNK = 32
+#: Stamps noisier than this percentile of the training stamps' noise keep the detector's mask
+#: (:func:`noise_limit`).
+NOISE_LIMIT_PERCENTILE = 99.0
 #: The arrays of a stamp set.
 STAMP_ARRAYS = ("stamps", "targets", "snr", "truth_class", "detector_iou", "seed")
 
@@ -68,6 +74,10 @@ class MaskRefinerTrainingConfig:
     epochs: int = 10
     #: largest standard deviation of the noise added to a stamp's bands (0: none)
     noise_max: float = 0.0
+    #: the fraction of the training stamps given noise (with ``noise_max``)
+    noise_fraction: float = 1.0
+    #: the network sees each stamp's measured noise as one more channel
+    noise_channel: bool = False
     batch_size: int = 64
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
@@ -84,6 +94,10 @@ class MaskRefinerTrainingConfig:
                 raise InvalidParameterError(f"{key} must be >= 1; got {getattr(self, key)}")
         if not self.noise_max >= 0:
             raise InvalidParameterError(f"noise_max must be >= 0; got {self.noise_max}")
+        if not 0 < self.noise_fraction <= 1:
+            raise InvalidParameterError(
+                f"noise_fraction must be in (0, 1]; got {self.noise_fraction}"
+            )
         if not self.learning_rate > 0 or self.weight_decay < 0:
             raise InvalidParameterError("learning_rate must be > 0 and weight_decay >= 0")
         if self.threads < 1 or self.workers < 1:
@@ -223,19 +237,42 @@ def _turned(rng: np.random.Generator, *tensors):
     return [torch.flip(t, dims=(3,)) for t in out] if flip else out
 
 
-def _noisier(rng: np.random.Generator, stamps, *, bands: int, noise_max: float):
+def _noisier(
+    rng: np.random.Generator, stamps, *, bands: int, noise_max: float, fraction: float = 1.0
+):
     """``stamps`` (a torch batch) with Gaussian noise added to the first ``bands`` channels,
-    of a standard deviation drawn for each stamp from [0, ``noise_max``]."""
+    of a standard deviation drawn for each stamp from [0, ``noise_max``]; with ``fraction``
+    < 1, each stamp is left as it is with probability 1 - ``fraction``."""
     import torch
 
-    sigma = torch.from_numpy(rng.uniform(0.0, noise_max, len(stamps)).astype(np.float32))
+    sigma = rng.uniform(0.0, noise_max, len(stamps)).astype(np.float32)
+    if fraction < 1:
+        sigma[rng.random(len(stamps)) >= fraction] = 0.0
+    sigma = torch.from_numpy(sigma)
     noise = rng.standard_normal((len(stamps), bands, *stamps.shape[2:])).astype(np.float32)
     out = stamps.clone()
     out[:, :bands] += sigma[:, None, None, None] * torch.from_numpy(noise)
     return out
 
 
-def predicted_masks(module, stamps: np.ndarray, *, batch: int = 256) -> np.ndarray:
+def network_stamps(stamps, *, noise_channel: bool):
+    """What the network sees of a float16/32 batch of :func:`refiner_stamps` stamps: float32,
+    with the noise channel (:func:`skysift.mask_refine.with_noise_channel`) if it has one.
+    A torch batch gives a torch batch."""
+    import torch
+
+    from skysift.mask_refine import with_noise_channel
+
+    is_tensor = isinstance(stamps, torch.Tensor)
+    x = np.asarray(stamps.numpy() if is_tensor else stamps, np.float32)
+    if noise_channel:
+        x = with_noise_channel(x, bands=x.shape[1] - 3)
+    return torch.from_numpy(x) if is_tensor else x
+
+
+def predicted_masks(
+    module, stamps: np.ndarray, *, noise_channel: bool = False, batch: int = 256
+) -> np.ndarray:
     """``module``'s mask probabilities of float16/32 stamps (eval mode, no gradients)."""
     import torch
 
@@ -243,19 +280,22 @@ def predicted_masks(module, stamps: np.ndarray, *, batch: int = 256) -> np.ndarr
     out = []
     with torch.no_grad():
         for start in range(0, len(stamps), batch):
-            x = torch.from_numpy(np.asarray(stamps[start : start + batch], np.float32))
-            out.append(torch.sigmoid(module(x))[:, 0].numpy())
+            x = network_stamps(stamps[start : start + batch], noise_channel=noise_channel)
+            out.append(torch.sigmoid(module(torch.from_numpy(x)))[:, 0].numpy())
     return np.concatenate(out) if out else np.zeros((0, *stamps.shape[2:]), np.float32)
 
 
-def _validation_loss(module, data: dict[str, np.ndarray], *, batch: int = 256) -> float:
+def _validation_loss(
+    module, data: dict[str, np.ndarray], *, noise_channel: bool, batch: int = 256
+) -> float:
     import torch
 
     module.eval()
     total = 0.0
     with torch.no_grad():
         for start in range(0, len(data["targets"]), batch):
-            x = torch.from_numpy(data["stamps"][start : start + batch].astype(np.float32))
+            x = network_stamps(data["stamps"][start : start + batch], noise_channel=noise_channel)
+            x = torch.from_numpy(x)
             y = torch.from_numpy(data["targets"][start : start + batch].astype(np.float32))
             total += float(_loss(module(x), y[:, None])) * len(x)
     return total / max(len(data["targets"]), 1)
@@ -282,7 +322,8 @@ def train_mask_refiner(config: MaskRefinerTrainingConfig, *, progress: bool = Tr
         from skysift.errors import SkysiftError
 
         raise SkysiftError("the segmenter left no training or validation stamps")
-    architecture = UNetConfig(in_channels=train["stamps"].shape[1], widths=config.widths)
+    channels = train["stamps"].shape[1] + int(config.noise_channel)
+    architecture = UNetConfig(in_channels=channels, widths=config.widths)
     module = UNet(architecture)
     optimizer = torch.optim.AdamW(
         module.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
@@ -314,14 +355,21 @@ def train_mask_refiner(config: MaskRefinerTrainingConfig, *, progress: bool = Tr
             index = order[step * config.batch_size : (step + 1) * config.batch_size]
             x, y = _turned(rng, stamps[index].float(), targets[index].float()[:, None])
             if config.noise_max > 0:
-                x = _noisier(rng, x, bands=x.shape[1] - 3, noise_max=config.noise_max)
+                x = _noisier(
+                    rng,
+                    x,
+                    bands=x.shape[1] - 3,
+                    noise_max=config.noise_max,
+                    fraction=config.noise_fraction,
+                )
+            x = network_stamps(x, noise_channel=config.noise_channel)
             loss = _loss(module(x), y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             scheduler.step()
             total += float(loss.detach())
-        val_loss = _validation_loss(module, val)
+        val_loss = _validation_loss(module, val, noise_channel=config.noise_channel)
         entry = {
             "epoch": epoch + 1,
             "train_loss": total / steps_per_epoch,
@@ -343,6 +391,52 @@ def train_mask_refiner(config: MaskRefinerTrainingConfig, *, progress: bool = Tr
     with atomic_write(run / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
     return run
+
+
+def noise_limit(config: MaskRefinerTrainingConfig) -> float | None:
+    """The noisiest stamp a refiner trained by ``config`` takes: the
+    :data:`NOISE_LIMIT_PERCENTILE` th percentile of its training stamps' noise
+    (:func:`skysift.mask_refine.stamp_noise`, 4 decimals), or None when it was trained with
+    added noise."""
+    from skysift.mask_refine import stamp_noise
+
+    if config.noise_max > 0:
+        return None
+    stamps = cached_stamps(config, "train")["stamps"]
+    bands = stamps.shape[1] - 3
+    noise = np.concatenate(
+        [stamp_noise(stamps[i : i + 2048], bands=bands) for i in range(0, len(stamps), 2048)]
+    )
+    return round(float(np.percentile(noise, NOISE_LIMIT_PERCENTILE)), 4)
+
+
+def refined_stamp_masks(
+    module, stamps: np.ndarray, *, noise_channel: bool = False, max_noise: float | None = None
+) -> np.ndarray:
+    """The masks a refiner gives ``stamps`` in the segmenter: ``module``'s probabilities
+    (:func:`predicted_masks`), and the detector's mask (the stamp's channel ``bands``) where
+    the stamp is noisier than ``max_noise``."""
+    from skysift.mask_refine import stamp_noise
+
+    drawn = predicted_masks(module, stamps, noise_channel=noise_channel)
+    if max_noise is None or not len(stamps):
+        return drawn
+    stamps = np.asarray(stamps)
+    bands = stamps.shape[1] - 3
+    declined = stamp_noise(stamps, bands=bands) > max_noise
+    return np.where(declined[:, None, None], stamps[:, bands].astype(np.float32), drawn)
+
+
+def with_sky_noise(data: dict[str, np.ndarray], *, seed: int = 0) -> np.ndarray:
+    """The stamps of ``data`` with Gaussian noise of one sky sigma of their normalization
+    (:data:`skysift.mask_refine.NOISE_SCALE`) added to their bands (a fixed ``seed``)."""
+    from skysift.mask_refine import NOISE_SCALE
+
+    stamps = np.asarray(data["stamps"], np.float32).copy()
+    bands = stamps.shape[1] - 3
+    rng = np.random.default_rng(seed)
+    stamps[:, :bands] += rng.normal(0.0, NOISE_SCALE, stamps[:, :bands].shape).astype(np.float32)
+    return stamps
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -401,19 +495,25 @@ def finish_mask_refiner(
     model.load_state_dict(load_file(str(best_weights)))
     half = UNet(architecture)
     half.load_state_dict({k: v.half().to(v.dtype) for k, v in model.state_dict().items()})
+    max_noise = noise_limit(config)
     val = cached_stamps(config, "validation")
-    full_masks = predicted_masks(model, val["stamps"])
-    half_masks = predicted_masks(half, val["stamps"])
+    drawn = {"noise_channel": config.noise_channel, "max_noise": max_noise}
+    full_masks = refined_stamp_masks(model, val["stamps"], **drawn)
+    half_masks = refined_stamp_masks(half, val["stamps"], **drawn)
     changed = np.mean((full_masks >= 0.5) != (half_masks >= 0.5))
     fp16 = bool(changed < 1e-4)
     shipped = half if fp16 else model
     test = cached_stamps(config, "test", progress=progress)
     metrics = {
         "validation_stamps": stamp_metrics(half_masks if fp16 else full_masks, val),
-        "test_stamps": stamp_metrics(predicted_masks(shipped, test["stamps"]), test),
+        "test_stamps": stamp_metrics(refined_stamp_masks(shipped, test["stamps"], **drawn), test),
+        # the stamp-level view of the Mask Galaxy paper's noise test: the sky noise added
+        "test_stamps_sky_noise_added": stamp_metrics(
+            refined_stamp_masks(shipped, with_sky_noise(test), **drawn), test
+        ),
         "fp16_pixels_changed": float(changed),
     }
-    card = card_for(config, summary, metrics)
+    card = card_for(config, summary, metrics, max_noise=max_noise)
     card["parameters"] = int(sum(q.numel() for q in model.parameters()))
     with torch.no_grad():
         return save_model(shipped, card, out_dir or weights_dir(), fp16=fp16)
@@ -428,6 +528,10 @@ def training_command(config: MaskRefinerTrainingConfig) -> str:
         command += f" --epochs {config.epochs}"
     if config.noise_max != MaskRefinerTrainingConfig.noise_max:
         command += f" --noise-max {config.noise_max:g}"
+    if config.noise_fraction != MaskRefinerTrainingConfig.noise_fraction:
+        command += f" --noise-fraction {config.noise_fraction:g}"
+    if config.noise_channel:
+        command += " --noise-channel"
     if config.widths != MaskRefinerTrainingConfig.widths:
         command += " --widths " + ",".join(str(w) for w in config.widths)
     if config.name != MaskRefinerTrainingConfig.name:
@@ -437,9 +541,15 @@ def training_command(config: MaskRefinerTrainingConfig) -> str:
     return command
 
 
-def card_for(config: MaskRefinerTrainingConfig, summary: dict, metrics: dict) -> dict[str, Any]:
-    """The model card of a finished run."""
-    from skysift.mask_refine import MAX_BOX, MIN_SCORE, PSF_SCALE, STAMP
+def card_for(
+    config: MaskRefinerTrainingConfig,
+    summary: dict,
+    metrics: dict,
+    *,
+    max_noise: float | None = None,
+) -> dict[str, Any]:
+    """The model card of a finished run (``max_noise``: :func:`noise_limit`)."""
+    from skysift.mask_refine import MAX_BOX, MIN_SCORE, NOISE_SCALE, PSF_SCALE, STAMP
     from skysift.train.segmenter import SOFTENING
 
     return {
@@ -452,8 +562,19 @@ def card_for(config: MaskRefinerTrainingConfig, summary: dict, metrics: dict) ->
             "stamp": f"{STAMP}x{STAMP} at the image's pixels, centred on the instance's box",
             "channels": "the normalized g, r, z bands; the detector's mask probability of the "
             "instance; the strongest mask probability of every other instance; the PSF FWHM "
-            f"(px) / {PSF_SCALE:g}",
+            f"(px) / {PSF_SCALE:g}"
+            + (
+                "; the stamp's background noise / "
+                f"{NOISE_SCALE:g} (skysift.mask_refine.with_noise_channel)"
+                if config.noise_channel
+                else ""
+            ),
             "instances": f"raw detector score >= {MIN_SCORE:g}, box side <= {MAX_BOX} px",
+            "noise_channel": config.noise_channel,
+            "max_noise": max_noise,
+            "max_noise_rule": "stamps noisier than this (skysift.mask_refine.stamp_noise) keep "
+            f"the detector's mask: the {NOISE_LIMIT_PERCENTILE:g}th percentile of the "
+            "training stamps' noise (no limit for a refiner trained with added noise)",
         },
         "normalization": {
             "kind": "segmenter",
