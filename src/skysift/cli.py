@@ -827,7 +827,8 @@ def train_mask_refiner_command(
     if missing (about 10 minutes on two processes), cuts a stamp around every small
     detection of the segmenter (4 minutes) and trains a U-Net to draw the truth mask of the
     source under it (about 20 minutes on two threads); the card holds the stamps' figures
-    on the validation and the held-out test fields.
+    on the validation and the held-out test fields, and the noisiest stamp the refiner will
+    draw (the 99th percentile of its training stamps' noise; no limit with --noise-max).
     """
     from skysift.train.mask_refiner import (
         MaskRefinerTrainingConfig,
