@@ -255,19 +255,13 @@ def _noisier(
     return out
 
 
-def network_stamps(stamps, *, noise_channel: bool):
+def network_stamps(stamps: np.ndarray, *, noise_channel: bool) -> np.ndarray:
     """What the network sees of a float16/32 batch of :func:`refiner_stamps` stamps: float32,
-    with the noise channel (:func:`skysift.mask_refine.with_noise_channel`) if it has one.
-    A torch batch gives a torch batch."""
-    import torch
-
+    with the noise channel (:func:`skysift.mask_refine.with_noise_channel`) if it has one."""
     from skysift.mask_refine import with_noise_channel
 
-    is_tensor = isinstance(stamps, torch.Tensor)
-    x = np.asarray(stamps.numpy() if is_tensor else stamps, np.float32)
-    if noise_channel:
-        x = with_noise_channel(x, bands=x.shape[1] - 3)
-    return torch.from_numpy(x) if is_tensor else x
+    x = np.asarray(stamps, np.float32)
+    return with_noise_channel(x, bands=x.shape[1] - 3) if noise_channel else x
 
 
 def predicted_masks(
@@ -362,7 +356,8 @@ def train_mask_refiner(config: MaskRefinerTrainingConfig, *, progress: bool = Tr
                     noise_max=config.noise_max,
                     fraction=config.noise_fraction,
                 )
-            x = network_stamps(x, noise_channel=config.noise_channel)
+            if config.noise_channel:
+                x = torch.from_numpy(network_stamps(x.numpy(), noise_channel=True))
             loss = _loss(module(x), y)
             optimizer.zero_grad()
             loss.backward()
