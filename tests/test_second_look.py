@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from skysift.errors import InvalidParameterError
+from skysift.mask_refine import STAMP
 from skysift.second_look import SecondLook, instance_cutouts, instance_zooms, look_inputs, relook
 from skysift.train.second_look import architecture_for
 
@@ -543,3 +544,94 @@ def test_a_second_look_runs_quietly_with_a_detector_fine_tuned_from_its_own(capl
             )
         )
     assert "learned the mistakes" not in caplog.text
+
+
+def _refined_look(tmp_path, bias: float) -> _RecordingLook:
+    """A recording look trained, its card says, on the masks of a refiner that draws its
+    whole stamp (sigmoid(+20) everywhere)."""
+    from skysift.mask_refine import MaskRefiner
+    from test_mask_refine import _constant_refiner
+
+    path = _constant_refiner(tmp_path, 20.0)
+    look = _RecordingLook(bias)
+    look.card = {
+        **look.card,
+        "mask_refiner": {"name": path, "sha256": MaskRefiner(path).card["sha256"]},
+    }
+    return look
+
+
+def test_relook_shows_a_refined_look_the_masks_its_refiner_draws(tmp_path):
+    """A look trained on a refiner's masks sees, without ``masks``, the masks that refiner
+    draws (here its whole 64-px stamp, cut by the image), not the detector's; the prediction
+    keeps the detector's masks."""
+    prediction = _prediction()
+    bands = np.random.default_rng(1).normal(0.0, 0.1, (3, 64, 64)).astype(np.float32)
+    look = _refined_look(tmp_path, np.log(4.0))
+    out = relook(prediction, bands, look, psf_fwhm=4.0, classes=CLASSES)
+    shown = [sum(int(np.count_nonzero(row)) for row in m) for m in look.shown]
+    detector = [int((m[0] >= 0.5).sum()) for m in prediction["masks"]]
+    assert detector == [16, 100, 16]
+    assert all(s > d for s, d in zip(shown, detector, strict=True))
+    np.testing.assert_array_equal(out["masks"], prediction["masks"])
+    plain = _RecordingLook(np.log(4.0))
+    relook(prediction, bands, plain, psf_fwhm=4.0, classes=CLASSES)
+    assert [sum(int(np.count_nonzero(row)) for row in m) for m in plain.shown] == detector
+
+
+def test_a_look_whose_refiner_is_not_the_one_it_learned_on_is_refused(tmp_path):
+    look = _refined_look(tmp_path, 0.0)
+    look.card["mask_refiner"] = {**look.card["mask_refiner"], "sha256": "0" * 64}
+    with pytest.raises(InvalidParameterError, match="trained on the masks of mask refiner"):
+        _ = look.mask_refiner
+
+
+def test_the_segmenter_shows_a_refined_look_its_refiners_masks_and_paints_them_once(
+    tmp_path, monkeypatch
+):
+    """The look sees the refiner's masks; the label map keeps the detector's without a
+    ``mask_refiner`` and, with the same refiner as the look's, the refiner runs once a tile."""
+    from skysift.mask_refine import MaskRefiner
+    from test_segment import _blobs, _segmenter
+
+    calls = []
+    original = MaskRefiner.__call__
+    monkeypatch.setattr(
+        MaskRefiner,
+        "__call__",
+        lambda self, stamps: calls.append(len(stamps)) or original(self, stamps),
+    )
+    image = _blobs((200, 200), [(60.0, 60.0), (140.0, 130.0)])
+    plain = _segmenter(tile=256, psf_fwhm=4.0)(image)
+    segmenter = _segmenter(tile=256, psf_fwhm=4.0)
+    segmenter.second_look = _refined_look(tmp_path, np.log(4.0))
+    looked = segmenter(image)
+    assert [rows.size for rows, _ in segmenter.second_look.shown] == [STAMP * STAMP] * 2
+    np.testing.assert_array_equal(np.sort(looked.area), np.sort(plain.area))
+    assert len(calls) == 1
+    both = _segmenter(tile=256, psf_fwhm=4.0)
+    both.second_look = _refined_look(tmp_path, np.log(4.0))
+    both.mask_refiner = both.second_look.mask_refiner
+    painted = both(image)
+    assert len(calls) == 2  # one more tile, one more call: the label map reused the look's
+    assert (painted.area > plain.area.max()).all()
+
+
+def test_a_look_on_refined_masks_names_its_refiner_in_its_command_card_and_stamps():
+    from skysift.mask_refine import MaskRefiner
+    from skysift.train.second_look import SecondLookTrainingConfig, _stamp_settings, card_for
+
+    config = SecondLookTrainingConfig.named(reject=True, mask_refiner="mask_refiner")
+    card = card_for(config, architecture_for(3, reject=True), {"sha256": "0"})
+    assert card["training"]["command"] == (
+        "skysift train second-look --seed 0 --reject --mask-refiner mask_refiner"
+    )
+    assert card["mask_refiner"] == {
+        "name": "mask_refiner",
+        "sha256": MaskRefiner("mask_refiner").card["sha256"],
+    }
+    assert "drawn again by mask refiner 'mask_refiner'" in card["trained_on"]["stamps"]
+    plain = SecondLookTrainingConfig.named(reject=True)
+    assert _stamp_settings(config) == _stamp_settings(plain) | {"mask_refiner": "mask_refiner"}
+    assert "mask_refiner" not in card_for(plain, architecture_for(3, reject=True), {"sha256": "0"})
+    assert SecondLook("second_look_reject").mask_refiner is None

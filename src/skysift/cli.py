@@ -662,6 +662,12 @@ def train_second_look_command(
         help="Run the segmenter in 4 ('flips') or 8 ('d4') views fused, as "
         "SegmentConfig(augment=): the look learns that detector's mistakes.",
     ),
+    mask_refiner: str = typer.Option(
+        None,
+        help="A mask refiner (e.g. 'mask_refiner') that draws the small instances' masks "
+        "again before they are cut: the look learns on its masks, and the Segmenter refines "
+        "before it looks.",
+    ),
     name: str = typer.Option(
         None,
         help="Name of the model written (default: 'second_look' or 'second_look_reject', "
@@ -713,6 +719,7 @@ def train_second_look_command(
             burke_masks=burke_masks,
             paint_by=paint_by,
             augment=augment,
+            mask_refiner=mask_refiner,
             train_dirs=(
                 str(data_dir / "segmenter_train"),
                 str(data_dir / "segmenter_train_typical"),

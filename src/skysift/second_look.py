@@ -214,6 +214,33 @@ class SecondLook(ShippedStarGalaxyNetwork):
             )
 
     @property
+    def mask_refiner_name(self) -> str | None:
+        """The mask refiner whose masks this look was trained on (its card's
+        ``mask_refiner.name``), or None: it was trained on the detector's own masks."""
+        return self.card.get("mask_refiner", {}).get("name")
+
+    @property
+    def mask_refiner(self):
+        """The :class:`~skysift.mask_refine.MaskRefiner` that draws the masks this look sees
+        (loaded on first use; the card's sha256 must be the refiner's), or None."""
+        from skysift.errors import InvalidParameterError
+        from skysift.mask_refine import MaskRefiner
+
+        if self.mask_refiner_name is None:
+            return None
+        if getattr(self, "_mask_refiner", None) is None:
+            refiner = MaskRefiner(self.mask_refiner_name)
+            expected = self.card["mask_refiner"].get("sha256")
+            if expected is not None and refiner.card.get("sha256") != expected:
+                raise InvalidParameterError(
+                    f"the {self.card['name']!r} second look was trained on the masks of "
+                    f"mask refiner {self.mask_refiner_name!r} with sha256 {expected}; the one "
+                    f"found has {refiner.card.get('sha256')}"
+                )
+            self._mask_refiner = refiner
+        return self._mask_refiner
+
+    @property
     def trained_star_fraction(self) -> float | None:
         """Stars among the star and galaxy stamps the look was trained on (its card's
         ``trained_on.star_fraction``; None on a card written before it was recorded)."""
@@ -391,7 +418,9 @@ def relook(
     masks : sequence of (rows, cols) or numpy.ndarray, optional
         The instances' pixels in ``bands`` (see :func:`instance_cutouts`), when the
         prediction's ``masks`` are not whole-image probabilities (the ``Segmenter``'s stay
-        in their boxes).
+        in their boxes). For a look trained on a mask refiner's masks
+        (:attr:`SecondLook.mask_refiner`) they must be the masks it draws; without
+        ``masks``, the prediction's are drawn again by it here.
     only_whole : bool
         Decide again only the instances the look's cutout holds whole
         (:meth:`SecondLook.sees_whole`); larger ones keep the detector's class and score.
@@ -422,7 +451,12 @@ def relook(
         )
     star, other = classes.index("star") + 1, classes.index("other") + 1
     if masks is None:
-        masks = np.asarray(prediction["masks"])[:, 0] >= mask_threshold
+        drawn = prediction
+        if second_look.mask_refiner is not None:  # the masks it learned on
+            from skysift.mask_refine import refined_masks
+
+            drawn = refined_masks(prediction, bands, second_look.mask_refiner, psf_fwhm=psf_fwhm)
+        masks = np.asarray(drawn["masks"])[:, 0] >= mask_threshold
     probabilities = second_look.probabilities(
         bands, masks, psf_fwhm=psf_fwhm, star_fraction=star_fraction
     )

@@ -342,6 +342,13 @@ class Segmenter:
                 )
             if self.config.star_fraction is not None:
                 self.second_look.require_trained_star_fraction()  # fail before any tile
+            look_refiner = self.second_look.mask_refiner  # loaded (and checked) before any tile
+            if look_refiner is not None and look_refiner.bands != self.architecture.in_channels:
+                raise InvalidParameterError(
+                    f"second look {self.config.second_look!r} sees the masks of mask refiner "
+                    f"{self.second_look.mask_refiner_name!r}, which takes {look_refiner.bands} "
+                    f"bands; the {card['name']!r} model {self.architecture.in_channels}"
+                )
             learned_from = self.second_look.card.get("segmenter", {}).get("name")
             # a detector fine-tuned from the look's own (segmenter_psf_typical) was measured
             # with it: docs/models.md, session 26
@@ -404,7 +411,7 @@ class Segmenter:
                 lowest = self.config.score_threshold
                 if self.second_look is not None:
                     lowest /= 2
-                if self.mask_refiner is not None:  # it sees its neighbours from MIN_SCORE
+                if self._refiners():  # a refiner sees its neighbours from MIN_SCORE
                     from skysift.mask_refine import MIN_SCORE
 
                     lowest = min(lowest, MIN_SCORE)
@@ -542,14 +549,23 @@ class Segmenter:
                         self.config.mask_threshold,
                     )
                     out = out | {"detection_index": np.arange(len(out["scores"]))}
+                look_refined = {}
                 if self.second_look is not None:
+                    look_pixels = every_pixels
+                    if self.second_look.mask_refiner is not None:  # the masks it learned on
+                        look_refined = self._refined_pixels(
+                            out, bands, psf_fwhm=psf_fwhm, refiner=self.second_look.mask_refiner
+                        )
+                        look_pixels = [
+                            look_refined.get(k, drawn) for k, drawn in enumerate(every_pixels)
+                        ]
                     out = relook(
                         out,
                         bands,
                         self.second_look,
                         psf_fwhm=psf_fwhm,
                         classes=classes,
-                        masks=every_pixels,
+                        masks=look_pixels,
                         star_fraction=self.config.star_fraction,
                     )
                 if self.shreds is not None:
@@ -565,7 +581,18 @@ class Segmenter:
                     out = retype_galaxies(out, bands, self.galaxy_typer, classes=classes)
                 refined = {}
                 if self.mask_refiner is not None:
-                    refined = self._refined_pixels(out, bands, psf_fwhm=psf_fwhm)
+                    # the look, the shreds and the types change no mask, box or raw score,
+                    # so the look's refiner, if it is this one, drew these masks already
+                    same = self.second_look is not None and _same_model(
+                        self.second_look.mask_refiner, self.mask_refiner
+                    )
+                    refined = (
+                        look_refined
+                        if same
+                        else self._refined_pixels(
+                            out, bands, psf_fwhm=psf_fwhm, refiner=self.mask_refiner
+                        )
+                    )
                 boxes = out["boxes"]
                 mask_boxes = out.get("mask_boxes", boxes)  # the box each mask is drawn in
                 # the cut and the paint order use the detection score (P(source) x P(group)
@@ -618,9 +645,14 @@ class Segmenter:
                     )
         return found
 
-    def _refined_pixels(self, out: dict[str, Any], bands: np.ndarray, *, psf_fwhm) -> dict:
-        """``{detection index: (rows, cols)}`` of the masks the mask refiner draws again in
-        one tile (:func:`skysift.mask_refine.redrawn_stamps`), at ``mask_threshold``."""
+    def _refiners(self) -> list:
+        """The mask refiners this segmenter runs: the label map's and the second look's."""
+        look = self.second_look.mask_refiner if self.second_look is not None else None
+        return [r for r in (self.mask_refiner, look) if r is not None]
+
+    def _refined_pixels(self, out: dict[str, Any], bands: np.ndarray, *, psf_fwhm, refiner) -> dict:
+        """``{detection index: (rows, cols)}`` of the masks ``refiner`` draws again in one
+        tile (:func:`skysift.mask_refine.redrawn_stamps`), at ``mask_threshold``."""
         from skysift.mask_refine import raw_scores, redrawn_stamps
 
         shape = tuple(bands.shape[1:])
@@ -630,7 +662,7 @@ class Segmenter:
             _mask_pieces(np.asarray(out["masks"]), mask_boxes, shape),
             out["boxes"],
             raw_scores(out),
-            self.mask_refiner,
+            refiner,
             psf_fwhm=psf_fwhm,
         )
         refined = {}
@@ -657,6 +689,16 @@ class Segmenter:
         for k, drawn in zip(large, redrawn, strict=True):
             out[k] = drawn
         return out
+
+
+def _same_model(first, second) -> bool:
+    """Whether two loaded models (``card`` with ``sha256``) are the same weights."""
+    if first is None or second is None:
+        return False
+    if first is second:
+        return True
+    digest = first.card.get("sha256")
+    return digest is not None and digest == second.card.get("sha256")
 
 
 def detector_outputs(

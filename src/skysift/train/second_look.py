@@ -88,6 +88,10 @@ class SecondLookTrainingConfig:
     #: the segmenter's views fused, as ``SegmentConfig(augment=)`` (skysift.segment_augment):
     #: the look then learns the mistakes of the augmented detector
     augment: str | None = None
+    #: a mask refiner (skysift.mask_refine) that draws the small instances' masks again
+    #: before they are cut: the look then sees the masks the refiner draws, and the
+    #: ``Segmenter`` refines before it looks (its card's ``mask_refiner``)
+    mask_refiner: str | None = None
 
     @classmethod
     def named(
@@ -138,6 +142,15 @@ def _refiners(config: SecondLookTrainingConfig):
     segmenter, card = load_model(name, directory=folder)
     typer = GalaxyTyper(config.galaxy_types) if config.galaxy_types else None
     return segmenter, card, typer
+
+
+def _mask_refiner(config: SecondLookTrainingConfig):
+    """The :class:`~skysift.mask_refine.MaskRefiner` the stamps' masks are drawn by, or None."""
+    if config.mask_refiner is None:
+        return None
+    from skysift.mask_refine import MaskRefiner
+
+    return MaskRefiner(config.mask_refiner)
 
 
 def instance_stamps(
@@ -217,13 +230,20 @@ def _catalog_stamps(
     cutout: str,
     paint_by: str,
     augment: str | None = None,
+    mask_refiner=None,
 ) -> dict[str, np.ndarray]:
     from skysift.evaluate.segmentation import as_catalog
+    from skysift.mask_refine import refined_masks
     from skysift.train.segmenter import load_images, refined_predictions
 
     samples = load_images(directory, seeds=seeds)
     catalogs = []
-    for prediction in refined_predictions(segmenter, samples, galaxy_typer=typer, augment=augment):
+    predictions = refined_predictions(segmenter, samples, galaxy_typer=typer, augment=augment)
+    for prediction, sample in zip(predictions, samples, strict=True):
+        if mask_refiner is not None:  # the masks the look sees in a chain with the refiner
+            prediction = refined_masks(
+                prediction, sample["image"], mask_refiner, psf_fwhm=float(sample["psf_fwhm"])
+            )
         # the instances the label map keeps, each cut with the detector's own mask: the
         # second look runs on those, before the masks are painted (Segmenter, relook)
         catalog = as_catalog(
@@ -263,7 +283,12 @@ def build_stamps(config: SecondLookTrainingConfig, *, progress: bool = True) -> 
         if len(seeds) < n:
             raise InvalidParameterError(f"{directory}: holds {len(seeds)} images, {n} asked for")
         chunks += [(directory, seeds[s : min(s + CHUNK, n)]) for s in range(0, n, CHUNK)]
-    cut = {"cutout": config.cutout, "paint_by": config.paint_by, "augment": config.augment}
+    cut = {
+        "cutout": config.cutout,
+        "paint_by": config.paint_by,
+        "augment": config.augment,
+        "mask_refiner": _mask_refiner(config),
+    }
     parts = [
         _catalog_stamps(segmenter, typer, directory, seeds, **cut)
         for directory, seeds in progress_iter(chunks, "cutting stamps", enabled=progress)
@@ -291,6 +316,8 @@ def _stamp_settings(config: SecondLookTrainingConfig) -> dict[str, Any]:
         settings["paint_by"] = config.paint_by
     if config.augment is not None:
         settings["augment"] = config.augment
+    if config.mask_refiner is not None:
+        settings["mask_refiner"] = config.mask_refiner
     return settings
 
 
@@ -464,8 +491,13 @@ def card_for(config: SecondLookTrainingConfig, architecture, segmenter_card: dic
         options += f" --paint-by {config.paint_by}"
     if config.augment is not None:
         options += f" --augment {config.augment}"
+    if config.mask_refiner is not None:
+        options += f" --mask-refiner {config.mask_refiner}"
     if config.name != default_second_look_name(reject=config.reject, cutout=config.cutout):
         options += f" --name {config.name}"
+    refined = ""
+    if config.mask_refiner is not None:
+        refined = f" drawn again by mask refiner {config.mask_refiner!r} where it draws them,"
     labels = (
         "labelled by the truth's group (galaxy, star), or false when it matches no truth source"
         if config.reject
@@ -487,7 +519,7 @@ def card_for(config: SecondLookTrainingConfig, architecture, segmenter_card: dic
     else:
         scale = "at the image's own pixel scale"
         seeing = "log(PSF FWHM of the detection band in pixels / seeing_reference)"
-    return {
+    card = {
         "name": config.name,
         "cutout": config.cutout,
         "task": "star/galaxy second look at the segmenter's instances, from a 32x32 cutout of "
@@ -510,8 +542,8 @@ def card_for(config: SecondLookTrainingConfig, architecture, segmenter_card: dic
         "trained_on": {
             "stamps": "the segmenter's catalog instances (re-typed and painted as the Segmenter "
             "delivers them; a match is painted-mask IoU >= 0.5, one to one), each cut with "
-            f"the detector's own mask, {labels}; detections of truth sources without a mask "
-            "are left out",
+            f"the detector's own mask,{refined} {labels}; detections of truth sources "
+            "without a mask are left out",
             "images": dict(zip(config.train_dirs, config.n_images, strict=True)),
             "validation": config.val_dir,
         },
@@ -521,6 +553,10 @@ def card_for(config: SecondLookTrainingConfig, architecture, segmenter_card: dic
             "config": config.to_dict(),
         },
     }
+    refiner = _mask_refiner(config)
+    if refiner is not None:  # the Segmenter draws the look's masks with it (relook)
+        card["mask_refiner"] = {"name": config.mask_refiner, "sha256": refiner.card["sha256"]}
+    return card
 
 
 def figure_before_after(
