@@ -28,6 +28,7 @@ becomes ``other`` until the galaxy typer (:mod:`skysift.morphology`) types it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -219,7 +220,7 @@ class SecondLook(ShippedStarGalaxyNetwork):
         ``mask_refiner.name``), or None: it was trained on the detector's own masks."""
         return self.card.get("mask_refiner", {}).get("name")
 
-    @property
+    @functools.cached_property
     def mask_refiner(self):
         """The :class:`~skysift.mask_refine.MaskRefiner` that draws the masks this look sees
         (loaded on first use; the card's sha256 must be the refiner's), or None."""
@@ -228,17 +229,15 @@ class SecondLook(ShippedStarGalaxyNetwork):
 
         if self.mask_refiner_name is None:
             return None
-        if getattr(self, "_mask_refiner", None) is None:
-            refiner = MaskRefiner(self.mask_refiner_name)
-            expected = self.card["mask_refiner"].get("sha256")
-            if expected is not None and refiner.card.get("sha256") != expected:
-                raise InvalidParameterError(
-                    f"the {self.card['name']!r} second look was trained on the masks of "
-                    f"mask refiner {self.mask_refiner_name!r} with sha256 {expected}; the one "
-                    f"found has {refiner.card.get('sha256')}"
-                )
-            self._mask_refiner = refiner
-        return self._mask_refiner
+        refiner = MaskRefiner(self.mask_refiner_name)
+        expected = self.card["mask_refiner"].get("sha256")
+        if expected is not None and refiner.card.get("sha256") != expected:
+            raise InvalidParameterError(
+                f"the {self.card['name']!r} second look was trained on the masks of "
+                f"mask refiner {self.mask_refiner_name!r} with sha256 {expected}; the one "
+                f"found has {refiner.card.get('sha256')}"
+            )
+        return refiner
 
     @property
     def trained_star_fraction(self) -> float | None:

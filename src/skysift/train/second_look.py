@@ -244,8 +244,9 @@ def _catalog_stamps(
             prediction = refined_masks(
                 prediction, sample["image"], mask_refiner, psf_fwhm=float(sample["psf_fwhm"])
             )
-        # the instances the label map keeps, each cut with the detector's own mask: the
-        # second look runs on those, before the masks are painted (Segmenter, relook)
+        # the instances the label map keeps, each cut with the mask the look is shown (the
+        # detector's own, or its refiner's): the look runs before they are painted
+        # (Segmenter, relook)
         catalog = as_catalog(
             prediction | {"detector_masks": prediction["masks"]}, paint_by=paint_by
         )
