@@ -33,8 +33,24 @@ CUTS = (20.0, 50.0, 100.0)
 CHUNK = 32
 
 
+def second_looks(names: str, *, directory: Path | None = None):
+    """The :class:`~skysift.second_look.SecondLook` that ``names`` names, or for
+    ``<name>&<name>...`` the tuple of them whose mean decides (``SegmentConfig(second_look=
+    (...))``); each name is a shipped look, a look in ``directory``, or a card's path."""
+    from skysift.models.registry import load_model, model_location
+    from skysift.second_look import SecondLook
+
+    looks = []
+    for reference in names.split("&"):
+        name, folder = model_location(reference)
+        module, card = load_model(name, directory=folder or directory)
+        looks.append(SecondLook(name, module=module, card=card))
+    return looks[0] if len(looks) == 1 else tuple(looks)
+
+
 def parse_look(spec: str) -> tuple[str | None, float | None, str | None, str | None]:
-    """``none``, a shipped second look's name, or ``<name>@<f>``: that look re-weighted to a
+    """``none``, a shipped second look's name (``<name>&<name>``: the mean of those looks),
+    or ``<name>@<f>``: that look re-weighted to a
     star fraction ``f`` (``SegmentConfig.star_fraction``); any of them followed by
     ``+<shreds>``: a shipped shred classifier scales the galaxies' scores by 1 - P(shred)
     (``SegmentConfig.shreds``); and then by ``~<refiner>``: a mask refiner (a shipped name or
@@ -396,7 +412,6 @@ def main() -> None:
     from skysift.mask_refine import MaskRefiner
     from skysift.models.registry import load_model
     from skysift.morphology import GalaxyTyper
-    from skysift.second_look import SecondLook
     from skysift.shreds import ShredClassifier
     from skysift.sim.dataset import write_dataset
     from skysift.train.segmenter import load_images
@@ -422,7 +437,7 @@ def main() -> None:
     for spec in args.looks.split(","):
         name, star_fraction, shreds, refiner = parse_look(spec)
         chosen[spec] = (
-            None if name is None else SecondLook(name),
+            None if name is None else second_looks(name),
             star_fraction,
             None if shreds is None else ShredClassifier(shreds),
             None if refiner is None else MaskRefiner(refiner),

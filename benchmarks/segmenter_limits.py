@@ -27,7 +27,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from burke_figure import add_mask_box_options, reading_cell
+from burke_figure import add_mask_box_options, reading_cell, second_looks
 from burke_figure import their_reading as burke_figure_reading
 
 from skysift.evaluate.burke_reading import GROUPS, image_rankings
@@ -39,9 +39,8 @@ from skysift.evaluate.segmentation import (
     precision_at_recall_by_snr,
 )
 from skysift.mask_refine import MaskRefiner
-from skysift.models.registry import load_model
+from skysift.models.registry import load_model, model_location
 from skysift.morphology import GalaxyTyper
-from skysift.second_look import SecondLook
 from skysift.shreds import ShredClassifier
 from skysift.sim.dataset import write_dataset
 from skysift.train.segmenter import load_images, sample_targets, segmenter_catalogs
@@ -322,7 +321,10 @@ def add_chain_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--own-types", action="store_true", help="Skip the galaxy-type network.")
     parser.add_argument(
-        "--second-look", default=None, help="Shipped second look to refine the catalog with."
+        "--second-look",
+        default=None,
+        help="Shipped second look to refine the catalog with (<name>&<name>: the mean of "
+        "those looks).",
     )
     parser.add_argument(
         "--second-look-dir",
@@ -352,8 +354,7 @@ def chain_from_args(args: argparse.Namespace):
     look = None
     if args.second_look:
         look_dir = Path(args.second_look_dir) if args.second_look_dir else None
-        look_module, look_card = load_model(args.second_look, directory=look_dir)
-        look = SecondLook(args.second_look, module=look_module, card=look_card)
+        look = second_looks(args.second_look, directory=look_dir)
     shreds = None
     if args.shreds:
         shreds_dir = Path(args.shreds_dir) if args.shreds_dir else None
@@ -378,9 +379,17 @@ def mask_refiner_from_args(args: argparse.Namespace) -> MaskRefiner | None:
     return MaskRefiner(args.mask_refiner) if args.mask_refiner else None
 
 
+def _look_part(args: argparse.Namespace) -> str:
+    """``_<look>`` of the results' name (several looks: ``_<look>+<look>``), or ""."""
+    if not args.second_look:
+        return ""
+    return "_" + "+".join(model_location(look)[0] for look in args.second_look.split("&"))
+
+
 def chain_name(args: argparse.Namespace) -> str:
-    """The results' name for the chain: ``<model>[_<look>][_stars<f>][_<shreds>]``."""
-    name = args.model + (f"_{args.second_look}" if args.second_look else "")
+    """The results' name for the chain: ``<model>[_<look>][_stars<f>][_<shreds>]`` (several
+    looks: ``<look>+<look>``)."""
+    name = args.model + _look_part(args)
     if args.star_fraction is not None:
         name += f"_stars{args.star_fraction:g}"
     if args.shreds:
@@ -480,7 +489,7 @@ def main() -> None:
     )
     cuts = tuple(float(v) for v in args.cuts.split(","))
     result = limits(catalogs, samples, module.skysift_config.classes, cuts)
-    name = args.model + (f"_{args.second_look}" if args.second_look else "")
+    name = args.model + _look_part(args)
     if args.mask_threshold != 0.5:
         name += f"_mask{args.mask_threshold:g}"
     if args.star_fraction is not None:

@@ -278,7 +278,8 @@ def test_the_segmenter_shows_the_second_look_each_instance_across_tiles():
     centres = [(192.0, 100.0), (60.0, 60.0), (330.0, 200.0)]
     image = _blobs((300, 400), centres)
     segmenter = _segmenter(tile=256, psf_fwhm=4.0)
-    segmenter.second_look = _RecordingLook(np.log(4.0))  # P(star) = 0.8
+    look = _RecordingLook(np.log(4.0))  # P(star) = 0.8
+    segmenter.second_looks = (look,)
     instances = segmenter(image)
     assert len(instances) == 3
     assert set(instances.classes) == {"star"}
@@ -288,7 +289,7 @@ def test_the_segmenter_shows_the_second_look_each_instance_across_tiles():
     origins = {(t.rows.start, t.cols.start) for t in tile_grid(image.shape, tile=256, margin=64)}
     shown = [
         {(int(r) + dy, int(c) + dx) for r, c in zip(rows, cols, strict=True)}
-        for rows, cols in segmenter.second_look.shown
+        for rows, cols in look.shown
         for dy, dx in origins
     ]
     for k in range(len(instances)):
@@ -296,7 +297,7 @@ def test_the_segmenter_shows_the_second_look_each_instance_across_tiles():
         own = set(zip(rows.tolist(), cols.tolist(), strict=True))
         assert own in shown  # some tile showed the look this instance's own pixels
     galaxies = _segmenter(tile=256, psf_fwhm=4.0)
-    galaxies.second_look = _RecordingLook(-np.log(3.0))  # P(star) = 0.25
+    galaxies.second_looks = (_RecordingLook(-np.log(3.0)),)  # P(star) = 0.25
     typed = galaxies(image)
     assert set(typed.classes) == {"elliptical"}  # a galaxy keeps its type
     np.testing.assert_allclose(typed.scores, 0.95 * 0.75, rtol=1e-5)
@@ -313,7 +314,7 @@ def test_the_segmenter_reweights_its_second_look_to_the_star_fraction_it_is_give
     segmenter = _segmenter(tile=256, psf_fwhm=4.0)
     look = _RecordingLook(np.log(4.0))
     look.card = {**look.card, "trained_on": {"star_fraction": 0.7}}
-    segmenter.second_look = look
+    segmenter.second_looks = (look,)
     assert set(segmenter(image).classes) == {"star"}
     segmenter.config = dataclasses.replace(
         segmenter.config, second_look="second_look_reject", star_fraction=0.1
@@ -331,7 +332,7 @@ def test_a_second_look_of_another_segmenter_is_run_with_a_warning(caplog):
 
     with caplog.at_level("WARNING", logger="skysift"):
         segmenter = _segmenter(tile=256, psf_fwhm=4.0, second_look="second_look")
-    assert segmenter.second_look.card["segmenter"]["name"] == "segmenter_psf"
+    assert segmenter.second_looks[0].card["segmenter"]["name"] == "segmenter_psf"
     assert "learned the mistakes of 'segmenter_psf'" in caplog.text
 
 
@@ -604,14 +605,15 @@ def test_the_segmenter_shows_a_refined_look_its_refiners_masks_and_paints_them_o
     image = _blobs((200, 200), [(60.0, 60.0), (140.0, 130.0)])
     plain = _segmenter(tile=256, psf_fwhm=4.0)(image)
     segmenter = _segmenter(tile=256, psf_fwhm=4.0)
-    segmenter.second_look = _refined_look(tmp_path, np.log(4.0))
+    look = _refined_look(tmp_path, np.log(4.0))
+    segmenter.second_looks = (look,)
     looked = segmenter(image)
-    assert [rows.size for rows, _ in segmenter.second_look.shown] == [STAMP * STAMP] * 2
+    assert [rows.size for rows, _ in look.shown] == [STAMP * STAMP] * 2
     np.testing.assert_array_equal(np.sort(looked.area), np.sort(plain.area))
     assert len(calls) == 1
     both = _segmenter(tile=256, psf_fwhm=4.0)
-    both.second_look = _refined_look(tmp_path, np.log(4.0))
-    both.mask_refiner = both.second_look.mask_refiner
+    both.second_looks = (_refined_look(tmp_path, np.log(4.0)),)
+    both.mask_refiner = both.second_looks[0].mask_refiner
     painted = both(image)
     assert len(calls) == 2  # one more tile, one more call: the label map reused the look's
     assert (painted.area > plain.area.max()).all()
@@ -635,3 +637,75 @@ def test_a_look_on_refined_masks_names_its_refiner_in_its_command_card_and_stamp
     assert _stamp_settings(config) == _stamp_settings(plain) | {"mask_refiner": "mask_refiner"}
     assert "mask_refiner" not in card_for(plain, architecture_for(3, reject=True), {"sha256": "0"})
     assert SecondLook("second_look_reject").mask_refiner is None
+
+
+def test_relook_with_two_looks_decides_by_the_mean_of_their_probabilities():
+    """P(star) 0.9 and 0.3 average to 0.6: a star whose score is P(source) x 0.6; two looks
+    of other classes are refused by name."""
+    prediction = _prediction()
+    bands = np.zeros((3, 64, 64), dtype=np.float32)
+    sure, doubtful = _RecordingLook(np.log(9.0)), _RecordingLook(-np.log(7.0 / 3.0))
+    out = relook(prediction, bands, (sure, doubtful), psf_fwhm=4.0, classes=CLASSES)
+    np.testing.assert_allclose(out["p_star_second_look"], 0.6, rtol=1e-5)
+    assert out["labels"].tolist() == [1, 1, 1]
+    source = prediction["p_star"] + prediction["p_galaxy"]
+    np.testing.assert_allclose(out["scores"], source * 0.6, rtol=1e-5)
+    assert len(sure.shown) == len(doubtful.shown) == 3  # each saw every instance
+    with pytest.raises(InvalidParameterError, match="masks for 1 looks; there are 2"):
+        relook(prediction, bands, (sure, doubtful), psf_fwhm=4.0, classes=CLASSES, masks=[None])
+    from skysift.models.stargalaxy import StarGalaxyNet
+
+    architecture = architecture_for(3, reject=True)
+    card = {
+        "name": "reject_look",
+        "classes": ["galaxy", "star", "false"],
+        "architecture": {"config": architecture.to_dict()},
+    }
+    reject = SecondLook(module=StarGalaxyNet(architecture), card=card)
+    with pytest.raises(InvalidParameterError, match="'reject_look' decides"):
+        relook(prediction, bands, (sure, reject), psf_fwhm=4.0, classes=CLASSES)
+
+
+def test_the_segmenter_shows_each_of_two_looks_its_own_masks_drawing_each_refiner_once(
+    tmp_path, monkeypatch
+):
+    """A look on the detector's masks and one on a refiner's: each is shown the masks it
+    learned on, the mean decides, and with that refiner for the label map too it runs once
+    a tile."""
+    from skysift.mask_refine import MaskRefiner
+    from test_segment import _blobs, _segmenter
+
+    calls = []
+    original = MaskRefiner.__call__
+    monkeypatch.setattr(
+        MaskRefiner,
+        "__call__",
+        lambda self, stamps: calls.append(len(stamps)) or original(self, stamps),
+    )
+    image = _blobs((200, 200), [(60.0, 60.0), (140.0, 130.0)])
+    plain = _segmenter(tile=256, psf_fwhm=4.0)(image)
+    segmenter = _segmenter(tile=256, psf_fwhm=4.0)
+    detector_look = _RecordingLook(np.log(9.0))  # P(star) 0.9
+    refined_look = _refined_look(tmp_path, -np.log(7.0 / 3.0))  # P(star) 0.3
+    segmenter.second_looks = (detector_look, refined_look)
+    segmenter.mask_refiner = refined_look.mask_refiner
+    instances = segmenter(image)
+    assert sorted(rows.size for rows, _ in detector_look.shown) == sorted(plain.area.tolist())
+    assert [rows.size for rows, _ in refined_look.shown] == [STAMP * STAMP] * 2
+    assert set(instances.classes) == {"star"}
+    np.testing.assert_allclose(instances.scores, (0.9 + 0.05) * 0.6, rtol=1e-5)
+    assert len(calls) == 1  # one tile, one refiner call for the look and the label map
+
+
+def test_second_look_takes_several_names_and_keeps_one_as_a_name():
+    from skysift.config import PipelineConfig
+    from skysift.segment import SegmentConfig
+
+    pair = SegmentConfig(second_look=["second_look_reject", "second_look_reject_seed1"])
+    assert pair.second_look == ("second_look_reject", "second_look_reject_seed1")
+    assert SegmentConfig(second_look=("second_look",)).second_look == "second_look"
+    config = PipelineConfig(segment=pair)
+    assert PipelineConfig.from_yaml(config.to_yaml()).segment.second_look == pair.second_look
+    for bad in ([], ["second_look", ""], [3]):
+        with pytest.raises(InvalidParameterError, match="second_look must be a model name"):
+            SegmentConfig(second_look=bad)

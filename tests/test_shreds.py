@@ -159,7 +159,7 @@ def test_a_star_instance_keeps_the_p_shred_the_catalog_had():
 
     image = _blobs((200, 200), [(60.0, 60.0), (140.0, 130.0)])
     segmenter = _segmenter(tile=256, psf_fwhm=4.0)
-    segmenter.second_look = _RecordingLook(np.log(4.0))  # P(star) = 0.8: both are stars
+    segmenter.second_looks = (_RecordingLook(np.log(4.0)),)  # P(star) = 0.8: both are stars
     segmenter.shreds = _shreds(0.0)
     catalog = make_catalog(
         {"id": [1, 2], "x": [60.0, 140.0], "y": [60.0, 130.0], "flux": [5.0, 5.0]}

@@ -41,7 +41,9 @@ __all__ = [
     "instance_cutouts",
     "instance_zooms",
     "look_inputs",
+    "looks_probabilities",
     "relook",
+    "require_same_classes",
     "with_star_fraction",
 ]
 
@@ -388,7 +390,7 @@ def predict_probabilities(
 def relook(
     prediction: dict[str, np.ndarray],
     bands: np.ndarray,
-    second_look: SecondLook,
+    second_look: SecondLook | Sequence[SecondLook],
     *,
     psf_fwhm: float,
     classes: Sequence[str],
@@ -407,7 +409,10 @@ def relook(
         are kept.
     bands : numpy.ndarray
         ``(bands, H, W)`` normalized image the masks refer to.
-    second_look : SecondLook
+    second_look : SecondLook or sequence of SecondLook
+        The look, or several looks of the same classes: their probabilities are averaged,
+        each re-weighted to ``star_fraction`` from its own training mix and shown the masks
+        it was trained on (:func:`looks_probabilities`).
     psf_fwhm : float
         PSF FWHM of the detection band, pixels.
     classes : sequence of str
@@ -419,10 +424,12 @@ def relook(
         prediction's ``masks`` are not whole-image probabilities (the ``Segmenter``'s stay
         in their boxes). For a look trained on a mask refiner's masks
         (:attr:`SecondLook.mask_refiner`) they must be the masks it draws; without
-        ``masks``, the prediction's are drawn again by it here.
+        ``masks``, the prediction's are drawn again by it here. With several looks, a
+        sequence of one such entry (or None) per look.
     only_whole : bool
         Decide again only the instances the look's cutout holds whole
-        (:meth:`SecondLook.sees_whole`); larger ones keep the detector's class and score.
+        (:meth:`SecondLook.sees_whole`; with several looks, the first one's, on its masks);
+        larger ones keep the detector's class and score.
         False re-decides every instance (the shipped looks' behaviour before session 18).
     star_fraction : float, optional
         Expected fraction of stars among the image's stars and galaxies; the look's
@@ -449,20 +456,25 @@ def relook(
             "(a Mask R-CNN segmenter with the star_or_galaxy class decision)"
         )
     star, other = classes.index("star") + 1, classes.index("other") + 1
-    if masks is None:
-        drawn = prediction
-        if second_look.mask_refiner is not None:  # the masks it learned on
-            from skysift.mask_refine import refined_masks
-
-            drawn = refined_masks(prediction, bands, second_look.mask_refiner, psf_fwhm=psf_fwhm)
-        masks = np.asarray(drawn["masks"])[:, 0] >= mask_threshold
-    probabilities = second_look.probabilities(
-        bands, masks, psf_fwhm=psf_fwhm, star_fraction=star_fraction
+    looks = (second_look,) if isinstance(second_look, SecondLook) else tuple(second_look)
+    each = (masks,) if isinstance(second_look, SecondLook) else masks
+    if each is None:
+        each = (None,) * len(looks)
+    if len(each) != len(looks):
+        raise InvalidParameterError(
+            f"relook got masks for {len(each)} looks; there are {len(looks)}"
+        )
+    shown = [
+        _look_masks(prediction, bands, look, given, psf_fwhm=psf_fwhm, threshold=mask_threshold)
+        for look, given in zip(looks, each, strict=True)
+    ]
+    probabilities = looks_probabilities(
+        looks, bands, shown, psf_fwhm=psf_fwhm, star_fraction=star_fraction
     )
-    column = {name: probabilities[:, k] for k, name in enumerate(second_look.classes)}
+    column = {name: probabilities[:, k] for k, name in enumerate(looks[0].classes)}
     p_star, p_galaxy = column["star"], column["galaxy"]
     labels = np.asarray(prediction["labels"])
-    decided = second_look.sees_whole(masks) if only_whole else np.ones(len(labels), bool)
+    decided = looks[0].sees_whole(shown[0]) if only_whole else np.ones(len(labels), bool)
     is_star = p_star >= p_galaxy
     new_labels = np.where(is_star, star, np.where(labels == star, other, labels))
     source = np.asarray(prediction["p_star"], float) + np.asarray(prediction["p_galaxy"], float)
@@ -478,3 +490,79 @@ def relook(
     if "false" in column:
         out["p_false_second_look"] = np.where(decided, column["false"], np.nan)
     return out
+
+
+def _look_masks(prediction, bands, look: SecondLook, masks, *, psf_fwhm: float, threshold: float):
+    """The masks ``look`` is shown: ``masks`` when given, else the prediction's, drawn again
+    by the look's mask refiner when it was trained on one."""
+    if masks is not None:
+        return masks
+    drawn = prediction
+    if look.mask_refiner is not None:  # the masks it learned on
+        from skysift.mask_refine import refined_masks
+
+        drawn = refined_masks(prediction, bands, look.mask_refiner, psf_fwhm=psf_fwhm)
+    return np.asarray(drawn["masks"])[:, 0] >= threshold
+
+
+def looks_probabilities(
+    looks: Sequence[SecondLook],
+    bands: np.ndarray,
+    masks: Sequence,
+    *,
+    psf_fwhm: float,
+    star_fraction: float | None = None,
+) -> np.ndarray:
+    """The mean of several looks' ``(n, classes)`` probabilities of the same instances.
+
+    Looks trained with other seeds, or on other masks, err on partly different instances,
+    and their mean ranks better than either (docs/models.md, session 37).
+
+    Parameters
+    ----------
+    looks : sequence of SecondLook
+        One or more looks with the same :attr:`SecondLook.classes`.
+    bands : numpy.ndarray
+        ``(bands, height, width)`` normalized image.
+    masks : sequence
+        Per look, the instances' masks it is shown (see :func:`instance_cutouts`): each the
+        masks it was trained on, of the same instances in the same order.
+    psf_fwhm : float
+        PSF FWHM of the detection band, pixels.
+    star_fraction : float, optional
+        Each look's probabilities are re-weighted to it from that look's own training mix
+        (:meth:`SecondLook.probabilities`) before the mean.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, classes)``, columns as the looks' classes.
+    """
+    from skysift.errors import InvalidParameterError
+
+    if not looks or len(masks) != len(looks):
+        raise InvalidParameterError(
+            f"looks_probabilities needs one set of masks per look; got {len(looks)} looks "
+            f"and {len(masks)} sets"
+        )
+    require_same_classes(looks)
+    total = None
+    for look, shown in zip(looks, masks, strict=True):
+        p = look.probabilities(bands, shown, psf_fwhm=psf_fwhm, star_fraction=star_fraction)
+        total = p if total is None else total + p
+    return total / len(looks)
+
+
+def require_same_classes(looks: Sequence[SecondLook]) -> None:
+    """Raise :class:`~skysift.errors.InvalidParameterError` naming the first look whose
+    classes differ from the first one's: only such looks' probabilities can be averaged."""
+    from skysift.errors import InvalidParameterError
+
+    first = looks[0]
+    for look in looks[1:]:
+        if look.classes != first.classes:
+            raise InvalidParameterError(
+                f"second look {look.card['name']!r} decides {look.classes}, "
+                f"{first.card['name']!r} {first.classes}: only looks of the same classes "
+                "can be averaged"
+            )

@@ -113,11 +113,13 @@ class SegmentConfig:
         look; None takes the header's ``SEEING`` (arcsec) over the pixel scale, else the FWHM
         measured on the image's stars (:func:`skysift.seeing.measure_psf_fwhm`). Otherwise
         unused.
-    second_look : str or None
+    second_look : str, tuple of str, or None
         Shipped second-look network (``"second_look"``) that decides again, from a cutout of
         each instance and the PSF FWHM, whether it is a star or a galaxy
-        (:mod:`skysift.second_look`); its score becomes P(source) x P(group). None keeps the
-        Mask R-CNN's decision. The look sees every detection; ``score_threshold`` then
+        (:mod:`skysift.second_look`); its score becomes P(source) x P(group). Several names
+        average their looks' probabilities, each look shown the masks it was trained on
+        (:func:`skysift.second_look.looks_probabilities`). None keeps the Mask R-CNN's
+        decision. The look sees every detection; ``score_threshold`` then
         applies to P(source) x P(group). An instance larger than the look's
         32-pixel cutout keeps the detector's class and score
         (:meth:`skysift.second_look.SecondLook.sees_whole`).
@@ -159,7 +161,7 @@ class SegmentConfig:
     centroid_sigma: float = 1.5
     galaxy_types: str | None = "morphology"
     psf_fwhm: float | None = None
-    second_look: str | None = None
+    second_look: str | tuple[str, ...] | None = None
     star_fraction: float | None = None
     shreds: str | None = None
     mask_refiner: str | None = None
@@ -230,6 +232,13 @@ class SegmentConfig:
             )
         if self.tile < 64 or self.tile % 32:
             raise InvalidParameterError(f"tile must be a multiple of 32 and >= 64, got {self.tile}")
+        if isinstance(self.second_look, list | tuple):  # several looks (a list from YAML)
+            names = tuple(self.second_look)
+            if not names or not all(isinstance(name, str) and name for name in names):
+                raise InvalidParameterError(
+                    f"second_look must be a model name or a sequence of them, got {names}"
+                )
+            object.__setattr__(self, "second_look", names[0] if len(names) == 1 else names)
         if self.star_fraction is not None:
             if self.second_look is None:
                 raise InvalidParameterError(
@@ -330,37 +339,8 @@ class Segmenter:
             from skysift.morphology import GalaxyTyper
 
             self.galaxy_typer = GalaxyTyper(self.config.galaxy_types)
-        self.second_look = None
-        if self.config.second_look is not None:
-            from skysift.second_look import SecondLook
-
-            self.second_look = SecondLook(self.config.second_look)
-            if self.second_look.bands != self.architecture.in_channels:
-                raise InvalidParameterError(
-                    f"second look {self.config.second_look!r} takes {self.second_look.bands} "
-                    f"bands; the {card['name']!r} model {self.architecture.in_channels}"
-                )
-            if self.config.star_fraction is not None:
-                self.second_look.require_trained_star_fraction()  # fail before any tile
-            look_refiner = self.second_look.mask_refiner  # loaded (and checked) before any tile
-            if look_refiner is not None and look_refiner.bands != self.architecture.in_channels:
-                raise InvalidParameterError(
-                    f"second look {self.config.second_look!r} sees the masks of mask refiner "
-                    f"{self.second_look.mask_refiner_name!r}, which takes {look_refiner.bands} "
-                    f"bands; the {card['name']!r} model {self.architecture.in_channels}"
-                )
-            learned_from = self.second_look.card.get("segmenter", {}).get("name")
-            # a detector fine-tuned from the look's own (segmenter_psf_typical) was measured
-            # with it: docs/models.md, session 26
-            parent = card.get("training", {}).get("initialized_from", {}).get("name")
-            if learned_from not in (None, card["name"], parent):
-                log.warning(
-                    "segment: second look %r learned the mistakes of %r, not of %r; its "
-                    "figures in docs/models.md do not hold for this pairing",
-                    self.config.second_look,
-                    learned_from,
-                    card["name"],
-                )
+        #: the second looks whose probabilities are averaged (empty: the detector decides)
+        self.second_looks = self._load_second_looks()
         self.shreds = None
         if self.config.shreds is not None:
             from skysift.shreds import ShredClassifier
@@ -409,7 +389,7 @@ class Segmenter:
             # threshold; ours keeps them at it.)
             if self.config.augment is None:
                 lowest = self.config.score_threshold
-                if self.second_look is not None:
+                if self.second_looks:
                     lowest /= 2
                 if self._refiners():  # a refiner sees its neighbours from MIN_SCORE
                     from skysift.mask_refine import MIN_SCORE
@@ -479,7 +459,7 @@ class Segmenter:
         image = as_image(image)
         needs_psf = (
             self.architecture.psf_channel
-            or self.second_look is not None
+            or bool(self.second_looks)
             or self.shreds is not None
             or self.mask_refiner is not None
         )
@@ -540,7 +520,7 @@ class Segmenter:
                 out = {key: value.numpy() for key, value in out.items()}
                 bands = window.numpy()[: self.architecture.in_channels]  # no PSF channel
                 every_pixels = None
-                if self.second_look is not None or self.shreds is not None:
+                if self.second_looks or self.shreds is not None:
                     # they see each mask before the score cut
                     every_pixels = _mask_pixels(
                         out["masks"],
@@ -549,20 +529,22 @@ class Segmenter:
                         self.config.mask_threshold,
                     )
                     out = out | {"detection_index": np.arange(len(out["scores"]))}
-                look_refined = {}
-                if self.second_look is not None:
-                    look_pixels = every_pixels
-                    if self.second_look.mask_refiner is not None:  # the masks it learned on
-                        look_refined = self._refined_pixels(
-                            out, bands, psf_fwhm=psf_fwhm, refiner=self.second_look.mask_refiner
+                drawn_by: list = []  # (refiner, its pixels) drawn in this tile
+                if self.second_looks:
+                    look_pixels = []
+                    for look in self.second_looks:
+                        redrawn = {}
+                        if look.mask_refiner is not None:  # the masks it learned on
+                            redrawn = self._tile_refined(
+                                drawn_by, out, bands, psf_fwhm=psf_fwhm, refiner=look.mask_refiner
+                            )
+                        look_pixels.append(
+                            [redrawn.get(k, drawn) for k, drawn in enumerate(every_pixels)]
                         )
-                        look_pixels = [
-                            look_refined.get(k, drawn) for k, drawn in enumerate(every_pixels)
-                        ]
                     out = relook(
                         out,
                         bands,
-                        self.second_look,
+                        self.second_looks,
                         psf_fwhm=psf_fwhm,
                         classes=classes,
                         masks=look_pixels,
@@ -581,17 +563,10 @@ class Segmenter:
                     out = retype_galaxies(out, bands, self.galaxy_typer, classes=classes)
                 refined = {}
                 if self.mask_refiner is not None:
-                    # the look, the shreds and the types change no mask, box or raw score,
-                    # so the look's refiner, if it is this one, drew these masks already
-                    same = self.second_look is not None and _same_model(
-                        self.second_look.mask_refiner, self.mask_refiner
-                    )
-                    refined = (
-                        look_refined
-                        if same
-                        else self._refined_pixels(
-                            out, bands, psf_fwhm=psf_fwhm, refiner=self.mask_refiner
-                        )
+                    # the looks, the shreds and the types change no mask, box or raw score,
+                    # so a look's refiner, if it is this one, drew these masks already
+                    refined = self._tile_refined(
+                        drawn_by, out, bands, psf_fwhm=psf_fwhm, refiner=self.mask_refiner
                     )
                 boxes = out["boxes"]
                 mask_boxes = out.get("mask_boxes", boxes)  # the box each mask is drawn in
@@ -645,10 +620,61 @@ class Segmenter:
                     )
         return found
 
+    def _load_second_looks(self) -> tuple:
+        """The :class:`~skysift.second_look.SecondLook` of each name in ``second_look``, each
+        checked (bands, star fraction, its mask refiner) before any tile."""
+        from skysift.second_look import SecondLook, require_same_classes
+
+        names = self.config.second_look
+        if names is None:
+            return ()
+        card, channels = self.card, self.architecture.in_channels
+        looks = tuple(SecondLook(name) for name in ((names,) if isinstance(names, str) else names))
+        for look in looks:
+            name = look.card["name"]
+            if look.bands != channels:
+                raise InvalidParameterError(
+                    f"second look {name!r} takes {look.bands} bands; the {card['name']!r} "
+                    f"model {channels}"
+                )
+            if self.config.star_fraction is not None:
+                look.require_trained_star_fraction()
+            look_refiner = look.mask_refiner  # loaded (and its sha256 checked)
+            if look_refiner is not None and look_refiner.bands != channels:
+                raise InvalidParameterError(
+                    f"second look {name!r} sees the masks of mask refiner "
+                    f"{look.mask_refiner_name!r}, which takes {look_refiner.bands} bands; the "
+                    f"{card['name']!r} model {channels}"
+                )
+            learned_from = look.card.get("segmenter", {}).get("name")
+            # a detector fine-tuned from the look's own (segmenter_psf_typical) was measured
+            # with it: docs/models.md, session 26
+            parent = card.get("training", {}).get("initialized_from", {}).get("name")
+            if learned_from not in (None, card["name"], parent):
+                log.warning(
+                    "segment: second look %r learned the mistakes of %r, not of %r; its "
+                    "figures in docs/models.md do not hold for this pairing",
+                    name,
+                    learned_from,
+                    card["name"],
+                )
+        require_same_classes(looks)
+        return looks
+
     def _refiners(self) -> list:
-        """The mask refiners this segmenter runs: the label map's and the second look's."""
-        look = self.second_look.mask_refiner if self.second_look is not None else None
-        return [r for r in (self.mask_refiner, look) if r is not None]
+        """The mask refiners this segmenter runs: the label map's and the second looks'."""
+        looks = [look.mask_refiner for look in self.second_looks]
+        return [r for r in (self.mask_refiner, *looks) if r is not None]
+
+    def _tile_refined(self, drawn_by: list, out, bands, *, psf_fwhm, refiner) -> dict:
+        """:meth:`_refined_pixels` of one tile, drawn once per refiner: ``drawn_by`` holds
+        the tile's ``(refiner, pixels)`` so far and gains this one's."""
+        for known, pixels in drawn_by:
+            if _same_model(known, refiner):
+                return pixels
+        pixels = self._refined_pixels(out, bands, psf_fwhm=psf_fwhm, refiner=refiner)
+        drawn_by.append((refiner, pixels))
+        return pixels
 
     def _refined_pixels(self, out: dict[str, Any], bands: np.ndarray, *, psf_fwhm, refiner) -> dict:
         """``{detection index: (rows, cols)}`` of the masks ``refiner`` draws again in one
@@ -1087,8 +1113,10 @@ def segment(
     lookup = np.zeros(len(instances) + 1, dtype=np.int32)
     lookup[1:] = np.asarray(out["id"])[rows]
     out.meta["segmenter"] = segmenter.card["name"]
-    if segmenter.second_look is not None:
-        out.meta["segmenter_second_look"] = segmenter.second_look.card["name"]
+    if segmenter.second_looks:
+        out.meta["segmenter_second_look"] = "+".join(
+            look.card["name"] for look in segmenter.second_looks
+        )
     if segmenter.shreds is not None:
         out.meta["segmenter_shreds"] = segmenter.shreds.card["name"]
     if segmenter.mask_refiner is not None:
