@@ -428,6 +428,11 @@ def _chain_lines(result: dict) -> list[str]:
     return lines
 
 
+def _looks_named(looks, joiner: str) -> str:
+    """A chain's second look, or its several looks joined by ``joiner``."""
+    return looks if isinstance(looks, str) else joiner.join(looks)
+
+
 def page_name(result: dict) -> str:
     """The benchmark's file stem (the page, its results JSON and its figures share it): the
     model's name, then its second look's, ``stars<f>`` for a star fraction, the shred
@@ -435,7 +440,7 @@ def page_name(result: dict) -> str:
     one."""
     name = result.get("model", "segmenter")
     if result.get("second_look"):
-        name += f"_{result['second_look']}"
+        name += f"_{_looks_named(result['second_look'], '+')}"
     if result.get("star_fraction") is not None:
         name += f"_stars{result['star_fraction']:g}"
     for key in ("shreds", "augment", "mask_refiner"):
@@ -471,9 +476,11 @@ def markdown(result: dict) -> str:
         *(
             [
                 "",
-                f"Second look: `{result['second_look']}` (`SegmentConfig(second_look=)`): each "
-                "instance's star/galaxy group decided again from a 32x32 cutout of it, its "
-                "mask and the PSF FWHM, and its score made P(source) x P(group); an instance "
+                f"Second look: `{_looks_named(result['second_look'], '` + `')}` "
+                "(`SegmentConfig(second_look=)`; several looks: the mean of their "
+                "probabilities): each instance's star/galaxy group decided again from a "
+                "32x32 cutout of it, its mask and the PSF FWHM, and its score made "
+                "P(source) x P(group); an instance "
                 "larger than the cutout keeps the detector's class and score (docs/models.md, "
                 "sessions 15 and 18). Both columns of the table below have it.",
             ]
@@ -694,7 +701,11 @@ def main() -> None:
         print(noise_rows[-1], flush=True)
     images.mkdir(parents=True, exist_ok=True)
     chain = {
-        "second_look": args.second_look,
+        "second_look": (
+            tuple(args.second_look.split("&"))
+            if args.second_look and "&" in args.second_look
+            else args.second_look
+        ),
         "star_fraction": args.star_fraction,
         "shreds": args.shreds,
         "augment": args.augment,

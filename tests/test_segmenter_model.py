@@ -299,7 +299,9 @@ def test_flip_views_are_refused_for_a_detector_they_cannot_fuse():
         SegmentConfig(augment="rotate")
 
 
-@pytest.mark.parametrize("name", ["second_look", "second_look_reject"])
+@pytest.mark.parametrize(
+    "name", ["second_look", "second_look_reject", "second_look_reject_refined"]
+)
 def test_shipped_second_look_was_trained_on_the_shipped_psf_segmenter(name):
     """Each second look learned the mistakes of one segmenter's catalog; its card must name
     the shipped ``segmenter_psf``'s exact weights, and its held-out figures be recorded."""
@@ -309,7 +311,7 @@ def test_shipped_second_look_was_trained_on_the_shipped_psf_segmenter(name):
     assert card["segmenter"]["name"] == "segmenter_psf"
     assert card["segmenter"]["sha256"] == load_card("segmenter_psf")["sha256"]
     assert card["training"]["command"].startswith("skysift train second-look --seed 0")
-    assert ("--reject" in card["training"]["command"]) == (name == "second_look_reject")
+    assert ("--reject" in card["training"]["command"]) == (name != "second_look")
     test = card["metrics"]["typical_test_precision_at_80_recall"]
     assert test["images"] == 64
     assert {"before", "after"} <= set(test)
@@ -403,8 +405,13 @@ def test_recommended_chain_names_shipped_models_and_takes_overrides():
     from skysift.segment import SegmentConfig
 
     chain = SegmentConfig.recommended()
-    for name in (chain.model, chain.second_look, chain.shreds, chain.mask_refiner):
+    for name in (chain.model, *chain.second_look, chain.shreds, chain.mask_refiner):
         assert load_card(name)["name"] == name
+    refined_look = load_card(chain.second_look[1])["mask_refiner"]
+    assert refined_look == {
+        "name": chain.mask_refiner,
+        "sha256": load_card(chain.mask_refiner)["sha256"],
+    }  # the look's masks are the label map's: the refiner runs once a tile
     assert chain.star_fraction == 0.27
     assert chain.galaxy_types == "morphology"
     mixed = SegmentConfig.recommended(star_fraction=0.6, psf_fwhm=3.5)

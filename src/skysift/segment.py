@@ -169,15 +169,16 @@ class SegmentConfig:
     @classmethod
     def recommended(cls, **overrides) -> SegmentConfig:
         """The chain that measured best on Burke et al.'s typical field (30 galaxies and 5
-        stars per arcmin², g, r, z bands; docs/models.md, sessions 24-26, 30 and 34).
+        stars per arcmin², g, r, z bands; docs/models.md, sessions 24-26, 30, 34 and 38).
 
-        ``segmenter_psf_typical`` with the ``second_look_reject`` star/galaxy look at 27 %
-        stars (``star_fraction``), the ``shred`` classifier and the ``mask_refiner``. On
-        1,024 held-out typical fields its precision at 80 % recall at S/N >= 20 / 50 / 100 is
-        0.958 / 0.984 / 0.977 for galaxies and 0.952 / 0.975 / 0.973 for stars; on
-        Galaxy-Zoo-like cutouts it meets the Mask Galaxy paper's central-galaxy targets. It
-        needs the PSF FWHM (``psf_fwhm``, else the header's ``SEEING``, else measured on the
-        image) and, for the shred classifier, three bands.
+        ``segmenter_psf_typical`` with the mean of two star/galaxy looks at 27 % stars
+        (``star_fraction``): ``second_look_reject`` on the detector's masks and
+        ``second_look_reject_refined`` on the mask refiner's; then the ``shred`` classifier
+        and the ``mask_refiner``. On 1,024 held-out typical fields its precision at 80 %
+        recall at S/N >= 20 / 50 / 100 is 0.962 / 0.984 / 0.969 for galaxies and 0.960 /
+        0.980 / 0.983 for stars; on Galaxy-Zoo-like cutouts it meets the Mask Galaxy paper's
+        central-galaxy targets. It needs the PSF FWHM (``psf_fwhm``, else the header's
+        ``SEEING``, else measured on the image) and, for the shred classifier, three bands.
 
         Parameters
         ----------
@@ -191,7 +192,7 @@ class SegmentConfig:
         """
         chain = {
             "model": "segmenter_psf_typical",
-            "second_look": "second_look_reject",
+            "second_look": ("second_look_reject", "second_look_reject_refined"),
             "star_fraction": 0.27,
             "shreds": "shred",
             "mask_refiner": "mask_refiner",
