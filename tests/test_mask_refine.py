@@ -38,6 +38,42 @@ def test_stamps_hold_the_bands_own_mask_others_and_psf():
     assert stamps[1, 4, 65 - row, 65 - col] == np.float32(0.7)  # the large one under it
     assert stamps[2, 4, 65 - origins[2][0], 65 - origins[2][1]] == np.float32(0.8)
     np.testing.assert_allclose(stamps[:, 5], 4.0 / 5.0)
+    # the stamps of some instances only: the same stamps, the others still neighbours
+    some, where = refiner_inputs(
+        image, prediction["masks"], prediction["boxes"], psf_fwhm=4.0, only=[2, 1]
+    )
+    np.testing.assert_array_equal(some, stamps[[2, 1]])
+    np.testing.assert_array_equal(where, origins[[2, 1]])
+
+
+def test_only_the_chosen_detections_are_redrawn_with_their_neighbours_shown():
+    from skysift.mask_refine import redrawn_stamps, whole_image_pieces
+
+    prediction = _prediction()
+    image = np.random.default_rng(1).normal(size=(3, 128, 128)).astype(np.float32)
+    shown = []
+
+    def recording(stamps):
+        shown.append(stamps.copy())
+        return np.ones((len(stamps), STAMP, STAMP), dtype=np.float32)
+
+    pieces = whole_image_pieces(prediction["masks"])
+    every = redrawn_stamps(
+        image, pieces, prediction["boxes"], prediction["scores"], recording, psf_fwhm=4.0
+    )
+    chosen = redrawn_stamps(
+        image,
+        pieces,
+        prediction["boxes"],
+        prediction["scores"],
+        recording,
+        psf_fwhm=4.0,
+        only=np.array([False, True, False]),
+    )
+    assert set(chosen) == {1} < set(every)
+    assert chosen[1][:2] == every[1][:2]
+    np.testing.assert_array_equal(shown[1][0], shown[0][list(every).index(1)])
+    assert shown[1][0, 4].max() == np.float32(0.7)  # the large one is still its neighbour
 
 
 def test_refined_masks_replace_small_instances_only():

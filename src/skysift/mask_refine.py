@@ -224,7 +224,7 @@ def _paste_piece(out: np.ndarray, piece, row: int, col: int, *, maximum: bool) -
 
 
 def refiner_inputs(
-    image: np.ndarray, masks, boxes: np.ndarray, *, psf_fwhm: float
+    image: np.ndarray, masks, boxes: np.ndarray, *, psf_fwhm: float, only=None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The refiner's stamps of every instance of an image.
 
@@ -240,33 +240,36 @@ def refiner_inputs(
         ``(n, 4)`` boxes ``x0, y0, x1, y1``.
     psf_fwhm : float
         The image's PSF FWHM (px).
+    only : array of int, optional
+        The instances whose stamps are made (indices; default: every one). Every instance
+        is still a neighbour in the others' stamps.
 
     Returns
     -------
     stamps : numpy.ndarray
         ``(n, bands + 3, STAMP, STAMP)`` float32: the bands, the instance's mask, the
-        strongest mask of every other instance, the PSF channel.
+        strongest mask of every other instance, the PSF channel (``n``: those of ``only``).
     origins : numpy.ndarray
         ``(n, 2)`` ``(row, col)`` of each stamp's first pixel in the image.
     """
     pieces = masks if isinstance(masks, list) else whole_image_pieces(masks)
-    n = len(pieces)
+    made = np.arange(len(pieces)) if only is None else np.asarray(only, dtype=int)
     bands = image.shape[0]
-    origins = stamp_origins(boxes)
-    stamps = np.zeros((n, bands + 3, STAMP, STAMP), dtype=np.float32)
-    if not n:
+    origins = stamp_origins(np.asarray(boxes).reshape(-1, 4)[made])
+    stamps = np.zeros((made.size, bands + 3, STAMP, STAMP), dtype=np.float32)
+    if not made.size:
         return stamps, origins
     tops = np.array([p[0] for p in pieces])
     lefts = np.array([p[1] for p in pieces])
     bottoms = tops + np.array([p[2].shape[0] for p in pieces])
     rights = lefts + np.array([p[2].shape[1] for p in pieces])
-    for k, (row, col) in enumerate(origins):
-        stamps[k, :bands] = crop_stamp(image, row, col)
-        _paste_piece(stamps[k, bands], pieces[k], row, col, maximum=False)
+    for i, (k, (row, col)) in enumerate(zip(made, origins, strict=True)):
+        stamps[i, :bands] = crop_stamp(image, row, col)
+        _paste_piece(stamps[i, bands], pieces[k], row, col, maximum=False)
         near = (tops < row + STAMP) & (bottoms > row) & (lefts < col + STAMP) & (rights > col)
         near[k] = False
         for j in np.flatnonzero(near):
-            _paste_piece(stamps[k, bands + 1], pieces[j], row, col, maximum=True)
+            _paste_piece(stamps[i, bands + 1], pieces[j], row, col, maximum=True)
     stamps[:, bands + 2] = psf_fwhm / PSF_SCALE
     return stamps, origins
 
@@ -336,6 +339,7 @@ def redrawn_stamps(
     *,
     psf_fwhm: float,
     batch_size: int = 128,
+    only=None,
 ) -> dict[int, tuple[int, int, np.ndarray]]:
     """The refiner's masks of an image's instances, on their stamps.
 
@@ -352,6 +356,9 @@ def redrawn_stamps(
         As :func:`refined_masks` takes it.
     psf_fwhm : float
         The image's PSF FWHM (px).
+    only : array of bool, optional
+        The instances that may be redrawn (default: every one); the others are still
+        their neighbours (the ``Segmenter`` redraws only the instances a tile keeps).
 
     Returns
     -------
@@ -364,25 +371,26 @@ def redrawn_stamps(
     """
     boxes = np.asarray(boxes).reshape(-1, 4)
     seen = np.flatnonzero(np.asarray(scores) >= MIN_SCORE)
-    chosen = np.flatnonzero(refinable(boxes[seen]))
+    wanted = refinable(boxes[seen])
+    if only is not None:
+        wanted &= np.asarray(only, dtype=bool)[seen]
+    chosen = np.flatnonzero(wanted)  # into seen
     if not chosen.size:
         return {}
     stamps, origins = refiner_inputs(
-        image, [pieces[k] for k in seen], boxes[seen], psf_fwhm=psf_fwhm
+        image, [pieces[k] for k in seen], boxes[seen], psf_fwhm=psf_fwhm, only=chosen
     )
     max_noise = getattr(refiner, "max_noise", None)
     if max_noise is not None:
         bands = stamps.shape[1] - 3
-        chosen = chosen[stamp_noise(stamps[chosen], bands=bands) <= max_noise]
+        within = stamp_noise(stamps, bands=bands) <= max_noise
+        chosen, stamps, origins = chosen[within], stamps[within], origins[within]
         if not chosen.size:
             return {}
     drawn = np.concatenate(
-        [
-            refiner(stamps[chosen[start : start + batch_size]])
-            for start in range(0, chosen.size, batch_size)
-        ]
+        [refiner(stamps[start : start + batch_size]) for start in range(0, chosen.size, batch_size)]
     )
     return {
-        int(seen[j]): (int(origins[j, 0]), int(origins[j, 1]), probability)
-        for j, probability in zip(chosen, drawn, strict=True)
+        int(seen[j]): (int(row), int(col), probability)
+        for j, (row, col), probability in zip(chosen, origins, drawn, strict=True)
     }

@@ -520,6 +520,12 @@ class Segmenter:
             for t, window, out in zip(batch, inputs, outputs, strict=True):
                 out = {key: value.numpy() for key, value in out.items()}
                 bands = window.numpy()[: self.architecture.in_channels]  # no PSF channel
+                # only the detections centred in the tile's own region can be kept, so only
+                # they are looked at again and drawn again; every detection is still a
+                # neighbour in the refiner's stamps
+                detected = out
+                centred = _centred_in(out["boxes"], t)
+                out = _chosen_detections(out, centred)
                 every_pixels = None
                 if self.second_looks or self.shreds is not None:
                     # they see each mask before the score cut
@@ -537,7 +543,12 @@ class Segmenter:
                         redrawn = {}
                         if look.mask_refiner is not None:  # the masks it learned on
                             redrawn = self._tile_refined(
-                                drawn_by, out, bands, psf_fwhm=psf_fwhm, refiner=look.mask_refiner
+                                drawn_by,
+                                detected,
+                                centred,
+                                bands,
+                                psf_fwhm=psf_fwhm,
+                                refiner=look.mask_refiner,
                             )
                         look_pixels.append(
                             [redrawn.get(k, drawn) for k, drawn in enumerate(every_pixels)]
@@ -567,7 +578,12 @@ class Segmenter:
                     # the looks, the shreds and the types change no mask, box or raw score,
                     # so a look's refiner, if it is this one, drew these masks already
                     refined = self._tile_refined(
-                        drawn_by, out, bands, psf_fwhm=psf_fwhm, refiner=self.mask_refiner
+                        drawn_by,
+                        detected,
+                        centred,
+                        bands,
+                        psf_fwhm=psf_fwhm,
+                        refiner=self.mask_refiner,
                     )
                 boxes = out["boxes"]
                 mask_boxes = out.get("mask_boxes", boxes)  # the box each mask is drawn in
@@ -575,15 +591,7 @@ class Segmenter:
                 # after a second look): how sure the source is, not how sure its galaxy type
                 scores = np.asarray(out.get("detection_scores", out["scores"]))
                 class_scores = np.asarray(out["scores"])
-                centre_x = (boxes[:, 0] + boxes[:, 2]) / 2
-                centre_y = (boxes[:, 1] + boxes[:, 3]) / 2
-                keep = (
-                    (scores >= self.config.score_threshold)
-                    & (centre_x >= t.keep_cols.start)
-                    & (centre_x < t.keep_cols.stop)
-                    & (centre_y >= t.keep_rows.start)
-                    & (centre_y < t.keep_rows.stop)
-                )
+                keep = scores >= self.config.score_threshold  # all centred in the tile's region
                 if every_pixels is None:
                     pixels = _mask_pixels(
                         out["masks"][keep],
@@ -667,33 +675,40 @@ class Segmenter:
         looks = [look.mask_refiner for look in self.second_looks]
         return [r for r in (self.mask_refiner, *looks) if r is not None]
 
-    def _tile_refined(self, drawn_by: list, out, bands, *, psf_fwhm, refiner) -> dict:
+    def _tile_refined(self, drawn_by: list, detected, chosen, bands, *, psf_fwhm, refiner) -> dict:
         """:meth:`_refined_pixels` of one tile, drawn once per refiner: ``drawn_by`` holds
         the tile's ``(refiner, pixels)`` so far and gains this one's."""
         for known, pixels in drawn_by:
             if _same_model(known, refiner):
                 return pixels
-        pixels = self._refined_pixels(out, bands, psf_fwhm=psf_fwhm, refiner=refiner)
+        pixels = self._refined_pixels(detected, chosen, bands, psf_fwhm=psf_fwhm, refiner=refiner)
         drawn_by.append((refiner, pixels))
         return pixels
 
-    def _refined_pixels(self, out: dict[str, Any], bands: np.ndarray, *, psf_fwhm, refiner) -> dict:
-        """``{detection index: (rows, cols)}`` of the masks ``refiner`` draws again in one
-        tile (:func:`skysift.mask_refine.redrawn_stamps`), at ``mask_threshold``."""
+    def _refined_pixels(
+        self, detected: dict[str, Any], chosen: np.ndarray, bands: np.ndarray, *, psf_fwhm, refiner
+    ) -> dict:
+        """``{index among the chosen detections: (rows, cols)}`` of the masks ``refiner``
+        draws again in one tile (:func:`skysift.mask_refine.redrawn_stamps`), at
+        ``mask_threshold``: of the ``chosen`` (bool) of all the tile's ``detected``, which
+        are all neighbours in its stamps."""
         from skysift.mask_refine import raw_scores, redrawn_stamps
 
         shape = tuple(bands.shape[1:])
-        mask_boxes = np.asarray(out.get("mask_boxes", out["boxes"]))
+        mask_boxes = np.asarray(detected.get("mask_boxes", detected["boxes"]))
         redrawn = redrawn_stamps(
             bands,
-            _mask_pieces(np.asarray(out["masks"]), mask_boxes, shape),
-            out["boxes"],
-            raw_scores(out),
+            _mask_pieces(np.asarray(detected["masks"]), mask_boxes, shape),
+            detected["boxes"],
+            raw_scores(detected),
             refiner,
             psf_fwhm=psf_fwhm,
+            only=chosen,
         )
+        position = np.cumsum(chosen) - 1  # a detection's index among the chosen
         refined = {}
-        for k, (row, col, probability) in redrawn.items():
+        for index, (row, col, probability) in redrawn.items():
+            k = int(position[index])
             rows, cols = np.nonzero(probability >= self.config.mask_threshold)
             rows, cols = rows + row, cols + col
             inside = (rows >= 0) & (rows < shape[0]) & (cols >= 0) & (cols < shape[1])
@@ -716,6 +731,28 @@ class Segmenter:
         for k, drawn in zip(large, redrawn, strict=True):
             out[k] = drawn
         return out
+
+
+def _centred_in(boxes: np.ndarray, tile) -> np.ndarray:
+    """``(n,)`` bool: whether each box's centre lies in the region ``tile`` keeps."""
+    boxes = np.asarray(boxes).reshape(-1, 4)
+    centre_x = (boxes[:, 0] + boxes[:, 2]) / 2
+    centre_y = (boxes[:, 1] + boxes[:, 3]) / 2
+    return (
+        (centre_x >= tile.keep_cols.start)
+        & (centre_x < tile.keep_cols.stop)
+        & (centre_y >= tile.keep_rows.start)
+        & (centre_y < tile.keep_rows.stop)
+    )
+
+
+def _chosen_detections(out: dict[str, Any], chosen: np.ndarray) -> dict[str, Any]:
+    """The detections of one tile's ``out`` (per-detection arrays) that ``chosen`` marks."""
+    n = chosen.size
+    return {
+        key: value[chosen] if getattr(value, "shape", ())[:1] == (n,) else value
+        for key, value in out.items()
+    }
 
 
 def _same_model(first, second) -> bool:
