@@ -564,6 +564,20 @@ def _refined_look(tmp_path, bias: float) -> _RecordingLook:
     return look
 
 
+def _counted_refiner_calls(monkeypatch) -> list:
+    """The stamp counts of every call of a :class:`MaskRefiner` from now on."""
+    from skysift.mask_refine import MaskRefiner
+
+    calls = []
+    original = MaskRefiner.__call__
+    monkeypatch.setattr(
+        MaskRefiner,
+        "__call__",
+        lambda self, stamps: calls.append(len(stamps)) or original(self, stamps),
+    )
+    return calls
+
+
 def test_relook_shows_a_refined_look_the_masks_its_refiner_draws(tmp_path):
     """A look trained on a refiner's masks sees, without ``masks``, the masks that refiner
     draws (here its whole 64-px stamp, cut by the image), not the detector's; the prediction
@@ -594,16 +608,9 @@ def test_the_segmenter_shows_a_refined_look_its_refiners_masks_and_paints_them_o
 ):
     """The look sees the refiner's masks; the label map keeps the detector's without a
     ``mask_refiner`` and, with the same refiner as the look's, the refiner runs once a tile."""
-    from skysift.mask_refine import MaskRefiner
     from test_segment import _blobs, _segmenter
 
-    calls = []
-    original = MaskRefiner.__call__
-    monkeypatch.setattr(
-        MaskRefiner,
-        "__call__",
-        lambda self, stamps: calls.append(len(stamps)) or original(self, stamps),
-    )
+    calls = _counted_refiner_calls(monkeypatch)
     image = _blobs((200, 200), [(60.0, 60.0), (140.0, 130.0)])
     plain = _segmenter(tile=256, psf_fwhm=4.0)(image)
     segmenter = _segmenter(tile=256, psf_fwhm=4.0)
@@ -674,16 +681,9 @@ def test_the_segmenter_shows_each_of_two_looks_its_own_masks_drawing_each_refine
     """A look on the detector's masks and one on a refiner's: each is shown the masks it
     learned on, the mean decides, and with that refiner for the label map too it runs once
     a tile."""
-    from skysift.mask_refine import MaskRefiner
     from test_segment import _blobs, _segmenter
 
-    calls = []
-    original = MaskRefiner.__call__
-    monkeypatch.setattr(
-        MaskRefiner,
-        "__call__",
-        lambda self, stamps: calls.append(len(stamps)) or original(self, stamps),
-    )
+    calls = _counted_refiner_calls(monkeypatch)
     image = _blobs((200, 200), [(60.0, 60.0), (140.0, 130.0)])
     plain = _segmenter(tile=256, psf_fwhm=4.0)(image)
     segmenter = _segmenter(tile=256, psf_fwhm=4.0)
