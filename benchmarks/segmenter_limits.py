@@ -10,7 +10,9 @@ On the instances the ``Segmenter``'s label map keeps (its catalog), per truth S/
 4. the detections that count as false above the score that reaches 80 % recall (all of
    them when 80 % is never reached), by kind: right source but wrong group, a mask that
    overlaps a truth instance with IoU 0.2-0.5, one that barely overlaps one, one on nothing;
-   with ``--list``, each of them where 80 % is reached (seed, place, mask area, and the
+   those with IoU 0.2-0.5 by how the mask lies on its instance (:func:`mask_shape`: a
+   fragment of a source another detection found, a part of it, the source and more); with
+   ``--list``, each of them where 80 % is reached (seed, place, mask area, and the
    truth instance it overlaps most), to look at by eye.
 
 Validation seeds only (Burke et al.'s typical fields, or the segmenter's own images; both
@@ -85,6 +87,24 @@ def false_kind(iou_row: np.ndarray, matched: bool) -> str:
     return "mask IoU < 0.2" if best > 0 else "on nothing"
 
 
+#: How a false detection's mask lies on the truth instance it overlaps most
+#: (:func:`mask_shape`).
+MASK_SHAPES = ("fragment of a found source", "part of its source", "its source and more", "other")
+
+
+def mask_shape(mask: np.ndarray, truth: np.ndarray, *, found_by_another: bool) -> str:
+    """How a detection's boolean ``mask`` lies on a truth instance's: 90 % or more of it
+    inside the truth (a fragment when another detection matches that truth, else a part),
+    90 % or more of the truth inside it (the source and more: a blend or a mask too wide),
+    or neither."""
+    overlap = np.count_nonzero(mask & truth)
+    if overlap >= 0.9 * max(np.count_nonzero(mask), 1):
+        return MASK_SHAPES[0] if found_by_another else MASK_SHAPES[1]
+    if overlap >= 0.9 * max(np.count_nonzero(truth), 1):
+        return MASK_SHAPES[2]
+    return MASK_SHAPES[3]
+
+
 def false_detail(
     catalog: dict,
     target: dict,
@@ -94,9 +114,12 @@ def false_detail(
     seed: int,
     *,
     star: int,
+    matched: np.ndarray | None = None,
 ) -> dict:
     """One false detection, for reading by eye: where it is, its mask, and the truth
-    instance its mask overlaps most (its S/N, group and footprint area)."""
+    instance its mask overlaps most (its S/N, group and footprint area, and how the mask
+    lies on it: :func:`mask_shape`; ``matched``, each detection's truth index or -1, tells
+    whether another detection found that instance)."""
     mask = np.asarray(catalog["masks"])[detection, 0] >= 0.5
     ys, xs = np.nonzero(mask)
     ranking = np.asarray(catalog.get("detection_scores", catalog["scores"]), dtype=float)
@@ -109,11 +132,14 @@ def false_detail(
     }
     if iou.shape[1] and iou[detection].max() > 0:  # on nothing: no instance to name
         k = int(np.argmax(iou[detection]))
+        truth = np.asarray(target["masks"])[k].astype(bool)
+        others = np.delete(np.asarray(matched), detection) if matched is not None else []
         row |= {
             "best_iou": round(float(iou[detection, k]), 3),
             "instance_snr": round(float(snr[k]), 1),
             "instance_group": "star" if np.asarray(target["labels"])[k] == star else "galaxy",
-            "instance_area": int(np.asarray(target["masks"])[k].sum()),
+            "instance_area": int(truth.sum()),
+            "shape": mask_shape(mask, truth, found_by_another=bool(np.any(others == k))),
         }
     return row
 
@@ -174,7 +200,9 @@ def limits(catalogs, samples, classes, cuts) -> dict:
                 right = m[d] >= 0 and bool(true_star[m[d]]) == (group == "star")
                 kind = "" if right else false_kind(iou[d], bool(m[d] >= 0))
                 detail = (
-                    None if right else false_detail(c, t, values, iou, d, seeds[image], star=star)
+                    None
+                    if right
+                    else false_detail(c, t, values, iou, d, seeds[image], star=star, matched=m)
                 )
                 ranked[group].append((float(ranking[d]), bool(right), kind, detail))
         false_above = {}
@@ -184,10 +212,16 @@ def limits(catalogs, samples, classes, cuts) -> dict:
             reach = np.flatnonzero(hits >= 0.8 * n_true[group]) if items else np.array([])
             upto = int(reach[0]) + 1 if reach.size else len(items)
             kinds = Counter(kind for _, right, kind, _ in items[:upto] if not right)
+            shapes = Counter(
+                detail.get("shape")
+                for _, right, kind, detail in items[:upto]
+                if not right and kind == "mask IoU 0.2-0.5"
+            )
             false_above[group] = {
                 "reached": bool(reach.size),
                 "ranked": upto,
                 **{kind: kinds.get(kind, 0) for kind in FALSE_KINDS},
+                "wide_mask_shapes": {shape: shapes.get(shape, 0) for shape in MASK_SHAPES},
                 "detections": [
                     {"kind": kind, **detail}
                     for _, right, kind, detail in items[:upto]
@@ -282,12 +316,27 @@ def markdown(result: dict, *, listing: bool = False) -> str:
                 + " | ".join(str(false[k]) for k in FALSE_KINDS)
                 + " |"
             )
+    lines += [
+        "",
+        "Masks with IoU 0.2-0.5 above 80 % recall, by how they lie on their truth instance:",
+        "",
+        "| S/N >= | group | " + " | ".join(MASK_SHAPES) + " |",
+        "|---|---|" + "---|" * len(MASK_SHAPES),
+    ]
+    for row in result["cuts"]:
+        for group, false in row["false_above_80_recall"].items():
+            shapes = false.get("wide_mask_shapes", {})
+            lines.append(
+                f"| {row['snr_min']:g} | {group} | "
+                + " | ".join(str(shapes.get(k, "-")) for k in MASK_SHAPES)
+                + " |"
+            )
     if listing:
         lines += [
             "",
             "| S/N >= | group | kind | seed | score | x, y | area | best IoU | "
-            "its S/N, group, area |",
-            "|---" * 9 + "|",
+            "its S/N, group, area | on it |",
+            "|---" * 10 + "|",
         ]
         for row in result["cuts"]:
             for group, false in row["false_above_80_recall"].items():
@@ -301,7 +350,7 @@ def markdown(result: dict, *, listing: bool = False) -> str:
                     lines.append(
                         f"| {row['snr_min']:g} | {group} | {d['kind']} | {d['seed']} | "
                         f"{d['score']:.3f} | {where} | {d['area']} | "
-                        f"{d.get('best_iou', 0.0):.2f} | {inst} |"
+                        f"{d.get('best_iou', 0.0):.2f} | {inst} | {d.get('shape', '-')} |"
                     )
     return "\n".join(lines) + "\n"
 
