@@ -375,6 +375,10 @@ def test_a_second_look_card_names_its_image_count_and_schedule():
     default = card_for(SecondLookTrainingConfig.named(), architecture_for(3), {"sha256": "0"})
     assert default["training"]["command"] == "skysift train second-look --seed 0"
     assert default["trained_on"]["images"]["data/segmenter_train"] == 1500
+    typical = SecondLookTrainingConfig.named(n_images=(1500, 1200))
+    card = card_for(typical, architecture_for(3), {"sha256": "0"})
+    assert card["training"]["command"] == "skysift train second-look --seed 0 --typical-fields 1200"
+    assert card["trained_on"]["images"]["data/segmenter_train_typical"] == 1200
     clumps = SecondLookTrainingConfig.named(
         segmenter="runs/clumps/weights/segmenter_psf.json", clumps_in_footprints=True
     )

@@ -636,7 +636,12 @@ def train_second_look_command(
         1500,
         "--images",
         help="Segmenter training images (of 1,500) whose instances are cut into training "
-        "stamps, besides the 300 typical fields.",
+        "stamps, besides the typical fields.",
+    ),
+    typical_fields: int = typer.Option(
+        300,
+        help="Burke et al.'s typical fields (training seeds, simulated when missing) whose "
+        "instances are cut into training stamps too.",
     ),
     threads: int = typer.Option(2, help="CPU threads."),
     clumps_in_footprints: bool = typer.Option(
@@ -690,11 +695,12 @@ def train_second_look_command(
     (star, galaxy, or false: a detection that matches no source).
 
     Simulates the segmenter's training, validation and test images if missing, runs the
-    segmenter over ``--images`` of its training images and 300 typical fields, cuts a stamp of each
-    of its catalog instances (labelled by the truth source it matches, or false), trains on
-    them, and scores Burke et al.'s figure with and without the second look on the
-    held-out test images.
+    segmenter over ``--images`` of its training images and ``--typical-fields`` typical
+    fields, cuts a stamp of each of its catalog instances (labelled by the truth source it
+    matches, or false), trains on them, and scores Burke et al.'s figure with and without
+    the second look on the held-out test images.
     """
+    from skysift.errors import InvalidParameterError
     from skysift.train.second_look import (
         SecondLookTrainingConfig,
         finish_second_look,
@@ -703,6 +709,10 @@ def train_second_look_command(
     from skysift.train.segmenter import SegmenterTrainingConfig, checked_model_name, prepare_data
 
     def run() -> None:
+        if n_images < 0 or typical_fields < 0:
+            raise InvalidParameterError(
+                f"images and typical-fields must be >= 0, got {n_images} and {typical_fields}"
+            )
         options = {"run_dir": str(run_dir)} if run_dir else {}
         if name is not None:
             options["name"] = checked_model_name(name)
@@ -713,7 +723,7 @@ def train_second_look_command(
             seed=seed,
             epochs=epochs,
             schedule=schedule,
-            n_images=(n_images, 300),
+            n_images=(n_images, typical_fields),
             threads=threads,
             clumps_in_footprints=clumps_in_footprints,
             burke_masks=burke_masks,

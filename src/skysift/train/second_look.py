@@ -478,8 +478,10 @@ def card_for(config: SecondLookTrainingConfig, architecture, segmenter_card: dic
         options += f" --cutout {config.cutout}"
     if config.epochs != 40:
         options += f" --epochs {config.epochs}"
-    if config.n_images != DEFAULT_N_IMAGES:
+    if config.n_images[0] != DEFAULT_N_IMAGES[0]:
         options += f" --images {config.n_images[0]}"
+    if config.n_images[1:] != DEFAULT_N_IMAGES[1:]:
+        options += f" --typical-fields {config.n_images[1]}"
     if config.schedule != "constant":
         options += f" --schedule {config.schedule}"
     if config.threads != 2:
