@@ -234,6 +234,7 @@ def test_training_writes_a_refiner_the_segmenter_can_load(tmp_path):
         noise_max=0.1,
         noise_fraction=0.5,
         noise_channel=True,
+        mask_jitter=2,
         batch_size=16,
         threads=1,
     )
@@ -246,7 +247,7 @@ def test_training_writes_a_refiner_the_segmenter_can_load(tmp_path):
     # the command builds the same network again
     assert card["training"]["command"] == (
         "skysift train mask-refiner --seed 0 --epochs 2 --noise-max 0.1 --noise-fraction 0.5 "
-        "--noise-channel --widths 4,8 --threads 1"
+        "--noise-channel --mask-jitter 2 --widths 4,8 --threads 1"
     )
     assert card["inputs"]["noise_channel"] is True
     assert card["architecture"]["config"]["in_channels"] == 7
@@ -285,6 +286,26 @@ def test_training_noise_touches_the_bands_only():
     assert not noisy[:, 3:].any()  # masks and PSF channel as they were
     spread = noisy[:, :3].flatten(1).std(dim=1)
     assert spread.max() <= 0.2 * 1.1
+
+
+def test_mask_jitter_erodes_or_dilates_the_instance_channel_alone():
+    import torch
+
+    from skysift.errors import InvalidParameterError
+    from skysift.train.mask_refiner import MaskRefinerTrainingConfig, _jittered
+
+    stamps = torch.zeros(200, 6, 16, 16)
+    stamps[:, :3] = 0.5
+    stamps[:, 3, 5:11, 5:11] = 1.0  # a 6x6 instance mask
+    stamps[:, 4, 0:3, 0:3] = 1.0  # a neighbour
+    jittered = _jittered(np.random.default_rng(0), stamps, channel=3, jitter=2)
+    assert float(stamps[:, 3].sum()) == 200 * 36  # the input is not modified
+    areas = jittered[:, 3].flatten(1).sum(dim=1).int().tolist()
+    # eroded by 2 or 1, as drawn, or dilated by 1 or 2: 2x2, 4x4, 6x6, 8x8, 10x10
+    assert set(areas) == {4, 16, 36, 64, 100}
+    assert torch.equal(jittered[:, [0, 1, 2, 4, 5]], stamps[:, [0, 1, 2, 4, 5]])
+    with pytest.raises(InvalidParameterError, match="mask_jitter must be >= 0"):
+        MaskRefinerTrainingConfig(mask_jitter=-1)
 
 
 def test_training_noise_spares_the_stamps_outside_its_fraction():

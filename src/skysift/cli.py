@@ -826,6 +826,11 @@ def train_mask_refiner_command(
         False,
         help="Show the network each stamp's measured background noise as one more channel.",
     ),
+    mask_jitter: int = typer.Option(
+        0,
+        help="Erode or dilate each training stamp's detector mask by up to this many pixels "
+        "(drawn per stamp), so that the refiner reads the source's size from its pixels.",
+    ),
     name: str = typer.Option("mask_refiner", help="Name of the weights and card."),
     threads: int = typer.Option(2, help="CPU threads for training."),
     workers: int = typer.Option(
@@ -865,6 +870,7 @@ def train_mask_refiner_command(
             noise_max=noise_max,
             noise_fraction=noise_fraction,
             noise_channel=noise_channel,
+            mask_jitter=mask_jitter,
             threads=threads,
             workers=workers,
             train_dir=str(data_dir / "mask_refiner_train"),

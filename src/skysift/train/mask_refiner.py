@@ -14,8 +14,13 @@ rate; each batch turned and flipped by a random symmetry of the square and, with
 standard deviation drawn from [0, ``noise_max``] (normalized units, as the segmenter's
 training); with ``noise_channel`` the network also sees each stamp's measured background noise
 (:func:`skysift.mask_refine.with_noise_channel`, measured after the noise is added), so that
-it can tell an image noisier than its normalization from one at its depth. The epoch with the
-lowest validation loss (clean stamps) is kept. Run: ``skysift train mask-refiner --seed 0``.
+it can tell an image noisier than its normalization from one at its depth. With
+``mask_jitter`` each training stamp's instance channel (the detector's mask) is eroded or
+dilated by a random whole number of pixels up to ``mask_jitter`` (:func:`_jittered`), so that
+the network takes from it which source is meant but not how large it is (session 39 found
+the shipped refiner copies that size). The epoch with the lowest validation loss (clean
+stamps, instance channel as the detector drew it) is kept. Run: ``skysift train mask-refiner
+--seed 0``.
 """
 
 from __future__ import annotations
@@ -78,6 +83,8 @@ class MaskRefinerTrainingConfig:
     noise_fraction: float = 1.0
     #: the network sees each stamp's measured noise as one more channel
     noise_channel: bool = False
+    #: largest erosion or dilation (px) of a training stamp's instance channel (0: none)
+    mask_jitter: int = 0
     batch_size: int = 64
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
@@ -94,6 +101,8 @@ class MaskRefinerTrainingConfig:
                 raise InvalidParameterError(f"{key} must be >= 1; got {getattr(self, key)}")
         if not self.noise_max >= 0:
             raise InvalidParameterError(f"noise_max must be >= 0; got {self.noise_max}")
+        if self.mask_jitter < 0:
+            raise InvalidParameterError(f"mask_jitter must be >= 0; got {self.mask_jitter}")
         if not 0 < self.noise_fraction <= 1:
             raise InvalidParameterError(
                 f"noise_fraction must be in (0, 1]; got {self.noise_fraction}"
@@ -255,6 +264,25 @@ def _noisier(
     return out
 
 
+def _jittered(rng: np.random.Generator, stamps, *, channel: int, jitter: int):
+    """``stamps`` (a torch batch) with channel ``channel`` grey-eroded (negative) or dilated
+    (positive) by a 3x3 window ``k`` times, ``k`` drawn for each stamp from
+    ``-jitter..jitter``."""
+    import torch
+    from torch.nn.functional import max_pool2d
+
+    steps = rng.integers(-jitter, jitter + 1, len(stamps))
+    out = stamps.clone()
+    for k in np.unique(steps[steps != 0]):
+        chosen = torch.from_numpy(np.flatnonzero(steps == k))
+        plane = out[chosen, channel : channel + 1]
+        sign = 1.0 if k > 0 else -1.0
+        for _ in range(abs(int(k))):
+            plane = sign * max_pool2d(sign * plane, 3, stride=1, padding=1)
+        out[chosen, channel : channel + 1] = plane
+    return out
+
+
 def network_stamps(stamps: np.ndarray, *, noise_channel: bool) -> np.ndarray:
     """What the network sees of a float16/32 batch of :func:`refiner_stamps` stamps: float32,
     with the noise channel (:func:`skysift.mask_refine.with_noise_channel`) if it has one."""
@@ -356,6 +384,8 @@ def train_mask_refiner(config: MaskRefinerTrainingConfig, *, progress: bool = Tr
                     noise_max=config.noise_max,
                     fraction=config.noise_fraction,
                 )
+            if config.mask_jitter:
+                x = _jittered(rng, x, channel=x.shape[1] - 3, jitter=config.mask_jitter)
             if config.noise_channel:
                 x = torch.from_numpy(network_stamps(x.numpy(), noise_channel=True))
             loss = _loss(module(x), y)
@@ -527,6 +557,8 @@ def training_command(config: MaskRefinerTrainingConfig) -> str:
         command += f" --noise-fraction {config.noise_fraction:g}"
     if config.noise_channel:
         command += " --noise-channel"
+    if config.mask_jitter:
+        command += f" --mask-jitter {config.mask_jitter}"
     if config.widths != MaskRefinerTrainingConfig.widths:
         command += " --widths " + ",".join(str(w) for w in config.widths)
     if config.name != MaskRefinerTrainingConfig.name:
