@@ -365,6 +365,7 @@ def train_mask_refiner(config: MaskRefinerTrainingConfig, *, progress: bool = Tr
     )
     stamps = torch.from_numpy(train["stamps"])
     targets = torch.from_numpy(train["targets"])
+    bands = stamps.shape[1] - 3  # then the instance's mask, its neighbours' and the PSF
     best = math.inf
     log_path = run / "log.jsonl"
     log_path.write_text("")
@@ -378,14 +379,10 @@ def train_mask_refiner(config: MaskRefinerTrainingConfig, *, progress: bool = Tr
             x, y = _turned(rng, stamps[index].float(), targets[index].float()[:, None])
             if config.noise_max > 0:
                 x = _noisier(
-                    rng,
-                    x,
-                    bands=x.shape[1] - 3,
-                    noise_max=config.noise_max,
-                    fraction=config.noise_fraction,
+                    rng, x, bands=bands, noise_max=config.noise_max, fraction=config.noise_fraction
                 )
-            if config.mask_jitter:
-                x = _jittered(rng, x, channel=x.shape[1] - 3, jitter=config.mask_jitter)
+            if config.mask_jitter:  # the instance's mask follows the bands
+                x = _jittered(rng, x, channel=bands, jitter=config.mask_jitter)
             if config.noise_channel:
                 x = torch.from_numpy(network_stamps(x.numpy(), noise_channel=True))
             loss = _loss(module(x), y)
