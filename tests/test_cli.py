@@ -74,12 +74,16 @@ def test_bad_option_is_one_line_not_a_traceback(tmp_path):
         assert result.exit_code == 2
         assert message in result.output
         assert not any(tmp_path.iterdir())  # refused before anything is simulated
-    result = runner.invoke(
-        app, ["train", "second-look", "--typical-fields", "-1", "--data-dir", str(tmp_path), "-q"]
-    )
-    assert result.exit_code == 2
-    assert "typical-fields must be >= 0" in result.output
-    assert not any(tmp_path.iterdir())
+    for options, message in (
+        (["--typical-fields", "-1"], "typical-fields must be >= 0"),
+        (["--filters", "0"], "filters must be >= 1"),
+    ):
+        result = runner.invoke(
+            app, ["train", "second-look", *options, "--data-dir", str(tmp_path), "-q"]
+        )
+        assert result.exit_code == 2
+        assert message in result.output
+        assert not any(tmp_path.iterdir())
     for command in ("segmenter", "second-look"):
         result = runner.invoke(
             app, ["train", command, "--name", "Look-2", "--data-dir", str(tmp_path), "-q"]

@@ -403,6 +403,38 @@ def test_a_second_look_card_names_its_image_count_and_schedule():
         SecondLookTrainingConfig.named(paint_by="area")
 
 
+def test_a_wider_second_look_is_built_named_and_refused_below_one_filter():
+    """``filters`` widens the image branch's convolutions: the network has them, the card's
+    command carries them (the default is left out), and the stamps do not depend on them."""
+    from skysift.models.stargalaxy import StarGalaxyNet
+    from skysift.train.second_look import (
+        SecondLookTrainingConfig,
+        _architecture,
+        _stamp_settings,
+        card_for,
+    )
+
+    config = SecondLookTrainingConfig.named(reject=True, filters=64)
+    architecture = _architecture(config, np.zeros((2, 4, 32, 32), np.float32))
+    assert architecture.filters == 64
+    network = StarGalaxyNet(architecture)
+    assert network.image[0].out_channels == 64
+    assert network.image[3].out_channels == 64
+    default = SecondLookTrainingConfig.named(reject=True)
+    assert (
+        network.num_parameters()
+        > StarGalaxyNet(
+            _architecture(default, np.zeros((2, 4, 32, 32), np.float32))
+        ).num_parameters()
+    )
+    assert card_for(config, architecture, {"sha256": "0"})["training"]["command"] == (
+        "skysift train second-look --seed 0 --reject --filters 64"
+    )
+    assert _stamp_settings(config) == _stamp_settings(default)
+    with pytest.raises(InvalidParameterError, match="filters must be >= 1"):
+        SecondLookTrainingConfig.named(filters=0)
+
+
 def test_a_second_look_trained_on_another_segmenter_can_be_named():
     from skysift.train.second_look import SecondLookTrainingConfig, card_for
 

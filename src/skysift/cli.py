@@ -673,6 +673,9 @@ def train_second_look_command(
         "again before they are cut: the look learns on its masks, and the Segmenter refines "
         "before it looks.",
     ),
+    filters: int = typer.Option(
+        32, help="Filters of each of the image branch's three convolutions (ASID-C's 32)."
+    ),
     name: str = typer.Option(
         None,
         help="Name of the model written (default: 'second_look' or 'second_look_reject', "
@@ -730,6 +733,7 @@ def train_second_look_command(
             paint_by=paint_by,
             augment=augment,
             mask_refiner=mask_refiner,
+            filters=filters,
             train_dirs=(
                 str(data_dir / "segmenter_train"),
                 str(data_dir / "segmenter_train_typical"),

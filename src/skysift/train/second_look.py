@@ -92,6 +92,9 @@ class SecondLookTrainingConfig:
     #: before they are cut: the look then sees the masks the refiner draws, and the
     #: ``Segmenter`` refines before it looks (its card's ``mask_refiner``)
     mask_refiner: str | None = None
+    #: filters of each of the image branch's three convolutions (ASID-C's 32; session 40
+    #: measured 64)
+    filters: int = 32
 
     @classmethod
     def named(
@@ -112,6 +115,8 @@ class SecondLookTrainingConfig:
         from skysift.errors import InvalidParameterError
         from skysift.second_look import CUTOUT_KINDS
 
+        if self.filters < 1:
+            raise InvalidParameterError(f"filters must be >= 1; got {self.filters}")
         if self.schedule not in SCHEDULES:
             raise InvalidParameterError(
                 f"schedule must be one of {SCHEDULES}; got {self.schedule!r}"
@@ -325,16 +330,20 @@ def _stamp_settings(config: SecondLookTrainingConfig) -> dict[str, Any]:
 _STAMP_ARRAYS = ("cutouts", "psf_fwhm", "zoom", "label")
 
 
-def architecture_for(bands: int, *, reject: bool = False, cutout: str = "native"):
-    """The second look's network: ASID-C's image branch on ``bands`` + 1 channels (twice
-    that for ``cutout="both"``), a context branch of 32 on the seeing alone, and one hidden
-    layer of 64; one output (P(star)), or with ``reject`` three (galaxy, star, false)."""
+def architecture_for(
+    bands: int, *, reject: bool = False, cutout: str = "native", filters: int = 32
+):
+    """The second look's network: ASID-C's image branch (three convolutions of ``filters``)
+    on ``bands`` + 1 channels (twice that for ``cutout="both"``), a context branch of 32 on
+    the seeing alone, and one hidden layer of 64; one output (P(star)), or with ``reject``
+    three (galaxy, star, false)."""
     from skysift.models.stargalaxy_inputs import StarGalaxyConfig
     from skysift.second_look import cutout_views
 
     return StarGalaxyConfig(
         in_channels=(bands + 1) * cutout_views(cutout),
         outputs=len(CLASSES) if reject else 1,
+        filters=filters,
         position_input=False,
         seeing_input=True,
         position_widths=(32,),
@@ -346,7 +355,9 @@ def _architecture(config: SecondLookTrainingConfig, cutouts: np.ndarray):
     from skysift.second_look import cutout_views
 
     bands = cutouts.shape[1] // cutout_views(config.cutout) - 1
-    return architecture_for(bands, reject=config.reject, cutout=config.cutout)
+    return architecture_for(
+        bands, reject=config.reject, cutout=config.cutout, filters=config.filters
+    )
 
 
 def _stamps(config: SecondLookTrainingConfig, progress: bool) -> dict[str, np.ndarray]:
@@ -496,6 +507,8 @@ def card_for(config: SecondLookTrainingConfig, architecture, segmenter_card: dic
         options += f" --augment {config.augment}"
     if config.mask_refiner is not None:
         options += f" --mask-refiner {config.mask_refiner}"
+    if config.filters != 32:
+        options += f" --filters {config.filters}"
     if config.name != default_second_look_name(reject=config.reject, cutout=config.cutout):
         options += f" --name {config.name}"
     refined = ""
