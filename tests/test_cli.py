@@ -64,33 +64,18 @@ def test_bad_option_is_one_line_not_a_traceback(tmp_path):
     assert result.exit_code == 2
     assert "unknown survey preset 'hubble'" in result.output
     assert "Traceback" not in result.output
-    for options, message in (
-        (["--schedule", "fast"], "unknown schedule 'fast'"),
-        (["--typical-fields", "-1"], "typical-fields must be >= 0"),
+    for command, options, message in (
+        ("segmenter", ["--schedule", "fast"], "unknown schedule 'fast'"),
+        ("segmenter", ["--typical-fields", "-1"], "typical-fields must be >= 0"),
+        ("second-look", ["--typical-fields", "-1"], "typical-fields must be >= 0"),
+        ("second-look", ["--filters", "0"], "filters must be >= 1"),
+        ("segmenter", ["--name", "Look-2"], "model name 'Look-2'"),
+        ("second-look", ["--name", "Look-2"], "model name 'Look-2'"),
     ):
-        result = runner.invoke(
-            app, ["train", "segmenter", *options, "--data-dir", str(tmp_path), "-q"]
-        )
+        result = runner.invoke(app, ["train", command, *options, "--data-dir", str(tmp_path), "-q"])
         assert result.exit_code == 2
         assert message in result.output
         assert not any(tmp_path.iterdir())  # refused before anything is simulated
-    for options, message in (
-        (["--typical-fields", "-1"], "typical-fields must be >= 0"),
-        (["--filters", "0"], "filters must be >= 1"),
-    ):
-        result = runner.invoke(
-            app, ["train", "second-look", *options, "--data-dir", str(tmp_path), "-q"]
-        )
-        assert result.exit_code == 2
-        assert message in result.output
-        assert not any(tmp_path.iterdir())
-    for command in ("segmenter", "second-look"):
-        result = runner.invoke(
-            app, ["train", command, "--name", "Look-2", "--data-dir", str(tmp_path), "-q"]
-        )
-        assert result.exit_code == 2
-        assert "model name 'Look-2'" in result.output
-        assert not any(tmp_path.iterdir())
 
 
 def test_import_is_light():
