@@ -415,18 +415,15 @@ def test_a_wider_second_look_is_built_named_and_refused_below_one_filter():
     )
 
     config = SecondLookTrainingConfig.named(reject=True, filters=64)
-    architecture = _architecture(config, np.zeros((2, 4, 32, 32), np.float32))
+    default = SecondLookTrainingConfig.named(reject=True)
+    cutouts = np.zeros((2, 4, 32, 32), np.float32)
+    architecture = _architecture(config, cutouts)
     assert architecture.filters == 64
     network = StarGalaxyNet(architecture)
     assert network.image[0].out_channels == 64
     assert network.image[3].out_channels == 64
-    default = SecondLookTrainingConfig.named(reject=True)
-    assert (
-        network.num_parameters()
-        > StarGalaxyNet(
-            _architecture(default, np.zeros((2, 4, 32, 32), np.float32))
-        ).num_parameters()
-    )
+    narrow = StarGalaxyNet(_architecture(default, cutouts))
+    assert network.num_parameters() > narrow.num_parameters()
     assert card_for(config, architecture, {"sha256": "0"})["training"]["command"] == (
         "skysift train second-look --seed 0 --reject --filters 64"
     )

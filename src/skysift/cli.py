@@ -674,7 +674,7 @@ def train_second_look_command(
         "before it looks.",
     ),
     filters: int = typer.Option(
-        32, help="Filters of each of the image branch's three convolutions (ASID-C's 32)."
+        32, help="Filters of each of the image branch's three convolutions (ASID-C's)."
     ),
     name: str = typer.Option(
         None,

@@ -41,6 +41,8 @@ CHUNK = 32
 #: the 300 typical fields. Session 20 measured 600 + 300 against this on validation: the log
 #: loss fell from 0.224 to 0.189 (binary) and 0.437 to 0.398 (reject).
 DEFAULT_N_IMAGES = (1500, 300)
+#: Filters of each of the look's three convolutions: ASID-C's image branch.
+DEFAULT_FILTERS = 32
 
 
 def default_second_look_name(*, reject: bool = False, cutout: str = "native") -> str:
@@ -92,9 +94,8 @@ class SecondLookTrainingConfig:
     #: before they are cut: the look then sees the masks the refiner draws, and the
     #: ``Segmenter`` refines before it looks (its card's ``mask_refiner``)
     mask_refiner: str | None = None
-    #: filters of each of the image branch's three convolutions (ASID-C's 32; session 40
-    #: measured 64)
-    filters: int = 32
+    #: filters of each of the image branch's three convolutions (session 40 measured 64)
+    filters: int = DEFAULT_FILTERS
 
     @classmethod
     def named(
@@ -331,7 +332,7 @@ _STAMP_ARRAYS = ("cutouts", "psf_fwhm", "zoom", "label")
 
 
 def architecture_for(
-    bands: int, *, reject: bool = False, cutout: str = "native", filters: int = 32
+    bands: int, *, reject: bool = False, cutout: str = "native", filters: int = DEFAULT_FILTERS
 ):
     """The second look's network: ASID-C's image branch (three convolutions of ``filters``)
     on ``bands`` + 1 channels (twice that for ``cutout="both"``), a context branch of 32 on
@@ -507,7 +508,7 @@ def card_for(config: SecondLookTrainingConfig, architecture, segmenter_card: dic
         options += f" --augment {config.augment}"
     if config.mask_refiner is not None:
         options += f" --mask-refiner {config.mask_refiner}"
-    if config.filters != 32:
+    if config.filters != DEFAULT_FILTERS:
         options += f" --filters {config.filters}"
     if config.name != default_second_look_name(reject=config.reject, cutout=config.cutout):
         options += f" --name {config.name}"
