@@ -9,26 +9,34 @@ import pytest
 
 from skysift.errors import InvalidParameterError
 from skysift.mask_refine import STAMP
-from skysift.second_look import SecondLook, instance_cutouts, instance_zooms, look_inputs, relook
+from skysift.second_look import (
+    SecondLook,
+    instance_cutouts,
+    instance_zooms,
+    look_inputs,
+    mask_coverage,
+    relook,
+)
 from skysift.train.second_look import architecture_for
 
 CLASSES = ("star", "elliptical", "spiral", "other")
 
 
-def _look(bias: float) -> SecondLook:
-    """A second look on 3 bands whose P(star) is sigmoid(bias) for every input."""
+def _look(bias: float, *, neighbours: bool = False) -> SecondLook:
+    """A second look on 3 bands whose P(star) is sigmoid(bias) for every input (with the
+    neighbours' channel when told)."""
     import torch
 
     from skysift.models.stargalaxy import StarGalaxyNet
 
-    architecture = architecture_for(3)
+    architecture = architecture_for(3, neighbours=neighbours)
     network = StarGalaxyNet(architecture)
     with torch.no_grad():
         for parameter in network.parameters():
             parameter.zero_()
         network.head[-1].bias.fill_(bias)
     card = {"name": "test_look", "architecture": {"config": architecture.to_dict()}}
-    return SecondLook(module=network, card=card)
+    return SecondLook(module=network, card=card | ({"neighbours": True} if neighbours else {}))
 
 
 def _prediction():
@@ -259,15 +267,19 @@ def test_a_stamps_cache_cut_with_other_settings_is_refused(tmp_path):
 class _RecordingLook(SecondLook):
     """A constant second look that keeps the instance pixels it was shown."""
 
-    def __init__(self, bias: float) -> None:
-        constant = _look(bias)
+    def __init__(self, bias: float, *, neighbours: bool = False) -> None:
+        constant = _look(bias, neighbours=neighbours)
         super().__init__(module=constant.module, card=constant.card)
         self.shown: list = []
+        self.neighbours_shown: list = []  # per call, the other detections' masks it was given
 
-    def probabilities(self, bands, masks, *, psf_fwhm, star_fraction=None):
+    def probabilities(self, bands, masks, *, psf_fwhm, star_fraction=None, neighbours=()):
         self.shown += [tuple(map(np.asarray, m)) for m in masks]
+        self.neighbours_shown.append(list(neighbours))
         assert psf_fwhm == 4.0
-        return super().probabilities(bands, masks, psf_fwhm=psf_fwhm, star_fraction=star_fraction)
+        return super().probabilities(
+            bands, masks, psf_fwhm=psf_fwhm, star_fraction=star_fraction, neighbours=neighbours
+        )
 
 
 def test_the_segmenter_shows_the_second_look_each_instance_across_tiles():
@@ -744,3 +756,104 @@ def test_second_look_takes_several_names_and_keeps_one_as_a_name():
     for bad in ([], ["second_look", ""], [3]):
         with pytest.raises(InvalidParameterError, match="second_look must be a model name"):
             SegmentConfig(second_look=bad)
+
+
+def test_the_neighbours_channel_shows_the_other_detections_masks_not_the_instances_own():
+    """Where another detection's mask covers a cutout pixel the last channel is 1, the
+    instance's own pixels included when the two overlap; the coverage counts the same from
+    boolean masks and from pixel lists, and one of another shape is refused."""
+    bands = np.ones((3, 60, 60), dtype=np.float32)
+    masks = np.zeros((3, 60, 60), dtype=bool)
+    masks[0, 28:32, 28:32] = True
+    masks[1, 30:40, 31:40] = True  # overlaps the first on rows 30-31, columns 31
+    masks[2, 0:3, 55:60] = True  # outside the first's cutout
+    coverage = mask_coverage(masks, (60, 60))
+    assert coverage.max() == 2
+    np.testing.assert_array_equal(coverage, mask_coverage([np.nonzero(m) for m in masks], (60, 60)))
+    cutouts = instance_cutouts(bands, masks, coverage=coverage)
+    plain = instance_cutouts(bands, masks)
+    assert cutouts.shape == (3, 5, 32, 32)
+    np.testing.assert_array_equal(cutouts[:, :4], plain)
+    # the first's cutout starts at (14, 14): the second's 90 pixels, overlap included
+    np.testing.assert_array_equal(cutouts[0, 4], masks[1, 14:46, 14:46])
+    assert cutouts[1, 4].sum() == masks[0].sum()  # the first, whole in the window
+    assert not cutouts[2, 4].any()  # nobody near the third
+    with pytest.raises(ValueError, match="coverage must be the image's shape"):
+        instance_cutouts(bands, masks, coverage=coverage[:50])
+    both, _ = look_inputs(bands, masks, psf_fwhm=3.0, cutout="both", coverage=coverage)
+    assert both.shape == (3, 10, 32, 32)
+
+
+def test_a_look_with_the_neighbours_channel_sees_the_given_and_the_other_masks(monkeypatch):
+    """Such a look takes bands + 2 channels per view; its neighbours' channel shows the
+    other looked-at instances and the ``neighbours`` it is given (a tile's margin), and a
+    look without it is shown neither."""
+    import skysift.second_look as second_look
+
+    seen = []
+
+    def capture(module, cutouts, context, **_):
+        seen.append(cutouts)
+        return np.full((len(cutouts), 2), 0.5)
+
+    monkeypatch.setattr(second_look, "predict_probabilities", capture)
+    look = _look(0.0, neighbours=True)
+    assert (look.bands, look.neighbours) == (3, True)
+    assert look.config.in_channels == 5
+    bands = np.ones((3, 64, 64), dtype=np.float32)
+    masks = np.zeros((2, 64, 64), dtype=bool)
+    masks[0, 30:34, 30:34] = True
+    masks[1, 30:34, 40:44] = True
+    margin = [(np.arange(20, 23), np.full(3, 31))]  # three pixels above the first
+    look.probabilities(bands, masks, psf_fwhm=3.0, neighbours=margin)
+    first = seen[-1][0, 4]
+    assert first.sum() == 16 + 3  # the second instance and the margin's three pixels
+    assert first[20 - 16 : 23 - 16, 31 - 16].all()
+    plain = _look(0.0)
+    assert not plain.neighbours
+    plain.probabilities(bands, masks, psf_fwhm=3.0, neighbours=margin)
+    assert seen[-1].shape[1] == 4
+
+
+def test_a_neighbours_look_is_built_carded_and_cut_so():
+    """``neighbours`` adds a channel to the network, ``--neighbours`` to the card's command,
+    ``neighbours`` to its card (which a ``SecondLook`` reads) and to the stamps' settings."""
+    from skysift.train.second_look import (
+        SecondLookTrainingConfig,
+        _architecture,
+        _stamp_settings,
+        card_for,
+    )
+
+    config = SecondLookTrainingConfig.named(reject=True, neighbours=True)
+    default = SecondLookTrainingConfig.named(reject=True)
+    architecture = _architecture(config, np.zeros((2, 5, 32, 32), np.float32))
+    assert architecture.in_channels == 5
+    card = card_for(config, architecture, {"sha256": "0"})
+    assert card["neighbours"] is True
+    assert "neighbours" not in card_for(default, architecture, {"sha256": "0"})
+    assert card["training"]["command"] == (
+        "skysift train second-look --seed 0 --reject --neighbours"
+    )
+    assert "other detections' masks" in card["normalization"]["formula"]
+    assert _stamp_settings(config) == _stamp_settings(default) | {"neighbours": True}
+
+
+def test_the_segmenter_shows_a_neighbours_look_the_detections_in_a_tiles_margin():
+    """A blob on a tile seam is kept by one tile and lies in the other's margin: the look
+    that decides the other tile's instances is shown it as a neighbour there, and a look
+    without the channel is shown no neighbour."""
+    from test_segment import _blobs, _segmenter
+
+    image = _blobs((300, 400), [(192.0, 100.0), (60.0, 60.0), (330.0, 200.0)])
+    segmenter = _segmenter(tile=256, psf_fwhm=4.0)
+    look = _RecordingLook(np.log(4.0), neighbours=True)
+    segmenter.second_looks = (look,)
+    segmenter(image)
+    given = [masks for masks in look.neighbours_shown if masks]
+    assert given  # some tile held a detection outside its own region
+    assert all(len(rows) > 20 for masks in given for rows, _ in masks)
+    plain = _segmenter(tile=256, psf_fwhm=4.0)
+    plain.second_looks = (_RecordingLook(np.log(4.0)),)
+    plain(image)
+    assert not any(plain.second_looks[0].neighbours_shown)

@@ -676,6 +676,12 @@ def train_second_look_command(
     filters: int = typer.Option(
         32, help="Filters of each of the image branch's three convolutions (ASID-C's)."
     ),
+    neighbours: bool = typer.Option(
+        False,
+        "--neighbours",
+        help="Give each stamp a channel of the other detections' masks, so that light "
+        "inside a neighbour's mask is not read as the instance's own.",
+    ),
     name: str = typer.Option(
         None,
         help="Name of the model written (default: 'second_look' or 'second_look_reject', "
@@ -734,6 +740,7 @@ def train_second_look_command(
             augment=augment,
             mask_refiner=mask_refiner,
             filters=filters,
+            neighbours=neighbours,
             train_dirs=(
                 str(data_dir / "segmenter_train"),
                 str(data_dir / "segmenter_train_typical"),

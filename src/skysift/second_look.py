@@ -42,6 +42,7 @@ __all__ = [
     "instance_zooms",
     "look_inputs",
     "looks_probabilities",
+    "mask_coverage",
     "relook",
     "require_same_classes",
     "with_star_fraction",
@@ -90,7 +91,30 @@ def instance_zooms(masks, *, margin: float = ZOOM_MARGIN) -> np.ndarray:
     return zooms
 
 
-def instance_cutouts(bands: np.ndarray, masks, *, zooms=None) -> np.ndarray:
+def mask_coverage(masks, shape: tuple[int, int]) -> np.ndarray:
+    """How many instances' masks cover each pixel.
+
+    Parameters
+    ----------
+    masks : numpy.ndarray or sequence of (rows, cols)
+        Every instance's mask (see :func:`instance_cutouts`).
+    shape : tuple of int
+        ``(height, width)`` of the image.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(height, width)`` int32 count, the input to ``instance_cutouts(coverage=)``.
+    """
+    if isinstance(masks, np.ndarray) and masks.ndim == 3:
+        return masks.astype(bool).sum(axis=0, dtype=np.int32).reshape(shape)
+    coverage = np.zeros(shape, dtype=np.int32)
+    for rows, cols in _pixels(masks):
+        np.add.at(coverage, (rows, cols), 1)
+    return coverage
+
+
+def instance_cutouts(bands: np.ndarray, masks, *, zooms=None, coverage=None) -> np.ndarray:
     """The second look's input cutouts.
 
     Parameters
@@ -105,13 +129,18 @@ def instance_cutouts(bands: np.ndarray, masks, *, zooms=None) -> np.ndarray:
         ``(n,)`` whole-number zoom of each cutout (:func:`instance_zooms`): the window is
         ``32 z`` pixels across, averaged over ``z x z`` blocks. Default 1 (the image's own
         pixel scale).
+    coverage : numpy.ndarray, optional
+        ``(height, width)`` count of the instances covering each pixel, each instance's own
+        mask among them (:func:`mask_coverage` of every detection in the image, not only
+        ``masks``). When given, a last channel shows the other instances' masks: the
+        fraction of each block that another instance covers.
 
     Returns
     -------
     numpy.ndarray
-        ``(n, bands + 1, 32, 32)`` float32: the bands and the instance's own mask (the
-        fraction of each block inside it), centred on the mask's centre of area (zero outside
-        the image and for an empty mask).
+        ``(n, bands + 1, 32, 32)`` float32 (``bands + 2`` with ``coverage``): the bands and
+        the instance's own mask (the fraction of each block inside it), centred on the
+        mask's centre of area (zero outside the image and for an empty mask).
     """
     bands = np.asarray(bands, dtype=np.float32)
     n_bands, height, width = bands.shape
@@ -119,28 +148,35 @@ def instance_cutouts(bands: np.ndarray, masks, *, zooms=None) -> np.ndarray:
     zooms = np.ones(len(pixels), np.int64) if zooms is None else np.asarray(zooms, np.int64)
     if zooms.shape != (len(pixels),) or (zooms < 1).any():
         raise ValueError(f"zooms must be {len(pixels)} whole numbers >= 1; got {zooms!r}")
-    out = np.zeros((len(pixels), n_bands + 1, CUTOUT, CUTOUT), dtype=np.float32)
+    if coverage is not None and np.shape(coverage) != (height, width):
+        raise ValueError(
+            f"coverage must be the image's shape {(height, width)}; got {np.shape(coverage)}"
+        )
+    channels = n_bands + 1 + (coverage is not None)
+    out = np.zeros((len(pixels), channels, CUTOUT, CUTOUT), dtype=np.float32)
     for k, (rows, cols) in enumerate(pixels):
         if not len(rows):
             continue
         side = CUTOUT * int(zooms[k])
-        window = np.zeros((n_bands + 1, side, side), dtype=np.float32)
+        window = np.zeros((channels, side, side), dtype=np.float32)
         y0 = round(float(np.mean(rows))) - side // 2
         x0 = round(float(np.mean(cols))) - side // 2
         ys = slice(max(y0, 0), min(y0 + side, height))
         xs = slice(max(x0, 0), min(x0 + side, width))
-        window[:n_bands, ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0] = bands[
-            :, ys, xs
-        ]
+        inner = (slice(ys.start - y0, ys.stop - y0), slice(xs.start - x0, xs.stop - x0))
+        window[(slice(0, n_bands), *inner)] = bands[:, ys, xs]
         inside = (rows >= y0) & (rows < y0 + side) & (cols >= x0) & (cols < x0 + side)
         window[n_bands, rows[inside] - y0, cols[inside] - x0] = 1.0
+        if coverage is not None:  # covered by more instances than this one where it lies
+            others = coverage[ys, xs] - window[(n_bands, *inner)]
+            window[(n_bands + 1, *inner)] = others >= 1
         z = int(zooms[k])
         out[k] = window if z == 1 else window.reshape(-1, CUTOUT, z, CUTOUT, z).mean(axis=(2, 4))
     return out
 
 
 def look_inputs(
-    bands: np.ndarray, masks, *, psf_fwhm: float, cutout: str = "native"
+    bands: np.ndarray, masks, *, psf_fwhm: float, cutout: str = "native", coverage=None
 ) -> tuple[np.ndarray, np.ndarray]:
     """A second look's cutouts and the PSF FWHM its seeing input is given, per instance.
 
@@ -154,25 +190,29 @@ def look_inputs(
         ``zoomed``: zoomed to hold each instance (:func:`instance_zooms`), with the FWHM in
         the cutout's pixels (``psf_fwhm / z``). ``both``: the native channels, then the
         zoomed ones, with ``psf_fwhm``.
+    coverage : numpy.ndarray, optional
+        Every detection's :func:`mask_coverage`: each view then adds the neighbours'
+        channel (:func:`instance_cutouts`).
 
     Returns
     -------
     cutouts : numpy.ndarray
-        ``(n, channels, 32, 32)`` float32; ``channels`` is ``bands + 1``, twice that for
-        ``both``.
+        ``(n, channels, 32, 32)`` float32; ``channels`` is ``bands + 1`` (``bands + 2``
+        with ``coverage``), twice that for ``both``.
     fwhm : numpy.ndarray
         ``(n,)`` FWHM for the seeing input.
     """
     if cutout not in CUTOUT_KINDS:
         raise ValueError(f"cutout must be one of {CUTOUT_KINDS}; got {cutout!r}")
     pixels = _pixels(masks)
+    native = functools.partial(instance_cutouts, bands, pixels, coverage=coverage)
     if cutout == "native":
-        return instance_cutouts(bands, pixels), np.full(len(pixels), float(psf_fwhm))
+        return native(), np.full(len(pixels), float(psf_fwhm))
     zooms = instance_zooms(pixels)
-    zoomed = instance_cutouts(bands, pixels, zooms=zooms)
+    zoomed = native(zooms=zooms)
     if cutout == "zoomed":
         return zoomed, psf_fwhm / zooms
-    both = np.concatenate([instance_cutouts(bands, pixels), zoomed], axis=1)
+    both = np.concatenate([native(), zoomed], axis=1)
     return both, np.full(len(pixels), float(psf_fwhm))
 
 
@@ -204,6 +244,9 @@ class SecondLook(ShippedStarGalaxyNetwork):
             )
         #: how instances are cut (:data:`CUTOUT_KINDS`, :func:`look_inputs`)
         self.cutout = cutout
+        #: whether each view has the neighbours' channel (the card's ``neighbours``): the
+        #: other detections' masks (:func:`instance_cutouts`)
+        self.neighbours = bool(card.get("neighbours", False))
         self.classes = tuple(card.get("classes", BINARY_CLASSES))
         fits = (
             self.classes == BINARY_CLASSES
@@ -273,11 +316,17 @@ class SecondLook(ShippedStarGalaxyNetwork):
 
     @property
     def bands(self) -> int:
-        """Image bands of the cutouts (the network's channels less the mask, per view)."""
-        return self.config.in_channels // cutout_views(self.cutout) - 1
+        """Image bands of the cutouts (the network's channels less the masks, per view)."""
+        return self.config.in_channels // cutout_views(self.cutout) - 1 - self.neighbours
 
     def probabilities(
-        self, bands: np.ndarray, masks, *, psf_fwhm: float, star_fraction: float | None = None
+        self,
+        bands: np.ndarray,
+        masks,
+        *,
+        psf_fwhm: float,
+        star_fraction: float | None = None,
+        neighbours=(),
     ) -> np.ndarray:
         """``(n, classes)`` probabilities of each instance, columns as :attr:`classes`.
 
@@ -293,6 +342,9 @@ class SecondLook(ShippedStarGalaxyNetwork):
             Expected fraction of stars among the image's stars and galaxies: the
             probabilities are re-weighted from the training mix to it
             (:func:`with_star_fraction`). None keeps the training mix.
+        neighbours : numpy.ndarray or sequence of (rows, cols)
+            Masks of the image's other detections, not looked at here but shown in the
+            neighbours' channel of a look that has one (:attr:`neighbours`) with ``masks``.
         """
         from skysift.errors import InvalidParameterError
 
@@ -305,7 +357,13 @@ class SecondLook(ShippedStarGalaxyNetwork):
             return np.zeros((0, len(self.classes)))
         if star_fraction is not None:
             self.require_trained_star_fraction()
-        cutouts, fwhm = look_inputs(bands, masks, psf_fwhm=psf_fwhm, cutout=self.cutout)
+        coverage = None
+        if self.neighbours:
+            shape = bands.shape[1:]
+            coverage = mask_coverage(masks, shape) + mask_coverage(neighbours, shape)
+        cutouts, fwhm = look_inputs(
+            bands, masks, psf_fwhm=psf_fwhm, cutout=self.cutout, coverage=coverage
+        )
         context = self.config.context(np.zeros((len(masks), 2)), seeing_fwhm=fwhm)
         probabilities = predict_probabilities(self.module, cutouts, context)
         if star_fraction is None:
@@ -398,6 +456,7 @@ def relook(
     masks=None,
     only_whole: bool = True,
     star_fraction: float | None = None,
+    neighbours=(),
 ) -> dict[str, np.ndarray]:
     """A segmenter's prediction with each instance's star/galaxy group from ``second_look``.
 
@@ -435,6 +494,10 @@ def relook(
         Expected fraction of stars among the image's stars and galaxies; the look's
         probabilities are re-weighted to it from its training mix (:func:`with_star_fraction`).
         None keeps the training mix.
+    neighbours : sequence of (rows, cols)
+        Masks of detections in ``bands`` that are not in the prediction (the ``Segmenter``'s
+        in a tile's margin): a look with the neighbours' channel shows them with the
+        prediction's own (:meth:`SecondLook.probabilities`).
 
     Returns
     -------
@@ -469,7 +532,12 @@ def relook(
         for look, given in zip(looks, each, strict=True)
     ]
     probabilities = looks_probabilities(
-        looks, bands, shown, psf_fwhm=psf_fwhm, star_fraction=star_fraction
+        looks,
+        bands,
+        shown,
+        psf_fwhm=psf_fwhm,
+        star_fraction=star_fraction,
+        neighbours=neighbours,
     )
     column = {name: probabilities[:, k] for k, name in enumerate(looks[0].classes)}
     p_star, p_galaxy = column["star"], column["galaxy"]
@@ -512,6 +580,7 @@ def looks_probabilities(
     *,
     psf_fwhm: float,
     star_fraction: float | None = None,
+    neighbours=(),
 ) -> np.ndarray:
     """The mean of several looks' ``(n, classes)`` probabilities of the same instances.
 
@@ -532,6 +601,8 @@ def looks_probabilities(
     star_fraction : float, optional
         Each look's probabilities are re-weighted to it from that look's own training mix
         (:meth:`SecondLook.probabilities`) before the mean.
+    neighbours : sequence of (rows, cols)
+        Other detections' masks, shown to the looks that have the neighbours' channel.
 
     Returns
     -------
@@ -548,7 +619,9 @@ def looks_probabilities(
     require_same_classes(looks)
     total = None
     for look, shown in zip(looks, masks, strict=True):
-        p = look.probabilities(bands, shown, psf_fwhm=psf_fwhm, star_fraction=star_fraction)
+        p = look.probabilities(
+            bands, shown, psf_fwhm=psf_fwhm, star_fraction=star_fraction, neighbours=neighbours
+        )
         total = p if total is None else total + p
     return total / len(looks)
 

@@ -561,6 +561,7 @@ class Segmenter:
                         classes=classes,
                         masks=look_pixels,
                         star_fraction=self.config.star_fraction,
+                        neighbours=self._margin_pixels(detected, centred, tile),
                     )
                 if self.shreds is not None:
                     out = unshred(
@@ -674,6 +675,20 @@ class Segmenter:
         """The mask refiners this segmenter runs: the label map's and the second looks'."""
         looks = [look.mask_refiner for look in self.second_looks]
         return [r for r in (self.mask_refiner, *looks) if r is not None]
+
+    def _margin_pixels(self, detected: dict[str, Any], centred: np.ndarray, tile: int) -> list:
+        """Masks of a tile's detections outside its own region (the detector's, at
+        ``mask_threshold``): neighbours of the instances a look with the neighbours'
+        channel decides; none are drawn for looks without it."""
+        if not any(look.neighbours for look in self.second_looks) or centred.all():
+            return []
+        margin = ~centred
+        return _mask_pixels(
+            np.asarray(detected["masks"])[margin],
+            np.asarray(detected.get("mask_boxes", detected["boxes"]))[margin],
+            (tile, tile),
+            self.config.mask_threshold,
+        )
 
     def _tile_refined(self, drawn_by: list, detected, chosen, bands, *, psf_fwhm, refiner) -> dict:
         """:meth:`_refined_pixels` of one tile, drawn once per refiner: ``drawn_by`` holds

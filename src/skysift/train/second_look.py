@@ -96,6 +96,10 @@ class SecondLookTrainingConfig:
     mask_refiner: str | None = None
     #: filters of each of the image branch's three convolutions (session 40 measured 64)
     filters: int = DEFAULT_FILTERS
+    #: each stamp has the neighbours' channel: the other detections' masks
+    #: (skysift.second_look.instance_cutouts), so that light inside a neighbour's mask is
+    #: not read as the instance's own
+    neighbours: bool = False
 
     @classmethod
     def named(
@@ -165,6 +169,7 @@ def instance_stamps(
     *,
     star_label: int,
     cutout: str = "native",
+    coverages=None,
 ) -> dict[str, np.ndarray]:
     """The second look's inputs for catalog instances, and their truth classes.
 
@@ -181,6 +186,9 @@ def instance_stamps(
         The 1-based label of ``star`` in the segmenter's classes.
     cutout : {"native", "zoomed", "both"}
         How each stamp is cut (:func:`skysift.second_look.look_inputs`).
+    coverages : list of numpy.ndarray, optional
+        Per sample, the :func:`~skysift.second_look.mask_coverage` of every detection the
+        look is shown with the catalog's: each stamp then has the neighbours' channel.
 
     Returns
     -------
@@ -200,8 +208,10 @@ def instance_stamps(
         catalogs, targets, unmasked=[s["unmasked"] for s in samples]
     )
     parts: dict[str, list[np.ndarray]] = {k: [] for k in _STAMP_ARRAYS}
-    for catalog, sample, target, index, skip in zip(
-        catalogs, samples, targets, truth_index, neutral, strict=True
+    if coverages is None:
+        coverages = [None] * len(catalogs)
+    for catalog, sample, target, index, skip, coverage in zip(
+        catalogs, samples, targets, truth_index, neutral, coverages, strict=True
     ):
         keep = ~np.asarray(skip, dtype=bool)
         if not keep.any():
@@ -212,7 +222,11 @@ def instance_stamps(
         is_star = matched & true_star[np.maximum(index[keep], 0)]
         label = np.where(matched, np.where(is_star, 1, 0), 2)
         cutouts, fwhm = look_inputs(
-            sample["image"], masks, psf_fwhm=float(sample["psf_fwhm"]), cutout=cutout
+            sample["image"],
+            masks,
+            psf_fwhm=float(sample["psf_fwhm"]),
+            cutout=cutout,
+            coverage=coverage,
         )
         parts["cutouts"].append(cutouts)
         parts["psf_fwhm"].append(fwhm)
@@ -237,13 +251,15 @@ def _catalog_stamps(
     paint_by: str,
     augment: str | None = None,
     mask_refiner=None,
+    neighbours: bool = False,
 ) -> dict[str, np.ndarray]:
     from skysift.evaluate.segmentation import as_catalog
     from skysift.mask_refine import refined_masks
+    from skysift.second_look import mask_coverage
     from skysift.train.segmenter import load_images, refined_predictions
 
     samples = load_images(directory, seeds=seeds)
-    catalogs = []
+    catalogs, coverages = [], []
     predictions = refined_predictions(segmenter, samples, galaxy_typer=typer, augment=augment)
     for prediction, sample in zip(predictions, samples, strict=True):
         if mask_refiner is not None:  # the masks the look sees in a chain with the refiner
@@ -257,8 +273,17 @@ def _catalog_stamps(
             prediction | {"detector_masks": prediction["masks"]}, paint_by=paint_by
         )
         catalogs.append(catalog)
+        if neighbours:  # relook shows a look every detection, painted or not
+            shown = np.asarray(prediction["masks"])[:, 0] >= 0.5
+            coverages.append(mask_coverage(shown, shown.shape[1:]))
     star = segmenter.skysift_config.classes.index("star") + 1
-    return instance_stamps(catalogs, samples, star_label=star, cutout=cutout)
+    return instance_stamps(
+        catalogs,
+        samples,
+        star_label=star,
+        cutout=cutout,
+        coverages=coverages if neighbours else None,
+    )
 
 
 def _dataset_seeds(directory: str) -> list[int]:
@@ -295,6 +320,7 @@ def build_stamps(config: SecondLookTrainingConfig, *, progress: bool = True) -> 
         "paint_by": config.paint_by,
         "augment": config.augment,
         "mask_refiner": _mask_refiner(config),
+        "neighbours": config.neighbours,
     }
     parts = [
         _catalog_stamps(segmenter, typer, directory, seeds, **cut)
@@ -325,6 +351,8 @@ def _stamp_settings(config: SecondLookTrainingConfig) -> dict[str, Any]:
         settings["augment"] = config.augment
     if config.mask_refiner is not None:
         settings["mask_refiner"] = config.mask_refiner
+    if config.neighbours:
+        settings["neighbours"] = True
     return settings
 
 
@@ -332,17 +360,22 @@ _STAMP_ARRAYS = ("cutouts", "psf_fwhm", "zoom", "label")
 
 
 def architecture_for(
-    bands: int, *, reject: bool = False, cutout: str = "native", filters: int = DEFAULT_FILTERS
+    bands: int,
+    *,
+    reject: bool = False,
+    cutout: str = "native",
+    filters: int = DEFAULT_FILTERS,
+    neighbours: bool = False,
 ):
     """The second look's network: ASID-C's image branch (three convolutions of ``filters``)
-    on ``bands`` + 1 channels (twice that for ``cutout="both"``), a context branch of 32 on
-    the seeing alone, and one hidden layer of 64; one output (P(star)), or with ``reject``
-    three (galaxy, star, false)."""
+    on ``bands`` + 1 channels (+ 2 with the ``neighbours``' channel; twice that for
+    ``cutout="both"``), a context branch of 32 on the seeing alone, and one hidden layer of
+    64; one output (P(star)), or with ``reject`` three (galaxy, star, false)."""
     from skysift.models.stargalaxy_inputs import StarGalaxyConfig
     from skysift.second_look import cutout_views
 
     return StarGalaxyConfig(
-        in_channels=(bands + 1) * cutout_views(cutout),
+        in_channels=(bands + 1 + neighbours) * cutout_views(cutout),
         outputs=len(CLASSES) if reject else 1,
         filters=filters,
         position_input=False,
@@ -355,9 +388,13 @@ def architecture_for(
 def _architecture(config: SecondLookTrainingConfig, cutouts: np.ndarray):
     from skysift.second_look import cutout_views
 
-    bands = cutouts.shape[1] // cutout_views(config.cutout) - 1
+    bands = cutouts.shape[1] // cutout_views(config.cutout) - 1 - config.neighbours
     return architecture_for(
-        bands, reject=config.reject, cutout=config.cutout, filters=config.filters
+        bands,
+        reject=config.reject,
+        cutout=config.cutout,
+        filters=config.filters,
+        neighbours=config.neighbours,
     )
 
 
@@ -510,6 +547,8 @@ def card_for(config: SecondLookTrainingConfig, architecture, segmenter_card: dic
         options += f" --mask-refiner {config.mask_refiner}"
     if config.filters != DEFAULT_FILTERS:
         options += f" --filters {config.filters}"
+    if config.neighbours:
+        options += " --neighbours"
     if config.name != default_second_look_name(reject=config.reject, cutout=config.cutout):
         options += f" --name {config.name}"
     refined = ""
@@ -539,6 +578,7 @@ def card_for(config: SecondLookTrainingConfig, architecture, segmenter_card: dic
     card = {
         "name": config.name,
         "cutout": config.cutout,
+        **({"neighbours": True} if config.neighbours else {}),
         "task": "star/galaxy second look at the segmenter's instances, from a 32x32 cutout of "
         "the bands and the instance's mask, and the PSF FWHM",
         "decides": DECIDES[config.cutout != "native"],
@@ -548,7 +588,13 @@ def card_for(config: SecondLookTrainingConfig, architecture, segmenter_card: dic
             "kind": "segmenter",
             "formula": "the segmenter's normalized bands (its card's normalization), cut "
             f"{scale} around the centre of each instance's mask; channel bands + 1 is the "
-            "instance's mask (the fraction of each cutout pixel inside it)",
+            "instance's mask (the fraction of each cutout pixel inside it)"
+            + (
+                "; channel bands + 2 the other detections' masks (the fraction of each "
+                "cutout pixel another covers)"
+                if config.neighbours
+                else ""
+            ),
             "seeing": seeing,
         },
         "segmenter": {
