@@ -778,6 +778,8 @@ def test_the_neighbours_channel_shows_the_other_detections_masks_not_the_instanc
     np.testing.assert_array_equal(cutouts[0, 4], masks[1, 14:46, 14:46])
     assert cutouts[1, 4].sum() == masks[0].sum()  # the first, whole in the window
     assert not cutouts[2, 4].any()  # nobody near the third
+    with pytest.raises(ValueError, match="masks of shape"):
+        mask_coverage(masks, (50, 72))
     with pytest.raises(ValueError, match="coverage must be the image's shape"):
         instance_cutouts(bands, masks, coverage=coverage[:50])
     both, _ = look_inputs(bands, masks, psf_fwhm=3.0, cutout="both", coverage=coverage)

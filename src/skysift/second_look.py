@@ -107,7 +107,9 @@ def mask_coverage(masks, shape: tuple[int, int]) -> np.ndarray:
         ``(height, width)`` int32 count, the input to ``instance_cutouts(coverage=)``.
     """
     if isinstance(masks, np.ndarray) and masks.ndim == 3:
-        return masks.astype(bool).sum(axis=0, dtype=np.int32).reshape(shape)
+        if masks.shape[1:] != tuple(shape):
+            raise ValueError(f"masks of shape {masks.shape[1:]} for an image of {tuple(shape)}")
+        return masks.astype(bool).sum(axis=0, dtype=np.int32)
     coverage = np.zeros(shape, dtype=np.int32)
     for rows, cols in _pixels(masks):
         np.add.at(coverage, (rows, cols), 1)
