@@ -67,6 +67,21 @@ def parse_look(spec: str) -> tuple[str | None, float | None, str | None, str | N
     )
 
 
+def chain_parts(spec: str) -> tuple:
+    """The ``(look, star fraction, shred classifier, mask refiner)`` that a :func:`parse_look`
+    spec names, loaded (None for each one left out): what :func:`rankings` takes per spec."""
+    from skysift.mask_refine import MaskRefiner
+    from skysift.shreds import ShredClassifier
+
+    name, star_fraction, shreds, refiner = parse_look(spec)
+    return (
+        None if name is None else second_looks(name),
+        star_fraction,
+        None if shreds is None else ShredClassifier(shreds),
+        None if refiner is None else MaskRefiner(refiner),
+    )
+
+
 def rankings(
     module,
     samples,
@@ -409,10 +424,8 @@ def main() -> None:
     previous = _previous(out, args) if args.update else None
     import torch
 
-    from skysift.mask_refine import MaskRefiner
     from skysift.models.registry import load_model
     from skysift.morphology import GalaxyTyper
-    from skysift.shreds import ShredClassifier
     from skysift.sim.dataset import write_dataset
     from skysift.train.segmenter import load_images
     from skysift.train.segmenter_data import SegmenterSamples, typical_field_configs
@@ -433,15 +446,7 @@ def main() -> None:
     )
     typer = GalaxyTyper()
     started = time.perf_counter()
-    chosen = {}
-    for spec in args.looks.split(","):
-        name, star_fraction, shreds, refiner = parse_look(spec)
-        chosen[spec] = (
-            None if name is None else second_looks(name),
-            star_fraction,
-            None if shreds is None else ShredClassifier(shreds),
-            None if refiner is None else MaskRefiner(refiner),
-        )
+    chosen = {spec: chain_parts(spec) for spec in args.looks.split(",")}
     looks = {}
     paint, mask_boxes = _paint(args), _mask_boxes(args)
     own: dict = {}

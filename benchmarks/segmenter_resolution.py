@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from burke_figure import CHUNK, parse_look, second_looks
+from burke_figure import CHUNK, chain_parts
 
 from skysift.io import atomic_write
 
@@ -206,34 +206,21 @@ def main() -> None:
     parser.add_argument("--model", default="segmenter_psf_typical")
     parser.add_argument("--chain", default=RECOMMENDED, help="A burke_figure.py look spec.")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument(
-        "--redraw",
-        type=Path,
-        default=None,
-        help="Draw the page and plot again from a results JSON.",
-    )
+    parser.add_argument("--redraw", type=Path, help="Draw the page and plot from a results JSON.")
     args = parser.parse_args()
     if args.redraw:
         publish(json.loads(args.redraw.read_text()))
         return
     import torch
 
-    from skysift.mask_refine import MaskRefiner
     from skysift.models.registry import load_model
-    from skysift.shreds import ShredClassifier
     from skysift.train.segmenter import load_images
 
     torch.set_num_threads(args.threads)
     directory = ROOT / "data" / f"segmenter_typical_{args.split}_{args.fields}"
     if not directory.exists():
         sys.exit(f"{directory} is missing: burke_figure.py --fields {args.fields} makes it")
-    name, star_fraction, shreds, refiner = parse_look(args.chain)
-    chain = (
-        None if name is None else second_looks(name),
-        star_fraction,
-        None if shreds is None else ShredClassifier(shreds),
-        None if refiner is None else MaskRefiner(refiner),
-    )
+    chain = chain_parts(args.chain)
     module, _ = load_model(args.model)
     started = time.perf_counter()
     rows = source_rows(load_images(str(directory)), module, chain=chain, split=args.split)
