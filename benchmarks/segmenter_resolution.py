@@ -111,19 +111,29 @@ def tabulate(rows: list[dict]) -> dict:
         galaxies = []
         for small, large in itertools.pairwise(SIZE_EDGES):
             chosen = in_bin & ~star & (size >= small) & (size < large)
-            galaxies.append({"size_min": small, "size_max": large, **counts(chosen)})
+            galaxies.append({"size_min": small, "size_max": _open(large), **counts(chosen)})
         table.append(
-            {"snr_min": low, "snr_max": high, "stars": counts(in_bin & star), "galaxies": galaxies}
+            {
+                "snr_min": low,
+                "snr_max": _open(high),
+                "stars": counts(in_bin & star),
+                "galaxies": galaxies,
+            }
         )
     return {"bins": table}
+
+
+def _open(edge: float) -> float | None:
+    """An upper bin edge for the results JSON: None for an open bin (strict JSON has no inf)."""
+    return None if np.isinf(edge) else float(edge)
 
 
 def _share(part: int, whole: int) -> str:
     return "-" if whole == 0 else f"{part / whole:.3f}"
 
 
-def _edge(value: float) -> str:
-    return "inf" if not np.isfinite(value) else f"{value:g}"
+def _edge(value: float | None) -> str:
+    return "inf" if value is None else f"{value:g}"
 
 
 def markdown(result: dict, plot_name: str) -> str:
@@ -173,7 +183,7 @@ def plot(result: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for k, entry in enumerate(result["bins"]):
         cells = [c for c in entry["galaxies"] if c["found"] >= 10]
-        middle = [np.sqrt(max(c["size_min"], 0.05) * min(c["size_max"], 2.0)) for c in cells]
+        middle = [np.sqrt(max(c["size_min"], 0.05) * min(c["size_max"] or 2.0, 2.0)) for c in cells]
         share = [1 - c["typed_star"] / c["found"] for c in cells]
         label = f"S/N {_edge(entry['snr_min'])}-{_edge(entry['snr_max'])}"
         (line,) = ax.plot(middle, share, marker="o", label=f"galaxies, {label}")
@@ -188,7 +198,7 @@ def plot(result: dict, path: Path) -> None:
                 linestyle="none",
             )
     ax.set_xscale("log")
-    ax.set_xlabel("truth half-light radius / PSF FWHM (stars: the stars at the left)")
+    ax.set_xlabel("truth half-light radius / PSF FWHM (stars: the star markers at the left)")
     ax.set_ylabel("found sources typed a galaxy")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
