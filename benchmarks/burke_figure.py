@@ -48,14 +48,20 @@ def second_looks(names: str, *, directory: Path | None = None):
     return looks[0] if len(looks) == 1 else tuple(looks)
 
 
-def parse_look(spec: str) -> tuple[str | None, float | None, str | None, str | None]:
+def parse_look(
+    spec: str,
+) -> tuple[str | None, float | None, str | None, str | None, str | None]:
     """``none``, a shipped second look's name (``<name>&<name>``: the mean of those looks),
     or ``<name>@<f>``: that look re-weighted to a
     star fraction ``f`` (``SegmentConfig.star_fraction``); any of them followed by
     ``+<shreds>``: a shipped shred classifier scales the galaxies' scores by 1 - P(shred)
-    (``SegmentConfig.shreds``); and then by ``~<refiner>``: a mask refiner (a shipped name or
-    a card's path) draws the small instances' masks again (``SegmentConfig.mask_refiner``).
-    Returns ``(look, star fraction, shreds, refiner)``, None for each one left out."""
+    (``SegmentConfig.shreds``); then by ``~<refiner>``: a mask refiner (a shipped name or
+    a card's path) draws the small instances' masks again (``SegmentConfig.mask_refiner``);
+    and then by ``^<typer>``: a colour typer (a shipped name or a card's path) decides each
+    instance's group last (``SegmentConfig.colour_typer``).
+    Returns ``(look, star fraction, shreds, refiner, colour typer)``, None for each one left
+    out."""
+    spec, _, typer = spec.partition("^")
     chain, _, refiner = spec.partition("~")
     look, _, shreds = chain.partition("+")
     name, _, fraction = look.partition("@")
@@ -64,21 +70,25 @@ def parse_look(spec: str) -> tuple[str | None, float | None, str | None, str | N
         float(fraction) if fraction else None,
         shreds or None,
         refiner or None,
+        typer or None,
     )
 
 
 def chain_parts(spec: str) -> tuple:
-    """The ``(look, star fraction, shred classifier, mask refiner)`` that a :func:`parse_look`
-    spec names, loaded (None for each one left out): what :func:`rankings` takes per spec."""
+    """The ``(look, star fraction, shred classifier, mask refiner, colour typer)`` that a
+    :func:`parse_look` spec names, loaded (None for each one left out): what :func:`rankings`
+    takes per spec."""
+    from skysift.colour_typer import ColourTyper
     from skysift.mask_refine import MaskRefiner
     from skysift.shreds import ShredClassifier
 
-    name, star_fraction, shreds, refiner = parse_look(spec)
+    name, star_fraction, shreds, refiner, typer = parse_look(spec)
     return (
         None if name is None else second_looks(name),
         star_fraction,
         None if shreds is None else ShredClassifier(shreds),
         None if refiner is None else MaskRefiner(refiner),
+        None if typer is None else ColourTyper(typer),
     )
 
 
@@ -93,8 +103,9 @@ def rankings(
     own_rankings: dict | None = None,
 ) -> dict[str, list[dict]]:
     """Per look (``{spec: (SecondLook or None, star fraction or None, ShredClassifier or
-    None, MaskRefiner or None)}``), :func:`figure_rankings` of the ``Segmenter``'s catalogs;
-    the detector runs once per chunk of images, and each look refines its predictions.
+    None, MaskRefiner or None, ColourTyper or None)}``), :func:`figure_rankings` of the
+    ``Segmenter``'s catalogs; the detector runs once per chunk of images, and each look
+    refines its predictions.
     ``paint`` holds :func:`as_catalog`'s large-mask options, ``mask_boxes``
     :func:`predict`'s. When given, ``own_rankings`` is filled with each look's per-image
     entries of Burke et al.'s own matching (``{spec: {group: [entry, ...]}}``,
@@ -109,7 +120,7 @@ def rankings(
         chunk = samples[start : start + CHUNK]
         predictions = predict(module, network_images(module, chunk), **(mask_boxes or {}))
         targets = [sample_targets(s["labels"], s["ids"], s["classes"]) for s in chunk]
-        for spec, (look, star_fraction, shreds, refiner) in looks.items():
+        for spec, (look, star_fraction, shreds, refiner, typer) in looks.items():
             refined = refine(
                 predictions,
                 chunk,
@@ -119,6 +130,7 @@ def rankings(
                 star_fraction=star_fraction,
                 shreds=shreds,
                 mask_refiner=refiner,
+                colour_typer=typer,
             )
             catalogs = [as_catalog(p, **(paint or {})) for p in refined]
             if own_rankings is not None:

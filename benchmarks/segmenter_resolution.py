@@ -48,7 +48,7 @@ def source_rows(samples, module, *, chain: tuple, split: str) -> list[dict]:
 
     classes = module.skysift_config.classes
     star = classes.index("star") + 1
-    look, star_fraction, shreds, refiner = chain
+    look, star_fraction, shreds, refiner, colour_typer = chain
     configs = {c.seed: c for c in typical_field_configs(split, len(samples))}
     typer = GalaxyTyper()
     rows = []
@@ -64,6 +64,7 @@ def source_rows(samples, module, *, chain: tuple, split: str) -> list[dict]:
             star_fraction=star_fraction,
             shreds=shreds,
             mask_refiner=refiner,
+            colour_typer=colour_typer,
         )
         for prediction, sample in zip(refined, chunk, strict=True):
             catalog = as_catalog(prediction)

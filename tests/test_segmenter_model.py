@@ -405,8 +405,22 @@ def test_recommended_chain_names_shipped_models_and_takes_overrides():
     from skysift.segment import SegmentConfig
 
     chain = SegmentConfig.recommended()
-    for name in (chain.model, *chain.second_look, chain.shreds, chain.mask_refiner):
+    for name in (
+        chain.model,
+        *chain.second_look,
+        chain.shreds,
+        chain.mask_refiner,
+        chain.colour_typer,
+    ):
         assert load_card(name)["name"] == name
+    # the colour typer learned on this chain's outputs
+    assert load_card(chain.colour_typer)["chain"] == {
+        "segmenter": chain.model,
+        "second_look": list(chain.second_look),
+        "star_fraction": chain.star_fraction,
+        "shreds": chain.shreds,
+        "mask_refiner": chain.mask_refiner,
+    }
     refined_look = load_card(chain.second_look[1])["mask_refiner"]
     assert refined_look == {
         "name": chain.mask_refiner,

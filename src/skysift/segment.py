@@ -145,6 +145,16 @@ class SegmentConfig:
         galaxy types still see the detector's masks. It sees the detections the detector
         scores 0.3 or more, so with it no detection above that is cut before the mask head.
         None keeps the detector's masks.
+    colour_typer : str or None
+        Shipped colour typer (``"colour_typer"``) that decides each instance's group (star,
+        galaxy or false) and score last, from the chain's probabilities and the instance's
+        aperture fluxes and colours in every band of the sky-subtracted image
+        (:mod:`skysift.colour_typer`; docs/models.md, session 43). Needs ``second_look``.
+        None keeps the looks' decision.
+    zero_points : tuple of float or None
+        AB magnitude of one image unit in each band, for the colour typer: the bands are
+        scaled to its training fields' zero points (its card's ``zero_points``) before the
+        colours are measured. None assumes the image has those zero points.
     """
 
     model: str = "segmenter"
@@ -165,20 +175,24 @@ class SegmentConfig:
     star_fraction: float | None = None
     shreds: str | None = None
     mask_refiner: str | None = None
+    colour_typer: str | None = None
+    zero_points: tuple[float, ...] | None = None
 
     @classmethod
     def recommended(cls, **overrides) -> SegmentConfig:
         """The chain that measured best on Burke et al.'s typical field (30 galaxies and 5
-        stars per arcmin², g, r, z bands; docs/models.md, sessions 24-26, 30, 34 and 38).
+        stars per arcmin², g, r, z bands; docs/models.md, sessions 24-26, 30, 34, 38 and 43).
 
         ``segmenter_psf_typical`` with the mean of two star/galaxy looks at 27 % stars
         (``star_fraction``): ``second_look_reject`` on the detector's masks and
-        ``second_look_reject_refined`` on the mask refiner's; then the ``shred`` classifier
-        and the ``mask_refiner``. On 1,024 held-out typical fields its precision at 80 %
-        recall at S/N >= 20 / 50 / 100 is 0.962 / 0.984 / 0.969 for galaxies and 0.960 /
-        0.980 / 0.983 for stars; on Galaxy-Zoo-like cutouts it meets the Mask Galaxy paper's
-        central-galaxy targets. It needs the PSF FWHM (``psf_fwhm``, else the header's
-        ``SEEING``, else measured on the image) and, for the shred classifier, three bands.
+        ``second_look_reject_refined`` on the mask refiner's; then the ``shred`` classifier,
+        the ``mask_refiner`` and, last, the ``colour_typer``, which decides each instance's
+        group from all of theirs and its aperture colours. On 1,024 held-out typical fields
+        its precision at 80 % recall at S/N >= 20 / 50 / 100 is 0.969 / 0.989 / 0.989 for
+        galaxies and 0.966 / 0.984 / 0.983 for stars; on Galaxy-Zoo-like cutouts it meets
+        the Mask Galaxy paper's central-galaxy targets. It needs the PSF FWHM (``psf_fwhm``,
+        else the header's ``SEEING``, else measured on the image), three bands (g, r, z) and
+        their zero points if they are not DECaLS's (``zero_points``).
 
         Parameters
         ----------
@@ -196,6 +210,7 @@ class SegmentConfig:
             "star_fraction": 0.27,
             "shreds": "shred",
             "mask_refiner": "mask_refiner",
+            "colour_typer": "colour_typer",
         }
         return cls(**(chain | overrides))
 
@@ -240,6 +255,18 @@ class SegmentConfig:
                     f"second_look must be a model name or a sequence of them, got {names}"
                 )
             object.__setattr__(self, "second_look", names[0] if len(names) == 1 else names)
+        if self.colour_typer is not None and self.second_look is None:
+            raise InvalidParameterError(
+                "colour_typer decides from the second look's probabilities; set second_look too"
+            )
+        if self.zero_points is not None:
+            points = tuple(float(z) for z in self.zero_points)
+            if not points or not all(math.isfinite(z) for z in points):
+                raise InvalidParameterError(
+                    "zero_points must be finite AB magnitudes, one per band; got "
+                    f"{self.zero_points}"
+                )
+            object.__setattr__(self, "zero_points", points)
         if self.star_fraction is not None:
             if self.second_look is None:
                 raise InvalidParameterError(
@@ -367,6 +394,17 @@ class Segmenter:
                     f"mask refiner {self.config.mask_refiner!r} takes {self.mask_refiner.bands} "
                     f"bands; the {card['name']!r} model {self.architecture.in_channels}"
                 )
+        self.colour_typer = None
+        if self.config.colour_typer is not None:
+            from skysift.colour_typer import ColourTyper
+
+            self.colour_typer = ColourTyper(self.config.colour_typer)
+            if self.colour_typer.bands != self.architecture.in_channels:
+                raise InvalidParameterError(
+                    f"colour typer {self.config.colour_typer!r} takes {self.colour_typer.bands} "
+                    f"bands; the {card['name']!r} model {self.architecture.in_channels}"
+                )
+            self.colour_typer.unit_scales(self.config.zero_points)  # one per band, or refused
         tile = self.config.tile
         if 2 * self.config.margin >= tile:
             raise InvalidParameterError(
@@ -466,7 +504,14 @@ class Segmenter:
         )
         psf = self.psf_fwhm(image) if needs_psf else None
         data = self.network_input(image, psf_fwhm=psf[0] if psf else None)
-        found = self._tile_instances(data, psf_fwhm=psf[0] if psf else None, progress=progress)
+        photometry = None
+        if self.colour_typer is not None:
+            from skysift.colour_typer import sky_subtracted
+
+            photometry = sky_subtracted(np.asarray(image.data), np.asarray(image.mask))
+        found = self._tile_instances(
+            data, psf_fwhm=psf[0] if psf else None, progress=progress, photometry=photometry
+        )
         light = sky_subtracted_light(image, sources=source_pixels(found, data.shape[1:]))
         instances = _paint(found, light, data.shape[1:])
         instances.x, instances.y = instance_centroids(
@@ -482,7 +527,12 @@ class Segmenter:
         return instances
 
     def _tile_instances(
-        self, data: np.ndarray, *, psf_fwhm: float | None, progress: bool
+        self,
+        data: np.ndarray,
+        *,
+        psf_fwhm: float | None,
+        progress: bool,
+        photometry: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> list[dict[str, Any]]:
         import torch
 
@@ -586,6 +636,22 @@ class Segmenter:
                         psf_fwhm=psf_fwhm,
                         refiner=self.mask_refiner,
                     )
+                if self.colour_typer is not None:
+                    from skysift.colour_typer import retype_by_colour
+
+                    out = retype_by_colour(
+                        out,
+                        [refined.get(k, drawn) for k, drawn in enumerate(every_pixels)],
+                        self.colour_typer,
+                        image=photometry[0],
+                        rms=photometry[1],
+                        psf_fwhm=psf_fwhm,
+                        classes=classes,
+                        offset=(t.cols.start, t.rows.start),
+                        zero_points=self.config.zero_points,
+                    )
+                    if self.shreds is not None:
+                        out = self._shreds_of_new_groups(out, bands, every_pixels, psf_fwhm)
                 boxes = out["boxes"]
                 mask_boxes = out.get("mask_boxes", boxes)  # the box each mask is drawn in
                 # the cut and the paint order use the detection score (P(source) x P(group)
@@ -629,6 +695,27 @@ class Segmenter:
                         }
                     )
         return found
+
+    def _shreds_of_new_groups(
+        self, out: dict[str, Any], bands: np.ndarray, pixels: list, psf_fwhm: float
+    ) -> dict[str, Any]:
+        """``out`` with P(shred) for the galaxies only, as the catalog holds it, after the
+        colour typer: measured for each galaxy it made from a star (which the shred
+        classifier, seeing a star, left NaN), NaN for each star it made from a galaxy; the
+        scores stay the typer's."""
+        from skysift.shreds import mask_centre_p_shred
+
+        is_star = np.asarray(out["labels"]) == self.architecture.classes.index("star") + 1
+        p_shred = np.array(out.get("p_shred", np.full(is_star.size, np.nan)), float)
+        p_shred[is_star] = np.nan
+        new = np.flatnonzero(
+            ~is_star & np.isnan(p_shred) & np.array([len(r) > 0 for r, _ in pixels], dtype=bool)
+        )
+        if new.size:
+            p_shred[new] = mask_centre_p_shred(
+                bands, [pixels[k] for k in new], self.shreds, psf_fwhm=psf_fwhm
+            )
+        return out | {"p_shred": p_shred}
 
     def _load_second_looks(self) -> tuple:
         """The :class:`~skysift.second_look.SecondLook` of each name in ``second_look``, each
@@ -1174,6 +1261,8 @@ def segment(
         out.meta["segmenter_shreds"] = segmenter.shreds.card["name"]
     if segmenter.mask_refiner is not None:
         out.meta["segmenter_mask_refiner"] = segmenter.mask_refiner.card["name"]
+    if segmenter.colour_typer is not None:
+        out.meta["segmenter_colour_typer"] = segmenter.colour_typer.card["name"]
     for key in ("psf_fwhm_pixels", "psf_fwhm_from"):
         if key in instances.meta:
             out.meta[f"segmenter_{key}"] = instances.meta[key]

@@ -216,6 +216,16 @@ class ShredClassifier(ShippedStarGalaxyNetwork):
         return self.probabilities(bands, x, y, psf_fwhm=psf_fwhm)
 
 
+def mask_centre_p_shred(
+    bands: np.ndarray, pixels, classifier: ShredClassifier, *, psf_fwhm: float
+) -> np.ndarray:
+    """P(shred) of each instance taken at the centre of its ``(rows, cols)`` pixels (none
+    empty) in the normalized ``bands``."""
+    y = np.array([np.mean(rows) for rows, _ in pixels])
+    x = np.array([np.mean(cols) for _, cols in pixels])
+    return classifier.probabilities(bands, x, y, psf_fwhm=psf_fwhm)
+
+
 def unshred(
     prediction: dict[str, np.ndarray],
     bands: np.ndarray,
@@ -268,9 +278,7 @@ def unshred(
     p_shred = np.full(labels.size, np.nan)
     if galaxy.any():
         chosen = [pixels[i] for i in np.flatnonzero(galaxy)]
-        y = np.array([np.mean(rows) for rows, _ in chosen])
-        x = np.array([np.mean(cols) for _, cols in chosen])
-        p_shred[galaxy] = classifier.probabilities(bands, x, y, psf_fwhm=psf_fwhm)
+        p_shred[galaxy] = mask_centre_p_shred(bands, chosen, classifier, psf_fwhm=psf_fwhm)
     keep = np.where(galaxy, 1.0 - np.nan_to_num(p_shred), 1.0)
     scores = np.asarray(prediction["scores"])
     ranking = np.asarray(prediction.get("detection_scores", scores), float)

@@ -40,6 +40,7 @@ def weights_dir() -> Path:
 
 
 def _builders() -> dict[str, Callable[[dict], Any]]:
+    from skysift.models.colour_typer import ColourTyperConfig, ColourTyperNet
     from skysift.models.morphology import MorphologyConfig, MorphologyNet
     from skysift.models.segmenter import SegmenterConfig, build_segmenter
     from skysift.models.stargalaxy import StarGalaxyConfig, StarGalaxyNet
@@ -53,6 +54,7 @@ def _builders() -> dict[str, Callable[[dict], Any]]:
         "stargalaxy": stargalaxy,
         "segmenter": lambda arch: build_segmenter(SegmenterConfig.from_dict(arch)),
         "morphology": lambda arch: MorphologyNet(MorphologyConfig.from_dict(arch)),
+        "colour_typer": lambda arch: ColourTyperNet(ColourTyperConfig.from_dict(arch)),
     }
 
 

@@ -250,6 +250,9 @@ def load_images(
             "y": shard["inst_y"],
             "snr": shard["inst_snr"],
             "seed": int(shard["seed"][0]),
+            "level": np.asarray(level, dtype=np.float32),
+            "scale": np.asarray(scale, dtype=np.float32),
+            "bad": shard["mask"][0].astype(bool),
         }
         if "unmasked_x" in shard:  # datasets written before these were recorded lack them
             sample["unmasked"] = {k: shard[f"unmasked_{k}"] for k in ("x", "y", "snr")}
@@ -452,6 +455,7 @@ def refine(
     star_fraction: float | None = None,
     shreds=None,
     mask_refiner=None,
+    colour_typer=None,
 ) -> list[dict[str, Any]]:
     """A detector's predictions on samples of :func:`load_images`, refined as the
     ``Segmenter`` does; the predictions are not modified, so one set can be refined several
@@ -505,7 +509,41 @@ def refine(
             refined_masks(p, s["image"], mask_refiner, psf_fwhm=s["psf_fwhm"])
             for p, s in zip(predictions, samples, strict=True)
         ]
+    if colour_typer is not None:
+        _require_psf_fwhm(samples)
+        predictions = [
+            _colour_retyped(p, s, colour_typer, classes)
+            for p, s in zip(predictions, samples, strict=True)
+        ]
     return predictions
+
+
+def sample_in_units(sample: dict[str, Any], *, softening: float = SOFTENING) -> np.ndarray:
+    """The image of a :func:`load_images` sample in its own units again (the normalization
+    undone; masked pixels at the band's level)."""
+    if "level" not in sample:
+        raise ValueError("the sample has no level and scale (written by an older load_images)")
+    level = np.asarray(sample["level"], dtype=np.float32)[:, None, None]
+    scale = np.asarray(sample["scale"], dtype=np.float32)[:, None, None]
+    return np.sinh(sample["image"]) * (softening * scale) + level
+
+
+def _colour_retyped(prediction: dict[str, Any], sample: dict[str, Any], typer, classes):
+    from skysift.colour_typer import retype_by_colour, sky_subtracted
+
+    image, rms = sky_subtracted(sample_in_units(sample), sample.get("bad"))
+    masks = np.asarray(prediction["masks"])
+    masks = masks[:, 0] >= 0.5 if masks.ndim == 4 else masks.astype(bool)
+    pixels = [np.nonzero(mask) for mask in masks]
+    return retype_by_colour(
+        prediction,
+        pixels,
+        typer,
+        image=image,
+        rms=rms,
+        psf_fwhm=sample["psf_fwhm"],
+        classes=classes,
+    )
 
 
 def segmenter_catalogs(

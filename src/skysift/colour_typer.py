@@ -1,0 +1,360 @@
+"""The segmenter chain's last star/galaxy call, made with each instance's colours.
+
+The second looks see each instance's bands normalized by each band's own robust scale, which
+on a field with a sky gradient or amplifier offsets is set by them, not by the noise: the
+scale ratio between bands changes from field to field by a factor of two or more, so the
+looks cannot read a source's colour (docs/models.md, session 43). Stars and galaxies differ
+in colour as much as a faint source's colour can be measured, so the chain loses a signal
+every survey's star/galaxy separation uses.
+
+The colour typer puts it back. For each instance it measures the light in a circular aperture
+(:data:`APERTURE_FWHM` PSF FWHM in radius) at the centroid of its mask in each band of the
+sky-subtracted image (SEP's background, SExtractor's algorithm) in the image's own units, and
+a small network decides star, galaxy or false from those fluxes and colours together with
+what the chain already knows: the looks' and the detector's probabilities, P(shred), the
+mask's area and the PSF FWHM (:data:`FEATURES`). Its probabilities replace the instance's
+group and ranking score. Colours compare bands in the image's units: they are the colours of
+the training fields' zero points (the card's ``zero_points``) unless the image's are given
+(``SegmentConfig.zero_points``), in which case each band is scaled to the card's first.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "APERTURE_FWHM",
+    "CLASSES",
+    "FEATURES",
+    "ColourTyper",
+    "aperture_fluxes",
+    "instance_features",
+    "mask_centroids",
+    "prediction_features",
+    "retype_by_colour",
+    "sky_subtracted",
+]
+
+#: Aperture radius in PSF FWHM: near the best S/N of a point source's aperture flux.
+APERTURE_FWHM = 0.8
+#: The typer's classes, in the order of its outputs.
+CLASSES = ("galaxy", "star", "false")
+#: Colours are clipped to this many magnitudes either way (a band with no flux gives a limit).
+COLOUR_LIMIT = 4.0
+
+
+def feature_names(bands: int) -> tuple[str, ...]:
+    """Names of the typer's inputs for an image of ``bands`` bands (reference band: the
+    middle one, where the PSF FWHM is measured)."""
+    base = (
+        "look_p_star",
+        "look_p_false",
+        "look_decided",
+        "detector_p_star",
+        "detector_p_galaxy",
+        "p_shred",
+        "log_area",
+        "log_psf_fwhm",
+    )
+    snr = tuple(f"asinh_snr_band{b}" for b in range(bands))
+    colours = tuple(f"colour_band{b}" for b in range(bands) if b != bands // 2)
+    return base + snr + colours
+
+
+#: The inputs of a three-band typer (g, r, z: colours g - r and z - r).
+FEATURES = feature_names(3)
+
+
+def sky_subtracted(
+    bands: np.ndarray, bad: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each band less SEP's background map, and the background's RMS per band.
+
+    Parameters
+    ----------
+    bands : numpy.ndarray
+        ``(bands, height, width)`` image in its own units (not normalized).
+    bad : numpy.ndarray, optional
+        ``(height, width)`` pixels to leave out of the background.
+
+    Returns
+    -------
+    image : numpy.ndarray
+        ``(bands, height, width)`` float32, sky-subtracted; ``bad`` pixels are 0.
+    rms : numpy.ndarray
+        ``(bands,)`` each band's noise per pixel: 1.4826 x the median absolute deviation of
+        its sky-subtracted pixels (robust to the sources; SEP's own RMS would carry the sky's
+        slope across each of its meshes).
+    """
+    import sep
+
+    from skysift.normalization import robust_level_scale
+
+    out = np.empty(bands.shape, dtype=np.float32)
+    rms = np.empty(bands.shape[0])
+    mask = None if bad is None else np.array(bad, dtype=bool)  # SEP writes to its input
+    for k, band in enumerate(np.asarray(bands, dtype=np.float32)):
+        band = np.ascontiguousarray(np.nan_to_num(band, nan=0.0, posinf=0.0, neginf=0.0))
+        out[k] = band - sep.Background(band, mask=mask).back()
+        rms[k] = robust_level_scale(out[k], mask)[1]
+    if mask is not None:
+        out[:, mask] = 0.0
+    return out, rms
+
+
+def mask_centroids(pixels: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` the mean column and row of each instance's ``(rows, cols)`` pixels (NaN for
+    an empty one)."""
+    x = np.array([np.mean(cols) if len(cols) else np.nan for rows, cols in pixels], dtype=float)
+    y = np.array([np.mean(rows) if len(rows) else np.nan for rows, cols in pixels], dtype=float)
+    return x, y
+
+
+def aperture_fluxes(
+    image: np.ndarray, x: np.ndarray, y: np.ndarray, *, psf_fwhm: float
+) -> np.ndarray:
+    """``(bands, n)`` sums of a sky-subtracted ``image`` in circles of
+    :data:`APERTURE_FWHM` x ``psf_fwhm`` pixels about ``(x, y)`` (0 where a position is NaN)."""
+    import sep
+
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    out = np.zeros((image.shape[0], x.size))
+    good = np.isfinite(x) & np.isfinite(y)
+    if not good.any():
+        return out
+    radius = APERTURE_FWHM * float(psf_fwhm)
+    for k, band in enumerate(image):
+        flux, _, _ = sep.sum_circle(
+            np.ascontiguousarray(band, dtype=np.float32), x[good], y[good], radius
+        )
+        out[k, good] = flux
+    return out
+
+
+def instance_features(
+    prediction: dict[str, Any],
+    *,
+    areas: np.ndarray,
+    fluxes: np.ndarray,
+    rms: np.ndarray,
+    psf_fwhm: float,
+) -> np.ndarray:
+    """``(n, len(feature_names(bands)))`` float32 inputs of the typer, per instance.
+
+    Parameters
+    ----------
+    prediction : dict
+        The chain's prediction after its looks: ``p_star`` and ``p_galaxy`` (the detector's),
+        ``p_star_second_look`` and ``p_false_second_look`` (NaN where no look decided; absent
+        without a look), ``p_shred`` (optional; NaN for stars).
+    areas : numpy.ndarray
+        ``(n,)`` pixels in each instance's mask.
+    fluxes : numpy.ndarray
+        ``(bands, n)`` aperture fluxes (:func:`aperture_fluxes`), in the training zero points.
+    rms : numpy.ndarray
+        ``(bands,)`` background noise per pixel in the same units.
+    psf_fwhm : float
+        PSF FWHM of the reference band, pixels.
+    """
+    n = len(np.asarray(prediction["p_star"]))
+    detector_star = np.asarray(prediction["p_star"], dtype=float)
+    detector_galaxy = np.asarray(prediction["p_galaxy"], dtype=float)
+    look_star = np.asarray(prediction.get("p_star_second_look", np.full(n, np.nan)), dtype=float)
+    look_false = np.asarray(prediction.get("p_false_second_look", np.full(n, np.nan)), dtype=float)
+    decided = np.isfinite(look_star)
+    fallback = detector_star / np.maximum(detector_star + detector_galaxy, 1e-6)
+    shred = np.asarray(prediction.get("p_shred", np.full(n, np.nan)), dtype=float)
+    fluxes = np.asarray(fluxes, dtype=float).reshape(len(rms), n)
+    sigma = np.asarray(rms, dtype=float)[:, None] * math.sqrt(math.pi) * APERTURE_FWHM * psf_fwhm
+    reference = len(rms) // 2
+    floor = np.maximum(fluxes, sigma)
+    colours = [
+        np.clip(-2.5 * np.log10(floor[b] / floor[reference]), -COLOUR_LIMIT, COLOUR_LIMIT)
+        for b in range(len(rms))
+        if b != reference
+    ]
+    columns = [
+        np.where(decided, look_star, fallback),
+        np.where(decided, np.nan_to_num(look_false), 0.0),
+        decided.astype(float),
+        detector_star,
+        detector_galaxy,
+        np.nan_to_num(shred),
+        np.log(np.maximum(np.asarray(areas, dtype=float), 1.0)),
+        np.full(n, math.log(psf_fwhm)),
+        *np.arcsinh(fluxes / sigma),
+        *colours,
+    ]
+    return (
+        np.column_stack(columns).astype(np.float32)
+        if n
+        else np.zeros((0, len(columns)), np.float32)
+    )
+
+
+class ColourTyper:
+    """A shipped (or given) colour typer: instance features in, class probabilities out.
+
+    Parameters
+    ----------
+    name : str
+        Shipped model name (``skysift models``), or the path of a card written elsewhere.
+    module, card : optional
+        A trained :class:`skysift.models.colour_typer.ColourTyperNet` and its card, instead
+        of loading one.
+    """
+
+    def __init__(self, name: str = "colour_typer", *, module=None, card=None) -> None:
+        from skysift.models.registry import load_model, model_location, shipped_or_given
+
+        if module is None:
+            model_name, folder = model_location(name)
+            module, card = load_model(model_name, directory=folder)
+        self.module, self.card = shipped_or_given(name, module, card, what="colour typer")
+        #: bands of the images it decides (its features are those of this many bands)
+        self.bands = int(self.card["inputs"]["bands"])
+        #: AB magnitude of one image unit per band in its training fields
+        self.zero_points = tuple(float(z) for z in self.card["inputs"]["zero_points"])
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """``(n, 3)`` probabilities of :data:`CLASSES` for :func:`instance_features` rows."""
+        import torch
+
+        from skysift.errors import InvalidParameterError
+
+        features = np.asarray(features, dtype=np.float32)
+        width = len(feature_names(self.bands))
+        if features.ndim != 2 or features.shape[1] != width:
+            raise InvalidParameterError(
+                f"the colour typer {self.card['name']!r} takes (n, {width}) features; got "
+                f"{features.shape}"
+            )
+        if not len(features):
+            return np.zeros((0, len(CLASSES)))
+        with torch.no_grad():
+            logits = self.module(torch.from_numpy(features))
+        return torch.softmax(logits, dim=1).numpy().astype(float)
+
+    def unit_scales(self, zero_points: Sequence[float] | None) -> np.ndarray:
+        """``(bands,)`` factors that put an image of ``zero_points`` (AB magnitude of one
+        image unit per band; None: the card's own) in the training fields' units."""
+        from skysift.errors import InvalidParameterError
+
+        if zero_points is None:
+            return np.ones(self.bands)
+        if len(zero_points) != self.bands:
+            raise InvalidParameterError(
+                f"the colour typer {self.card['name']!r} needs {self.bands} zero points (one "
+                f"per band); got {len(zero_points)}"
+            )
+        given = np.asarray(zero_points, dtype=float)
+        return 10 ** (0.4 * (np.asarray(self.zero_points) - given))
+
+
+def prediction_features(
+    prediction: dict[str, Any],
+    pixels: Sequence,
+    *,
+    image: np.ndarray,
+    rms: np.ndarray,
+    psf_fwhm: float,
+    offset: tuple[int, int] = (0, 0),
+    unit_scales: np.ndarray | None = None,
+) -> np.ndarray:
+    """:func:`instance_features` of a prediction's instances: each one's aperture fluxes
+    measured in ``image`` at the centroid of its ``pixels`` (shifted by ``offset``, the
+    ``(column, row)`` of their origin in ``image``), all bands multiplied by
+    ``unit_scales`` (:meth:`ColourTyper.unit_scales`) first."""
+    scale = np.ones(image.shape[0]) if unit_scales is None else np.asarray(unit_scales, float)
+    x, y = mask_centroids(pixels)
+    fluxes = aperture_fluxes(image, x + offset[0], y + offset[1], psf_fwhm=psf_fwhm)
+    return instance_features(
+        prediction,
+        areas=np.array([len(rows) for rows, _ in pixels]),
+        fluxes=fluxes * scale[:, None],
+        rms=np.asarray(rms, dtype=float) * scale,
+        psf_fwhm=psf_fwhm,
+    )
+
+
+def retype_by_colour(
+    prediction: dict[str, Any],
+    pixels: Sequence,
+    typer: ColourTyper,
+    *,
+    image: np.ndarray,
+    rms: np.ndarray,
+    psf_fwhm: float,
+    classes: Sequence[str],
+    offset: tuple[int, int] = (0, 0),
+    zero_points: Sequence[float] | None = None,
+) -> dict[str, Any]:
+    """A prediction with each instance's group and score from the colour typer.
+
+    Parameters
+    ----------
+    prediction : dict
+        The chain's prediction after its looks, shreds and types (see
+        :func:`instance_features`), with ``labels`` (1-based into ``classes``) and ``scores``.
+    pixels : sequence of (rows, cols)
+        Each instance's final mask, in the coordinates of ``prediction``.
+    typer : ColourTyper
+    image : numpy.ndarray
+        ``(bands, H, W)`` sky-subtracted image in its own units (:func:`sky_subtracted`).
+    rms : numpy.ndarray
+        ``(bands,)`` its background noise per pixel.
+    psf_fwhm : float
+        PSF FWHM of the reference band, pixels.
+    classes : sequence of str
+        The detector's classes; must include ``star`` and ``other``.
+    offset : (int, int)
+        ``(column, row)`` of ``pixels``' origin in ``image`` (a tile's corner).
+    zero_points : sequence of float, optional
+        AB magnitude of one image unit per band; None takes the typer's training ones.
+
+    Returns
+    -------
+    dict
+        A new prediction: an instance is a star when P(star) >= P(galaxy), else a galaxy (a
+        galaxy keeps its type, a former star becomes ``other``); ``scores`` and
+        ``detection_scores`` are the larger of the two; ``p_star_colour`` and
+        ``p_false_colour`` are the typer's. The input is not modified.
+    """
+    from skysift.errors import InvalidParameterError
+
+    if image.shape[0] != typer.bands:
+        raise InvalidParameterError(
+            f"the colour typer {typer.card['name']!r} takes {typer.bands} bands; got "
+            f"{image.shape[0]}"
+        )
+    labels = np.asarray(prediction["labels"])
+    out = dict(prediction)
+    if not labels.size:
+        out["p_star_colour"] = out["p_false_colour"] = np.zeros(0)
+        return out
+    features = prediction_features(
+        prediction,
+        pixels,
+        image=image,
+        rms=rms,
+        psf_fwhm=psf_fwhm,
+        offset=offset,
+        unit_scales=typer.unit_scales(zero_points),
+    )
+    p = typer.probabilities(features)
+    p_galaxy, p_star = p[:, CLASSES.index("galaxy")], p[:, CLASSES.index("star")]
+    star, other = classes.index("star") + 1, classes.index("other") + 1
+    is_star = p_star >= p_galaxy
+    out["labels"] = np.where(is_star, star, np.where(labels == star, other, labels)).astype(
+        labels.dtype
+    )
+    scores = np.maximum(p_star, p_galaxy).astype(np.asarray(prediction["scores"]).dtype)
+    out["scores"] = scores
+    out["detection_scores"] = scores
+    out["p_star_colour"] = p_star
+    out["p_false_colour"] = p[:, CLASSES.index("false")]
+    return out

@@ -1,0 +1,299 @@
+"""The colour typer: its photometry, its inputs, its decision in the chain, its training."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from skysift.colour_typer import (
+    CLASSES,
+    FEATURES,
+    ColourTyper,
+    aperture_fluxes,
+    feature_names,
+    instance_features,
+    retype_by_colour,
+    sky_subtracted,
+)
+from skysift.errors import InvalidParameterError
+
+DETECTOR_CLASSES = ("star", "elliptical", "spiral", "other")
+G_MINUS_R = FEATURES.index("colour_band0")
+
+
+class _RedIsStar(torch.nn.Module):
+    """A typer network: a star when g - r > 0.5 mag, else a galaxy, never false."""
+
+    def forward(self, features):
+        colour = features[:, G_MINUS_R]
+        star = 20.0 * (colour - 0.5)
+        return torch.stack([torch.zeros_like(star), star, torch.full_like(star, -20.0)], dim=1)
+
+
+def _typer(zero_points=(25.0, 25.0, 25.0)) -> ColourTyper:
+    card = {"name": "red_is_star", "inputs": {"bands": 3, "zero_points": list(zero_points)}}
+    return ColourTyper(module=_RedIsStar(), card=card)
+
+
+def _gaussian(shape, x, y, sigma, flux):
+    rows, cols = np.indices(shape)
+    profile = np.exp(-((cols - x) ** 2 + (rows - y) ** 2) / (2 * sigma**2))
+    return flux * profile / profile.sum()
+
+
+def test_the_sky_goes_and_the_noise_is_measured_with_a_gradient_and_an_offset():
+    rng = np.random.default_rng(0)
+    rows, cols = np.indices((128, 128))
+    sky = 1000.0 + 0.2 * cols + np.where(rows < 64, 0.0, 3.0)  # a ramp, an amplifier step
+    bands = np.stack([sky + rng.normal(0.0, s, sky.shape) for s in (5.0, 10.0, 20.0)])
+    bad = np.zeros((128, 128), bool)
+    bad[:4] = True
+    bands[:, :4] = np.nan  # masked pixels may be anything
+    image, rms = sky_subtracted(bands, bad)
+    np.testing.assert_allclose(rms, [5.0, 10.0, 20.0], rtol=0.1)
+    assert abs(float(np.median(image[:, 4:]))) < 1.0
+    assert (image[:, :4] == 0).all()
+    assert np.isnan(bands[:, :4]).all()  # the input is not modified
+
+
+def test_aperture_fluxes_hold_most_of_a_point_sources_light_and_skip_no_position():
+    image = np.stack([_gaussian((64, 64), 30.0, 20.0, 2.0, f) for f in (100.0, 200.0, 400.0)])
+    fluxes = aperture_fluxes(image, np.array([30.0, np.nan]), np.array([20.0, 5.0]), psf_fwhm=4.7)
+    # 0.8 FWHM = 1.9 sigma: 83 % of a Gaussian's light
+    np.testing.assert_allclose(fluxes[:, 0] / [100.0, 200.0, 400.0], 0.83, atol=0.02)
+    assert (fluxes[:, 1] == 0).all()
+
+
+def test_features_hold_the_looks_or_the_detectors_call_and_clipped_colours():
+    prediction = {
+        "p_star": np.array([0.8, 0.1]),
+        "p_galaxy": np.array([0.2, 0.6]),
+        "p_star_second_look": np.array([0.9, np.nan]),
+        "p_false_second_look": np.array([0.05, np.nan]),
+        "p_shred": np.array([np.nan, 0.3]),
+    }
+    fluxes = np.array([[100.0, -5.0], [250.0, 400.0], [1000.0, 0.0]])  # g, r, z
+    features = instance_features(
+        prediction, areas=np.array([20, 0]), fluxes=fluxes, rms=np.ones(3), psf_fwhm=4.0
+    )
+    assert features.shape == (2, len(FEATURES))
+    assert features.dtype == np.float32
+    row = dict(zip(FEATURES, features[0], strict=True))
+    assert row["look_p_star"] == pytest.approx(0.9)
+    assert row["look_decided"] == 1.0
+    assert row["colour_band0"] == pytest.approx(-2.5 * np.log10(100 / 250), rel=1e-5)
+    assert row["colour_band2"] == pytest.approx(-2.5 * np.log10(1000 / 250), rel=1e-5)
+    assert row["p_shred"] == 0.0
+    assert row["log_area"] == pytest.approx(np.log(20))
+    other = dict(zip(FEATURES, features[1], strict=True))
+    # no look decided: the detector's P(star) among its groups, nothing false
+    assert other["look_p_star"] == pytest.approx(0.1 / 0.7)
+    assert other["look_decided"] == 0.0
+    assert other["look_p_false"] == 0.0
+    assert other["p_shred"] == pytest.approx(0.3)
+    # a band with no light gives a limit, never a NaN
+    assert np.isfinite(features).all()
+    assert feature_names(1) == FEATURES[:9]
+
+
+def test_retype_by_colour_decides_group_and_score_and_keeps_galaxy_types():
+    shape = (64, 96)
+    red = [_gaussian(shape, 20.0, 30.0, 2.0, f) for f in (100.0, 300.0, 500.0)]
+    blue = [_gaussian(shape, 70.0, 30.0, 2.0, f) for f in (300.0, 300.0, 300.0)]
+    image = np.stack(red) + np.stack(blue)
+    rows, cols = np.indices(shape)
+    pixels = [
+        np.nonzero(np.hypot(cols - x, rows - 30.0) < 5) for x in (20.0, 70.0)
+    ]  # the red one, the blue one
+    prediction = {
+        "labels": np.array([3, 1]),  # a spiral and a star
+        "scores": np.array([0.9, 0.8], dtype=np.float32),
+        "p_star": np.array([0.1, 0.9]),
+        "p_galaxy": np.array([0.9, 0.1]),
+    }
+    out = retype_by_colour(
+        prediction,
+        pixels,
+        _typer(),
+        image=image,
+        rms=np.ones(3),
+        psf_fwhm=4.7,
+        classes=DETECTOR_CLASSES,
+    )
+    np.testing.assert_array_equal(out["labels"], [1, 4])  # the red star; a former star: other
+    np.testing.assert_allclose(out["scores"], 1.0, atol=1e-3)
+    np.testing.assert_array_equal(out["detection_scores"], out["scores"])
+    np.testing.assert_allclose(out["p_star_colour"], [1.0, 0.0], atol=1e-3)
+    np.testing.assert_array_equal(prediction["labels"], [3, 1])  # the input is not modified
+    # an image whose g unit is a source of magnitude 26 (the typer's: 25): in the typer's
+    # units its g fluxes are 2.5 times smaller, the blue source is 1 mag redder and a star
+    shifted = retype_by_colour(
+        prediction,
+        pixels,
+        _typer(),
+        image=image,
+        rms=np.ones(3),
+        psf_fwhm=4.7,
+        classes=DETECTOR_CLASSES,
+        zero_points=(26.0, 25.0, 25.0),
+    )
+    np.testing.assert_array_equal(shifted["labels"], [1, 1])
+    empty = retype_by_colour(
+        {k: v[:0] for k, v in prediction.items()},
+        [],
+        _typer(),
+        image=image,
+        rms=np.ones(3),
+        psf_fwhm=4.7,
+        classes=DETECTOR_CLASSES,
+    )
+    assert len(empty["labels"]) == 0
+    with pytest.raises(InvalidParameterError, match="3 bands"):
+        retype_by_colour(
+            prediction, pixels, _typer(), image=image[:2], rms=np.ones(2), psf_fwhm=4.7,
+            classes=DETECTOR_CLASSES,
+        )  # fmt: skip
+
+
+def test_the_typer_refuses_features_and_zero_points_it_cannot_take():
+    typer = _typer()
+    with pytest.raises(InvalidParameterError, match=r"\(n, 13\) features"):
+        typer.probabilities(np.zeros((2, 5), np.float32))
+    with pytest.raises(InvalidParameterError, match="3 zero points"):
+        typer.unit_scales((25.0, 25.0))
+    np.testing.assert_allclose(typer.unit_scales((24.0, 25.0, 27.5)), [2.5119, 1.0, 0.1], rtol=1e-4)
+    assert typer.probabilities(np.zeros((0, 13), np.float32)).shape == (0, len(CLASSES))
+
+
+def test_the_segmenter_types_by_colour_last_in_every_tile():
+    """Two sources of the same shape, one red and one blue, across a tile seam: the look
+    calls both galaxies, the colour typer makes the red one a star."""
+    from skysift.segment import SegmentConfig
+    from test_second_look import _RecordingLook
+    from test_segment import _segmenter
+
+    shape = (200, 300)
+    rng = np.random.default_rng(1)
+    bands = rng.normal(100.0, 5.0, (3, *shape))
+    for x, fluxes in ((60.0, (8000.0, 24000.0, 40000.0)), (150.0, (20000.0,) * 3)):
+        bands += np.stack([_gaussian(shape, x, 100.0, 3.0, f) for f in fluxes])
+    image = bands.astype(np.float32)
+    segmenter = _segmenter(tile=128, margin=32, psf_fwhm=4.0)
+    segmenter.second_looks = (_RecordingLook(-np.log(3.0)),)  # P(star) = 0.25: galaxies
+    looked = segmenter(image)
+    assert len(looked) == 2
+    assert set(looked.classes) == {"elliptical"}
+    segmenter.colour_typer = _typer()
+    typed = segmenter(image)
+    order = np.argsort(typed.x)
+    assert list(typed.classes[order]) == ["star", "elliptical"]
+    np.testing.assert_allclose(typed.scores, 1.0, atol=1e-3)
+    with pytest.raises(InvalidParameterError, match="second_look"):
+        SegmentConfig(colour_typer="colour_typer")
+    with pytest.raises(InvalidParameterError, match="zero_points"):
+        SegmentConfig(second_look="second_look", colour_typer="x", zero_points=(np.nan,))
+
+
+def _instances(n: int, seed: int) -> dict[str, np.ndarray]:
+    """Typer samples in which the colour alone tells stars from galaxies."""
+    rng = np.random.default_rng(seed)
+    label = rng.integers(0, 3, n)
+    features = rng.normal(0.0, 1.0, (n, len(FEATURES))).astype(np.float32)
+    features[:, G_MINUS_R] = np.where(label == 1, 1.0, 0.0) + rng.normal(0.0, 0.1, n)
+    features[:, FEATURES.index("look_p_false")] = (label == 2) * 0.9
+    return {
+        "features": features,
+        "label": label.astype(np.int64),
+        "snr": rng.uniform(20.0, 200.0, n),
+        "field": np.arange(n),
+    }
+
+
+def test_training_writes_a_typer_the_chain_can_load(tmp_path):
+    from skysift.train.colour_typer import (
+        ColourTyperTrainingConfig,
+        finish_colour_typer,
+        train_colour_typer,
+    )
+
+    run = tmp_path / "run"
+    run.mkdir()
+    # the chain's instances, as cached_instances leaves them
+    for role, seed in (("train", 0), ("validation", 1), ("test", 2)):
+        np.savez(run / f"instances_{role}.npz", **_instances(600, seed))
+    config = ColourTyperTrainingConfig(
+        run_dir=str(run), epochs=8, hidden=(16,), batch_size=64, threads=1
+    )
+    best = train_colour_typer(config, progress=False)
+    summary = json.loads((run / "summary.json").read_text())
+    assert [row["epoch"] for row in summary["history"]] == list(range(1, 9))
+    assert summary["features"] == list(FEATURES)
+    finish_colour_typer(config, best, out_dir=tmp_path / "out", progress=False)
+    card = json.loads((tmp_path / "out" / "colour_typer.json").read_text())
+    assert card["training"]["command"] == (
+        "skysift train colour-typer --seed 0 --epochs 8 --threads 1"
+    )
+    assert card["inputs"]["band_names"] == ["g", "r", "z"]
+    typer = ColourTyper(str(tmp_path / "out" / "colour_typer.json"))
+    test = _instances(200, 3)
+    p = typer.probabilities(test["features"])
+    assert p.shape == (200, 3)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
+    # it learned the colour: stars and galaxies told apart in every S/N bin of the card
+    right = [row["stars"]["right"] for row in card["metrics"]["colour_typer"]["bins"]]
+    assert min(right) > 0.9
+    assert (
+        card["metrics"]["colour_typer"]["log_loss"]
+        < card["metrics"]["chain_without_it"]["log_loss"]
+    )
+
+
+def test_the_chains_instances_are_labelled_by_the_figures_matching():
+    """A star, a galaxy and a detection on nothing: star, galaxy and false, with the matched
+    truth's S/N; the fluxes are measured on the image in its own units again."""
+    from skysift.train.colour_typer import instance_samples
+
+    shape = (64, 64)
+    rng = np.random.default_rng(2)
+    raw = 100.0 + rng.normal(0.0, 5.0, (3, *shape))
+    raw += np.stack([_gaussian(shape, 20.0, 20.0, 2.0, f) for f in (2500.0, 7500.0, 12500.0)])
+    raw += np.stack([_gaussian(shape, 44.0, 40.0, 3.0, 15000.0) for _ in range(3)])
+    level, scale = np.full(3, 100.0), np.full(3, 5.0)
+    rows, cols = np.indices(shape)
+    discs = [
+        np.hypot(cols - x, rows - y) < r for x, y, r in ((20, 20, 4), (44, 40, 6), (10, 50, 3))
+    ]
+    labels = np.where(discs[0], 1, np.where(discs[1], 2, 0)).astype(np.int32)
+    sample = {
+        "image": np.arcsinh((raw - level[:, None, None]) / (4.0 * scale[:, None, None])),
+        "level": level,
+        "scale": scale,
+        "bad": np.zeros(shape, bool),
+        "labels": labels,
+        "ids": np.array([1, 2]),
+        "classes": np.array([1, 2]),  # a star, an elliptical
+        "snr": np.array([30.0, 60.0]),
+        "unmasked": {"x": np.zeros(0), "y": np.zeros(0), "snr": np.zeros(0)},
+        "psf_fwhm": 4.7,
+        "seed": 7,
+    }
+    prediction = {
+        "boxes": np.array([[16, 16, 25, 25], [38, 34, 51, 47], [7, 47, 14, 54]], np.float32),
+        "labels": np.array([1, 2, 4]),
+        "scores": np.array([0.9, 0.8, 0.6], np.float32),
+        "p_star": np.array([0.9, 0.1, 0.3]),
+        "p_galaxy": np.array([0.05, 0.8, 0.4]),
+        "masks": np.stack(discs)[:, None].astype(np.float32),
+    }
+    data = instance_samples([prediction], [sample], star_label=1)
+    np.testing.assert_array_equal(
+        data["label"], [CLASSES.index(c) for c in ("star", "galaxy", "false")]
+    )
+    np.testing.assert_allclose(data["snr"], [30.0, 60.0, 0.0])
+    assert (data["field"] == 7).all()
+    colour = data["features"][:, G_MINUS_R]
+    assert colour[0] == pytest.approx(2.5 * np.log10(3.0), abs=0.1)  # g is 3 x fainter
+    assert colour[1] == pytest.approx(0.0, abs=0.1)
