@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SNR_BINS = ((20.0, 50.0), (50.0, 100.0), (100.0, np.inf))
 #: galaxy half-light radius / PSF FWHM bin edges
 SIZE_EDGES = (0.0, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, np.inf)
-RECOMMENDED = "second_look_reject&second_look_reject_refined@0.27+shred~mask_refiner"
+RECOMMENDED = "second_look_reject&second_look_reject_refined@0.27+shred~mask_refiner^colour_typer"
 
 
 def source_rows(samples, module, *, chain: tuple, split: str) -> list[dict]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -168,7 +169,7 @@ def test_the_typer_refuses_features_and_zero_points_it_cannot_take():
     assert typer.probabilities(np.zeros((0, 13), np.float32)).shape == (0, len(CLASSES))
 
 
-def test_the_segmenter_types_by_colour_last_in_every_tile():
+def test_the_segmenter_types_by_colour_last_in_every_tile(caplog):
     """Two sources of the same shape, one red and one blue, across a tile seam: the look
     calls both galaxies, the colour typer makes the red one a star."""
     from skysift.segment import SegmentConfig
@@ -191,6 +192,15 @@ def test_the_segmenter_types_by_colour_last_in_every_tile():
     order = np.argsort(typed.x)
     assert list(typed.classes[order]) == ["star", "elliptical"]
     np.testing.assert_allclose(typed.scores, 1.0, atol=1e-3)
+    # a typer that learned g, r, z colours warns on an image of other named bands
+    from skysift.image import Image
+
+    segmenter.colour_typer.card["inputs"]["band_names"] = ["g", "r", "z"]
+    with caplog.at_level(logging.WARNING, logger="skysift.segment"):
+        segmenter(Image.from_array(image, bands=("g", "r", "z")))
+        assert "colour typer" not in caplog.text
+        segmenter(Image.from_array(image, bands=("u", "g", "r")))
+    assert "bands are u, g, r" in caplog.text
     with pytest.raises(InvalidParameterError, match="second_look"):
         SegmentConfig(colour_typer="colour_typer")
     with pytest.raises(InvalidParameterError, match="zero_points"):

@@ -190,7 +190,8 @@ class SegmentConfig:
         group from all of theirs and its aperture colours. On 1,024 held-out typical fields
         its precision at 80 % recall at S/N >= 20 / 50 / 100 is 0.969 / 0.989 / 0.989 for
         galaxies and 0.966 / 0.984 / 0.983 for stars; on Galaxy-Zoo-like cutouts it meets
-        the Mask Galaxy paper's central-galaxy targets. It needs the PSF FWHM (``psf_fwhm``,
+        the Mask Galaxy paper's central-galaxy targets (measured without the colour typer,
+        which learned the colours of g, r, z). It needs the PSF FWHM (``psf_fwhm``,
         else the header's ``SEEING``, else measured on the image), three bands (g, r, z) and
         their zero points if they are not DECaLS's (``zero_points``).
 
@@ -508,6 +509,7 @@ class Segmenter:
         if self.colour_typer is not None:
             from skysift.colour_typer import sky_subtracted
 
+            self._check_colour_bands(image)
             photometry = sky_subtracted(np.asarray(image.data), np.asarray(image.mask))
         found = self._tile_instances(
             data, psf_fwhm=psf[0] if psf else None, progress=progress, photometry=photometry
@@ -695,6 +697,21 @@ class Segmenter:
                         }
                     )
         return found
+
+    def _check_colour_bands(self, image: Image) -> None:
+        """Warn when the image's bands are named and are not the colour typer's."""
+        trained = tuple(self.colour_typer.card["inputs"].get("band_names", ()))
+        named = tuple(image.bands)
+        generic = named == tuple(f"band{i}" for i in range(len(named)))
+        if trained and not generic and named != trained:
+            log.warning(
+                "segment: the colour typer %r learned colours of bands %s; this image's "
+                "bands are %s, so its colours mean something else (colour_typer=None "
+                "keeps the looks' call)",
+                self.colour_typer.card["name"],
+                ", ".join(trained),
+                ", ".join(named),
+            )
 
     def _shreds_of_new_groups(
         self, out: dict[str, Any], bands: np.ndarray, pixels: list, psf_fwhm: float
