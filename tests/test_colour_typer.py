@@ -115,15 +115,14 @@ def test_retype_by_colour_decides_group_and_score_and_keeps_galaxy_types():
         "p_star": np.array([0.1, 0.9]),
         "p_galaxy": np.array([0.9, 0.1]),
     }
-    out = retype_by_colour(
-        prediction,
-        pixels,
-        _typer(),
-        image=image,
-        rms=np.ones(3),
-        psf_fwhm=4.7,
-        classes=DETECTOR_CLASSES,
-    )
+
+    def retyped(prediction, pixels, image=image, **options):
+        options = {"rms": np.ones(image.shape[0]), "psf_fwhm": 4.7, **options}
+        return retype_by_colour(
+            prediction, pixels, _typer(), image=image, classes=DETECTOR_CLASSES, **options
+        )
+
+    out = retyped(prediction, pixels)
     np.testing.assert_array_equal(out["labels"], [1, 4])  # the red star; a former star: other
     np.testing.assert_allclose(out["scores"], 1.0, atol=1e-3)
     np.testing.assert_array_equal(out["detection_scores"], out["scores"])
@@ -131,32 +130,12 @@ def test_retype_by_colour_decides_group_and_score_and_keeps_galaxy_types():
     np.testing.assert_array_equal(prediction["labels"], [3, 1])  # the input is not modified
     # an image whose g unit is a source of magnitude 26 (the typer's: 25): in the typer's
     # units its g fluxes are 2.5 times smaller, the blue source is 1 mag redder and a star
-    shifted = retype_by_colour(
-        prediction,
-        pixels,
-        _typer(),
-        image=image,
-        rms=np.ones(3),
-        psf_fwhm=4.7,
-        classes=DETECTOR_CLASSES,
-        zero_points=(26.0, 25.0, 25.0),
-    )
+    shifted = retyped(prediction, pixels, zero_points=(26.0, 25.0, 25.0))
     np.testing.assert_array_equal(shifted["labels"], [1, 1])
-    empty = retype_by_colour(
-        {k: v[:0] for k, v in prediction.items()},
-        [],
-        _typer(),
-        image=image,
-        rms=np.ones(3),
-        psf_fwhm=4.7,
-        classes=DETECTOR_CLASSES,
-    )
+    empty = retyped({k: v[:0] for k, v in prediction.items()}, [])
     assert len(empty["labels"]) == 0
     with pytest.raises(InvalidParameterError, match="3 bands"):
-        retype_by_colour(
-            prediction, pixels, _typer(), image=image[:2], rms=np.ones(2), psf_fwhm=4.7,
-            classes=DETECTOR_CLASSES,
-        )  # fmt: skip
+        retyped(prediction, pixels, image=image[:2])
 
 
 def test_the_typer_refuses_features_and_zero_points_it_cannot_take():

@@ -29,6 +29,10 @@ WEIGHTS_OUT = typer.Option(
     None, help="Write weights + card here (default: the package's weights folder)."
 )
 QUIET = typer.Option(False, "--quiet", "-q")
+FIELD_WORKERS = typer.Option(
+    2, help="Processes simulating missing fields (the fields do not depend on it)."
+)
+FIELDS_DIR = typer.Option(Path("data"), help="Where simulated fields are cached.")
 
 
 @app.callback()
@@ -343,7 +347,7 @@ def train_localizer_command(
         help="Training target: 'disc' (the paper's 13-pixel disc) or 'peak' (a Gaussian of "
         "1 px at each source: close pairs keep two maxima).",
     ),
-    data_dir: Path = typer.Option(Path("data"), help="Where simulated fields are cached."),
+    data_dir: Path = FIELDS_DIR,
     run_dir: Path = typer.Option(Path("runs/localizer"), help="Checkpoints and the log."),
     out: Path = WEIGHTS_OUT,
     quiet: bool = QUIET,
@@ -384,6 +388,13 @@ def train_localizer_command(
         typer.echo(f"wrote {weights}")
 
     _guarded(run)
+
+
+def _role_dirs(data_dir: Path, stem: str) -> dict[str, str]:
+    """``train_dir``, ``val_dir`` and ``test_dir`` of a training config: ``<stem>_<role>``
+    folders of simulated fields in ``data_dir``."""
+    roles = {"train_dir": "train", "val_dir": "validation", "test_dir": "test"}
+    return {key: str(data_dir / f"{stem}_{role}") for key, role in roles.items()}
 
 
 def _train_then_finish(config, train, finish, *, quiet: bool, **finish_options) -> None:
@@ -775,10 +786,8 @@ def train_shred_command(
     seed: int = typer.Option(0, help="Seed of the network initialization and batch order."),
     epochs: int = typer.Option(20, help="Passes over the training samples."),
     threads: int = typer.Option(2, help="CPU threads for training."),
-    workers: int = typer.Option(
-        2, help="Processes simulating missing fields (the fields do not depend on it)."
-    ),
-    data_dir: Path = typer.Option(Path("data"), help="Where simulated fields are cached."),
+    workers: int = FIELD_WORKERS,
+    data_dir: Path = FIELDS_DIR,
     run_dir: Path = typer.Option(Path("runs/shred"), help="Checkpoint, log and summary."),
     out: Path = WEIGHTS_OUT,
     quiet: bool = QUIET,
@@ -844,10 +853,8 @@ def train_mask_refiner_command(
     ),
     name: str = typer.Option("mask_refiner", help="Name of the weights and card."),
     threads: int = typer.Option(2, help="CPU threads for training."),
-    workers: int = typer.Option(
-        2, help="Processes simulating missing fields (the fields do not depend on it)."
-    ),
-    data_dir: Path = typer.Option(Path("data"), help="Where simulated fields are cached."),
+    workers: int = FIELD_WORKERS,
+    data_dir: Path = FIELDS_DIR,
     run_dir: Path = typer.Option(
         Path("runs/mask_refiner"), help="Stamps, best weights, log and summary."
     ),
@@ -884,9 +891,7 @@ def train_mask_refiner_command(
             mask_jitter=mask_jitter,
             threads=threads,
             workers=workers,
-            train_dir=str(data_dir / "mask_refiner_train"),
-            val_dir=str(data_dir / "mask_refiner_validation"),
-            test_dir=str(data_dir / "mask_refiner_test"),
+            **_role_dirs(data_dir, "mask_refiner"),
             run_dir=str(run_dir),
         )
         prepare_data(config, progress=not quiet)
@@ -908,10 +913,8 @@ def train_colour_typer_command(
     epochs: int = typer.Option(60, help="Passes over the training instances."),
     name: str = typer.Option("colour_typer", help="Name of the weights and card."),
     threads: int = typer.Option(2, help="CPU threads for the chain and the training."),
-    workers: int = typer.Option(
-        2, help="Processes simulating missing fields (the fields do not depend on it)."
-    ),
-    data_dir: Path = typer.Option(Path("data"), help="Where simulated fields are cached."),
+    workers: int = FIELD_WORKERS,
+    data_dir: Path = FIELDS_DIR,
     run_dir: Path = typer.Option(
         Path("runs/colour_typer"), help="Chain instances, best weights and summary."
     ),
@@ -942,9 +945,7 @@ def train_colour_typer_command(
             epochs=epochs,
             threads=threads,
             workers=workers,
-            train_dir=str(data_dir / "colour_typer_train"),
-            val_dir=str(data_dir / "colour_typer_validation"),
-            test_dir=str(data_dir / "colour_typer_test"),
+            **_role_dirs(data_dir, "colour_typer"),
             run_dir=str(run_dir),
         )
         prepare_data(config, progress=not quiet)

@@ -209,11 +209,8 @@ class ColourTyper:
     """
 
     def __init__(self, name: str = "colour_typer", *, module=None, card=None) -> None:
-        from skysift.models.registry import load_model, model_location, shipped_or_given
+        from skysift.models.registry import shipped_or_given
 
-        if module is None:
-            model_name, folder = model_location(name)
-            module, card = load_model(model_name, directory=folder)
         self.module, self.card = shipped_or_given(name, module, card, what="colour typer")
         #: bands of the images it decides (its features are those of this many bands)
         self.bands = int(self.card["inputs"]["bands"])

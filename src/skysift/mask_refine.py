@@ -74,11 +74,8 @@ class MaskRefiner:
     """
 
     def __init__(self, name: str = "mask_refiner", *, module=None, card=None) -> None:
-        from skysift.models.registry import load_model, model_location, shipped_or_given
+        from skysift.models.registry import shipped_or_given
 
-        if module is None:
-            model_name, folder = model_location(name)
-            module, card = load_model(model_name, directory=folder)
         self.module, self.card = shipped_or_given(name, module, card, what="mask refiner")
         #: whether the network also sees the stamp's measured noise (:func:`with_noise_channel`)
         self.noise_channel = bool(self.card.get("inputs", {}).get("noise_channel", False))

@@ -94,10 +94,12 @@ def list_models(*, directory: Path | None = None) -> list[dict[str, Any]]:
 
 
 def shipped_or_given(name: str, module=None, card=None, *, what: str = "module"):
-    """``(module, card)``: the shipped model ``name``, or a given ``module`` (training and
-    tests) with its ``card``, which it cannot do without; the module is put in eval mode."""
+    """``(module, card)``: the shipped model ``name`` (or the model of a card's path, see
+    :func:`model_location`), or a given ``module`` (training and tests) with its ``card``,
+    which it cannot do without; the module is put in eval mode."""
     if module is None:
-        return load_model(name)
+        model_name, folder = model_location(name)
+        return load_model(model_name, directory=folder)
     if card is None:
         from skysift.errors import InvalidParameterError
 
