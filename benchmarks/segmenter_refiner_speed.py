@@ -1,9 +1,11 @@
-"""What the mask refiner and the second look cost: the recommended chain with and without them.
+"""What the mask refiner, the second look and the colour typer cost: the recommended chain
+with and without them.
 
 The 2048x2048 SDSS field of ``bench_segmenter.py``'s speed test (seed 1,999,001), segmented
 end to end through the ``Segmenter`` with the recommended chain's parts one by one: one
 second look (``second_look_reject``) without the mask refiner, the same with it, and
-``SegmentConfig.recommended()`` itself (two looks averaged, the refiner), each run twice
+two looks averaged with the refiner, and ``SegmentConfig.recommended()`` itself (that and the
+colour typer, session 43), each run twice
 (the faster run counts), SEP's background and
 extraction timed in the same process as the yardstick (machines are noisy; the ratio is what
 travels). Run: ``.venv/bin/python benchmarks/segmenter_refiner_speed.py``. Writes
@@ -22,14 +24,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 #: The chains timed: ``SegmentConfig.recommended()`` overrides, by results key.
 CHAINS = (
-    ("without", {"second_look": "second_look_reject", "mask_refiner": None}),
-    ("with", {"second_look": "second_look_reject"}),
-    ("two_looks", {}),
+    ("without", {"second_look": "second_look_reject", "mask_refiner": None, "colour_typer": None}),
+    ("with", {"second_look": "second_look_reject", "colour_typer": None}),
+    ("two_looks", {"colour_typer": None}),
+    ("colour_typer", {}),
 )
 LABELS = {
     "without": "one look, no mask refiner",
     "with": "one look and the mask refiner (session 34's chain)",
-    "two_looks": "recommended: two looks and the mask refiner",
+    "two_looks": "two looks and the mask refiner (session 38's chain)",
+    "colour_typer": "recommended: that and the colour typer (session 43)",
 }
 
 
@@ -81,6 +85,9 @@ def main() -> None:
         result[name]["ratio_to_sep"] = result[name]["seconds"] / result["sep_seconds"]
     result["refiner_cost"] = result["with"]["seconds"] / result["without"]["seconds"] - 1.0
     result["second_look_cost"] = result["two_looks"]["seconds"] / result["with"]["seconds"] - 1.0
+    result["colour_typer_cost"] = (
+        result["colour_typer"]["seconds"] / result["two_looks"]["seconds"] - 1.0
+    )
     out = ROOT / "benchmarks" / "results" / "segmenter_refiner_speed.json"
     with atomic_write(out) as tmp:
         tmp.write_text(json.dumps(result, indent=1) + "\n")
@@ -93,7 +100,8 @@ def main() -> None:
         )
     print(
         f"SEP {result['sep_seconds']:.2f} s; the refiner adds {result['refiner_cost']:.0%}, "
-        f"the second look {result['second_look_cost']:.0%}"
+        f"the second look {result['second_look_cost']:.0%}, the colour typer "
+        f"{result['colour_typer_cost']:.0%}"
     )
 
 
