@@ -155,9 +155,9 @@ def instance_samples(
     :data:`skysift.colour_typer.CLASSES`), ``snr (n,)`` (the matched truth's, 0 for false)
     and ``field (n,)`` (the sample's seed).
     """
-    from skysift.colour_typer import CLASSES, prediction_features, sky_subtracted
+    from skysift.colour_typer import CLASSES, prediction_features
     from skysift.evaluate.segmentation import as_catalog, figure_matches
-    from skysift.train.segmenter import sample_in_units, sample_targets
+    from skysift.train.segmenter import sample_sky_subtracted, sample_targets
 
     parts: dict[str, list[np.ndarray]] = {"features": [], "label": [], "snr": [], "field": []}
     for prediction, sample in zip(predictions, samples, strict=True):
@@ -171,7 +171,7 @@ def instance_samples(
         if not keep.any():
             continue
         masks = np.asarray(prediction["masks"])[:, 0] >= 0.5
-        image, rms = sky_subtracted(sample_in_units(sample), sample.get("bad"))
+        image, rms = sample_sky_subtracted(sample)
         features = prediction_features(
             prediction,
             [np.nonzero(mask) for mask in masks],
@@ -187,7 +187,9 @@ def instance_samples(
         is_star = np.zeros(index.size, dtype=bool)
         is_star[found] = truth_labels[index[found]] == star_label
         label = np.where(
-            found, np.where(is_star, CLASSES.index("star"), CLASSES.index("galaxy")), 2
+            found,
+            np.where(is_star, CLASSES.index("star"), CLASSES.index("galaxy")),
+            CLASSES.index("false"),
         )
         truth_snr = np.zeros(index.size)
         truth_snr[found] = np.asarray(sample["snr"], dtype=float)[kept[index[found]]]

@@ -528,10 +528,18 @@ def sample_in_units(sample: dict[str, Any], *, softening: float = SOFTENING) -> 
     return np.sinh(sample["image"]) * (softening * scale) + level
 
 
-def _colour_retyped(prediction: dict[str, Any], sample: dict[str, Any], typer, classes):
-    from skysift.colour_typer import retype_by_colour, sky_subtracted
+def sample_sky_subtracted(sample: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """A :func:`load_images` sample's bands in its own units less SEP's sky, and each band's
+    noise (:func:`skysift.colour_typer.sky_subtracted`): what the colour typer measures."""
+    from skysift.colour_typer import sky_subtracted
 
-    image, rms = sky_subtracted(sample_in_units(sample), sample.get("bad"))
+    return sky_subtracted(sample_in_units(sample), sample.get("bad"))
+
+
+def _colour_retyped(prediction: dict[str, Any], sample: dict[str, Any], typer, classes):
+    from skysift.colour_typer import retype_by_colour
+
+    image, rms = sample_sky_subtracted(sample)
     masks = np.asarray(prediction["masks"])
     masks = masks[:, 0] >= 0.5 if masks.ndim == 4 else masks.astype(bool)
     pixels = [np.nonzero(mask) for mask in masks]
