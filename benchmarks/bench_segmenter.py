@@ -24,8 +24,10 @@ import numpy as np
 from burke_figure import add_augment_option
 from segmenter_limits import (
     add_chain_options,
+    add_colour_typer_option,
     add_mask_refiner_option,
     chain_from_args,
+    colour_typer_from_args,
     mask_refiner_from_args,
 )
 
@@ -425,6 +427,15 @@ def _chain_lines(result: dict) -> list[str]:
             "the mask of every instance with a box of at most 40 px again from a native-pixel "
             "stamp; larger instances, such as the central galaxies, keep the detector's mask.",
         ]
+    if result.get("colour_typer"):
+        lines += [
+            "",
+            f"Colour typer: `{result['colour_typer']}` (`SegmentConfig(colour_typer=)`) "
+            "decides each instance's group (star, galaxy or false) last, from the chain's "
+            "probabilities and its aperture colours. It learned the colours of g, r, z, so "
+            "it types the DECaLS images (the typical fields and the test set's blended "
+            "fields); on the SDSS g, r, i cutouts the `Segmenter` leaves it out, as here.",
+        ]
     return lines
 
 
@@ -436,14 +447,14 @@ def _looks_named(looks, joiner: str) -> str:
 def page_name(result: dict) -> str:
     """The benchmark's file stem (the page, its results JSON and its figures share it): the
     model's name, then its second look's, ``stars<f>`` for a star fraction, the shred
-    classifier's name, the augmentation and the mask refiner's name, each when the chain had
-    one."""
+    classifier's name, the augmentation, the mask refiner's name and the colour typer's, each
+    when the chain had one."""
     name = result.get("model", "segmenter")
     if result.get("second_look"):
         name += f"_{_looks_named(result['second_look'], '+')}"
     if result.get("star_fraction") is not None:
         name += f"_stars{result['star_fraction']:g}"
-    for key in ("shreds", "augment", "mask_refiner"):
+    for key in ("shreds", "augment", "mask_refiner", "colour_typer"):
         if result.get(key):
             name += f"_{result[key]}"
     return name
@@ -647,6 +658,7 @@ def main() -> None:
     add_chain_options(parser)
     add_augment_option(parser)
     add_mask_refiner_option(parser, named="added to the page's name as _<name>")
+    add_colour_typer_option(parser, named="added to the page's name as _<name>")
     parser.add_argument(
         "--out-dir",
         default=str(ROOT),
@@ -660,6 +672,8 @@ def main() -> None:
             "(its speed field loads them by name); --second-look-dir and --shreds-dir are "
             "segmenter_limits.py's"
         )
+    if args.colour_typer and not args.second_look:
+        parser.error("--colour-typer decides from the second look's probabilities")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -677,6 +691,7 @@ def main() -> None:
         "shreds": shreds,
         "augment": args.augment,
         "mask_refiner": mask_refiner_from_args(args),
+        "colour_typer": colour_typer_from_args(args),
     }
     test = evaluate_segmenter(module, samples, raw_images=raws, **refine)
     own = (
@@ -710,6 +725,7 @@ def main() -> None:
         "shreds": args.shreds,
         "augment": args.augment,
         "mask_refiner": args.mask_refiner,
+        "colour_typer": args.colour_typer,
     }
     name = page_name({"model": card["name"], **chain})
     noise_figure(noise_rows, images / f"{name}_noise.png")

@@ -32,6 +32,7 @@ import numpy as np
 from burke_figure import add_mask_box_options, reading_cell, second_looks
 from burke_figure import their_reading as burke_figure_reading
 
+from skysift.colour_typer import ColourTyper
 from skysift.evaluate.burke_reading import GROUPS, image_rankings
 from skysift.evaluate.segmentation import (
     counted_detections,
@@ -428,6 +429,24 @@ def mask_refiner_from_args(args: argparse.Namespace) -> MaskRefiner | None:
     return MaskRefiner(args.mask_refiner) if args.mask_refiner else None
 
 
+def add_colour_typer_option(parser: argparse.ArgumentParser, *, named: str) -> None:
+    """``--colour-typer``: the chain's colour typer (``SegmentConfig.colour_typer``), shared
+    with ``bench_segmenter.py``; ``named`` says how it names the results."""
+    parser.add_argument(
+        "--colour-typer",
+        default=None,
+        help="Colour typer (skysift.colour_typer; a shipped name or a card's path) that "
+        "decides each instance's group last, on the images of its bands; needs "
+        f"--second-look; {named}.",
+    )
+
+
+def colour_typer_from_args(args: argparse.Namespace) -> ColourTyper | None:
+    """The :class:`~skysift.colour_typer.ColourTyper` that ``--colour-typer`` names, or
+    None."""
+    return ColourTyper(args.colour_typer) if args.colour_typer else None
+
+
 def _look_part(args: argparse.Namespace) -> str:
     """``_<look>`` of the results' name (several looks: ``_<look>+<look>``), or ""."""
     if not args.second_look:
@@ -489,6 +508,7 @@ def main() -> None:
     parser.add_argument("--large-mask-area", type=int, default=600)
     add_mask_box_options(parser)
     add_mask_refiner_option(parser, named="added to the results' name as _refined")
+    add_colour_typer_option(parser, named="added to the results' name as _typed")
     parser.add_argument(
         "--tag", default="", help="Added to the results' name: <model>_<look>_<tag>_limits_..."
     )
@@ -500,6 +520,8 @@ def main() -> None:
         "the truth instance it overlaps most).",
     )
     args = parser.parse_args()
+    if args.colour_typer and not args.second_look:
+        parser.error("--colour-typer decides from the second look's probabilities")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -535,6 +557,7 @@ def main() -> None:
         mask_box_side=args.mask_box_side,
         augment=args.augment,
         mask_refiner=mask_refiner_from_args(args),
+        colour_typer=colour_typer_from_args(args),
     )
     cuts = tuple(float(v) for v in args.cuts.split(","))
     result = limits(catalogs, samples, module.skysift_config.classes, cuts)
@@ -553,6 +576,8 @@ def main() -> None:
         name += f"_{args.augment}"
     if args.mask_refiner:
         name += "_refined"
+    if args.colour_typer:
+        name += "_typed"
     if args.tag:
         name += f"_{args.tag}"
     result.update(model=name, image_set=args.images, galaxy_types=typer is not None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 
@@ -12,10 +13,12 @@ import torch
 from skysift.colour_typer import (
     CLASSES,
     FEATURES,
+    MASK_LIGHT,
     ColourTyper,
     aperture_fluxes,
     feature_names,
     instance_features,
+    mask_light,
     retype_by_colour,
     sky_subtracted,
 )
@@ -100,6 +103,48 @@ def test_features_hold_the_looks_or_the_detectors_call_and_clipped_colours():
     assert feature_names(1) == FEATURES[:9]
 
 
+def test_the_mask_light_shows_a_mask_drawn_wide_or_over_two_sources():
+    shape = (80, 120)
+    rng = np.random.default_rng(3)
+    rms = np.array([2.0, 4.0, 8.0])
+    image = rng.normal(0.0, 1.0, (3, *shape)) * rms[:, None, None]
+    for x in (30.0, 90.0):
+        image += np.stack([_gaussian(shape, x, 40.0, 2.0, 800.0 * s) for s in rms])
+    rows, cols = np.indices(shape)
+    disc = np.hypot(cols - 30.0, rows - 40.0)
+    masks = {
+        "tight": disc < 4,
+        "wide": disc < 12,
+        "two": (disc < 4) | (np.hypot(cols - 90.0, rows - 40.0) < 4) | ((rows == 40) & (cols > 30)),
+        "half": (disc < 4) | ((disc < 12) & (cols > 30)),
+        "empty": np.zeros(shape, bool),
+    }
+    pixels = [np.nonzero(mask) for mask in masks.values()]
+    light = dict(zip(masks, mask_light(image, rms, pixels, psf_fwhm=4.7), strict=True))
+    tight, wide = light["tight"], light["wide"]
+    assert tight[1] == pytest.approx(1.0)  # every pixel holds the source
+    assert tight[2] > 0.9
+    assert wide[1] < 0.5  # most are sky
+    assert wide[2] < 0.2
+    assert wide[0] < tight[0]  # the sky's pixels add noise, not light
+    assert max(tight[3], wide[3]) < 0.1  # centred on their light
+    assert light["two"][3] > 0.5  # lopsided
+    assert light["half"][3] > 0.3
+    assert (light["empty"] == 0).all()
+    # S/N in any units: the same image in other units gives the same numbers
+    again = mask_light(image * 10.0, rms * 10.0, pixels, psf_fwhm=4.7)
+    np.testing.assert_allclose(again, np.stack(list(light.values())), rtol=1e-5, atol=1e-6)
+    # masks given in a tile's coordinates
+    shifted = [(r - 10, c - 20) for r, c in pixels[:2]]
+    np.testing.assert_allclose(
+        mask_light(image, rms, shifted, psf_fwhm=4.7, offset=(20, 10)),
+        np.stack([tight, wide]),
+        rtol=1e-6,
+    )
+    names = feature_names(3, mask_light=True)
+    assert names == FEATURES + MASK_LIGHT
+
+
 def test_retype_by_colour_decides_group_and_score_and_keeps_galaxy_types():
     shape = (64, 96)
     red = [_gaussian(shape, 20.0, 30.0, 2.0, f) for f in (100.0, 300.0, 500.0)]
@@ -171,26 +216,39 @@ def test_the_segmenter_types_by_colour_last_in_every_tile(caplog):
     order = np.argsort(typed.x)
     assert list(typed.classes[order]) == ["star", "elliptical"]
     np.testing.assert_allclose(typed.scores, 1.0, atol=1e-3)
-    # a typer that learned g, r, z colours warns on an image of other named bands
+    # a typer that learned g, r, z colours is left out, with a warning, on an image of other
+    # named bands: the looks' call stands there, and the catalog's meta says why
     from skysift.image import Image
+    from skysift.segment import segment
 
     segmenter.colour_typer.card["inputs"]["band_names"] = ["g", "r", "z"]
     with caplog.at_level(logging.WARNING, logger="skysift.segment"):
-        segmenter(Image.from_array(image, bands=("g", "r", "z")))
+        same = segmenter(Image.from_array(image, bands=("g", "r", "z")))
         assert "colour typer" not in caplog.text
-        segmenter(Image.from_array(image, bands=("u", "g", "r")))
-    assert "bands are u, g, r" in caplog.text
+        other = segmenter(Image.from_array(image, bands=("u", "g", "r")))
+    assert "image's bands are u, g, r" in caplog.text
+    assert list(same.classes[np.argsort(same.x)]) == ["star", "elliptical"]
+    assert set(other.classes) == {"elliptical"}
+    assert other.meta["colour_typer_skipped"] == "image bands u, g, r, typer's g, r, z"
+    catalog, _ = segment(Image.from_array(image, bands=("u", "g", "r")), segmenter=segmenter)
+    assert "segmenter_colour_typer" not in catalog.meta
+    assert catalog.meta["segmenter_colour_typer_skipped"].startswith("image bands u, g, r")
+    catalog, _ = segment(Image.from_array(image, bands=("g", "r", "z")), segmenter=segmenter)
+    assert "segmenter_colour_typer_skipped" not in catalog.meta
+    assert catalog.meta["segmenter_colour_typer"] == segmenter.colour_typer.card["name"]
     with pytest.raises(InvalidParameterError, match="second_look"):
         SegmentConfig(colour_typer="colour_typer")
     with pytest.raises(InvalidParameterError, match="zero_points"):
         SegmentConfig(second_look="second_look", colour_typer="x", zero_points=(np.nan,))
 
 
-def _instances(n: int, seed: int) -> dict[str, np.ndarray]:
-    """Typer samples in which the colour alone tells stars from galaxies."""
+def _instances(n: int, seed: int, *, light: bool = False) -> dict[str, np.ndarray]:
+    """Typer samples in which the colour alone tells stars from galaxies (with ``light``,
+    the mask's light features too, as noise)."""
     rng = np.random.default_rng(seed)
     label = rng.integers(0, 3, n)
-    features = rng.normal(0.0, 1.0, (n, len(FEATURES))).astype(np.float32)
+    width = len(FEATURES) + (len(MASK_LIGHT) if light else 0)
+    features = rng.normal(0.0, 1.0, (n, width)).astype(np.float32)
     features[:, G_MINUS_R] = np.where(label == 1, 1.0, 0.0) + rng.normal(0.0, 0.1, n)
     features[:, FEATURES.index("look_p_false")] = (label == 2) * 0.9
     return {
@@ -206,28 +264,34 @@ def test_training_writes_a_typer_the_chain_can_load(tmp_path):
         ColourTyperTrainingConfig,
         finish_colour_typer,
         train_colour_typer,
+        training_command,
     )
 
     run = tmp_path / "run"
     run.mkdir()
-    # the chain's instances, as cached_instances leaves them
+    # the chain's instances, as cached_instances leaves them, with the mask's light
     for role, seed in (("train", 0), ("validation", 1), ("test", 2)):
-        np.savez(run / f"instances_{role}.npz", **_instances(600, seed))
+        np.savez(run / f"instances_{role}_mask_light.npz", **_instances(600, seed, light=True))
     config = ColourTyperTrainingConfig(
-        run_dir=str(run), epochs=8, hidden=(16,), batch_size=64, threads=1
+        run_dir=str(run), epochs=40, hidden=(16,), batch_size=64, threads=1
     )
     best = train_colour_typer(config, progress=False)
     summary = json.loads((run / "summary.json").read_text())
-    assert [row["epoch"] for row in summary["history"]] == list(range(1, 9))
-    assert summary["features"] == list(FEATURES)
+    assert [row["epoch"] for row in summary["history"]] == list(range(1, 41))
+    assert summary["features"] == list(FEATURES + MASK_LIGHT)
     finish_colour_typer(config, best, out_dir=tmp_path / "out", progress=False)
     card = json.loads((tmp_path / "out" / "colour_typer.json").read_text())
     assert card["training"]["command"] == (
-        "skysift train colour-typer --seed 0 --epochs 8 --threads 1"
+        "skysift train colour-typer --seed 0 --epochs 40 --threads 1"
     )
     assert card["inputs"]["band_names"] == ["g", "r", "z"]
+    assert card["inputs"]["mask_light"] is True
+    assert training_command(dataclasses.replace(config, mask_light=False)).endswith(
+        "--no-mask-light --epochs 40 --threads 1"
+    )
     typer = ColourTyper(str(tmp_path / "out" / "colour_typer.json"))
-    test = _instances(200, 3)
+    assert typer.mask_light
+    test = _instances(200, 3, light=True)
     p = typer.probabilities(test["features"])
     assert p.shape == (200, 3)
     np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
@@ -286,3 +350,18 @@ def test_the_chains_instances_are_labelled_by_the_figures_matching():
     colour = data["features"][:, G_MINUS_R]
     assert colour[0] == pytest.approx(2.5 * np.log10(3.0), abs=0.1)  # g is 3 x fainter
     assert colour[1] == pytest.approx(0.0, abs=0.1)
+    # the benchmarks' refine() types by colour only the samples of the typer's bands, as the
+    # Segmenter does on an image
+    from skysift.train.segmenter import refine
+
+    typer = _typer()
+    typer.card["inputs"]["band_names"] = ["g", "r", "z"]
+    classes = ("star", "elliptical", "spiral", "other")
+    other = {**sample, "bands": ("g", "r", "i")}
+    (kept,) = refine([prediction], [other], classes, colour_typer=typer)
+    assert kept is prediction
+    (typed,) = refine(
+        [prediction], [{**sample, "bands": ("g", "r", "z")}], classes, colour_typer=typer
+    )
+    assert "p_star_colour" not in kept
+    assert typed["p_star_colour"].shape == (3,)

@@ -911,6 +911,9 @@ def train_colour_typer_command(
     seed: int = typer.Option(0, help="Seed of the network initialization and batch order."),
     n_train_fields: int = typer.Option(1024, help="Typical 256x256 training fields."),
     epochs: int = typer.Option(60, help="Passes over the training instances."),
+    mask_light: bool = typer.Option(
+        True, help="Also read how the light lies in each mask (a mask drawn too wide)."
+    ),
     name: str = typer.Option("colour_typer", help="Name of the weights and card."),
     threads: int = typer.Option(2, help="CPU threads for the chain and the training."),
     workers: int = FIELD_WORKERS,
@@ -943,6 +946,7 @@ def train_colour_typer_command(
             seed=seed,
             n_train_fields=n_train_fields,
             epochs=epochs,
+            mask_light=mask_light,
             threads=threads,
             workers=workers,
             **_role_dirs(data_dir, "colour_typer"),

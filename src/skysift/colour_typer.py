@@ -12,8 +12,11 @@ The colour typer puts it back. For each instance it measures the light in a circ
 sky-subtracted image (SEP's background, SExtractor's algorithm) in the image's own units, and
 a small network decides star, galaxy or false from those fluxes and colours together with
 what the chain already knows: the looks' and the detector's probabilities, P(shred), the
-mask's area and the PSF FWHM (:data:`FEATURES`). Its probabilities replace the instance's
-group and ranking score. Colours compare bands in the image's units: they are the colours of
+mask's area and the PSF FWHM (:data:`FEATURES`). A typer whose card says ``mask_light``
+also reads how the light lies in the mask (:data:`MASK_LIGHT`, :func:`mask_light`): a mask
+drawn wider than its source, or over two of them, counts as no match in Burke et al.'s
+figure, and these features show it. Its probabilities replace the instance's group and
+ranking score. Colours compare bands in the image's units: they are the colours of
 the training fields' zero points (the card's ``zero_points``) unless the image's are given
 (``SegmentConfig.zero_points``), in which case each band is scaled to the card's first.
 """
@@ -30,10 +33,12 @@ __all__ = [
     "APERTURE_FWHM",
     "CLASSES",
     "FEATURES",
+    "MASK_LIGHT",
     "ColourTyper",
     "aperture_fluxes",
     "instance_features",
     "mask_centroids",
+    "mask_light",
     "prediction_features",
     "retype_by_colour",
     "sky_subtracted",
@@ -47,9 +52,21 @@ CLASSES = ("galaxy", "star", "false")
 COLOUR_LIMIT = 4.0
 
 
-def feature_names(bands: int) -> tuple[str, ...]:
+#: How the light lies in an instance's mask (:func:`mask_light`), on the bands' summed S/N.
+MASK_LIGHT = (
+    "asinh_mask_snr",
+    "mask_share_above_1sigma",
+    "mask_share_above_3sigma",
+    "light_offset_fwhm",
+)
+#: The light-weighted centre's offset from the mask's is clipped to this many PSF FWHM.
+OFFSET_LIMIT = 5.0
+
+
+def feature_names(bands: int, *, mask_light: bool = False) -> tuple[str, ...]:
     """Names of the typer's inputs for an image of ``bands`` bands (reference band: the
-    middle one, where the PSF FWHM is measured)."""
+    middle one, where the PSF FWHM is measured), and :data:`MASK_LIGHT` last with
+    ``mask_light``."""
     base = (
         "look_p_star",
         "look_p_false",
@@ -62,10 +79,11 @@ def feature_names(bands: int) -> tuple[str, ...]:
     )
     snr = tuple(f"asinh_snr_band{b}" for b in range(bands))
     colours = tuple(f"colour_band{b}" for b in range(bands) if b != bands // 2)
-    return base + snr + colours
+    return base + snr + colours + (MASK_LIGHT if mask_light else ())
 
 
-#: The inputs of a three-band typer (g, r, z: colours g - r and z - r).
+#: The inputs of a three-band typer (g, r, z: colours g - r and z - r); one that reads the
+#: mask's light takes :data:`MASK_LIGHT` after them.
 FEATURES = feature_names(3)
 
 
@@ -132,6 +150,56 @@ def aperture_fluxes(
             np.ascontiguousarray(band, dtype=np.float32), x[good], y[good], radius
         )
         out[k, good] = flux
+    return out
+
+
+def mask_light(
+    image: np.ndarray,
+    rms: np.ndarray,
+    pixels: Sequence,
+    *,
+    psf_fwhm: float,
+    offset: tuple[int, int] = (0, 0),
+) -> np.ndarray:
+    """``(n, len(MASK_LIGHT))`` how the light lies in each instance's mask.
+
+    The bands' S/N per pixel are summed, ``sum_b (image_b / rms_b) / sqrt(bands)`` (one
+    pixel's S/N whatever the source's colour, in any units), and for each mask: the asinh of
+    the S/N of the mask's summed light; the share of its pixels above 1 and above 3 (a mask
+    drawn wide holds many pixels of sky); and how far the centre of its positive light lies
+    from the mask's own centre, in PSF FWHM (a mask over two sources, or one that runs out
+    on one side, is lopsided), clipped at :data:`OFFSET_LIMIT`. An empty mask gives zeros.
+
+    Parameters
+    ----------
+    image, rms
+        Sky-subtracted ``(bands, H, W)`` image and each band's noise per pixel
+        (:func:`sky_subtracted`).
+    pixels : sequence of (rows, cols)
+        Each instance's mask, ``offset`` (``(column, row)``) from ``image``'s origin.
+    psf_fwhm : float
+        PSF FWHM of the reference band, pixels.
+    """
+    weights = 1.0 / (np.asarray(rms, dtype=float) * math.sqrt(len(rms)))
+    out = np.zeros((len(pixels), len(MASK_LIGHT)), dtype=np.float32)
+    for k, (rows, cols) in enumerate(pixels):
+        if not len(rows):
+            continue
+        rows, cols = np.asarray(rows) + offset[1], np.asarray(cols) + offset[0]
+        values = weights @ np.asarray(image[:, rows, cols], dtype=float)
+        light = np.maximum(values, 0.0)
+        total = light.sum()
+        shift = 0.0
+        if total > 0:
+            dx = np.dot(light, cols) / total - cols.mean()
+            dy = np.dot(light, rows) / total - rows.mean()
+            shift = min(math.hypot(dx, dy) / psf_fwhm, OFFSET_LIMIT)
+        out[k] = (
+            math.asinh(values.sum() / math.sqrt(values.size)),
+            np.mean(values > 1.0),
+            np.mean(values > 3.0),
+            shift,
+        )
     return out
 
 
@@ -216,6 +284,8 @@ class ColourTyper:
         self.bands = int(self.card["inputs"]["bands"])
         #: AB magnitude of one image unit per band in its training fields
         self.zero_points = tuple(float(z) for z in self.card["inputs"]["zero_points"])
+        #: whether it reads how the light lies in each mask (:data:`MASK_LIGHT`)
+        self.mask_light = bool(self.card["inputs"].get("mask_light", False))
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """``(n, 3)`` probabilities of :data:`CLASSES` for :func:`instance_features` rows."""
@@ -224,7 +294,7 @@ class ColourTyper:
         from skysift.errors import InvalidParameterError
 
         features = np.asarray(features, dtype=np.float32)
-        width = len(feature_names(self.bands))
+        width = len(feature_names(self.bands, mask_light=self.mask_light))
         if features.ndim != 2 or features.shape[1] != width:
             raise InvalidParameterError(
                 f"the colour typer {self.card['name']!r} takes (n, {width}) features; got "
@@ -235,6 +305,15 @@ class ColourTyper:
         with torch.no_grad():
             logits = self.module(torch.from_numpy(features))
         return torch.softmax(logits, dim=1).numpy().astype(float)
+
+    def other_bands(self, names: Sequence[str]) -> tuple[str, ...] | None:
+        """The card's band names when an image's named bands (``names``) are not those the
+        typer learned its colours in, else None. Generic names (``band0``, ``band1``, ...)
+        and a card without band names are taken to match: nothing says otherwise."""
+        trained = tuple(self.card["inputs"].get("band_names", ()))
+        named = tuple(names)
+        generic = named == tuple(f"band{i}" for i in range(len(named)))
+        return trained if trained and not generic and named != trained else None
 
     def unit_scales(self, zero_points: Sequence[float] | None) -> np.ndarray:
         """``(bands,)`` factors that put an image of ``zero_points`` (AB magnitude of one
@@ -261,21 +340,27 @@ def prediction_features(
     psf_fwhm: float,
     offset: tuple[int, int] = (0, 0),
     unit_scales: np.ndarray | None = None,
+    with_mask_light: bool = False,
 ) -> np.ndarray:
     """:func:`instance_features` of a prediction's instances: each one's aperture fluxes
     measured in ``image`` at the centroid of its ``pixels`` (shifted by ``offset``, the
     ``(column, row)`` of their origin in ``image``), all bands multiplied by
-    ``unit_scales`` (:meth:`ColourTyper.unit_scales`) first."""
+    ``unit_scales`` (:meth:`ColourTyper.unit_scales`) first; with ``with_mask_light``,
+    :func:`mask_light` after them (S/N ratios: no unit scale changes them)."""
     scale = np.ones(image.shape[0]) if unit_scales is None else np.asarray(unit_scales, float)
     x, y = mask_centroids(pixels)
     fluxes = aperture_fluxes(image, x + offset[0], y + offset[1], psf_fwhm=psf_fwhm)
-    return instance_features(
+    features = instance_features(
         prediction,
         areas=np.array([len(rows) for rows, _ in pixels]),
         fluxes=fluxes * scale[:, None],
         rms=np.asarray(rms, dtype=float) * scale,
         psf_fwhm=psf_fwhm,
     )
+    if not with_mask_light:
+        return features
+    light = mask_light(image, rms, pixels, psf_fwhm=psf_fwhm, offset=offset)
+    return np.concatenate([features, light], axis=1)
 
 
 def retype_by_colour(
@@ -341,6 +426,7 @@ def retype_by_colour(
         psf_fwhm=psf_fwhm,
         offset=offset,
         unit_scales=typer.unit_scales(zero_points),
+        with_mask_light=typer.mask_light,
     )
     p = typer.probabilities(features)
     p_galaxy, p_star = p[:, CLASSES.index("galaxy")], p[:, CLASSES.index("star")]

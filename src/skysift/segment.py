@@ -150,7 +150,9 @@ class SegmentConfig:
         galaxy or false) and score last, from the chain's probabilities and the instance's
         aperture fluxes and colours in every band of the sky-subtracted image
         (:mod:`skysift.colour_typer`; docs/models.md, session 43). Needs ``second_look``.
-        None keeps the looks' decision.
+        None keeps the looks' decision, as does an image whose bands are named and are not
+        the typer's (a warning says so, and the catalog's meta
+        ``segmenter_colour_typer_skipped`` why).
     zero_points : tuple of float or None
         AB magnitude of one image unit in each band, for the colour typer: the bands are
         scaled to its training fields' zero points (its card's ``zero_points``) before the
@@ -505,11 +507,12 @@ class Segmenter:
         )
         psf = self.psf_fwhm(image) if needs_psf else None
         data = self.network_input(image, psf_fwhm=psf[0] if psf else None)
-        photometry = None
+        photometry, skipped = None, None
         if self.colour_typer is not None:
+            skipped = self._colour_bands_skipped(image)
+        if self.colour_typer is not None and skipped is None:
             from skysift.colour_typer import sky_subtracted
 
-            self._check_colour_bands(image)
             photometry = sky_subtracted(np.asarray(image.data), np.asarray(image.mask))
         found = self._tile_instances(
             data, psf_fwhm=psf[0] if psf else None, progress=progress, photometry=photometry
@@ -524,6 +527,8 @@ class Segmenter:
         )
         if psf is not None:
             instances.meta["psf_fwhm_pixels"], instances.meta["psf_fwhm_from"] = psf
+        if skipped is not None:
+            instances.meta["colour_typer_skipped"] = skipped
         if self.shreds is None:
             instances.p_shred = None
         return instances
@@ -638,7 +643,7 @@ class Segmenter:
                         psf_fwhm=psf_fwhm,
                         refiner=self.mask_refiner,
                     )
-                if self.colour_typer is not None:
+                if photometry is not None:  # the colour typer reads this image's bands
                     from skysift.colour_typer import retype_by_colour
 
                     out = retype_by_colour(
@@ -698,20 +703,21 @@ class Segmenter:
                     )
         return found
 
-    def _check_colour_bands(self, image: Image) -> None:
-        """Warn when the image's bands are named and are not the colour typer's."""
-        trained = tuple(self.colour_typer.card["inputs"].get("band_names", ()))
-        named = tuple(image.bands)
-        generic = named == tuple(f"band{i}" for i in range(len(named)))
-        if trained and not generic and named != trained:
-            log.warning(
-                "segment: the colour typer %r learned colours of bands %s; this image's "
-                "bands are %s, so its colours mean something else (colour_typer=None "
-                "keeps the looks' call)",
-                self.colour_typer.card["name"],
-                ", ".join(trained),
-                ", ".join(named),
-            )
+    def _colour_bands_skipped(self, image: Image) -> str | None:
+        """Why the colour typer is left out on ``image`` (its bands are named and are not
+        those the typer learned colours in; a warning says so), or None to run it."""
+        trained = self.colour_typer.other_bands(image.bands)
+        if trained is None:
+            return None
+        reason = f"image bands {', '.join(image.bands)}, typer's {', '.join(trained)}"
+        log.warning(
+            "segment: colour typer %r left out: it learned the colours of bands %s and this "
+            "image's bands are %s; the looks' star/galaxy call stands",
+            self.colour_typer.card["name"],
+            ", ".join(trained),
+            ", ".join(image.bands),
+        )
+        return reason
 
     def _shreds_of_new_groups(
         self, out: dict[str, Any], bands: np.ndarray, pixels: list, psf_fwhm: float
@@ -1278,7 +1284,9 @@ def segment(
         out.meta["segmenter_shreds"] = segmenter.shreds.card["name"]
     if segmenter.mask_refiner is not None:
         out.meta["segmenter_mask_refiner"] = segmenter.mask_refiner.card["name"]
-    if segmenter.colour_typer is not None:
+    if "colour_typer_skipped" in instances.meta:
+        out.meta["segmenter_colour_typer_skipped"] = instances.meta["colour_typer_skipped"]
+    elif segmenter.colour_typer is not None:
         out.meta["segmenter_colour_typer"] = segmenter.colour_typer.card["name"]
     for key in ("psf_fwhm_pixels", "psf_fwhm_from"):
         if key in instances.meta:

@@ -272,6 +272,16 @@ def dataset_seeds(out_dir) -> list[int]:
     return [entry["seed"] for entry in manifest["shards"]]
 
 
+def dataset_configs(out_dir) -> dict[int, dict[str, Any] | None]:
+    """Each field's :class:`FieldConfig` as its manifest records it (``to_dict()`` form),
+    by seed; None for a shard written without one."""
+    out = Path(out_dir)
+    manifest = _read_manifest(out)
+    if manifest is None:
+        raise InvalidParameterError(f"{out}: no {MANIFEST}; not a skysift dataset directory")
+    return {entry["seed"]: entry.get("config") for entry in manifest["shards"]}
+
+
 def iter_shards(out_dir, *, seeds: Iterable[int] | None = None) -> Iterator[dict[str, np.ndarray]]:
     """Yield the arrays of each shard in a dataset directory (one shard in memory at a time)."""
     out = Path(out_dir)

@@ -53,6 +53,7 @@ class ColourTyperTrainingConfig:
     star_fraction: float = 0.27
     shreds: str | None = "shred"
     mask_refiner: str | None = "mask_refiner"
+    mask_light: bool = True
     n_train_fields: int = 1024
     n_val_fields: int = 128
     n_test_fields: int = 128
@@ -144,14 +145,19 @@ def chain_parts(config: ColourTyperTrainingConfig) -> tuple:
 
 
 def instance_samples(
-    predictions: list[dict[str, Any]], samples: list[dict[str, Any]], *, star_label: int
+    predictions: list[dict[str, Any]],
+    samples: list[dict[str, Any]],
+    *,
+    star_label: int,
+    mask_light: bool = False,
 ) -> dict[str, np.ndarray]:
     """The typer's inputs and labels for the chain's ``predictions`` on ``samples``.
 
     Each prediction is painted as the ``Segmenter``'s label map paints it
     (:func:`skysift.evaluate.segmentation.as_catalog`); its kept instances are matched to the
     truth by the figure's own rule (``star_label``: the 1-based label of ``star`` in the
-    detector's classes). Returns ``features (n, k)``, ``label (n,)`` (index into
+    detector's classes); ``mask_light`` adds :data:`skysift.colour_typer.MASK_LIGHT` to the
+    features. Returns ``features (n, k)``, ``label (n,)`` (index into
     :data:`skysift.colour_typer.CLASSES`), ``snr (n,)`` (the matched truth's, 0 for false)
     and ``field (n,)`` (the sample's seed).
     """
@@ -178,6 +184,7 @@ def instance_samples(
             image=image,
             rms=rms,
             psf_fwhm=sample["psf_fwhm"],
+            with_mask_light=mask_light,
         )
         truth_labels = np.asarray(target["labels"])
         # sample_targets keeps the instances with pixels in the label map, in order
@@ -205,14 +212,17 @@ def instance_samples(
 def cached_instances(
     config: ColourTyperTrainingConfig, role: str, *, progress: bool = True
 ) -> dict[str, np.ndarray]:
-    """:func:`instance_samples` of the chain on ``role``'s fields, cached in ``run_dir``."""
+    """:func:`instance_samples` of the chain on ``role``'s fields, cached in ``run_dir`` (one
+    file per feature set)."""
     import torch
 
     from skysift.morphology import GalaxyTyper
     from skysift.progress import progress_iter
     from skysift.train.segmenter import load_images, network_images, predict, refine
 
-    path = Path(config.run_dir) / f"instances_{role}.npz"
+    path = (
+        Path(config.run_dir) / f"instances_{role}{'_mask_light' if config.mask_light else ''}.npz"
+    )
     if path.exists():
         with np.load(path) as cached:
             return {key: cached[key] for key in cached.files}
@@ -235,7 +245,10 @@ def cached_instances(
             shreds=shreds,
             mask_refiner=refiner,
         )
-        parts.append(instance_samples(refined, chunk, star_label=classes.index("star") + 1))
+        star_label = classes.index("star") + 1
+        parts.append(
+            instance_samples(refined, chunk, star_label=star_label, mask_light=config.mask_light)
+        )
     data = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
     from skysift.io import atomic_write
 
@@ -302,7 +315,9 @@ def train_colour_typer(config: ColourTyperTrainingConfig, *, progress: bool = Tr
             )
     summary = {
         "architecture": architecture.to_dict(),
-        "features": list(feature_names((int(train["features"].shape[1]) - 7) // 2)),
+        "features": list(
+            feature_names(_bands_of(train["features"], config), mask_light=config.mask_light)
+        ),
         "best_val_loss": best,
         "history": history,
         "n_train": len(labels),
@@ -311,6 +326,14 @@ def train_colour_typer(config: ColourTyperTrainingConfig, *, progress: bool = Tr
     }
     (run / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return run / "best.safetensors"
+
+
+def _bands_of(features: np.ndarray, config: ColourTyperTrainingConfig) -> int:
+    """Bands of the images whose instances gave ``features`` (8 chain outputs, a S/N per
+    band, a colour per band but the reference, and the mask's light when it is read)."""
+    from skysift.colour_typer import MASK_LIGHT
+
+    return (features.shape[1] - 7 - (len(MASK_LIGHT) if config.mask_light else 0)) // 2
 
 
 def _figures(probabilities: np.ndarray, data: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -394,6 +417,7 @@ def finish_colour_typer(
             "(SegmentConfig.zero_points)",
             "photometry": "circular aperture of 0.8 PSF FWHM radius at the mask's centroid on "
             "each band less SEP's background; noise from the background's RMS",
+            "mask_light": config.mask_light,
         },
         "chain": {
             "segmenter": config.segmenter,
@@ -434,6 +458,8 @@ def training_command(config: ColourTyperTrainingConfig) -> str:
     command = f"skysift train colour-typer --seed {config.seed}"
     if config.n_train_fields != defaults.n_train_fields:
         command += f" --n-train-fields {config.n_train_fields}"
+    if not config.mask_light:
+        command += " --no-mask-light"
     if config.epochs != defaults.epochs:
         command += f" --epochs {config.epochs}"
     if config.name != defaults.name:

@@ -28,8 +28,9 @@ import numpy as np
 
 from skysift.models.segmenter import SegmenterConfig
 from skysift.normalization import normalize
-from skysift.sim.dataset import iter_shards, write_dataset
+from skysift.sim.dataset import dataset_configs, iter_shards, write_dataset
 from skysift.sim.field import BURKE_PEAK_FRACTIONS
+from skysift.sim.presets import get_preset
 from skysift.sim.seeds import seed_span
 from skysift.train.segmenter_data import (
     FOOTPRINT_NSIGMA,
@@ -225,9 +226,13 @@ def load_images(
     threshold of the image (:func:`skysift.annotate.otsu_central_mask`), its class kept (the
     paper's came from Galaxy Zoo votes); images without a central galaxy (the blended DECaLS
     fields) are left out, as the paper had only centred cutouts.
+
+    A sample's ``bands`` are its survey's band names, when the manifest records the field's
+    configuration.
     """
     if annotations not in ("truth", "otsu"):
         raise ValueError(f"annotations must be 'truth' or 'otsu'; got {annotations!r}")
+    configs = dataset_configs(directory)
     samples = []
     for shard in iter_shards(directory, seeds=seeds):
         if annotations == "otsu" and not shard["inst_central"].any():
@@ -258,6 +263,9 @@ def load_images(
             sample["unmasked"] = {k: shard[f"unmasked_{k}"] for k in ("x", "y", "snr")}
         if "psf_fwhm" in shard:
             sample["psf_fwhm"] = float(shard["psf_fwhm"][0])
+        config = configs.get(sample["seed"])
+        if config is not None:  # the survey's band names, as the image would carry them
+            sample["bands"] = get_preset(config["survey"]).band_names
         if annotations == "otsu":
             sample = _otsu_annotated(sample, shard)
         samples.append(sample)
@@ -429,6 +437,7 @@ def refined_predictions(
     mask_box_side: float = 24.0,
     augment: str | None = None,
     mask_refiner=None,
+    colour_typer=None,
 ) -> list[dict[str, Any]]:
     """:func:`predict` on samples of :func:`load_images`, refined as the ``Segmenter`` does
     (:func:`refine`)."""
@@ -442,6 +451,7 @@ def refined_predictions(
         star_fraction=star_fraction,
         shreds=shreds,
         mask_refiner=mask_refiner,
+        colour_typer=colour_typer,
     )
 
 
@@ -469,7 +479,9 @@ def refine(
     :class:`skysift.morphology.GalaxyTyper`) the galaxy instances are then re-typed
     (:func:`skysift.morphology.retype_galaxies`); with ``mask_refiner`` (a callable of
     :func:`skysift.mask_refine.refined_masks`) the small instances' masks are then drawn
-    again.
+    again; with ``colour_typer`` (a :class:`skysift.colour_typer.ColourTyper`) each
+    instance's group is then decided by colour, except in the samples whose ``bands`` are
+    not the typer's (the ``Segmenter`` leaves it out on such an image).
     """
     if second_look is not None:
         from skysift.second_look import relook
@@ -512,7 +524,9 @@ def refine(
     if colour_typer is not None:
         _require_psf_fwhm(samples)
         predictions = [
-            _colour_retyped(p, s, colour_typer, classes)
+            p
+            if colour_typer.other_bands(s.get("bands", ())) is not None
+            else _colour_retyped(p, s, colour_typer, classes)
             for p, s in zip(predictions, samples, strict=True)
         ]
     return predictions
@@ -569,6 +583,7 @@ def segmenter_catalogs(
     mask_box_side: float = 24.0,
     augment: str | None = None,
     mask_refiner=None,
+    colour_typer=None,
     chunk: int = 32,
 ) -> list[dict[str, Any]]:
     """The ``Segmenter``'s catalog of each sample: :func:`refined_predictions`, painted
@@ -597,6 +612,7 @@ def segmenter_catalogs(
             mask_box_side=mask_box_side,
             augment=augment,
             mask_refiner=mask_refiner,
+            colour_typer=colour_typer,
         )
         catalogs += [as_catalog(p, mask_threshold=mask_threshold, **large) for p in predictions]
     return catalogs
@@ -881,13 +897,14 @@ def evaluate_segmenter(
     shreds=None,
     augment: str | None = None,
     mask_refiner=None,
+    colour_typer=None,
 ) -> dict[str, Any]:
     """Test metrics of a segmenter on samples of :func:`load_images`.
 
     With ``second_look`` (re-weighted to ``star_fraction`` when given), ``shreds``,
-    ``galaxy_typer`` and ``mask_refiner`` the predictions are refined as the ``Segmenter``
-    does (:func:`refined_predictions`); with ``augment`` the detector's views are fused as
-    ``SegmentConfig(augment=)`` does.
+    ``galaxy_typer``, ``mask_refiner`` and ``colour_typer`` the predictions are refined as
+    the ``Segmenter`` does (:func:`refined_predictions`); with ``augment`` the detector's
+    views are fused as ``SegmentConfig(augment=)`` does.
 
     Returns mask and box mAP (all instances, per class), the matched-instance statistics of
     :func:`skysift.evaluate.segmentation.confusion_statistics`, and for the central galaxies of
@@ -929,6 +946,7 @@ def evaluate_segmenter(
         shreds=shreds,
         augment=augment,
         mask_refiner=mask_refiner,
+        colour_typer=colour_typer,
     )
     targets = [sample_targets(s["labels"], s["ids"], s["classes"]) for s in samples]
     metrics: dict[str, Any] = detection_map(
