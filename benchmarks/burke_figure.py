@@ -12,6 +12,8 @@ Run: ``.venv/bin/python benchmarks/burke_figure.py --fields 1024``. Writes
 With ``--update --looks <spec>`` only those looks are run again and put into the existing
 results (the detector and the other looks are deterministic, so they would come out the same;
 the page says which looks were re-run, and when a shipped model changed, by which command).
+``--role validation`` measures the same on validation seeds instead, to choose between chains
+without reading the test fields (``..._validation.json``, ``burke_figure<tag>_validation.md``).
 """
 
 from __future__ import annotations
@@ -105,7 +107,8 @@ def rankings(
     """Per look (``{spec: (SecondLook or None, star fraction or None, ShredClassifier or
     None, MaskRefiner or None, ColourTyper or None)}``), :func:`figure_rankings` of the
     ``Segmenter``'s catalogs; the detector runs once per chunk of images, and each look
-    refines its predictions.
+    refines its predictions (once for the specs that differ only in their ``^<typer>``,
+    each typer then deciding on the same refined predictions).
     ``paint`` holds :func:`as_catalog`'s large-mask options, ``mask_boxes``
     :func:`predict`'s. When given, ``own_rankings`` is filled with each look's per-image
     entries of Burke et al.'s own matching (``{spec: {group: [entry, ...]}}``,
@@ -120,17 +123,24 @@ def rankings(
         chunk = samples[start : start + CHUNK]
         predictions = predict(module, network_images(module, chunk), **(mask_boxes or {}))
         targets = [sample_targets(s["labels"], s["ids"], s["classes"]) for s in chunk]
+        untyped: dict[str, list] = {}  # specs that differ only in their colour typer
         for spec, (look, star_fraction, shreds, refiner, typer) in looks.items():
-            refined = refine(
-                predictions,
-                chunk,
-                classes,
-                galaxy_typer=galaxy_typer,
-                second_look=look,
-                star_fraction=star_fraction,
-                shreds=shreds,
-                mask_refiner=refiner,
-                colour_typer=typer,
+            chain = spec.partition("^")[0]
+            if chain not in untyped:
+                untyped[chain] = refine(
+                    predictions,
+                    chunk,
+                    classes,
+                    galaxy_typer=galaxy_typer,
+                    second_look=look,
+                    star_fraction=star_fraction,
+                    shreds=shreds,
+                    mask_refiner=refiner,
+                )
+            refined = (
+                untyped[chain]
+                if typer is None
+                else refine(untyped[chain], chunk, classes, colour_typer=typer)
             )
             catalogs = [as_catalog(p, **(paint or {})) for p in refined]
             if own_rankings is not None:
@@ -298,12 +308,18 @@ def _their_reading(result: dict) -> list[str]:
 
 def markdown(result: dict) -> str:
     first = result["n_first"]
+    role = result.get("role", "test")
+    fields = (
+        f"{result['fields']} held-out DECaLS g,r,z typical fields (test seeds, 256x256, every "
+        f"artifact on; the first {first} are the benchmark pages' own)"
+        if role == "test"
+        else f"{result['fields']} DECaLS g,r,z typical fields of validation seeds (256x256, "
+        "every artifact on: the fields chains are chosen on, not the figures to quote)"
+    )
     lines = [
         "# Burke et al.'s figure on more typical fields, with intervals",
         "",
-        f"`{result['command']}`. {result['fields']} held-out DECaLS g,r,z typical fields "
-        "(test seeds, 256x256, every artifact on; the first "
-        f"{first} are the benchmark pages' own), catalog of `{result['model']}` with the "
+        f"`{result['command']}`. {fields}, catalog of `{result['model']}` with the "
         "`morphology` galaxy types, without and with each second look (`<look>@<f>`: "
         "re-weighted to a star fraction f, `SegmentConfig(star_fraction=f)`). Precision at 80 % "
         f"recall, in brackets the {result['confidence']:.0%} percentile bootstrap interval "
@@ -377,6 +393,13 @@ def markdown(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fields", type=int, default=1024)
+    parser.add_argument(
+        "--role",
+        choices=("test", "validation"),
+        default="test",
+        help="Seeds of the fields: test (held out, the figures to quote) or validation (to "
+        "choose between chains; results and page end in _validation).",
+    )
     parser.add_argument("--model", default="segmenter_psf")
     parser.add_argument(
         "--weights-dir", default=None, help="Folder of --model's weights (default: shipped)."
@@ -429,6 +452,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     tag = f"_{args.tag}" if args.tag else ""
+    if args.role != "test":
+        tag += f"_{args.role}"
     if args.redraw:
         publish(json.loads(args.redraw.read_text()), tag=tag)
         return
@@ -444,12 +469,12 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     truth = "_burke" if args.burke_masks else ""
-    directory = ROOT / "data" / f"segmenter_typical_test_{args.fields}{truth}"
+    directory = ROOT / "data" / f"segmenter_typical_{args.role}_{args.fields}{truth}"
     write_dataset(
         directory,
-        typical_field_configs("test", args.fields, burke_masks=args.burke_masks),
+        typical_field_configs(args.role, args.fields, burke_masks=args.burke_masks),
         SegmenterSamples(),
-        description="Burke et al.'s typical fields (test seeds)",
+        description=f"Burke et al.'s typical fields ({args.role} seeds)",
         workers=args.workers,
     )
     samples = load_images(str(directory))
@@ -493,6 +518,7 @@ def main() -> None:
         result = {
             "command": command,
             "model": args.model,
+            "role": args.role,
             "fields": len(samples),
             "n_first": 64,
             "confidence": args.confidence,

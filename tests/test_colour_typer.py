@@ -273,7 +273,7 @@ def test_training_writes_a_typer_the_chain_can_load(tmp_path):
     for role, seed in (("train", 0), ("validation", 1), ("test", 2)):
         np.savez(run / f"instances_{role}_mask_light.npz", **_instances(600, seed, light=True))
     config = ColourTyperTrainingConfig(
-        run_dir=str(run), epochs=40, hidden=(16,), batch_size=64, threads=1
+        run_dir=str(run), epochs=40, hidden=(16,), batch_size=64, threads=1, mask_light=True
     )
     best = train_colour_typer(config, progress=False)
     summary = json.loads((run / "summary.json").read_text())
@@ -282,12 +282,12 @@ def test_training_writes_a_typer_the_chain_can_load(tmp_path):
     finish_colour_typer(config, best, out_dir=tmp_path / "out", progress=False)
     card = json.loads((tmp_path / "out" / "colour_typer.json").read_text())
     assert card["training"]["command"] == (
-        "skysift train colour-typer --seed 0 --epochs 40 --threads 1"
+        "skysift train colour-typer --seed 0 --mask-light --epochs 40 --threads 1"
     )
     assert card["inputs"]["band_names"] == ["g", "r", "z"]
     assert card["inputs"]["mask_light"] is True
     assert training_command(dataclasses.replace(config, mask_light=False)).endswith(
-        "--no-mask-light --epochs 40 --threads 1"
+        "--seed 0 --epochs 40 --threads 1"
     )
     typer = ColourTyper(str(tmp_path / "out" / "colour_typer.json"))
     assert typer.mask_light

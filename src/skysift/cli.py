@@ -912,7 +912,10 @@ def train_colour_typer_command(
     n_train_fields: int = typer.Option(1024, help="Typical 256x256 training fields."),
     epochs: int = typer.Option(60, help="Passes over the training instances."),
     mask_light: bool = typer.Option(
-        True, help="Also read how the light lies in each mask (a mask drawn too wide)."
+        False,
+        "--mask-light",
+        help="Also read how the light lies in each mask (a mask drawn too wide; measured "
+        "without effect, docs/models.md session 44).",
     ),
     name: str = typer.Option("colour_typer", help="Name of the weights and card."),
     threads: int = typer.Option(2, help="CPU threads for the chain and the training."),

@@ -53,7 +53,7 @@ class ColourTyperTrainingConfig:
     star_fraction: float = 0.27
     shreds: str | None = "shred"
     mask_refiner: str | None = "mask_refiner"
-    mask_light: bool = True
+    mask_light: bool = False
     n_train_fields: int = 1024
     n_val_fields: int = 128
     n_test_fields: int = 128
@@ -458,8 +458,8 @@ def training_command(config: ColourTyperTrainingConfig) -> str:
     command = f"skysift train colour-typer --seed {config.seed}"
     if config.n_train_fields != defaults.n_train_fields:
         command += f" --n-train-fields {config.n_train_fields}"
-    if not config.mask_light:
-        command += " --no-mask-light"
+    if config.mask_light:
+        command += " --mask-light"
     if config.epochs != defaults.epochs:
         command += f" --epochs {config.epochs}"
     if config.name != defaults.name:
