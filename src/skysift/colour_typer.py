@@ -17,9 +17,10 @@ also reads how the light lies in the mask (:data:`MASK_LIGHT`, :func:`mask_light
 drawn wider than its source, or over two of them, counts as no match in Burke et al.'s
 figure, and these features show it (they did not move the figure on validation fields, so
 the shipped typer does not read them; docs/models.md, session 44). Its probabilities
-replace the instance's group and ranking score. Colours compare bands in the image's units: they are the colours of
-the training fields' zero points (the card's ``zero_points``) unless the image's are given
-(``SegmentConfig.zero_points``), in which case each band is scaled to the card's first.
+replace the instance's group and ranking score. Colours compare bands in the image's
+units: they are the colours of the training fields' zero points (the card's
+``zero_points``) unless the image's are given (``SegmentConfig.zero_points``), in which case
+each band is scaled to the card's first.
 """
 
 from __future__ import annotations
