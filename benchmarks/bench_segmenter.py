@@ -434,7 +434,11 @@ def _chain_lines(result: dict) -> list[str]:
             "decides each instance's group (star, galaxy or false) last, from the chain's "
             "probabilities and its aperture colours. It learned the colours of g, r, z, so "
             "it types the DECaLS images (the typical fields and the test set's blended "
-            "fields); on the SDSS g, r, i cutouts the `Segmenter` leaves it out, as here.",
+            "fields); on the SDSS g, r, i cutouts the `Segmenter` leaves it out, as here. "
+            "It learned on the label map's instances, so it scores a duplicate detection as "
+            "its twin: the all-detection mAP below counts those duplicates, the label map's "
+            "catalog (its figures under Burke et al.'s precision) counts each source once "
+            "(docs/models.md, session 44).",
         ]
     return lines
 

@@ -192,10 +192,11 @@ class SegmentConfig:
         group from all of theirs and its aperture colours. On 1,024 held-out typical fields
         its precision at 80 % recall at S/N >= 20 / 50 / 100 is 0.969 / 0.989 / 0.989 for
         galaxies and 0.966 / 0.984 / 0.983 for stars; on Galaxy-Zoo-like cutouts it meets
-        the Mask Galaxy paper's central-galaxy targets (measured without the colour typer,
-        which learned the colours of g, r, z). It needs the PSF FWHM (``psf_fwhm``,
-        else the header's ``SEEING``, else measured on the image), three bands (g, r, z) and
-        their zero points if they are not DECaLS's (``zero_points``).
+        the Mask Galaxy paper's central-galaxy targets (their g, r, i bands leave the colour
+        typer out, as any image whose named bands are not g, r, z does). It needs the PSF
+        FWHM (``psf_fwhm``, else the header's ``SEEING``, else measured on the image), three
+        bands, and for the colour typer the zero points of g, r, z if they are not DECaLS's
+        (``zero_points``).
 
         Parameters
         ----------
