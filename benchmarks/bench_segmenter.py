@@ -24,8 +24,7 @@ import numpy as np
 from burke_figure import add_augment_option
 from segmenter_limits import (
     add_chain_options,
-    add_colour_typer_option,
-    add_mask_refiner_option,
+    add_refiner_and_typer_options,
     chain_from_args,
     colour_typer_from_args,
     mask_refiner_from_args,
@@ -661,8 +660,11 @@ def main() -> None:
     parser.add_argument("--noise", default="0,0.5,1,2,3")
     add_chain_options(parser)
     add_augment_option(parser)
-    add_mask_refiner_option(parser, named="added to the page's name as _<name>")
-    add_colour_typer_option(parser, named="added to the page's name as _<name>")
+    add_refiner_and_typer_options(
+        parser,
+        refiner_named="added to the page's name as _<name>",
+        typer_named="added to the page's name as _<name>",
+    )
     parser.add_argument(
         "--out-dir",
         default=str(ROOT),

@@ -413,32 +413,31 @@ def chain_from_args(args: argparse.Namespace):
     return module, typer, look, shreds
 
 
-def add_mask_refiner_option(parser: argparse.ArgumentParser, *, named: str) -> None:
-    """``--mask-refiner``: the chain's mask refiner (``SegmentConfig.mask_refiner``), shared
-    with ``bench_segmenter.py``; ``named`` says how it names the results."""
+def add_refiner_and_typer_options(
+    parser: argparse.ArgumentParser, *, refiner_named: str, typer_named: str
+) -> None:
+    """``--mask-refiner`` and ``--colour-typer``: the chain's mask refiner and colour typer
+    (``SegmentConfig.mask_refiner``, ``SegmentConfig.colour_typer``), shared with
+    ``bench_segmenter.py``; ``refiner_named`` and ``typer_named`` say how each names the
+    results."""
     parser.add_argument(
         "--mask-refiner",
         default=None,
         help="Mask refiner (skysift.mask_refine; a shipped name or a card's path) that draws "
-        f"the small instances' masks again; {named}.",
+        f"the small instances' masks again; {refiner_named}.",
+    )
+    parser.add_argument(
+        "--colour-typer",
+        default=None,
+        help="Colour typer (skysift.colour_typer; a shipped name or a card's path) that "
+        "decides each instance's group last, on the images of its bands; needs "
+        f"--second-look; {typer_named}.",
     )
 
 
 def mask_refiner_from_args(args: argparse.Namespace) -> MaskRefiner | None:
     """The :class:`~skysift.mask_refine.MaskRefiner` that ``--mask-refiner`` names, or None."""
     return MaskRefiner(args.mask_refiner) if args.mask_refiner else None
-
-
-def add_colour_typer_option(parser: argparse.ArgumentParser, *, named: str) -> None:
-    """``--colour-typer``: the chain's colour typer (``SegmentConfig.colour_typer``), shared
-    with ``bench_segmenter.py``; ``named`` says how it names the results."""
-    parser.add_argument(
-        "--colour-typer",
-        default=None,
-        help="Colour typer (skysift.colour_typer; a shipped name or a card's path) that "
-        "decides each instance's group last, on the images of its bands; needs "
-        f"--second-look; {named}.",
-    )
 
 
 def colour_typer_from_args(args: argparse.Namespace) -> ColourTyper | None:
@@ -507,8 +506,11 @@ def main() -> None:
     )
     parser.add_argument("--large-mask-area", type=int, default=600)
     add_mask_box_options(parser)
-    add_mask_refiner_option(parser, named="added to the results' name as _refined")
-    add_colour_typer_option(parser, named="added to the results' name as _typed")
+    add_refiner_and_typer_options(
+        parser,
+        refiner_named="added to the results' name as _refined",
+        typer_named="added to the results' name as _typed",
+    )
     parser.add_argument(
         "--tag", default="", help="Added to the results' name: <model>_<look>_<tag>_limits_..."
     )
