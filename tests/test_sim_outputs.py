@@ -14,7 +14,7 @@ from skysift import read_image
 from skysift.errors import InvalidParameterError
 from skysift.normalization import robust_level_scale
 from skysift.sim import PRESETS, FieldConfig, point_source_depth, seed_role, simulate_field
-from skysift.sim.dataset import LocalizerPatches, iter_shards, write_dataset
+from skysift.sim.dataset import LocalizerPatches, dataset_configs, iter_shards, write_dataset
 from skysift.sim.seeds import check_seed_role, dataset_seeds
 
 
@@ -155,6 +155,12 @@ def test_dataset_refuses_to_mix_in_other_fields(tmp_path):
     with pytest.raises(InvalidParameterError, match="other settings"):
         write_dataset(tmp_path, [denser], extract, progress=False)
     assert write_dataset(tmp_path, [config, other_seed], extract, progress=False)["n_samples"] == 8
+    # each field's settings read back by seed, as the manifest records them
+    recorded = dataset_configs(tmp_path)
+    assert sorted(recorded) == [11, 12]
+    assert recorded[12] == json.loads(json.dumps(other_seed.to_dict()))
+    with pytest.raises(InvalidParameterError, match="not a skysift dataset"):
+        dataset_configs(tmp_path / "nothing")
 
 
 def test_dataset_may_hold_more_fields_for_readers_of_named_seeds(tmp_path):

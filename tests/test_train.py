@@ -457,6 +457,9 @@ def test_otsu_annotations_keep_only_the_central_galaxy(tmp_path):
     assert len(otsu) == 1  # the blended field has no central galaxy to annotate
     (only,) = load_images(str(tmp_path / "images"), seeds=[22])
     assert only["seed"] == 22
+    # each sample carries its survey's band names (the colour typer reads only g, r, z)
+    assert only["bands"] == ("g", "r", "z")
+    assert {s["seed"]: s["bands"] for s in truth}[21] == ("g", "r", "i")
     (sample,) = otsu
     (full,) = [s for s in truth if s["seed"] == 21]
     assert full["ids"].size > 1
