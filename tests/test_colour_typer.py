@@ -179,6 +179,19 @@ def test_retype_by_colour_decides_group_and_score_and_keeps_galaxy_types():
     np.testing.assert_array_equal(shifted["labels"], [1, 1])
     empty = retyped({k: v[:0] for k, v in prediction.items()}, [])
     assert len(empty["labels"]) == 0
+    # typing only some instances leaves the others' group and scores, with no probabilities
+    first = retyped(
+        prediction | {"detection_scores": np.array([0.5, 0.4])}, pixels, only=[True, False]
+    )
+    np.testing.assert_array_equal(first["labels"], [1, 1])
+    np.testing.assert_allclose(first["scores"], [1.0, 0.8], atol=1e-3)
+    np.testing.assert_allclose(first["detection_scores"], [1.0, 0.4], atol=1e-3)
+    np.testing.assert_allclose(first["p_star_colour"], [1.0, np.nan], atol=1e-3)
+    assert np.isnan(first["p_false_colour"][1])
+    none = retyped(prediction, pixels, only=[False, False])
+    np.testing.assert_array_equal(none["labels"], prediction["labels"])
+    with pytest.raises(InvalidParameterError, match="one flag per instance"):
+        retyped(prediction, pixels, only=[True])
     with pytest.raises(InvalidParameterError, match="3 bands"):
         retyped(prediction, pixels, image=image[:2])
 
@@ -240,6 +253,48 @@ def test_the_segmenter_types_by_colour_last_in_every_tile(caplog):
         SegmentConfig(colour_typer="colour_typer")
     with pytest.raises(InvalidParameterError, match="zero_points"):
         SegmentConfig(second_look="second_look", colour_typer="x", zero_points=(np.nan,))
+
+
+def test_the_segmenter_types_only_what_its_label_map_keeps():
+    """Each detection comes with a less confident twin of the same mask (a second hypothesis
+    the label map paints over): the typer, which learned on the label map's instances, sees
+    the two sources and not their twins, and no twin comes back in the map."""
+    from skysift.segment import SegmentConfig, Segmenter
+    from standins import ThresholdSegmenter
+    from test_second_look import _RecordingLook
+    from test_segment import CARD
+
+    class Twins(ThresholdSegmenter):
+        def forward(self, images):
+            outputs = []
+            for out in super().forward(images):
+                twins = {key: torch.cat([value, value]) for key, value in out.items()}
+                n = len(out["scores"])
+                twins["scores"][n:] = twins["p_galaxy"][n:] = 0.7
+                outputs.append(twins)
+            return outputs
+
+    shape = (200, 300)
+    rng = np.random.default_rng(1)
+    bands = rng.normal(100.0, 5.0, (3, *shape))
+    for x, fluxes in ((60.0, (8000.0, 24000.0, 40000.0)), (150.0, (20000.0,) * 3)):
+        bands += np.stack([_gaussian(shape, x, 100.0, 3.0, f) for f in fluxes])
+    image = bands.astype(np.float32)
+    config = SegmentConfig(tile=128, margin=32, psf_fwhm=4.0, galaxy_types=None)
+    segmenter = Segmenter(config, module=Twins(), card=CARD)
+    segmenter.second_looks = (_RecordingLook(-np.log(3.0)),)  # galaxies
+    typer = _typer()
+    shown = []
+    typer.probabilities = lambda features: (
+        shown.append(len(features)),
+        ColourTyper.probabilities(typer, features),
+    )[1]
+    segmenter.colour_typer = typer
+    typed = segmenter(image)
+    assert sum(shown) == 2
+    assert list(typed.classes[np.argsort(typed.x)]) == ["star", "elliptical"]
+    np.testing.assert_allclose(typed.scores, 1.0, atol=1e-3)
+    assert set(np.unique(typed.labels)) == {0, 1, 2}
 
 
 def _instances(n: int, seed: int, *, light: bool = False) -> dict[str, np.ndarray]:
@@ -365,3 +420,12 @@ def test_the_chains_instances_are_labelled_by_the_figures_matching():
     )
     assert "p_star_colour" not in kept
     assert typed["p_star_colour"].shape == (3,)
+    # a less confident twin of the galaxy, painted over by it, is dropped before typing
+    twin = {key: np.concatenate([value, value[1:2]]) for key, value in prediction.items()}
+    twin["scores"] = np.array([0.9, 0.8, 0.6, 0.7], np.float32)
+    (typed_once,) = refine(
+        [twin], [{**sample, "bands": ("g", "r", "z")}], classes, colour_typer=typer
+    )
+    np.testing.assert_array_equal(typed_once["labels"], typed["labels"])
+    np.testing.assert_allclose(typed_once["p_star_colour"], typed["p_star_colour"])
+    assert len(twin["scores"]) == 4  # the input is left alone

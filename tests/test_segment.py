@@ -286,8 +286,8 @@ def test_instance_targets_of_a_galaxy_zoo_like_cutout():
 
 
 def test_fragments_painted_over_are_dropped_from_the_catalog():
-    from skysift.evaluate.segmentation import as_catalog
-    from skysift.segment import _paint
+    from skysift.evaluate.segmentation import as_catalog, kept_instances
+    from skysift.segment import _paint, painted_map
 
     shape = (64, 64)
     masks = np.zeros((4, *shape), dtype=bool)
@@ -319,6 +319,17 @@ def test_fragments_painted_over_are_dropped_from_the_catalog():
         painted[mask] = k + 1
     np.testing.assert_array_equal(painted, instances.labels)
     assert prediction["masks"].shape == (4, 1, *shape)  # the input is left alone
+    # which instances survive, as the colour typer's rule reads it (in tiles and in refine)
+    labels, area, survives = painted_map([np.nonzero(m) for m in masks], scores, shape)
+    assert survives.tolist() == [True, False, True, True]
+    assert area.tolist() == [400, 0, 360, 960]
+    assert [labels[30, 30], labels[45, 45], labels[12, 12]] == [1, 3, 4]
+    np.testing.assert_array_equal(kept_instances(prediction), [0, 2, 3])
+    # painted in the other order the loose mask, last, leaves the others too little
+    reversed_order = {**prediction, "detection_scores": scores[::-1]}
+    np.testing.assert_array_equal(kept_instances(reversed_order), [3])
+    assert kept_instances({"scores": scores}).tolist() == [0, 1, 2, 3]  # no masks: all
+    assert painted_map([], [], shape)[2].size == 0
 
 
 def test_detection_map_perfect_and_missing():

@@ -376,6 +376,7 @@ def retype_by_colour(
     classes: Sequence[str],
     offset: tuple[int, int] = (0, 0),
     zero_points: Sequence[float] | None = None,
+    only: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """A prediction with each instance's group and score from the colour typer.
 
@@ -399,6 +400,10 @@ def retype_by_colour(
         ``(column, row)`` of ``pixels``' origin in ``image`` (a tile's corner).
     zero_points : sequence of float, optional
         AB magnitude of one image unit per band; None takes the typer's training ones.
+    only : numpy.ndarray of bool, optional
+        Type these instances alone (the typer learned on the instances the label map keeps
+        under the chain's scores: :func:`skysift.segment.painted_map`); the others keep
+        their group and scores, with NaN probabilities. None types every instance.
 
     Returns
     -------
@@ -417,12 +422,19 @@ def retype_by_colour(
         )
     labels = np.asarray(prediction["labels"])
     out = dict(prediction)
-    if not labels.size:
-        out["p_star_colour"] = out["p_false_colour"] = np.zeros(0)
+    typed = np.ones(labels.size, bool) if only is None else np.asarray(only, bool)
+    if typed.shape != labels.shape:
+        raise InvalidParameterError(
+            f"only must hold one flag per instance ({labels.size}); got shape {typed.shape}"
+        )
+    out["p_star_colour"] = np.full(labels.size, np.nan)
+    out["p_false_colour"] = np.full(labels.size, np.nan)
+    if not typed.any():
         return out
+    index = np.flatnonzero(typed)
     features = prediction_features(
-        prediction,
-        pixels,
+        _instances(prediction, index),
+        [pixels[k] for k in index],
         image=image,
         rms=rms,
         psf_fwhm=psf_fwhm,
@@ -434,12 +446,23 @@ def retype_by_colour(
     p_galaxy, p_star = p[:, CLASSES.index("galaxy")], p[:, CLASSES.index("star")]
     star, other = classes.index("star") + 1, classes.index("other") + 1
     is_star = p_star >= p_galaxy
-    out["labels"] = np.where(is_star, star, np.where(labels == star, other, labels)).astype(
-        labels.dtype
-    )
-    scores = np.maximum(p_star, p_galaxy).astype(np.asarray(prediction["scores"]).dtype)
-    out["scores"] = scores
-    out["detection_scores"] = scores
-    out["p_star_colour"] = p_star
-    out["p_false_colour"] = p[:, CLASSES.index("false")]
+    now = labels.copy()
+    now[index] = np.where(is_star, star, np.where(labels[index] == star, other, labels[index]))
+    out["labels"] = now
+    scores = np.array(prediction["scores"], copy=True)
+    scores[index] = np.maximum(p_star, p_galaxy)
+    detection_scores = np.array(prediction.get("detection_scores", prediction["scores"]))
+    detection_scores[index] = scores[index]
+    out["scores"], out["detection_scores"] = scores, detection_scores.astype(scores.dtype)
+    out["p_star_colour"][index] = p_star
+    out["p_false_colour"][index] = p[:, CLASSES.index("false")]
     return out
+
+
+def _instances(prediction: dict[str, Any], index: np.ndarray) -> dict[str, Any]:
+    """The rows ``index`` of every per-instance array of ``prediction``."""
+    n = len(np.asarray(prediction["labels"]))
+    return {
+        key: np.asarray(value)[index] if np.ndim(value) and len(np.asarray(value)) == n else value
+        for key, value in prediction.items()
+    }

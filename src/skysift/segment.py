@@ -644,9 +644,20 @@ class Segmenter:
                         psf_fwhm=psf_fwhm,
                         refiner=self.mask_refiner,
                     )
+                # the cut and the paint order use the detection score (P(source) x P(group)
+                # after a second look): how sure the source is, not how sure its galaxy type
+                scores = np.asarray(out.get("detection_scores", out["scores"]))
+                keep = scores >= self.config.score_threshold  # all centred in the tile's region
+                pixels = self._final_pixels(out, np.flatnonzero(keep), every_pixels, refined)
                 if photometry is not None:  # the colour typer reads this image's bands
                     from skysift.colour_typer import retype_by_colour
 
+                    # it types what the label map keeps under the chain's scores, as it
+                    # learned; a detection painted over by its twin is dropped here, so that
+                    # it cannot come back with its twin's typed score
+                    survives = painted_map(pixels, scores[keep], (tile, tile))[2]
+                    pixels = [pixels[k] for k in np.flatnonzero(survives)]
+                    keep[keep] = survives
                     out = retype_by_colour(
                         out,
                         [refined.get(k, drawn) for k, drawn in enumerate(every_pixels)],
@@ -657,33 +668,15 @@ class Segmenter:
                         classes=classes,
                         offset=(t.cols.start, t.rows.start),
                         zero_points=self.config.zero_points,
+                        only=keep,
                     )
                     if self.shreds is not None:
                         out = self._shreds_of_new_groups(out, bands, every_pixels, psf_fwhm)
-                boxes = out["boxes"]
-                mask_boxes = out.get("mask_boxes", boxes)  # the box each mask is drawn in
-                # the cut and the paint order use the detection score (P(source) x P(group)
-                # after a second look): how sure the source is, not how sure its galaxy type
-                scores = np.asarray(out.get("detection_scores", out["scores"]))
+                    scores = np.asarray(out["detection_scores"])
+                    above = scores[keep] >= self.config.score_threshold
+                    pixels = [pixels[k] for k in np.flatnonzero(above)]
+                    keep[keep] = above
                 class_scores = np.asarray(out["scores"])
-                keep = scores >= self.config.score_threshold  # all centred in the tile's region
-                if every_pixels is None:
-                    pixels = _mask_pixels(
-                        out["masks"][keep],
-                        mask_boxes[keep],
-                        (tile, tile),
-                        self.config.mask_threshold,
-                    )
-                else:
-                    pixels = [every_pixels[i] for i in out["detection_index"][keep]]
-                pixels = self._large_masks_redrawn(
-                    pixels, out["masks"][keep], mask_boxes[keep], (tile, tile)
-                )
-                if refined:
-                    pixels = [
-                        refined.get(int(k), drawn)
-                        for k, drawn in zip(np.flatnonzero(keep), pixels, strict=True)
-                    ]
                 labels = out["labels"][keep]
                 p_shred = np.asarray(out.get("p_shred", np.full(len(scores), np.nan)))[keep]
                 for (rows, cols), label, score, class_score, shred in zip(
@@ -703,6 +696,25 @@ class Segmenter:
                         }
                     )
         return found
+
+    def _final_pixels(
+        self, out: dict[str, Any], rows: np.ndarray, every_pixels: list | None, refined: dict
+    ) -> list:
+        """The masks the label map paints for the detections ``rows`` of a tile's ``out``:
+        the refiner's where it drew one, else the detector's (large ones at
+        ``large_mask_threshold``)."""
+        tile = self.config.tile
+        mask_boxes = out.get("mask_boxes", out["boxes"])  # the box each mask is drawn in
+        if every_pixels is None:
+            pixels = _mask_pixels(
+                out["masks"][rows], mask_boxes[rows], (tile, tile), self.config.mask_threshold
+            )
+        else:
+            pixels = [every_pixels[i] for i in out["detection_index"][rows]]
+        pixels = self._large_masks_redrawn(
+            pixels, out["masks"][rows], mask_boxes[rows], (tile, tile)
+        )
+        return [refined.get(int(k), drawn) for k, drawn in zip(rows, pixels, strict=True)]
 
     def _colour_bands_skipped(self, image: Image) -> str | None:
         """Why the colour typer is left out on ``image`` (its bands are named and are not
@@ -1141,17 +1153,49 @@ def instance_centroids(
     return np.where(ok, xw, fallback[0]), np.where(ok, yw, fallback[1])
 
 
+def painted_map(
+    pixels: list, scores, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A label map painted from instances' masks, and which instances it keeps.
+
+    Parameters
+    ----------
+    pixels : list of (rows, cols)
+        Each instance's mask pixels.
+    scores : array_like
+        The paint order: ascending (stable), so the most confident instance paints last and
+        owns contested pixels.
+    shape : (int, int)
+        The map's shape.
+
+    Returns
+    -------
+    labels : numpy.ndarray
+        ``shape`` int32 map; instance ``k`` is ``k + 1``, 0 is no instance.
+    area : numpy.ndarray
+        Pixels each instance owns.
+    survives : numpy.ndarray of bool
+        True for an instance left with pixels and at least :data:`MIN_KEPT_FRACTION` of its
+        own mask; the others are fragments or second hypotheses of a more confident one.
+    """
+    n = len(pixels)
+    labels = np.zeros(shape, dtype=np.int32)
+    for k in np.argsort(np.asarray(scores, dtype=float), kind="stable"):
+        labels[pixels[k][0], pixels[k][1]] = k + 1
+    area = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    own = np.array([np.size(rows) for rows, _ in pixels], dtype=np.int64)
+    return labels, area, (area > 0) & (area >= MIN_KEPT_FRACTION * own)
+
+
 def _paint(found: list[dict[str, Any]], light: np.ndarray, shape: tuple[int, int]) -> Instances:
     from scipy import ndimage
 
     from skysift.evaluate.segmentation import mask_centroid
 
-    order = sorted(range(len(found)), key=lambda k: found[k]["score"])
-    labels = np.zeros(shape, dtype=np.int32)
-    for k in order:  # ascending score: the most confident instance paints last
-        labels[found[k]["rows"], found[k]["cols"]] = k + 1
     n = len(found)
-    area = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    labels, area, alive = painted_map(
+        [(f["rows"], f["cols"]) for f in found], [f["score"] for f in found], shape
+    )
     slices = ndimage.find_objects(labels, max_label=n)
     bbox = np.full((n, 4), -1, dtype=np.int64)
     x = np.full(n, np.nan)
@@ -1164,9 +1208,6 @@ def _paint(found: list[dict[str, Any]], light: np.ndarray, shape: tuple[int, int
         x[k], y[k] = mask_centroid(light[found_slice], labels[found_slice] == k + 1)
         x[k] += cols.start
         y[k] += rows.start
-    # instances painted over (mostly) by more confident ones are dropped
-    own = np.array([f["rows"].size for f in found], dtype=np.int64)
-    alive = (area > 0) & (area >= MIN_KEPT_FRACTION * own)
     remap = np.zeros(n + 1, dtype=np.int32)
     remap[1:][alive] = np.arange(1, int(alive.sum()) + 1)
     return Instances(

@@ -95,28 +95,52 @@ def as_catalog(
     pixels or more at ``mask_threshold`` is painted at ``large_mask_threshold`` when given
     (``SegmentConfig.large_mask_threshold``).
     """
-    from skysift.segment import MIN_KEPT_FRACTION
-
     if paint_by not in PAINT_ORDERS:
         raise ValueError(f"paint_by must be one of {PAINT_ORDERS}; got {paint_by!r}")
     scores = np.asarray(prediction.get(paint_by, prediction["scores"]))
     if not scores.size or "masks" not in prediction:
         return dict(prediction)
+    labels, kept = _painted_map(
+        prediction,
+        mask_threshold=mask_threshold,
+        paint_by=paint_by,
+        large_mask_threshold=large_mask_threshold,
+        large_mask_area=large_mask_area,
+    )
+    out = {key: np.asarray(value)[kept] for key, value in prediction.items()}
+    out["masks"] = (labels[np.newaxis] == (kept[:, None, None] + 1))[:, np.newaxis]
+    out["masks"] = out["masks"].astype(np.float32)
+    return out
+
+
+def kept_instances(prediction: dict[str, Any], **paint) -> np.ndarray:
+    """Indices of the instances of ``prediction`` that :func:`as_catalog` keeps (given its
+    keyword options ``paint``), ascending; all of them when it has no masks."""
+    n = len(np.asarray(prediction["scores"]))
+    if not n or "masks" not in prediction:
+        return np.arange(n)
+    return _painted_map(prediction, **paint)[1]
+
+
+def _painted_map(
+    prediction: dict[str, Any],
+    *,
+    mask_threshold: float = 0.5,
+    paint_by: str = "detection_scores",
+    large_mask_threshold: float | None = None,
+    large_mask_area: int = 600,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`as_catalog`'s label map (instance k is k + 1) and its kept instances."""
+    from skysift.segment import painted_map
+
+    scores = np.asarray(prediction.get(paint_by, prediction["scores"]))
     probabilities = np.asarray(prediction["masks"])[:, 0]
     masks = probabilities >= mask_threshold
     if large_mask_threshold is not None:
         large = masks.reshape(len(masks), -1).sum(axis=1) >= large_mask_area
         masks[large] = probabilities[large] >= large_mask_threshold
-    labels = np.zeros(masks.shape[1:], dtype=np.int32)
-    for k in np.argsort(scores, kind="stable"):
-        labels[masks[k]] = k + 1
-    owned = np.bincount(labels.ravel(), minlength=scores.size + 1)[1:]
-    own = masks.reshape(scores.size, -1).sum(axis=1)
-    kept = np.flatnonzero((owned > 0) & (owned >= MIN_KEPT_FRACTION * own))
-    out = {key: np.asarray(value)[kept] for key, value in prediction.items()}
-    out["masks"] = (labels[np.newaxis] == (kept[:, None, None] + 1))[:, np.newaxis]
-    out["masks"] = out["masks"].astype(np.float32)
-    return out
+    labels, _, survives = painted_map([np.nonzero(mask) for mask in masks], scores, masks.shape[1:])
+    return labels, np.flatnonzero(survives)
 
 
 def _boolean_masks(masks) -> np.ndarray:

@@ -551,8 +551,14 @@ def sample_sky_subtracted(sample: dict[str, Any]) -> tuple[np.ndarray, np.ndarra
 
 
 def _colour_retyped(prediction: dict[str, Any], sample: dict[str, Any], typer, classes):
+    """The instances the label map keeps under the chain's scores, typed by colour (the
+    ``Segmenter``'s rule: the detections painted over by a more confident twin are dropped
+    first, as the typer never saw them in training)."""
     from skysift.colour_typer import retype_by_colour
+    from skysift.evaluate.segmentation import kept_instances
 
+    kept = kept_instances(prediction)
+    prediction = {key: np.asarray(value)[kept] for key, value in prediction.items()}
     image, rms = sample_sky_subtracted(sample)
     masks = np.asarray(prediction["masks"])
     masks = masks[:, 0] >= 0.5 if masks.ndim == 4 else masks.astype(bool)
