@@ -150,9 +150,10 @@ class SegmentConfig:
         galaxy or false) and score last, from the chain's probabilities and the instance's
         aperture fluxes and colours in every band of the sky-subtracted image
         (:mod:`skysift.colour_typer`; docs/models.md, session 43). Needs ``second_look``.
-        None keeps the looks' decision, as does an image whose bands are named and are not
-        the typer's (a warning says so, and the catalog's meta
-        ``segmenter_colour_typer_skipped`` why).
+        It types the instances the label map keeps under the chain's scores, as it learned;
+        a detection painted over by a more confident one is dropped before it. None keeps
+        the looks' decision, as does an image whose bands are named and are not the typer's
+        (a warning says so, and the catalog's meta ``segmenter_colour_typer_skipped`` why).
     zero_points : tuple of float or None
         AB magnitude of one image unit in each band, for the colour typer: the bands are
         scaled to its training fields' zero points (its card's ``zero_points``) before the
