@@ -206,6 +206,17 @@ def test_the_typer_refuses_features_and_zero_points_it_cannot_take():
     assert typer.probabilities(np.zeros((0, 13), np.float32)).shape == (0, len(CLASSES))
 
 
+def _red_and_blue_field() -> np.ndarray:
+    """Three bands of 200x300 with two sources of one shape on either side of a tile seam
+    (tiles of 128, margin 32): a red one at x = 60, a blue one at x = 150."""
+    shape = (200, 300)
+    rng = np.random.default_rng(1)
+    bands = rng.normal(100.0, 5.0, (3, *shape))
+    for x, fluxes in ((60.0, (8000.0, 24000.0, 40000.0)), (150.0, (20000.0,) * 3)):
+        bands += np.stack([_gaussian(shape, x, 100.0, 3.0, f) for f in fluxes])
+    return bands.astype(np.float32)
+
+
 def test_the_segmenter_types_by_colour_last_in_every_tile(caplog):
     """Two sources of the same shape, one red and one blue, across a tile seam: the look
     calls both galaxies, the colour typer makes the red one a star."""
@@ -213,12 +224,7 @@ def test_the_segmenter_types_by_colour_last_in_every_tile(caplog):
     from test_second_look import _RecordingLook
     from test_segment import _segmenter
 
-    shape = (200, 300)
-    rng = np.random.default_rng(1)
-    bands = rng.normal(100.0, 5.0, (3, *shape))
-    for x, fluxes in ((60.0, (8000.0, 24000.0, 40000.0)), (150.0, (20000.0,) * 3)):
-        bands += np.stack([_gaussian(shape, x, 100.0, 3.0, f) for f in fluxes])
-    image = bands.astype(np.float32)
+    image = _red_and_blue_field()
     segmenter = _segmenter(tile=128, margin=32, psf_fwhm=4.0)
     segmenter.second_looks = (_RecordingLook(-np.log(3.0)),)  # P(star) = 0.25: galaxies
     looked = segmenter(image)
@@ -274,12 +280,7 @@ def test_the_segmenter_types_only_what_its_label_map_keeps():
                 outputs.append(twins)
             return outputs
 
-    shape = (200, 300)
-    rng = np.random.default_rng(1)
-    bands = rng.normal(100.0, 5.0, (3, *shape))
-    for x, fluxes in ((60.0, (8000.0, 24000.0, 40000.0)), (150.0, (20000.0,) * 3)):
-        bands += np.stack([_gaussian(shape, x, 100.0, 3.0, f) for f in fluxes])
-    image = bands.astype(np.float32)
+    image = _red_and_blue_field()
     config = SegmentConfig(tile=128, margin=32, psf_fwhm=4.0, galaxy_types=None)
     segmenter = Segmenter(config, module=Twins(), card=CARD)
     segmenter.second_looks = (_RecordingLook(-np.log(3.0)),)  # galaxies
