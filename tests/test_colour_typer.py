@@ -188,6 +188,18 @@ def test_retype_by_colour_decides_group_and_score_and_keeps_galaxy_types():
     np.testing.assert_allclose(first["detection_scores"], [1.0, 0.4], atol=1e-3)
     np.testing.assert_allclose(first["p_star_colour"], [1.0, np.nan], atol=1e-3)
     assert np.isnan(first["p_false_colour"][1])
+    # a galaxy that stays one keeps its type's probability in its class score: a spiral of
+    # detection score 0.9 typed spiral at 0.6 (class score 0.54), the red one a star
+    swapped = {
+        **prediction,
+        "labels": np.array([1, 3]),
+        "scores": np.array([0.8, 0.54], dtype=np.float32),
+        "detection_scores": np.array([0.8, 0.9], dtype=np.float32),
+    }
+    kept_type = retyped(swapped, pixels)
+    np.testing.assert_array_equal(kept_type["labels"], [1, 3])
+    np.testing.assert_allclose(kept_type["detection_scores"], 1.0, atol=1e-3)
+    np.testing.assert_allclose(kept_type["scores"], [1.0, 0.6], atol=1e-3)
     none = retyped(prediction, pixels, only=[False, False])
     np.testing.assert_array_equal(none["labels"], prediction["labels"])
     with pytest.raises(InvalidParameterError, match="one flag per instance"):
@@ -235,6 +247,19 @@ def test_the_segmenter_types_by_colour_last_in_every_tile(caplog):
     order = np.argsort(typed.x)
     assert list(typed.classes[order]) == ["star", "elliptical"]
     np.testing.assert_allclose(typed.scores, 1.0, atol=1e-3)
+    # looks that call both stars: the typer makes the blue one a galaxy, and the galaxy
+    # typer gives it a type, its probability in the class score (the morphology_score)
+    from test_morphology import _FixedTyper
+
+    segmenter.second_looks = (_RecordingLook(np.log(3.0)),)  # P(star) = 0.75
+    segmenter.galaxy_typer = _FixedTyper()  # spiral, 0.8
+    starred = segmenter(image)
+    order = np.argsort(starred.x)
+    assert list(starred.classes[order]) == ["star", "spiral"]
+    np.testing.assert_allclose(starred.class_scores[order], [1.0, 0.8], atol=1e-3)
+    np.testing.assert_allclose(starred.scores, 1.0, atol=1e-3)
+    segmenter.galaxy_typer = None
+    segmenter.second_looks = (_RecordingLook(-np.log(3.0)),)
     # a typer that learned g, r, z colours is left out, with a warning, on an image of other
     # named bands: the looks' call stands there, and the catalog's meta says why
     from skysift.image import Image

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from skysift.errors import InvalidParameterError
-from skysift.morphology import galaxy_stamp, galaxy_stamps, retype_galaxies
+from skysift.morphology import galaxy_stamp, galaxy_stamps, retype_galaxies, type_new_galaxies
 
 CLASSES = ("star", "elliptical", "spiral", "other")
 
@@ -89,6 +89,32 @@ def test_retype_merges_galaxy_duplicates_and_keeps_stars():
     np.testing.assert_array_equal(typer.boxes, [[10, 10, 30, 30]])
     empty = {k: v[:0] for k, v in prediction.items()}
     assert len(retype_galaxies(empty, np.zeros((3, 8, 8)), typer, classes=CLASSES)["labels"]) == 0
+
+
+def test_stars_made_galaxies_later_get_a_galaxy_type():
+    """A later stage (the colour typer) made the second star a galaxy ('other'): it alone is
+    typed, with its detection score times its type's probability; the galaxy that was one
+    before and the star that stays one are left alone."""
+    before = {
+        "boxes": np.array([[10, 10, 30, 30], [40, 40, 50, 50], [60, 60, 70, 70]], float),
+        "labels": np.array([2, 1, 1]),  # elliptical, star, star
+        "scores": np.array([0.5, 0.9, 0.8], np.float32),
+    }
+    after = {
+        **before,
+        "labels": np.array([2, 4, 1]),  # the middle one made a galaxy, 'other'
+        "scores": np.array([0.45, 0.7, 0.95], np.float32),
+        "detection_scores": np.array([0.9, 0.7, 0.95], np.float32),
+    }
+    typer = _FixedTyper()
+    out = type_new_galaxies(after, before, np.zeros((3, 80, 80)), typer, classes=CLASSES)
+    np.testing.assert_array_equal(typer.boxes, [[40, 40, 50, 50]])
+    np.testing.assert_array_equal(out["labels"], [2, 3, 1])
+    np.testing.assert_allclose(out["scores"], [0.45, 0.7 * 0.8, 0.95], rtol=1e-6)
+    np.testing.assert_array_equal(out["detection_scores"], after["detection_scores"])
+    np.testing.assert_array_equal(after["labels"], [2, 4, 1])  # the input is not modified
+    same = type_new_galaxies(before, before, np.zeros((3, 80, 80)), _FixedTyper(), classes=CLASSES)
+    np.testing.assert_array_equal(same["labels"], before["labels"])
 
 
 def test_softmax_runner_matches_torch_in_both_backends():

@@ -409,9 +409,11 @@ def retype_by_colour(
     -------
     dict
         A new prediction: an instance is a star when P(star) >= P(galaxy), else a galaxy (a
-        galaxy keeps its type, a former star becomes ``other``); ``scores`` and
-        ``detection_scores`` are the larger of the two; ``p_star_colour`` and
-        ``p_false_colour`` are the typer's. The input is not modified.
+        galaxy keeps its type, a former star becomes ``other``: see
+        :func:`skysift.morphology.type_new_galaxies`); ``detection_scores`` are the larger of
+        the two, and so are ``scores`` except that a galaxy which stays one keeps its type's
+        probability as a factor (``scores / detection_scores`` before); ``p_star_colour``
+        and ``p_false_colour`` are the typer's. The input is not modified.
     """
     from skysift.errors import InvalidParameterError
 
@@ -449,11 +451,19 @@ def retype_by_colour(
     now = labels.copy()
     now[index] = np.where(is_star, star, np.where(labels[index] == star, other, labels[index]))
     out["labels"] = now
+    before = np.asarray(prediction.get("detection_scores", prediction["scores"]), dtype=float)
+    # a galaxy that stays one keeps its type's probability in its class score (the
+    # morphology_score), which the chain's galaxy types put there as scores / detection_scores
+    type_probability = np.where(
+        (labels[index] != star) & ~is_star & (before[index] > 0),
+        np.asarray(prediction["scores"], dtype=float)[index] / np.maximum(before[index], 1e-12),
+        1.0,
+    )
+    detection_scores = np.array(before, dtype=np.asarray(prediction["scores"]).dtype)
+    detection_scores[index] = np.maximum(p_star, p_galaxy)
     scores = np.array(prediction["scores"], copy=True)
-    scores[index] = np.maximum(p_star, p_galaxy)
-    detection_scores = np.array(prediction.get("detection_scores", prediction["scores"]))
-    detection_scores[index] = scores[index]
-    out["scores"], out["detection_scores"] = scores, detection_scores.astype(scores.dtype)
+    scores[index] = detection_scores[index] * np.clip(type_probability, 0.0, 1.0)
+    out["scores"], out["detection_scores"] = scores, detection_scores
     out["p_star_colour"][index] = p_star
     out["p_false_colour"][index] = p[:, CLASSES.index("false")]
     return out

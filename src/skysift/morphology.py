@@ -227,6 +227,41 @@ def retype_galaxies(
     return out
 
 
+def type_new_galaxies(
+    prediction: dict[str, np.ndarray],
+    before: dict[str, np.ndarray],
+    data: np.ndarray,
+    typer: GalaxyTyper,
+    *,
+    classes: Sequence[str],
+) -> dict[str, np.ndarray]:
+    """``prediction`` with a galaxy type for each instance that was a star in ``before``
+    and is a galaxy now (a later stage, such as the colour typer, made it one).
+
+    Each gets the typer's most probable class, and its score becomes its detection score
+    times that class's probability, as :func:`retype_galaxies` gives the detector's
+    galaxies. ``before`` and ``prediction`` hold the same instances in the same order;
+    ``data`` is the ``(bands, height, width)`` normalized image the boxes refer to. The
+    inputs are not modified.
+    """
+    star = list(classes).index("star") + 1
+    was_star = np.asarray(before["labels"]) == star
+    labels = np.asarray(prediction["labels"])
+    new = np.flatnonzero(was_star & (labels != star))
+    if not new.size:
+        return dict(prediction)
+    boxes = np.asarray(prediction["boxes"], dtype=float).reshape(-1, 4)[new]
+    probabilities = typer(data, boxes)
+    best = probabilities.argmax(axis=1)
+    label_of = {name: index + 1 for index, name in enumerate(classes)}
+    new_labels = labels.copy()
+    new_labels[new] = [label_of[typer.classes[b]] for b in best]
+    detection = np.asarray(prediction.get("detection_scores", prediction["scores"]), dtype=float)
+    new_scores = np.array(prediction["scores"], copy=True)
+    new_scores[new] = detection[new] * probabilities[np.arange(new.size), best]
+    return dict(prediction) | {"labels": new_labels, "scores": new_scores}
+
+
 def _box_iou(boxes: np.ndarray) -> np.ndarray:
     """Pairwise IoU of ``(n, 4)`` x1, y1, x2, y2 boxes."""
     x1, y1, x2, y2 = boxes.T

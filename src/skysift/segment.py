@@ -545,7 +545,7 @@ class Segmenter:
     ) -> list[dict[str, Any]]:
         import torch
 
-        from skysift.morphology import retype_galaxies
+        from skysift.morphology import retype_galaxies, type_new_galaxies
         from skysift.progress import progress_iter
         from skysift.second_look import relook
         from skysift.segment_augment import augmented_detector_outputs
@@ -659,7 +659,7 @@ class Segmenter:
                     survives = painted_map(pixels, scores[keep], (tile, tile))[2]
                     pixels = [pixels[k] for k in np.flatnonzero(survives)]
                     keep[keep] = survives
-                    out = retype_by_colour(
+                    typed = retype_by_colour(
                         out,
                         [refined.get(k, drawn) for k, drawn in enumerate(every_pixels)],
                         self.colour_typer,
@@ -671,6 +671,11 @@ class Segmenter:
                         zero_points=self.config.zero_points,
                         only=keep,
                     )
+                    if self.galaxy_typer is not None:  # a type for each star made a galaxy
+                        typed = type_new_galaxies(
+                            typed, out, bands, self.galaxy_typer, classes=classes
+                        )
+                    out = typed
                     if self.shreds is not None:
                         out = self._shreds_of_new_groups(out, bands, every_pixels, psf_fwhm)
                     scores = np.asarray(out["detection_scores"])

@@ -480,8 +480,9 @@ def refine(
     (:func:`skysift.morphology.retype_galaxies`); with ``mask_refiner`` (a callable of
     :func:`skysift.mask_refine.refined_masks`) the small instances' masks are then drawn
     again; with ``colour_typer`` (a :class:`skysift.colour_typer.ColourTyper`) each
-    instance's group is then decided by colour, except in the samples whose ``bands`` are
-    not the typer's (the ``Segmenter`` leaves it out on such an image).
+    instance the label map keeps is then typed by colour and the others dropped (with
+    ``galaxy_typer``, a star it makes a galaxy gets a galaxy type), except in the samples
+    whose ``bands`` are not the typer's (the ``Segmenter`` leaves it out on such an image).
     """
     if second_look is not None:
         from skysift.second_look import relook
@@ -526,7 +527,7 @@ def refine(
         predictions = [
             p
             if colour_typer.other_bands(s.get("bands", ())) is not None
-            else _colour_retyped(p, s, colour_typer, classes)
+            else _colour_retyped(p, s, colour_typer, classes, galaxy_typer=galaxy_typer)
             for p, s in zip(predictions, samples, strict=True)
         ]
     return predictions
@@ -550,10 +551,13 @@ def sample_sky_subtracted(sample: dict[str, Any]) -> tuple[np.ndarray, np.ndarra
     return sky_subtracted(sample_in_units(sample), sample.get("bad"))
 
 
-def _colour_retyped(prediction: dict[str, Any], sample: dict[str, Any], typer, classes):
+def _colour_retyped(
+    prediction: dict[str, Any], sample: dict[str, Any], typer, classes, *, galaxy_typer=None
+):
     """The instances the label map keeps under the chain's scores, typed by colour (the
     ``Segmenter``'s rule: the detections painted over by a more confident twin are dropped
-    first, as the typer never saw them in training)."""
+    first, as the typer never saw them in training); with ``galaxy_typer`` each star it
+    makes a galaxy gets a galaxy type, as in the ``Segmenter``."""
     from skysift.colour_typer import retype_by_colour
     from skysift.evaluate.segmentation import kept_instances
 
@@ -563,7 +567,7 @@ def _colour_retyped(prediction: dict[str, Any], sample: dict[str, Any], typer, c
     masks = np.asarray(prediction["masks"])
     masks = masks[:, 0] >= 0.5 if masks.ndim == 4 else masks.astype(bool)
     pixels = [np.nonzero(mask) for mask in masks]
-    return retype_by_colour(
+    typed = retype_by_colour(
         prediction,
         pixels,
         typer,
@@ -572,6 +576,11 @@ def _colour_retyped(prediction: dict[str, Any], sample: dict[str, Any], typer, c
         psf_fwhm=sample["psf_fwhm"],
         classes=classes,
     )
+    if galaxy_typer is None:
+        return typed
+    from skysift.morphology import type_new_galaxies
+
+    return type_new_galaxies(typed, prediction, sample["image"], galaxy_typer, classes=classes)
 
 
 def segmenter_catalogs(
