@@ -191,8 +191,8 @@ class SegmentConfig:
         ``second_look_reject_refined`` on the mask refiner's; then the ``shred`` classifier,
         the ``mask_refiner`` and, last, the ``colour_typer``, which decides each instance's
         group from all of theirs and its aperture colours. On 1,024 held-out typical fields
-        its precision at 80 % recall at S/N >= 20 / 50 / 100 is 0.969 / 0.989 / 0.989 for
-        galaxies and 0.966 / 0.984 / 0.983 for stars; on Galaxy-Zoo-like cutouts it meets
+        its precision at 80 % recall at S/N >= 20 / 50 / 100 is 0.970 / 0.990 / 0.989 for
+        galaxies and 0.967 / 0.984 / 0.983 for stars; on Galaxy-Zoo-like cutouts it meets
         the Mask Galaxy paper's central-galaxy targets (their g, r, i bands leave the colour
         typer out, as any image whose named bands are not g, r, z does). It needs the PSF
         FWHM (``psf_fwhm``, else the header's ``SEEING``, else measured on the image), three
