@@ -39,6 +39,7 @@ __all__ = [
     "ColourTyper",
     "aperture_fluxes",
     "instance_features",
+    "instance_rows",
     "mask_centroids",
     "mask_light",
     "prediction_features",
@@ -435,7 +436,7 @@ def retype_by_colour(
         return out
     index = np.flatnonzero(typed)
     features = prediction_features(
-        _instances(prediction, index),
+        instance_rows(prediction, index),
         [pixels[k] for k in index],
         image=image,
         rms=rms,
@@ -469,8 +470,9 @@ def retype_by_colour(
     return out
 
 
-def _instances(prediction: dict[str, Any], index: np.ndarray) -> dict[str, Any]:
-    """The rows ``index`` of every per-instance array of ``prediction``."""
+def instance_rows(prediction: dict[str, Any], index: np.ndarray) -> dict[str, Any]:
+    """The rows ``index`` of every per-instance array of ``prediction`` (other entries as
+    they are); the input is not modified."""
     n = len(np.asarray(prediction["labels"]))
     return {
         key: np.asarray(value)[index] if np.ndim(value) and len(np.asarray(value)) == n else value

@@ -214,17 +214,23 @@ def retype_galaxies(
     out.setdefault("detection_scores", np.asarray(prediction["scores"])[keep])
     if kept:
         kept_arr = np.array(kept)
-        probabilities = typer(data, boxes[kept_arr])
-        best = probabilities.argmax(axis=1)
-        label_of = {name: index + 1 for index, name in enumerate(classes)}
-        position = np.searchsorted(keep, kept_arr)
-        new_labels = np.asarray(out["labels"]).copy()
-        new_scores = np.asarray(out["scores"], dtype=float).copy()
-        new_labels[position] = [label_of[typer.classes[b]] for b in best]
-        new_scores[position] = scores[kept_arr] * probabilities[np.arange(len(best)), best]
-        out["labels"] = new_labels.astype(np.asarray(prediction["labels"]).dtype)
-        out["scores"] = new_scores.astype(np.asarray(prediction["scores"]).dtype)
+        out["labels"], out["scores"] = _most_probable_types(
+            out, np.searchsorted(keep, kept_arr), scores[kept_arr], data, typer, classes
+        )
     return out
+
+
+def _most_probable_types(prediction, rows, detection_scores, data, typer, classes):
+    """``prediction``'s labels and scores with the instances ``rows`` given the typer's most
+    probable galaxy class, scored ``detection_scores`` (one per row) times its probability."""
+    probabilities = typer(data, np.asarray(prediction["boxes"], dtype=float).reshape(-1, 4)[rows])
+    best = probabilities.argmax(axis=1)
+    label_of = {name: index + 1 for index, name in enumerate(classes)}
+    labels = np.array(prediction["labels"], copy=True)
+    scores = np.array(prediction["scores"], copy=True)
+    labels[rows] = [label_of[typer.classes[b]] for b in best]
+    scores[rows] = detection_scores * probabilities[np.arange(len(best)), best]
+    return labels, scores
 
 
 def type_new_galaxies(
@@ -250,16 +256,9 @@ def type_new_galaxies(
     new = np.flatnonzero(was_star & (labels != star))
     if not new.size:
         return dict(prediction)
-    boxes = np.asarray(prediction["boxes"], dtype=float).reshape(-1, 4)[new]
-    probabilities = typer(data, boxes)
-    best = probabilities.argmax(axis=1)
-    label_of = {name: index + 1 for index, name in enumerate(classes)}
-    new_labels = labels.copy()
-    new_labels[new] = [label_of[typer.classes[b]] for b in best]
     detection = np.asarray(prediction.get("detection_scores", prediction["scores"]), dtype=float)
-    new_scores = np.array(prediction["scores"], copy=True)
-    new_scores[new] = detection[new] * probabilities[np.arange(new.size), best]
-    return dict(prediction) | {"labels": new_labels, "scores": new_scores}
+    labels, scores = _most_probable_types(prediction, new, detection[new], data, typer, classes)
+    return dict(prediction) | {"labels": labels, "scores": scores}
 
 
 def _box_iou(boxes: np.ndarray) -> np.ndarray:

@@ -558,11 +558,10 @@ def _colour_retyped(
     ``Segmenter``'s rule: the detections painted over by a more confident twin are dropped
     first, as the typer never saw them in training); with ``galaxy_typer`` each star it
     makes a galaxy gets a galaxy type, as in the ``Segmenter``."""
-    from skysift.colour_typer import retype_by_colour
+    from skysift.colour_typer import instance_rows, retype_by_colour
     from skysift.evaluate.segmentation import kept_instances
 
-    kept = kept_instances(prediction)
-    prediction = {key: np.asarray(value)[kept] for key, value in prediction.items()}
+    prediction = instance_rows(prediction, kept_instances(prediction))
     image, rms = sample_sky_subtracted(sample)
     masks = np.asarray(prediction["masks"])
     masks = masks[:, 0] >= 0.5 if masks.ndim == 4 else masks.astype(bool)
