@@ -9,6 +9,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from skysift.colour_typer import (
     CLASSES,
@@ -23,6 +24,7 @@ from skysift.colour_typer import (
     sky_subtracted,
 )
 from skysift.errors import InvalidParameterError
+from skysift.models.colour_typer import ColourTyperConfig, ColourTyperNet
 
 DETECTOR_CLASSES = ("star", "elliptical", "spiral", "other")
 G_MINUS_R = FEATURES.index("colour_band0")
@@ -383,6 +385,68 @@ def test_training_writes_a_typer_the_chain_can_load(tmp_path):
         card["metrics"]["colour_typer"]["log_loss"]
         < card["metrics"]["chain_without_it"]["log_loss"]
     )
+
+
+def _conflicting_instances(n: int, seed: int) -> dict[str, np.ndarray]:
+    """Stars and galaxies told apart by g - r, the faint ones (three in four) by the
+    opposite rule to the bright ones; no input says which are bright."""
+    rng = np.random.default_rng(seed)
+    features = rng.normal(0.0, 0.3, (n, len(FEATURES))).astype(np.float32)
+    colour = rng.normal(0.0, 1.0, n)
+    features[:, G_MINUS_R] = colour
+    bright = rng.random(n) < 0.25
+    star = np.where(bright, colour > 0, colour < 0)
+    return {
+        "features": features,
+        "label": star.astype(np.int64),  # 0 galaxy, 1 star
+        "snr": np.where(bright, 60.0, 10.0),
+        "field": np.arange(n),
+    }
+
+
+def test_the_bright_weight_makes_the_typer_learn_what_the_figure_counts(tmp_path):
+    from skysift.train.colour_typer import (
+        ColourTyperTrainingConfig,
+        instance_weights,
+        train_colour_typer,
+        training_command,
+    )
+
+    data = _conflicting_instances(8, 0)
+    data["label"][:3] = 2  # false: counted at every cut
+    weights = instance_weights(data, ColourTyperTrainingConfig(bright_weight=4.0))
+    counted = (data["label"] == 2) | (data["snr"] >= 20)
+    np.testing.assert_array_equal(weights, np.where(counted, 4.0, 1.0))
+    with pytest.raises(InvalidParameterError, match="bright_weight"):
+        ColourTyperTrainingConfig(bright_weight=0.0)
+
+    test = _conflicting_instances(2000, 9)
+    bright = test["snr"] >= 20
+    right = {}
+    for weight in (1.0, 10.0):
+        run = tmp_path / f"w{weight:g}"
+        run.mkdir()
+        for role, seed in (("train", 1), ("validation", 2)):
+            np.savez(run / f"instances_{role}.npz", **_conflicting_instances(2000, seed))
+        config = ColourTyperTrainingConfig(
+            run_dir=str(run),
+            epochs=15,
+            hidden=(8,),
+            batch_size=128,
+            threads=1,
+            bright_weight=weight,
+        )
+        module = ColourTyperNet(ColourTyperConfig(features=len(FEATURES), hidden=(8,)))
+        module.load_state_dict(load_file(str(train_colour_typer(config, progress=False))))
+        typer = ColourTyper(
+            module=module, card={"name": "t", "inputs": {"bands": 3, "zero_points": [0, 0, 0]}}
+        )
+        says_star = typer.probabilities(test["features"]).argmax(axis=1) == 1
+        right[weight] = np.mean(says_star[bright] == (test["label"][bright] == 1))
+        if weight != 1.0:
+            assert "--bright-weight 10" in training_command(config)
+    assert right[1.0] < 0.4  # mostly the faint majority's rule (0.31 when written)
+    assert right[10.0] > 0.6  # mostly the rule of the instances the figure counts (0.71)
 
 
 def test_the_chains_instances_are_labelled_by_the_figures_matching():

@@ -917,6 +917,12 @@ def train_colour_typer_command(
         help="Also read how the light lies in each mask (a mask drawn too wide; measured "
         "without effect, docs/models.md session 44).",
     ),
+    bright_weight: float = typer.Option(
+        1.0,
+        help="Loss weight of the instances Burke et al.'s figure counts at S/N >= 20 (false "
+        "ones, and matches to truth that bright) against 1 for fainter matches "
+        "(docs/models.md, session 46).",
+    ),
     name: str = typer.Option("colour_typer", help="Name of the weights and card."),
     threads: int = typer.Option(2, help="CPU threads for the chain and the training."),
     workers: int = FIELD_WORKERS,
@@ -950,6 +956,7 @@ def train_colour_typer_command(
             n_train_fields=n_train_fields,
             epochs=epochs,
             mask_light=mask_light,
+            bright_weight=bright_weight,
             threads=threads,
             workers=workers,
             **_role_dirs(data_dir, "colour_typer"),

@@ -31,6 +31,7 @@ __all__ = [
     "ColourTyperTrainingConfig",
     "finish_colour_typer",
     "instance_samples",
+    "instance_weights",
     "prepare_data",
     "train_colour_typer",
 ]
@@ -54,6 +55,11 @@ class ColourTyperTrainingConfig:
     shreds: str | None = "shred"
     mask_refiner: str | None = "mask_refiner"
     mask_light: bool = False
+    #: the loss weight of the instances Burke et al.'s figure counts at S/N >= bright_snr
+    #: (those matched to a truth source that bright, and the false ones) against 1 for the
+    #: fainter matches, which the figure leaves neutral (docs/models.md, session 46)
+    bright_weight: float = 1.0
+    bright_snr: float = 20.0
     n_train_fields: int = 1024
     n_val_fields: int = 128
     n_test_fields: int = 128
@@ -81,6 +87,8 @@ class ColourTyperTrainingConfig:
             )
         if self.epochs < 1 or self.batch_size < 1 or not self.hidden:
             raise InvalidParameterError("epochs, batch_size and hidden must be positive")
+        if not self.bright_weight > 0:
+            raise InvalidParameterError(f"bright_weight must be positive; got {self.bright_weight}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -258,12 +266,36 @@ def cached_instances(
     return data
 
 
-def _log_loss(module, features: np.ndarray, labels: np.ndarray) -> float:
+def _batch_loss(logits, labels, weights=None):
+    """Cross-entropy of a batch, its instances weighted by ``weights`` when given (None: the
+    plain mean, bit for bit the shipped typer's training)."""
+    import torch
+
+    if weights is None:
+        return torch.nn.functional.cross_entropy(logits, labels)
+    losses = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+    return (losses * weights).sum() / weights.sum()
+
+
+def _log_loss(
+    module, features: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None
+) -> float:
+    """Mean log loss, weighted by ``weights`` when given."""
     import torch
 
     with torch.no_grad():
         logits = module(torch.from_numpy(features))
-        return float(torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels)))
+        weights = None if weights is None else torch.from_numpy(weights.astype(np.float32))
+        return float(_batch_loss(logits, torch.from_numpy(labels), weights))
+
+
+def instance_weights(data: dict[str, np.ndarray], config: ColourTyperTrainingConfig) -> np.ndarray:
+    """Each instance's loss weight: ``bright_weight`` for a false instance or a match to a
+    truth source of S/N >= ``bright_snr``, 1 for the others."""
+    from skysift.colour_typer import CLASSES
+
+    counted = (data["label"] == CLASSES.index("false")) | (data["snr"] >= config.bright_snr)
+    return np.where(counted, config.bright_weight, 1.0)
 
 
 def train_colour_typer(config: ColourTyperTrainingConfig, *, progress: bool = True) -> Path:
@@ -286,6 +318,9 @@ def train_colour_typer(config: ColourTyperTrainingConfig, *, progress: bool = Tr
     module = ColourTyperNet(architecture)
     features = torch.from_numpy(train["features"])
     labels = torch.from_numpy(train["label"])
+    weighted = config.bright_weight != 1.0  # 1: the plain mean, as the shipped typer learned
+    weights = torch.from_numpy(instance_weights(train, config).astype(np.float32))
+    val_weights = instance_weights(val, config) if weighted else None
     module.standardize_with(features)
     optimizer = torch.optim.Adam(
         module.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
@@ -300,12 +335,14 @@ def train_colour_typer(config: ColourTyperTrainingConfig, *, progress: bool = Tr
         order = torch.randperm(len(labels), generator=generator)
         for begin in range(0, len(order), config.batch_size):
             batch = order[begin : begin + config.batch_size]
-            loss = torch.nn.functional.cross_entropy(module(features[batch]), labels[batch])
+            loss = _batch_loss(
+                module(features[batch]), labels[batch], weights[batch] if weighted else None
+            )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
         module.eval()
-        val_loss = _log_loss(module, val["features"], val["label"])
+        val_loss = _log_loss(module, val["features"], val["label"], val_weights)
         history.append({"epoch": epoch + 1, "val_loss": val_loss})
         if val_loss < best:
             best = val_loss
@@ -439,6 +476,8 @@ def finish_colour_typer(
             "seed": config.seed,
             "config": config.to_dict(),
             "best_validation_loss": summary["best_val_loss"],
+            "loss_weights": f"{config.bright_weight:g} for false instances and matches to "
+            f"truth of S/N >= {config.bright_snr:g}, 1 for fainter matches",
             "seconds": summary["seconds"],
         },
         "metrics": {
@@ -460,6 +499,8 @@ def training_command(config: ColourTyperTrainingConfig) -> str:
         command += f" --n-train-fields {config.n_train_fields}"
     if config.mask_light:
         command += " --mask-light"
+    if config.bright_weight != defaults.bright_weight:
+        command += f" --bright-weight {config.bright_weight:g}"
     if config.epochs != defaults.epochs:
         command += f" --epochs {config.epochs}"
     if config.name != defaults.name:
