@@ -292,13 +292,13 @@ def test_mask_jitter_erodes_or_dilates_the_instance_channel_alone():
     import torch
 
     from skysift.errors import InvalidParameterError
-    from skysift.train.mask_refiner import MaskRefinerTrainingConfig, _jittered
+    from skysift.train.mask_refiner import MaskRefinerTrainingConfig, jittered_masks
 
     stamps = torch.zeros(200, 6, 16, 16)
     stamps[:, :3] = 0.5
     stamps[:, 3, 5:11, 5:11] = 1.0  # a 6x6 instance mask
     stamps[:, 4, 0:3, 0:3] = 1.0  # a neighbour
-    jittered = _jittered(np.random.default_rng(0), stamps, channel=3, jitter=2)
+    jittered = jittered_masks(np.random.default_rng(0), stamps, channel=3, jitter=2)
     assert float(stamps[:, 3].sum()) == 200 * 36  # the input is not modified
     areas = jittered[:, 3].flatten(1).sum(dim=1).int().tolist()
     # eroded by 2 or 1, as drawn, or dilated by 1 or 2: 2x2, 4x4, 6x6, 8x8, 10x10

@@ -859,3 +859,46 @@ def test_the_segmenter_shows_a_neighbours_look_the_detections_in_a_tiles_margin(
     plain.second_looks = (_RecordingLook(np.log(4.0)),)
     plain(image)
     assert not any(plain.second_looks[0].neighbours_shown)
+
+
+def test_mask_jitter_moves_only_each_views_mask_channel_and_is_named():
+    """``mask_jitter`` erodes or dilates the instance's mask channel of every view of a
+    training stamp (bands, and the neighbours' channel, untouched); the card's command
+    carries it, the stamps do not depend on it, and a negative one is refused."""
+    import torch
+
+    from skysift.train.second_look import (
+        SecondLookTrainingConfig,
+        _stamp_settings,
+        _with_jittered_masks,
+        card_for,
+        mask_channels,
+    )
+
+    native = SecondLookTrainingConfig.named(reject=True, mask_jitter=2)
+    assert mask_channels(4, native) == [3]
+    both = SecondLookTrainingConfig.named(cutout="both", neighbours=True, mask_jitter=1)
+    assert mask_channels(10, both) == [3, 8]  # per view: 3 bands, the mask, the neighbours'
+
+    rng = np.random.default_rng(0)
+    stamps = torch.from_numpy(rng.normal(size=(64, 10, 32, 32)).astype(np.float32))
+    disc = (np.hypot(*np.indices((32, 32)) - 15.5) < 6).astype(np.float32)
+    stamps[:, [3, 8]] = torch.from_numpy(disc)
+    jittered = _with_jittered_masks(np.random.default_rng(1), stamps, both)
+    untouched = [c for c in range(10) if c not in (3, 8)]
+    assert torch.equal(jittered[:, untouched], stamps[:, untouched])
+    for channel in (3, 8):
+        areas = jittered[:, channel].sum(dim=(1, 2)).numpy()
+        # jitter 1: each stamp's mask eroded once, left as cut, or dilated once
+        assert len(np.unique(areas)) == 3
+        assert (areas < disc.sum()).any()
+        assert (areas == disc.sum()).any()
+        assert (areas > disc.sum()).any()
+
+    assert (
+        card_for(native, architecture_for(3, reject=True), {"sha256": "0"})["training"]["command"]
+        == "skysift train second-look --seed 0 --reject --mask-jitter 2"
+    )
+    assert _stamp_settings(native) == _stamp_settings(SecondLookTrainingConfig.named(reject=True))
+    with pytest.raises(InvalidParameterError, match="mask_jitter must be >= 0"):
+        SecondLookTrainingConfig.named(mask_jitter=-1)

@@ -693,6 +693,12 @@ def train_second_look_command(
         help="Give each stamp a channel of the other detections' masks, so that light "
         "inside a neighbour's mask is not read as the instance's own.",
     ),
+    mask_jitter: int = typer.Option(
+        0,
+        help="Erode or dilate each training stamp's mask channel by up to this many pixels, "
+        "so that the look reads a source's extent from its pixels (docs/models.md, "
+        "session 46).",
+    ),
     name: str = typer.Option(
         None,
         help="Name of the model written (default: 'second_look' or 'second_look_reject', "
@@ -752,6 +758,7 @@ def train_second_look_command(
             mask_refiner=mask_refiner,
             filters=filters,
             neighbours=neighbours,
+            mask_jitter=mask_jitter,
             train_dirs=(
                 str(data_dir / "segmenter_train"),
                 str(data_dir / "segmenter_train_typical"),

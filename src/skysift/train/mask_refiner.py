@@ -16,7 +16,7 @@ training); with ``noise_channel`` the network also sees each stamp's measured ba
 (:func:`skysift.mask_refine.with_noise_channel`, measured after the noise is added), so that
 it can tell an image noisier than its normalization from one at its depth. With
 ``mask_jitter`` each training stamp's instance channel (the detector's mask) is eroded or
-dilated by a random whole number of pixels up to ``mask_jitter`` (:func:`_jittered`), so that
+dilated by a random whole number of pixels up to ``mask_jitter`` (:func:`jittered_masks`), so that
 the network takes from it which source is meant but not how large it is (session 39 found
 the shipped refiner copies that size). The epoch with the lowest validation loss (clean
 stamps, instance channel as the detector drew it) is kept. Run: ``skysift train mask-refiner
@@ -38,6 +38,7 @@ import numpy as np
 __all__ = [
     "MaskRefinerTrainingConfig",
     "finish_mask_refiner",
+    "jittered_masks",
     "prepare_data",
     "refiner_stamps",
     "stamp_metrics",
@@ -264,7 +265,7 @@ def _noisier(
     return out
 
 
-def _jittered(rng: np.random.Generator, stamps, *, channel: int, jitter: int):
+def jittered_masks(rng: np.random.Generator, stamps, *, channel: int, jitter: int):
     """``stamps`` (a torch batch) with channel ``channel`` grey-eroded (negative) or dilated
     (positive) by a 3x3 window ``k`` times, ``k`` drawn for each stamp from
     ``-jitter..jitter``."""
@@ -382,7 +383,7 @@ def train_mask_refiner(config: MaskRefinerTrainingConfig, *, progress: bool = Tr
                     rng, x, bands=bands, noise_max=config.noise_max, fraction=config.noise_fraction
                 )
             if config.mask_jitter:  # the instance's mask follows the bands
-                x = _jittered(rng, x, channel=bands, jitter=config.mask_jitter)
+                x = jittered_masks(rng, x, channel=bands, jitter=config.mask_jitter)
             if config.noise_channel:
                 x = torch.from_numpy(network_stamps(x.numpy(), noise_channel=True))
             loss = _loss(module(x), y)

@@ -27,6 +27,7 @@ __all__ = [
     "SecondLookTrainingConfig",
     "finish_second_look",
     "instance_stamps",
+    "mask_channels",
     "train_second_look",
     "training_star_fraction",
 ]
@@ -100,6 +101,11 @@ class SecondLookTrainingConfig:
     #: (skysift.second_look.instance_cutouts), so that light inside a neighbour's mask is
     #: not read as the instance's own
     neighbours: bool = False
+    #: each training stamp's mask channel is eroded or dilated by a whole number of pixels
+    #: drawn from -mask_jitter..mask_jitter (:func:`skysift.train.mask_refiner.jittered_masks`),
+    #: so that the look reads a source's extent from its pixels, not from the size of the
+    #: mask it is shown (docs/models.md, session 46); validation stamps are left as cut
+    mask_jitter: int = 0
 
     @classmethod
     def named(
@@ -122,6 +128,8 @@ class SecondLookTrainingConfig:
 
         if self.filters < 1:
             raise InvalidParameterError(f"filters must be >= 1; got {self.filters}")
+        if self.mask_jitter < 0:
+            raise InvalidParameterError(f"mask_jitter must be >= 0; got {self.mask_jitter}")
         if self.schedule not in SCHEDULES:
             raise InvalidParameterError(
                 f"schedule must be one of {SCHEDULES}; got {self.schedule!r}"
@@ -483,9 +491,10 @@ def train_second_look(config: SecondLookTrainingConfig, *, progress: bool = True
             if rng.random() < 0.5:  # flips and quarter turns: the sky has no orientation
                 cutouts = cutouts[..., ::-1]
             cutouts = np.rot90(cutouts, k=int(rng.integers(4)), axes=(2, 3))
-            logits = network(
-                torch.from_numpy(np.ascontiguousarray(cutouts)), torch.from_numpy(context[batch])
-            )
+            batch_cutouts = torch.from_numpy(np.ascontiguousarray(cutouts))
+            if config.mask_jitter:
+                batch_cutouts = _with_jittered_masks(rng, batch_cutouts, config)
+            logits = network(batch_cutouts, torch.from_numpy(context[batch]))
             loss = loss_fn(logits, labels[batch])
             optimizer.zero_grad()
             loss.backward()
@@ -508,6 +517,28 @@ def train_second_look(config: SecondLookTrainingConfig, *, progress: bool = True
             best = value
             save_weights(network, run / "best.safetensors")
     return run / "best.safetensors"
+
+
+def mask_channels(channels: int, config: SecondLookTrainingConfig) -> list[int]:
+    """Indices of the instance's mask channel in each view of a stamp of ``channels``
+    channels (:func:`skysift.second_look.look_inputs`: per view the bands, the mask, and the
+    neighbours' channel when the look has one)."""
+    from skysift.second_look import cutout_views
+
+    views = cutout_views(config.cutout)
+    width = channels // views
+    bands = width - 1 - int(config.neighbours)
+    return [view * width + bands for view in range(views)]
+
+
+def _with_jittered_masks(rng: np.random.Generator, cutouts, config: SecondLookTrainingConfig):
+    """``cutouts`` (a torch batch) with each view's mask channel jittered
+    (:attr:`SecondLookTrainingConfig.mask_jitter`)."""
+    from skysift.train.mask_refiner import jittered_masks
+
+    for channel in mask_channels(cutouts.shape[1], config):
+        cutouts = jittered_masks(rng, cutouts, channel=channel, jitter=config.mask_jitter)
+    return cutouts
 
 
 #: What a card says the look decides (``relook``'s rule; the held-out figures follow it).
@@ -549,6 +580,8 @@ def card_for(config: SecondLookTrainingConfig, architecture, segmenter_card: dic
         options += f" --filters {config.filters}"
     if config.neighbours:
         options += " --neighbours"
+    if config.mask_jitter:
+        options += f" --mask-jitter {config.mask_jitter}"
     if config.name != default_second_look_name(reject=config.reject, cutout=config.cutout):
         options += f" --name {config.name}"
     refined = ""
