@@ -372,6 +372,10 @@ def test_training_writes_a_typer_the_chain_can_load(tmp_path):
     assert training_command(dataclasses.replace(config, mask_light=False)).endswith(
         "--seed 0 --epochs 40 --threads 1"
     )
+    other_looks = dataclasses.replace(config, second_look=("runs/a.json", "second_look"))
+    assert "--epochs 40 --second-look runs/a.json --second-look second_look --threads 1" in (
+        training_command(other_looks)
+    )
     typer = ColourTyper(str(tmp_path / "out" / "colour_typer.json"))
     assert typer.mask_light
     test = _instances(200, 3, light=True)
@@ -519,3 +523,29 @@ def test_the_chains_instances_are_labelled_by_the_figures_matching():
     np.testing.assert_array_equal(typed_once["labels"], typed["labels"])
     np.testing.assert_allclose(typed_once["p_star_colour"], typed["p_star_colour"])
     assert len(twin["scores"]) == 4  # the input is left alone
+
+
+def test_the_typer_command_trains_on_the_looks_it_is_given(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    import skysift.cli
+    import skysift.train.colour_typer as training
+    from skysift.cli import app
+
+    seen = []
+    monkeypatch.setattr(training, "prepare_data", lambda config, progress: None)
+    monkeypatch.setattr(
+        skysift.cli, "_train_then_finish", lambda config, *args, **kwargs: seen.append(config)
+    )
+    arguments = ["train", "colour-typer", "--run-dir", str(tmp_path), "-q"]
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(
+        app, [*arguments, "--second-look", "runs/a.json", "--second-look", "second_look"]
+    )
+    assert result.exit_code == 0, result.output
+    assert seen[0].second_look == training.ColourTyperTrainingConfig().second_look
+    assert seen[1].second_look == ("runs/a.json", "second_look")
+    assert training.training_command(seen[1]).endswith(
+        "--second-look runs/a.json --second-look second_look"
+    )

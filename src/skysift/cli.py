@@ -930,6 +930,12 @@ def train_colour_typer_command(
         "ones, and matches to truth that bright) against 1 for fainter matches "
         "(docs/models.md, session 46).",
     ),
+    second_look: list[str] = typer.Option(
+        ["second_look_reject", "second_look_reject_refined"],
+        help="The chain's second looks whose averaged probabilities the typer reads, each "
+        "shown the masks it was trained on (repeat the option; shipped names, or cards "
+        "written by `skysift train second-look --out`, paths ending in .json).",
+    ),
     name: str = typer.Option("colour_typer", help="Name of the weights and card."),
     threads: int = typer.Option(2, help="CPU threads for the chain and the training."),
     workers: int = FIELD_WORKERS,
@@ -964,6 +970,7 @@ def train_colour_typer_command(
             epochs=epochs,
             mask_light=mask_light,
             bright_weight=bright_weight,
+            second_look=tuple(second_look),
             threads=threads,
             workers=workers,
             **_role_dirs(data_dir, "colour_typer"),

@@ -503,6 +503,8 @@ def training_command(config: ColourTyperTrainingConfig) -> str:
         command += f" --bright-weight {config.bright_weight:g}"
     if config.epochs != defaults.epochs:
         command += f" --epochs {config.epochs}"
+    if config.second_look != defaults.second_look:
+        command += "".join(f" --second-look {look}" for look in config.second_look)
     if config.name != defaults.name:
         command += f" --name {config.name}"
     if config.threads != defaults.threads:
