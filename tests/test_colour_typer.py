@@ -15,8 +15,10 @@ from skysift.colour_typer import (
     CLASSES,
     FEATURES,
     MASK_LIGHT,
+    PROFILE_FWHM,
     ColourTyper,
     aperture_fluxes,
+    aperture_profile,
     feature_names,
     instance_features,
     mask_light,
@@ -39,9 +41,9 @@ class _RedIsStar(torch.nn.Module):
         return torch.stack([torch.zeros_like(star), star, torch.full_like(star, -20.0)], dim=1)
 
 
-def _typer(zero_points=(25.0, 25.0, 25.0)) -> ColourTyper:
-    card = {"name": "red_is_star", "inputs": {"bands": 3, "zero_points": list(zero_points)}}
-    return ColourTyper(module=_RedIsStar(), card=card)
+def _typer(zero_points=(25.0, 25.0, 25.0), *, profile: bool = False) -> ColourTyper:
+    inputs = {"bands": 3, "zero_points": list(zero_points), "aperture_profile": profile}
+    return ColourTyper(module=_RedIsStar(), card={"name": "red_is_star", "inputs": inputs})
 
 
 def _gaussian(shape, x, y, sigma, flux):
@@ -105,6 +107,42 @@ def test_features_hold_the_looks_or_the_detectors_call_and_clipped_colours():
     assert feature_names(1) == FEATURES[:9]
 
 
+def test_the_aperture_profile_tells_a_star_from_a_wider_source_whatever_the_units():
+    shape = (64, 96)
+    rms = np.array([1.0, 2.0, 4.0])
+    # a star (the PSF: sigma 2 px, FWHM 4.7) and a source 1.5 times as wide, same flux
+    image = np.stack(
+        [
+            _gaussian(shape, 30.0, 32.0, 2.0, 500.0 * s)
+            + _gaussian(shape, 70.0, 32.0, 3.0, 500.0 * s)
+            for s in rms
+        ]
+    )
+    x, y = np.array([30.0, 70.0, np.nan]), np.array([32.0, 32.0, 10.0])
+    profile = aperture_profile(image, rms, x, y, psf_fwhm=4.7)
+    assert profile.shape == (3, len(PROFILE_FWHM) * 3)
+    radius = np.array(PROFILE_FWHM).repeat(3) * 4.7
+    sigma = np.tile(rms, len(PROFILE_FWHM)) * np.sqrt(np.pi) * radius
+    flux = np.sinh(profile) * sigma
+    # the star's shares inside 0.4 and 1.6 FWHM are a Gaussian's (1 - exp(-r^2 / 2 sigma^2))
+    share = flux[0] / np.tile(500.0 * rms, len(PROFILE_FWHM))
+    np.testing.assert_allclose(share, 1 - np.exp(-(radius**2) / 8.0), atol=0.03)
+    # the wider source has less of its light in the small aperture against the large one
+    small, large = flux[:, :3], flux[:, 3:]
+    assert ((small[1] / large[1]) < 0.7 * (small[0] / large[0])).all()
+    assert (profile[2] == 0).all()  # no position, no light
+    # S/N: the same image in other units gives the same numbers
+    np.testing.assert_allclose(
+        aperture_profile(image * 7.0, rms * 7.0, x, y, psf_fwhm=4.7), profile, rtol=1e-5
+    )
+    assert aperture_profile(image, rms, np.array([]), np.array([]), psf_fwhm=4.7).shape == (0, 6)
+    names = feature_names(3, mask_light=True, profile=True)
+    assert names[: len(FEATURES) + len(MASK_LIGHT)] == FEATURES + MASK_LIGHT
+    assert names[-6:] == tuple(
+        f"asinh_snr_r{r:g}fwhm_band{b}" for r in PROFILE_FWHM for b in range(3)
+    )
+
+
 def test_the_mask_light_shows_a_mask_drawn_wide_or_over_two_sources():
     shape = (80, 120)
     rng = np.random.default_rng(3)
@@ -163,14 +201,17 @@ def test_retype_by_colour_decides_group_and_score_and_keeps_galaxy_types():
         "p_galaxy": np.array([0.9, 0.1]),
     }
 
-    def retyped(prediction, pixels, image=image, **options):
+    def retyped(prediction, pixels, image=image, typer=None, **options):
         options = {"rms": np.ones(image.shape[0]), "psf_fwhm": 4.7, **options}
         return retype_by_colour(
-            prediction, pixels, _typer(), image=image, classes=DETECTOR_CLASSES, **options
+            prediction, pixels, typer or _typer(), image=image, classes=DETECTOR_CLASSES, **options
         )
 
     out = retyped(prediction, pixels)
     np.testing.assert_array_equal(out["labels"], [1, 4])  # the red star; a former star: other
+    # a typer that reads the aperture profile is given its features after the others
+    profiled = retyped(prediction, pixels, typer=_typer(profile=True))
+    np.testing.assert_array_equal(profiled["labels"], out["labels"])
     np.testing.assert_allclose(out["scores"], 1.0, atol=1e-3)
     np.testing.assert_array_equal(out["detection_scores"], out["scores"])
     np.testing.assert_allclose(out["p_star_colour"], [1.0, 0.0], atol=1e-3)
@@ -327,10 +368,10 @@ def test_the_segmenter_types_only_what_its_label_map_keeps():
 
 def _instances(n: int, seed: int, *, light: bool = False) -> dict[str, np.ndarray]:
     """Typer samples in which the colour alone tells stars from galaxies (with ``light``,
-    the mask's light features too, as noise)."""
+    the mask's light and the aperture profile's features too, as noise)."""
     rng = np.random.default_rng(seed)
     label = rng.integers(0, 3, n)
-    width = len(FEATURES) + (len(MASK_LIGHT) if light else 0)
+    width = len(FEATURES) + (len(MASK_LIGHT) + 3 * len(PROFILE_FWHM) if light else 0)
     features = rng.normal(0.0, 1.0, (n, width)).astype(np.float32)
     features[:, G_MINUS_R] = np.where(label == 1, 1.0, 0.0) + rng.normal(0.0, 0.1, n)
     features[:, FEATURES.index("look_p_false")] = (label == 2) * 0.9
@@ -354,30 +395,39 @@ def test_training_writes_a_typer_the_chain_can_load(tmp_path):
     run.mkdir()
     # the chain's instances, as cached_instances leaves them, with the mask's light
     for role, seed in (("train", 0), ("validation", 1), ("test", 2)):
-        np.savez(run / f"instances_{role}_mask_light.npz", **_instances(600, seed, light=True))
+        path = run / f"instances_{role}_mask_light_profile.npz"
+        np.savez(path, **_instances(600, seed, light=True))
     config = ColourTyperTrainingConfig(
-        run_dir=str(run), epochs=40, hidden=(16,), batch_size=64, threads=1, mask_light=True
+        run_dir=str(run),
+        epochs=40,
+        hidden=(16,),
+        batch_size=64,
+        threads=1,
+        mask_light=True,
+        aperture_profile=True,
     )
     best = train_colour_typer(config, progress=False)
     summary = json.loads((run / "summary.json").read_text())
     assert [row["epoch"] for row in summary["history"]] == list(range(1, 41))
-    assert summary["features"] == list(FEATURES + MASK_LIGHT)
+    assert summary["features"] == list(feature_names(3, mask_light=True, profile=True))
     finish_colour_typer(config, best, out_dir=tmp_path / "out", progress=False)
     card = json.loads((tmp_path / "out" / "colour_typer.json").read_text())
     assert card["training"]["command"] == (
-        "skysift train colour-typer --seed 0 --mask-light --epochs 40 --threads 1"
+        "skysift train colour-typer --seed 0 --mask-light --aperture-profile --epochs 40 "
+        "--threads 1"
     )
     assert card["inputs"]["band_names"] == ["g", "r", "z"]
     assert card["inputs"]["mask_light"] is True
-    assert training_command(dataclasses.replace(config, mask_light=False)).endswith(
-        "--seed 0 --epochs 40 --threads 1"
-    )
-    other_looks = dataclasses.replace(config, second_look=("runs/a.json", "second_look"))
+    assert card["inputs"]["aperture_profile"] is True
+    plain = dataclasses.replace(config, mask_light=False, aperture_profile=False)
+    assert training_command(plain).endswith("--seed 0 --epochs 40 --threads 1")
+    other_looks = dataclasses.replace(plain, second_look=("runs/a.json", "second_look"))
     assert "--epochs 40 --second-look runs/a.json --second-look second_look --threads 1" in (
         training_command(other_looks)
     )
     typer = ColourTyper(str(tmp_path / "out" / "colour_typer.json"))
     assert typer.mask_light
+    assert typer.profile
     test = _instances(200, 3, light=True)
     p = typer.probabilities(test["features"])
     assert p.shape == (200, 3)

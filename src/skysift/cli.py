@@ -924,6 +924,12 @@ def train_colour_typer_command(
         help="Also read how the light lies in each mask (a mask drawn too wide; measured "
         "without effect, docs/models.md session 44).",
     ),
+    aperture_profile: bool = typer.Option(
+        False,
+        "--aperture-profile",
+        help="Also read the light in apertures of 0.4 and 1.6 PSF FWHM: a source's extent "
+        "from its pixels, whatever its mask (docs/models.md, session 47).",
+    ),
     bright_weight: float = typer.Option(
         1.0,
         help="Loss weight of the instances Burke et al.'s figure counts at S/N >= 20 (false "
@@ -969,6 +975,7 @@ def train_colour_typer_command(
             n_train_fields=n_train_fields,
             epochs=epochs,
             mask_light=mask_light,
+            aperture_profile=aperture_profile,
             bright_weight=bright_weight,
             second_look=tuple(second_look),
             threads=threads,

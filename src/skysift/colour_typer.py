@@ -16,7 +16,10 @@ mask's area and the PSF FWHM (:data:`FEATURES`). A typer whose card says ``mask_
 also reads how the light lies in the mask (:data:`MASK_LIGHT`, :func:`mask_light`): a mask
 drawn wider than its source, or over two of them, counts as no match in Burke et al.'s
 figure, and these features show it (they did not move the figure on validation fields, so
-the shipped typer does not read them; docs/models.md, session 44). Its probabilities
+the shipped typer does not read them; docs/models.md, session 44). One whose card says
+``aperture_profile`` also reads the light in apertures of other radii
+(:func:`aperture_profile`): the source's extent from its pixels, whatever its mask. Its
+probabilities
 replace the instance's group and ranking score. Colours compare bands in the image's
 units: they are the colours of the training fields' zero points (the card's
 ``zero_points``) unless the image's are given (``SegmentConfig.zero_points``), in which case
@@ -36,8 +39,10 @@ __all__ = [
     "CLASSES",
     "FEATURES",
     "MASK_LIGHT",
+    "PROFILE_FWHM",
     "ColourTyper",
     "aperture_fluxes",
+    "aperture_profile",
     "instance_features",
     "instance_rows",
     "mask_centroids",
@@ -64,12 +69,18 @@ MASK_LIGHT = (
 )
 #: The light-weighted centre's offset from the mask's is clipped to this many PSF FWHM.
 OFFSET_LIMIT = 5.0
+#: Radii, in PSF FWHM, of the apertures that tell a source's extent from its pixels alone
+#: (:func:`aperture_profile`): with the :data:`APERTURE_FWHM` one, the light inside a third
+#: of a star's core and inside all of it.
+PROFILE_FWHM = (0.4, 1.6)
 
 
-def feature_names(bands: int, *, mask_light: bool = False) -> tuple[str, ...]:
+def feature_names(
+    bands: int, *, mask_light: bool = False, profile: bool = False
+) -> tuple[str, ...]:
     """Names of the typer's inputs for an image of ``bands`` bands (reference band: the
-    middle one, where the PSF FWHM is measured), and :data:`MASK_LIGHT` last with
-    ``mask_light``."""
+    middle one, where the PSF FWHM is measured), then :data:`MASK_LIGHT` with
+    ``mask_light``, then the :func:`aperture_profile` with ``profile``."""
     base = (
         "look_p_star",
         "look_p_false",
@@ -82,7 +93,8 @@ def feature_names(bands: int, *, mask_light: bool = False) -> tuple[str, ...]:
     )
     snr = tuple(f"asinh_snr_band{b}" for b in range(bands))
     colours = tuple(f"colour_band{b}" for b in range(bands) if b != bands // 2)
-    return base + snr + colours + (MASK_LIGHT if mask_light else ())
+    extent = tuple(f"asinh_snr_r{r:g}fwhm_band{b}" for r in PROFILE_FWHM for b in range(bands))
+    return base + snr + colours + (MASK_LIGHT if mask_light else ()) + (extent if profile else ())
 
 
 #: The inputs of a three-band typer (g, r, z: colours g - r and z - r); one that reads the
@@ -136,10 +148,15 @@ def mask_centroids(pixels: Sequence) -> tuple[np.ndarray, np.ndarray]:
 
 
 def aperture_fluxes(
-    image: np.ndarray, x: np.ndarray, y: np.ndarray, *, psf_fwhm: float
+    image: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    psf_fwhm: float,
+    radius_fwhm: float = APERTURE_FWHM,
 ) -> np.ndarray:
-    """``(bands, n)`` sums of a sky-subtracted ``image`` in circles of
-    :data:`APERTURE_FWHM` x ``psf_fwhm`` pixels about ``(x, y)`` (0 where a position is NaN)."""
+    """``(bands, n)`` sums of a sky-subtracted ``image`` in circles of ``radius_fwhm`` x
+    ``psf_fwhm`` pixels about ``(x, y)`` (0 where a position is NaN)."""
     import sep
 
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
@@ -147,13 +164,34 @@ def aperture_fluxes(
     good = np.isfinite(x) & np.isfinite(y)
     if not good.any():
         return out
-    radius = APERTURE_FWHM * float(psf_fwhm)
+    radius = radius_fwhm * float(psf_fwhm)
     for k, band in enumerate(image):
         flux, _, _ = sep.sum_circle(
             np.ascontiguousarray(band, dtype=np.float32), x[good], y[good], radius
         )
         out[k, good] = flux
     return out
+
+
+def aperture_profile(
+    image: np.ndarray, rms: np.ndarray, x: np.ndarray, y: np.ndarray, *, psf_fwhm: float
+) -> np.ndarray:
+    """``(n, len(PROFILE_FWHM) x bands)`` the S/N of the light in circles of each
+    :data:`PROFILE_FWHM` radius about ``(x, y)``, per band, as ``asinh(flux / sigma)``.
+
+    With the typer's :data:`APERTURE_FWHM` fluxes these give the source's light profile
+    measured on its pixels alone: a star's shares inside the three radii are the PSF's
+    whatever its mask, a galaxy's fall slower. The second looks read extent from the mask's
+    size as much as from the pixels (docs/models.md, session 46), and a mask drawn a little
+    wide around a faint star makes them call it a galaxy. S/N ratios: no unit scale changes
+    them. Row order: every band at the first radius, then at the next.
+    """
+    columns = []
+    for radius in PROFILE_FWHM:
+        fluxes = aperture_fluxes(image, x, y, psf_fwhm=psf_fwhm, radius_fwhm=radius)
+        sigma = np.asarray(rms, dtype=float)[:, None] * math.sqrt(math.pi) * radius * psf_fwhm
+        columns.extend(np.arcsinh(fluxes / sigma))
+    return np.column_stack(columns).astype(np.float32)
 
 
 def mask_light(
@@ -289,6 +327,8 @@ class ColourTyper:
         self.zero_points = tuple(float(z) for z in self.card["inputs"]["zero_points"])
         #: whether it reads how the light lies in each mask (:data:`MASK_LIGHT`)
         self.mask_light = bool(self.card["inputs"].get("mask_light", False))
+        #: whether it reads the light profile in apertures (:func:`aperture_profile`)
+        self.profile = bool(self.card["inputs"].get("aperture_profile", False))
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """``(n, 3)`` probabilities of :data:`CLASSES` for :func:`instance_features` rows."""
@@ -297,7 +337,7 @@ class ColourTyper:
         from skysift.errors import InvalidParameterError
 
         features = np.asarray(features, dtype=np.float32)
-        width = len(feature_names(self.bands, mask_light=self.mask_light))
+        width = len(feature_names(self.bands, mask_light=self.mask_light, profile=self.profile))
         if features.ndim != 2 or features.shape[1] != width:
             raise InvalidParameterError(
                 f"the colour typer {self.card['name']!r} takes (n, {width}) features; got "
@@ -344,12 +384,14 @@ def prediction_features(
     offset: tuple[int, int] = (0, 0),
     unit_scales: np.ndarray | None = None,
     with_mask_light: bool = False,
+    with_profile: bool = False,
 ) -> np.ndarray:
     """:func:`instance_features` of a prediction's instances: each one's aperture fluxes
     measured in ``image`` at the centroid of its ``pixels`` (shifted by ``offset``, the
     ``(column, row)`` of their origin in ``image``), all bands multiplied by
     ``unit_scales`` (:meth:`ColourTyper.unit_scales`) first; with ``with_mask_light``,
-    :func:`mask_light` after them (S/N ratios: no unit scale changes them)."""
+    :func:`mask_light` after them, and with ``with_profile`` the :func:`aperture_profile`
+    at the same centroid last (S/N ratios: no unit scale changes them)."""
     scale = np.ones(image.shape[0]) if unit_scales is None else np.asarray(unit_scales, float)
     x, y = mask_centroids(pixels)
     fluxes = aperture_fluxes(image, x + offset[0], y + offset[1], psf_fwhm=psf_fwhm)
@@ -360,10 +402,12 @@ def prediction_features(
         rms=np.asarray(rms, dtype=float) * scale,
         psf_fwhm=psf_fwhm,
     )
-    if not with_mask_light:
-        return features
-    light = mask_light(image, rms, pixels, psf_fwhm=psf_fwhm, offset=offset)
-    return np.concatenate([features, light], axis=1)
+    parts = [features]
+    if with_mask_light:
+        parts.append(mask_light(image, rms, pixels, psf_fwhm=psf_fwhm, offset=offset))
+    if with_profile:
+        parts.append(aperture_profile(image, rms, x + offset[0], y + offset[1], psf_fwhm=psf_fwhm))
+    return np.concatenate(parts, axis=1)
 
 
 def retype_by_colour(
@@ -444,6 +488,7 @@ def retype_by_colour(
         offset=offset,
         unit_scales=typer.unit_scales(zero_points),
         with_mask_light=typer.mask_light,
+        with_profile=typer.profile,
     )
     p = typer.probabilities(features)
     p_galaxy, p_star = p[:, CLASSES.index("galaxy")], p[:, CLASSES.index("star")]

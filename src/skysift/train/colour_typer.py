@@ -55,6 +55,8 @@ class ColourTyperTrainingConfig:
     shreds: str | None = "shred"
     mask_refiner: str | None = "mask_refiner"
     mask_light: bool = False
+    #: read the light profile in apertures too (skysift.colour_typer.aperture_profile)
+    aperture_profile: bool = False
     #: the loss weight of the instances Burke et al.'s figure counts at S/N >= bright_snr
     #: (those matched to a truth source that bright, and the false ones) against 1 for the
     #: fainter matches, which the figure leaves neutral (docs/models.md, session 46)
@@ -158,6 +160,7 @@ def instance_samples(
     *,
     star_label: int,
     mask_light: bool = False,
+    profile: bool = False,
 ) -> dict[str, np.ndarray]:
     """The typer's inputs and labels for the chain's ``predictions`` on ``samples``.
 
@@ -165,9 +168,9 @@ def instance_samples(
     (:func:`skysift.evaluate.segmentation.as_catalog`); its kept instances are matched to the
     truth by the figure's own rule (``star_label``: the 1-based label of ``star`` in the
     detector's classes); ``mask_light`` adds :data:`skysift.colour_typer.MASK_LIGHT` to the
-    features. Returns ``features (n, k)``, ``label (n,)`` (index into
-    :data:`skysift.colour_typer.CLASSES`), ``snr (n,)`` (the matched truth's, 0 for false)
-    and ``field (n,)`` (the sample's seed).
+    features, ``profile`` the :func:`skysift.colour_typer.aperture_profile`. Returns
+    ``features (n, k)``, ``label (n,)`` (index into :data:`skysift.colour_typer.CLASSES`),
+    ``snr (n,)`` (the matched truth's, 0 for false) and ``field (n,)`` (the sample's seed).
     """
     from skysift.colour_typer import CLASSES, prediction_features
     from skysift.evaluate.segmentation import as_catalog, figure_matches
@@ -193,6 +196,7 @@ def instance_samples(
             rms=rms,
             psf_fwhm=sample["psf_fwhm"],
             with_mask_light=mask_light,
+            with_profile=profile,
         )
         truth_labels = np.asarray(target["labels"])
         # sample_targets keeps the instances with pixels in the label map, in order
@@ -228,9 +232,10 @@ def cached_instances(
     from skysift.progress import progress_iter
     from skysift.train.segmenter import load_images, network_images, predict, refine
 
-    path = (
-        Path(config.run_dir) / f"instances_{role}{'_mask_light' if config.mask_light else ''}.npz"
+    suffix = ("_mask_light" if config.mask_light else "") + (
+        "_profile" if config.aperture_profile else ""
     )
+    path = Path(config.run_dir) / f"instances_{role}{suffix}.npz"
     if path.exists():
         with np.load(path) as cached:
             return {key: cached[key] for key in cached.files}
@@ -255,7 +260,13 @@ def cached_instances(
         )
         star_label = classes.index("star") + 1
         parts.append(
-            instance_samples(refined, chunk, star_label=star_label, mask_light=config.mask_light)
+            instance_samples(
+                refined,
+                chunk,
+                star_label=star_label,
+                mask_light=config.mask_light,
+                profile=config.aperture_profile,
+            )
         )
     data = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
     from skysift.io import atomic_write
@@ -353,7 +364,11 @@ def train_colour_typer(config: ColourTyperTrainingConfig, *, progress: bool = Tr
     summary = {
         "architecture": architecture.to_dict(),
         "features": list(
-            feature_names(_bands_of(train["features"], config), mask_light=config.mask_light)
+            feature_names(
+                _bands_of(train["features"], config),
+                mask_light=config.mask_light,
+                profile=config.aperture_profile,
+            )
         ),
         "best_val_loss": best,
         "history": history,
@@ -367,10 +382,12 @@ def train_colour_typer(config: ColourTyperTrainingConfig, *, progress: bool = Tr
 
 def _bands_of(features: np.ndarray, config: ColourTyperTrainingConfig) -> int:
     """Bands of the images whose instances gave ``features`` (8 chain outputs, a S/N per
-    band, a colour per band but the reference, and the mask's light when it is read)."""
-    from skysift.colour_typer import MASK_LIGHT
+    band, a colour per band but the reference, the mask's light when it is read, and a S/N
+    per band and profile radius when those are)."""
+    from skysift.colour_typer import MASK_LIGHT, PROFILE_FWHM
 
-    return (features.shape[1] - 7 - (len(MASK_LIGHT) if config.mask_light else 0)) // 2
+    per_band = 2 + (len(PROFILE_FWHM) if config.aperture_profile else 0)
+    return (features.shape[1] - 7 - (len(MASK_LIGHT) if config.mask_light else 0)) // per_band
 
 
 def _figures(probabilities: np.ndarray, data: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -455,6 +472,7 @@ def finish_colour_typer(
             "photometry": "circular aperture of 0.8 PSF FWHM radius at the mask's centroid on "
             "each band less SEP's background; noise from the background's RMS",
             "mask_light": config.mask_light,
+            "aperture_profile": config.aperture_profile,
         },
         "chain": {
             "segmenter": config.segmenter,
@@ -499,6 +517,8 @@ def training_command(config: ColourTyperTrainingConfig) -> str:
         command += f" --n-train-fields {config.n_train_fields}"
     if config.mask_light:
         command += " --mask-light"
+    if config.aperture_profile:
+        command += " --aperture-profile"
     if config.bright_weight != defaults.bright_weight:
         command += f" --bright-weight {config.bright_weight:g}"
     if config.epochs != defaults.epochs:
