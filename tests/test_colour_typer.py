@@ -397,14 +397,9 @@ def test_training_writes_a_typer_the_chain_can_load(tmp_path):
     for role, seed in (("train", 0), ("validation", 1), ("test", 2)):
         path = run / f"instances_{role}_mask_light_profile.npz"
         np.savez(path, **_instances(600, seed, light=True))
+    both = {"mask_light": True, "aperture_profile": True}  # every optional feature set
     config = ColourTyperTrainingConfig(
-        run_dir=str(run),
-        epochs=40,
-        hidden=(16,),
-        batch_size=64,
-        threads=1,
-        mask_light=True,
-        aperture_profile=True,
+        run_dir=str(run), epochs=40, hidden=(16,), batch_size=64, threads=1, **both
     )
     best = train_colour_typer(config, progress=False)
     summary = json.loads((run / "summary.json").read_text())
