@@ -19,9 +19,8 @@ figure, and these features show it (they did not move the figure on validation f
 the shipped typer does not read them; docs/models.md, session 44). One whose card says
 ``aperture_profile`` also reads the light in apertures of other radii
 (:func:`aperture_profile`): the source's extent from its pixels, whatever its mask. Its
-probabilities
-replace the instance's group and ranking score. Colours compare bands in the image's
-units: they are the colours of the training fields' zero points (the card's
+probabilities replace the instance's group and ranking score. Colours compare bands in the
+image's units: they are the colours of the training fields' zero points (the card's
 ``zero_points``) unless the image's are given (``SegmentConfig.zero_points``), in which case
 each band is scaled to the card's first.
 """
@@ -42,6 +41,7 @@ __all__ = [
     "PROFILE_FWHM",
     "ColourTyper",
     "aperture_fluxes",
+    "aperture_noise",
     "aperture_profile",
     "instance_features",
     "instance_rows",
@@ -173,6 +173,12 @@ def aperture_fluxes(
     return out
 
 
+def aperture_noise(rms: np.ndarray, *, radius_fwhm: float, psf_fwhm: float) -> np.ndarray:
+    """``(bands, 1)`` the sky noise of a circle of ``radius_fwhm`` x ``psf_fwhm`` pixels, from
+    each band's noise per pixel ``rms`` (the square root of the circle's area)."""
+    return np.asarray(rms, dtype=float)[:, None] * math.sqrt(math.pi) * radius_fwhm * psf_fwhm
+
+
 def aperture_profile(
     image: np.ndarray, rms: np.ndarray, x: np.ndarray, y: np.ndarray, *, psf_fwhm: float
 ) -> np.ndarray:
@@ -189,7 +195,7 @@ def aperture_profile(
     columns = []
     for radius in PROFILE_FWHM:
         fluxes = aperture_fluxes(image, x, y, psf_fwhm=psf_fwhm, radius_fwhm=radius)
-        sigma = np.asarray(rms, dtype=float)[:, None] * math.sqrt(math.pi) * radius * psf_fwhm
+        sigma = aperture_noise(rms, radius_fwhm=radius, psf_fwhm=psf_fwhm)
         columns.extend(np.arcsinh(fluxes / sigma))
     return np.column_stack(columns).astype(np.float32)
 
@@ -278,7 +284,7 @@ def instance_features(
     fallback = detector_star / np.maximum(detector_star + detector_galaxy, 1e-6)
     shred = np.asarray(prediction.get("p_shred", np.full(n, np.nan)), dtype=float)
     fluxes = np.asarray(fluxes, dtype=float).reshape(len(rms), n)
-    sigma = np.asarray(rms, dtype=float)[:, None] * math.sqrt(math.pi) * APERTURE_FWHM * psf_fwhm
+    sigma = aperture_noise(rms, radius_fwhm=APERTURE_FWHM, psf_fwhm=psf_fwhm)
     reference = len(rms) // 2
     floor = np.maximum(fluxes, sigma)
     colours = [
