@@ -99,9 +99,9 @@ def test_console_script_help():
 
 
 def test_run_segments_with_the_psf_model_from_the_config_and_the_seeing_header(tmp_path):
-    """``skysift run`` with ``segment: {model: segmenter_psf, second_look: second_look}``: the
-    network and its second look take the PSF FWHM from the middle band's SEEING header, and
-    the catalog records both."""
+    """``skysift run`` with ``segment: {chain: detector, model: segmenter_psf, second_look:
+    second_look}``: the network and its second look take the PSF FWHM from the middle band's
+    SEEING header, and the catalog records both."""
     from astropy.io import fits
     from astropy.table import Table
 
@@ -115,7 +115,7 @@ def test_run_segments_with_the_psf_model_from_the_config_and_the_seeing_header(t
     config = tmp_path / "config.yaml"
     config.write_text(
         "stages: [localize, segment]\nformats: [ecsv]\n"
-        "segment: {model: segmenter_psf, second_look: second_look}\n"
+        "segment: {chain: detector, model: segmenter_psf, second_look: second_look}\n"
     )
     result = runner.invoke(
         app, ["run", *bands, "--config", str(config), "--out", str(tmp_path / "out"), "-q"]
@@ -130,3 +130,57 @@ def test_run_segments_with_the_psf_model_from_the_config_and_the_seeing_header(t
         header["SEEING"] / header["PIXSCALE"], rel=1e-3
     )
     assert (np.asarray(catalog["area"]) > 0).any()
+    assert "segmenter_mask_refiner" not in catalog.meta  # the detector's chain: no refiner
+
+
+def test_run_takes_the_segment_chain_star_fraction_and_psf_from_the_command_line(tmp_path):
+    """``--segmenter``, ``--star-fraction`` and ``--psf-fwhm`` reach the written config (over
+    the config file's segment options, which are kept); bad values are one-line errors."""
+    import yaml
+    from astropy.io import fits
+
+    image = tmp_path / "frame.fits"
+    pixels = np.random.default_rng(3).normal(0, 1, (64, 64)).astype(np.float32)
+    y, x = np.mgrid[:64, :64]
+    pixels += 80 * np.exp(-((x - 30) ** 2 + (y - 33) ** 2) / 4.5)  # one source
+    fits.writeto(image, pixels)
+    config = tmp_path / "config.yaml"
+    config.write_text("stages: [localize]\nsegment: {chain: detector, tile: 256}\n")
+
+    def written(*options: str) -> dict:
+        out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+        result = runner.invoke(
+            app, ["run", str(image), "--config", str(config), "--out", str(out), "-q", *options]
+        )
+        assert result.exit_code == 0, result.output
+        return yaml.safe_load(next(out.glob("*_config.yaml")).read_text())
+
+    plain = written()
+    assert plain["segment"]["model"] == "segmenter"
+    assert plain["segment"]["second_look"] is None
+    chain = written("--segmenter", "recommended", "--star-fraction", "0.6", "--psf-fwhm", "3.5")
+    assert chain["segment"]["model"] == "segmenter_psf_typical"
+    assert chain["segment"]["second_look"] == ["second_look_reject", "second_look_reject_refined"]
+    assert chain["segment"]["colour_typer"] == "colour_typer"
+    assert chain["segment"]["star_fraction"] == 0.6
+    assert chain["segment"]["tile"] == 256  # the file's other options stay
+    assert chain["segment"]["psf_fwhm"] == chain["shreds"]["psf_fwhm"] == 3.5
+    alone = written("--segmenter", "segmenter_psf")
+    assert alone["segment"]["model"] == "segmenter_psf"
+    assert alone["segment"]["mask_refiner"] is None
+    for options, message in (
+        (["--segmenter", "segmentor"], "--segmenter 'segmentor' is neither 'recommended' nor"),
+        (["--segmenter", "segmenter", "--star-fraction", "0.5"], "set second_look too"),
+        (["--psf-fwhm", "-2"], "psf_fwhm must be a positive number of pixels"),
+    ):
+        result = runner.invoke(app, ["run", str(image), "--out", str(tmp_path / "x"), *options])
+        assert result.exit_code == 2
+        assert message in result.output
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "x").exists()  # refused before anything is written
+    result = runner.invoke(
+        app, ["batch", str(image), "--out", str(tmp_path / "b"), "--segmenter", "segmentor"]
+    )
+    assert result.exit_code == 2
+    assert "--segmenter 'segmentor' is neither" in result.output
+    assert not (tmp_path / "b").exists()

@@ -48,3 +48,19 @@ def test_benchmark_pages_show_their_own_figures(page):
     images = [t for t in relative_targets(page) if t.startswith("../images/")]
     foreign = [t for t in images if not Path(t).name.startswith(page.stem + "_")]
     assert not foreign, f"{page.name} shows another run's figures: {foreign}"
+
+
+def test_the_documented_pipeline_config_reads_as_the_defaults():
+    """The YAML configuration docs/usage.md shows reads back (unknown keys would be refused),
+    and its stage sections hold the pipeline's defaults, the recommended segment chain."""
+    from skysift.config import PipelineConfig
+
+    blocks = re.findall(
+        r"```yaml\n(.*?)```", (ROOT / "docs" / "usage.md").read_text(encoding="utf-8"), re.S
+    )
+    shown = [PipelineConfig.from_yaml(block) for block in blocks if "segment:" in block]
+    assert shown, "docs/usage.md no longer shows the pipeline's YAML configuration"
+    defaults = PipelineConfig()
+    for config in shown:
+        for stage in ("localize", "classify", "shreds", "segment"):
+            assert getattr(config, stage) == getattr(defaults, stage), stage

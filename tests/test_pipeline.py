@@ -40,6 +40,38 @@ def test_config_yaml_round_trip_and_unknown_keys():
         PipelineConfig(formats=("xlsx",))
 
 
+def test_segment_config_starts_from_the_recommended_chain_or_the_detector():
+    """The pipeline segments with the recommended chain by default; a YAML section's options
+    replace that chain's, or the detector's alone with ``chain: detector``; written configs
+    read back as the same chain."""
+    from skysift.config import segment_config, with_segmenter
+    from skysift.segment import SegmentConfig
+
+    recommended = SegmentConfig.recommended()
+    assert PipelineConfig().segment == recommended
+    assert PipelineConfig.from_yaml("stages: [localize]").segment == recommended
+    assert PipelineConfig.from_yaml("segment:").segment == recommended
+    mix = PipelineConfig.from_yaml("segment: {star_fraction: 0.6, tile: 256}").segment
+    assert mix == SegmentConfig.recommended(star_fraction=0.6, tile=256)
+    detector = PipelineConfig.from_yaml("segment: {chain: detector, model: segmenter_psf}")
+    assert detector.segment == SegmentConfig(model="segmenter_psf")
+    for config in (PipelineConfig(), detector):
+        assert PipelineConfig.from_yaml(config.to_yaml()) == config
+    assert "chain" not in PipelineConfig().to_dict()["segment"]
+    with pytest.raises(InvalidParameterError, match="unknown chain 'best'"):
+        PipelineConfig.from_yaml("segment: {chain: best}")
+    with pytest.raises(InvalidParameterError, match=r"allowed: \[.*'chain'"):
+        PipelineConfig.from_yaml("segment: {chains: detector}")
+    with pytest.raises(InvalidParameterError, match="unknown chain"):
+        segment_config("Recommended")
+    tiled = SegmentConfig.recommended(tile=1024, psf_fwhm=3.0, star_fraction=0.5)
+    alone = with_segmenter(tiled, "segmenter")
+    assert alone == SegmentConfig(tile=1024, psf_fwhm=3.0)
+    assert with_segmenter(alone, "recommended") == SegmentConfig.recommended(
+        tile=1024, psf_fwhm=3.0
+    )
+
+
 def test_pipeline_skips_stages_it_cannot_run_with_a_reason(frame):
     from skysift.shreds import ShredsConfig
 
@@ -133,6 +165,22 @@ def test_segment_stage_says_why_it_cannot_run(frame):
     pipeline._segmenter = object()  # as if loaded: the band count decides
     result = pipeline(two_bands)
     assert "3 bands or 1 band" in result.skipped["segment"]
+
+
+def test_segment_stage_without_a_psf_is_skipped_with_the_reason():
+    """The recommended chain takes the PSF FWHM; on an image with neither a SEEING header nor
+    stars to measure it on, the stage is skipped with a reason that says what to give, and the
+    other stages' catalog is kept."""
+    sky = np.random.default_rng(5).normal(100.0, 5.0, (96, 96)).astype(np.float32)
+    y, x = np.mgrid[:96, :96]
+    sky += 400.0 * np.exp(-((x - 50) ** 2 + (y - 41) ** 2) / 4.5)  # too few to measure a PSF
+    result = skysift.Pipeline(PipelineConfig(stages=("localize", "segment")))(sky)
+    reason = result.skipped["segment"]
+    assert "'segmenter_psf_typical' and its star/galaxy looks, shred classifier" in reason
+    assert "could not be measured on this image" in reason
+    assert "--psf-fwhm" in reason
+    assert result.segmentation is None
+    assert result.catalog.meta["stages_run"] == ["localize"]
 
 
 def test_segment_stage_labels_are_catalog_ids(frame, tmp_path):

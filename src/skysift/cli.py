@@ -33,6 +33,25 @@ FIELD_WORKERS = typer.Option(
     2, help="Processes simulating missing fields (the fields do not depend on it)."
 )
 FIELDS_DIR = typer.Option(Path("data"), help="Where simulated fields are cached.")
+SEGMENTER = typer.Option(
+    None,
+    "--segmenter",
+    help="The segment stage's networks: 'recommended' (the default: the Mask R-CNN, two "
+    "star/galaxy looks, the shred classifier, the mask refiner and the colour typer) or a "
+    "shipped segmenter model run alone (e.g. 'segmenter').",
+)
+SEGMENT_STAR_FRACTION = typer.Option(
+    None,
+    "--star-fraction",
+    help="Stars among the stars and galaxies of these images, for the segment stage's "
+    "star/galaxy looks (the recommended chain assumes 0.27, a high-latitude field).",
+)
+PSF_FWHM = typer.Option(
+    None,
+    "--psf-fwhm",
+    help="PSF FWHM in pixels for the shreds and segment stages (default: the header's "
+    "SEEING over the pixel scale, else measured on the image's stars).",
+)
 
 
 @app.callback()
@@ -151,6 +170,9 @@ def run_command(
     mask: Path = typer.Option(None, help="FITS mask: non-zero pixels are ignored."),
     weight: Path = typer.Option(None, help="FITS weight map: pixels with weight <= 0 ignored."),
     name: str = typer.Option(None, help="Output file prefix (default: the image file stem)."),
+    segmenter: str = SEGMENTER,
+    star_fraction: float = SEGMENT_STAR_FRACTION,
+    psf_fwhm: float = PSF_FWHM,
     overwrite: bool = typer.Option(False, help="Replace existing output files."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
@@ -161,13 +183,20 @@ def run_command(
     with --config.
 
     Example: skysift run frame.fits --out results/ --format fits,ecsv --probability-map
+
+    Segmenting g, r, z bands: skysift run g.fits r.fits z.fits --stages
+    localize,classify,segment --psf-fwhm 4.9
     """
-    from skysift.config import PipelineConfig
     from skysift.io import read_image
     from skysift.pipeline import Pipeline
 
     def run() -> None:
-        base = PipelineConfig.from_yaml(config.read_text()) if config else PipelineConfig()
+        base = _stage_options(
+            _pipeline_config(config),
+            segmenter=segmenter,
+            star_fraction=star_fraction,
+            psf_fwhm=psf_fwhm,
+        )
         effective = base.with_overrides(
             stages=tuple(stages.split(",")) if stages else None,
             formats=tuple(format.split(",")) if format else None,
@@ -200,6 +229,9 @@ def batch(
     ),
     workers: int = typer.Option(2, help="Worker processes of the local cluster."),
     config: Path = typer.Option(None, help="YAML pipeline configuration."),
+    segmenter: str = SEGMENTER,
+    star_fraction: float = SEGMENT_STAR_FRACTION,
+    psf_fwhm: float = PSF_FWHM,
     quiet: bool = QUIET,
 ) -> None:
     """Run the pipeline on many images with Dask; re-running skips finished images.
@@ -211,11 +243,15 @@ def batch(
     import glob
 
     from skysift.batch import run_batch
-    from skysift.config import PipelineConfig
 
     def run() -> None:
         paths = sorted({p for item in pattern for p in (glob.glob(item) or [item])})
-        base = PipelineConfig.from_yaml(config.read_text()) if config else PipelineConfig()
+        base = _stage_options(
+            _pipeline_config(config),
+            segmenter=segmenter,
+            star_fraction=star_fraction,
+            psf_fwhm=psf_fwhm,
+        )
         summary = run_batch(
             paths, out, config=base, scheduler=scheduler, workers=workers, progress=not quiet
         )
@@ -224,6 +260,41 @@ def batch(
             raise typer.Exit(code=1)
 
     _guarded(run)
+
+
+def _pipeline_config(path: Path | None):
+    """The pipeline configuration in a YAML file, or the default one."""
+    from skysift.config import PipelineConfig
+
+    return PipelineConfig.from_yaml(path.read_text()) if path else PipelineConfig()
+
+
+def _stage_options(config, *, segmenter: str | None, star_fraction, psf_fwhm):
+    """``config`` with the command line's segment chain, star fraction and PSF FWHM."""
+    import dataclasses
+
+    from skysift.config import with_segmenter
+
+    segment, shreds = config.segment, config.shreds
+    if segmenter is not None:
+        from skysift.errors import InvalidParameterError
+        from skysift.models.registry import list_models
+
+        choices = ["recommended"] + [
+            card["name"] for card in list_models() if card["architecture"]["kind"] == "segmenter"
+        ]
+        if segmenter not in choices:
+            raise InvalidParameterError(
+                f"--segmenter {segmenter!r} is neither 'recommended' nor a shipped segmenter; "
+                f"choose from {choices}"
+            )
+        segment = with_segmenter(segment, segmenter)
+    if star_fraction is not None:
+        segment = dataclasses.replace(segment, star_fraction=star_fraction)
+    if psf_fwhm is not None:
+        segment = dataclasses.replace(segment, psf_fwhm=psf_fwhm)
+        shreds = dataclasses.replace(shreds, psf_fwhm=psf_fwhm)
+    return dataclasses.replace(config, segment=segment, shreds=shreds)
 
 
 @app.command()

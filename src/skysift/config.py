@@ -23,10 +23,78 @@ from skysift.segment import SegmentConfig
 from skysift.shreds import ShredsConfig
 from skysift.stargalaxy import ClassifyConfig
 
-__all__ = ["KNOWN_STAGES", "PipelineConfig"]
+__all__ = [
+    "KNOWN_STAGES",
+    "SEGMENT_CHAINS",
+    "PipelineConfig",
+    "segment_config",
+    "with_segmenter",
+]
 
 #: Stages in pipeline order. A stage whose model is not shipped is skipped with a message.
 KNOWN_STAGES = ("localize", "classify", "shreds", "segment")
+#: What the segment stage's other options start from (the ``chain`` key of its YAML section):
+#: the chain that measured best (:meth:`SegmentConfig.recommended`), or the Mask R-CNN alone
+#: with its own star/galaxy call (``SegmentConfig()``, the ``segmenter`` model).
+SEGMENT_CHAINS = ("recommended", "detector")
+#: The segment options that make up its chain of networks (the rest set tiles, thresholds
+#: and the PSF).
+CHAIN_OPTIONS = ("model", "second_look", "star_fraction", "shreds", "mask_refiner", "colour_typer")
+
+
+def segment_config(chain: str = "recommended", **options) -> SegmentConfig:
+    """The segment stage's options: ``chain`` (:data:`SEGMENT_CHAINS`), then ``options``.
+
+    Parameters
+    ----------
+    chain : {"recommended", "detector"}
+        ``"recommended"`` starts from :meth:`SegmentConfig.recommended` (the detector, two
+        star/galaxy looks, the shred classifier, the mask refiner and the colour typer);
+        ``"detector"`` from ``SegmentConfig()``, the Mask R-CNN alone.
+    **options
+        Any :class:`SegmentConfig` option; each replaces the chain's.
+
+    Returns
+    -------
+    SegmentConfig
+
+    Examples
+    --------
+    >>> segment_config(star_fraction=0.6).second_look
+    ('second_look_reject', 'second_look_reject_refined')
+    >>> segment_config("detector", model="segmenter_psf").second_look is None
+    True
+    """
+    if chain == "recommended":
+        return SegmentConfig.recommended(**options)
+    if chain == "detector":
+        return SegmentConfig(**options)
+    raise InvalidParameterError(
+        f"segment: unknown chain {chain!r}; choose from {list(SEGMENT_CHAINS)}"
+    )
+
+
+def with_segmenter(segment: SegmentConfig, segmenter: str) -> SegmentConfig:
+    """``segment`` with another chain of networks, its other options kept.
+
+    Parameters
+    ----------
+    segment : SegmentConfig
+    segmenter : str
+        ``"recommended"`` (:meth:`SegmentConfig.recommended`'s networks), or the name of a
+        shipped segmenter model to run alone, with its own star/galaxy call.
+
+    Returns
+    -------
+    SegmentConfig
+        A copy whose :data:`CHAIN_OPTIONS` are the chain's; tiles, thresholds and the PSF
+        FWHM stay ``segment``'s.
+    """
+    if segmenter == "recommended":
+        chain = segment_config()
+    else:
+        chain = segment_config("detector", model=segmenter)
+    return dataclasses.replace(segment, **{key: getattr(chain, key) for key in CHAIN_OPTIONS})
 
 
 @dataclass(frozen=True)
@@ -44,7 +112,10 @@ class PipelineConfig:
     shreds : ShredsConfig
         Shred classifier options (the model, the PSF FWHM).
     segment : SegmentConfig
-        Segmenter options (tile overlap, score and mask thresholds).
+        Segmenter options (the models of its chain, tile overlap, score and mask
+        thresholds). The default is :meth:`SegmentConfig.recommended`; in YAML, the
+        section's options replace that chain's, or those of the detector alone with
+        ``chain: detector`` (:func:`segment_config`).
     formats : tuple of str
         Catalog formats written by :meth:`Result.write` (fits, ecsv, csv, parquet).
     regions : bool
@@ -64,7 +135,7 @@ class PipelineConfig:
     localize: LocalizeConfig = field(default_factory=LocalizeConfig)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     shreds: ShredsConfig = field(default_factory=ShredsConfig)
-    segment: SegmentConfig = field(default_factory=SegmentConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig.recommended)
     formats: tuple[str, ...] = ("ecsv",)
     regions: bool = True
     probability_map: bool = False
@@ -97,7 +168,12 @@ class PipelineConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> PipelineConfig:
-        """Build from plain data, refusing unknown keys at every level."""
+        """Build from plain data, refusing unknown keys at every level.
+
+        A ``segment`` section's options replace those of the chain its ``chain`` key names
+        (default ``"recommended"``; :func:`segment_config`). A written config names every
+        option, so it reads back as the same chain.
+        """
         data = dict(data or {})
         _check_keys(data, cls, "pipeline config")
         for name, stage_cls in (
@@ -108,6 +184,10 @@ class PipelineConfig:
         ):
             if name in data:
                 options = dict(data[name] or {})
+                if name == "segment":
+                    _check_keys(options, stage_cls, name, also=("chain",))
+                    data[name] = segment_config(options.pop("chain", "recommended"), **options)
+                    continue
                 _check_keys(options, stage_cls, name)
                 data[name] = stage_cls(**options)
         return cls(**data)
@@ -145,8 +225,8 @@ def _plain(value):
     return value
 
 
-def _check_keys(data: dict, cls, where: str) -> None:
-    allowed = {f.name for f in dataclasses.fields(cls)}
+def _check_keys(data: dict, cls, where: str, *, also: tuple[str, ...] = ()) -> None:
+    allowed = {f.name for f in dataclasses.fields(cls)} | set(also)
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise InvalidParameterError(

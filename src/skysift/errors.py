@@ -21,6 +21,7 @@ __all__ = [
     "ImageShapeError",
     "InvalidParameterError",
     "MaskedImageError",
+    "PsfUnknownError",
     "SkysiftError",
     "SkysiftWarning",
     "WCSWarning",
@@ -45,6 +46,11 @@ class ImageShapeError(SkysiftError, ValueError):
 
 class MaskedImageError(SkysiftError, ValueError):
     """Every pixel of an image is masked (NaN, inf, or flagged by the mask/weight file)."""
+
+
+class PsfUnknownError(InvalidParameterError):
+    """A model needs the image's PSF FWHM, and it is neither given, in the header, nor
+    measurable on the image (too few bright point sources)."""
 
 
 class SkysiftWarning(UserWarning):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from skysift.config import PipelineConfig
+from skysift.errors import PsfUnknownError
 from skysift.result import Result
 
 __all__ = ["Pipeline", "run"]
@@ -71,7 +72,12 @@ class Pipeline:
                 log.warning("skipping stage %r: %s", stage, reason)
                 continue
             elif stage == "segment":
-                catalog, segmentation = self._segment(image, catalog, progress)
+                try:
+                    catalog, segmentation = self._segment(image, catalog, progress)
+                except PsfUnknownError as exc:  # raised before any tile is segmented
+                    skipped[stage] = str(exc)
+                    log.warning("skipping stage %r: %s", stage, exc)
+                    continue
             else:  # pragma: no cover - KNOWN_STAGES and this chain name the same stages
                 raise AssertionError(f"stage {stage!r} has no runner")
             timings[stage] = time.perf_counter() - start

@@ -30,7 +30,7 @@ import numpy as np
 
 from skysift.augmentation import check_augment
 from skysift.catalog import FLAGS
-from skysift.errors import EmptyCatalogWarning, InvalidParameterError
+from skysift.errors import EmptyCatalogWarning, InvalidParameterError, PsfUnknownError
 from skysift.image import Image
 
 __all__ = ["Instances", "SegmentConfig", "Segmenter", "network_input", "segment"]
@@ -468,7 +468,7 @@ class Segmenter:
 
         Raises
         ------
-        InvalidParameterError
+        PsfUnknownError
             None of the three is available.
         """
         if self.config.psf_fwhm is not None:
@@ -485,15 +485,22 @@ class Segmenter:
                 measured,
             )
             return measured, "measured"
-        raise InvalidParameterError(
-            f"the {self.config.model!r} model"
-            + (" with a second look" if self.config.second_look else "")
-            + (" with a shred classifier" if self.config.shreds else "")
-            + (" with a mask refiner" if self.config.mask_refiner else "")
-            + " takes the PSF FWHM as an input, and it could not "
-            f"be measured on this image (fewer than {PSF_MIN_SOURCES} bright point sources, or "
-            f"a PSF wider than {2 * SEEING_RADIUS:g} px): give SegmentConfig(psf_fwhm=<pixels>) "
-            "or an image whose header has SEEING (arcsec) and a pixel scale"
+        helpers = [
+            name
+            for name, used in (
+                ("star/galaxy looks", self.config.second_look),
+                ("shred classifier", self.config.shreds),
+                ("mask refiner", self.config.mask_refiner),
+            )
+            if used
+        ]
+        raise PsfUnknownError(
+            f"the segmenter {self.config.model!r}"
+            + (f" and its {', '.join(helpers)}" if helpers else "")
+            + " take the PSF FWHM as an input, and it could not be measured on this image "
+            f"(fewer than {PSF_MIN_SOURCES} bright point sources, or a PSF wider than "
+            f"{2 * SEEING_RADIUS:g} px): give SegmentConfig(psf_fwhm=<pixels>) (`skysift run "
+            "--psf-fwhm`) or an image whose header has SEEING (arcsec) and a pixel scale"
         )
 
     def __call__(self, image: Image | np.ndarray, *, progress: bool = False) -> Instances:
