@@ -323,6 +323,12 @@ def test_the_segmenter_types_by_colour_last_in_every_tile(caplog):
     catalog, _ = segment(Image.from_array(image, bands=("g", "r", "z")), segmenter=segmenter)
     assert "segmenter_colour_typer_skipped" not in catalog.meta
     assert catalog.meta["segmenter_colour_typer"] == segmenter.colour_typer.card["name"]
+    # one band (read repeated by the detector) has no colours: left out, not an error
+    single = segmenter(image[2])
+    assert set(single.classes) == {"elliptical"}
+    assert single.meta["colour_typer_skipped"] == (
+        "the image has 1 band(s) (band0); the typer reads the colours of 3 bands"
+    )
     with pytest.raises(InvalidParameterError, match="second_look"):
         SegmentConfig(colour_typer="colour_typer")
     with pytest.raises(InvalidParameterError, match="zero_points"):

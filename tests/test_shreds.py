@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import numpy as np
@@ -127,14 +128,14 @@ def test_the_prior_shift_is_bayes_rule_for_a_sigmoid():
         prior_shift(0.0, 0.5)
 
 
-def test_the_segmenter_drops_likely_shreds_and_fills_p_shred():
+def test_the_segmenter_drops_likely_shreds_and_fills_p_shred(caplog):
     """With a shred classifier, each galaxy's score is times 1 - P(shred): at P(shred) 0.25
     the stand-in's 0.9 becomes 0.675 and passes a 0.5 cut; at 0.75 it falls to 0.225 and the
     instance is dropped. The catalog's p_shred holds P(shred)."""
     from skysift.segment import segment
     from test_segment import _blobs, _segmenter
 
-    image = _blobs((200, 200), [(60.0, 60.0), (140.0, 130.0)])
+    image = np.stack([_blobs((200, 200), [(60.0, 60.0), (140.0, 130.0)])] * 3)  # g, r, z
     segmenter = _segmenter(tile=256, psf_fwhm=4.0)
     assert segmenter(image).p_shred is None
     segmenter.shreds = _shreds(math.log(1 / 3))
@@ -145,6 +146,20 @@ def test_the_segmenter_drops_likely_shreds_and_fills_p_shred():
     catalog, _ = segment(image, segmenter=segmenter)
     np.testing.assert_allclose(np.asarray(catalog["p_shred"]), 0.25, rtol=1e-5)
     assert catalog.meta["segmenter_shreds"] == "test_shreds"
+    # one band, which the detector reads repeated, holds no colours: the classifier is left
+    # out (the scores stay the stand-in's), with a warning and the reason in the meta
+    single = image[1]
+    with caplog.at_level(logging.WARNING, logger="skysift.segment"):
+        alone = segmenter(single)
+    assert "shred classifier 'test_shreds' left out" in caplog.text
+    assert alone.p_shred is None
+    np.testing.assert_allclose(alone.scores, 0.9, rtol=1e-5)
+    reason = "the image has 1 band(s) (band0); the shred classifier reads 3 bands"
+    assert alone.meta["shreds_skipped"] == reason
+    catalog, _ = segment(single, segmenter=segmenter)
+    assert catalog.meta["segmenter_shreds_skipped"] == reason
+    assert "segmenter_shreds" not in catalog.meta
+    assert np.isnan(np.asarray(catalog["p_shred"], dtype=float)).all()
     segmenter.shreds = _shreds(math.log(3))
     assert len(segmenter(image)) == 0
 

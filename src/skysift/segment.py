@@ -523,8 +523,13 @@ class Segmenter:
             from skysift.colour_typer import sky_subtracted
 
             photometry = sky_subtracted(np.asarray(image.data), np.asarray(image.mask))
+        shreds_skipped = self._shreds_skipped(image) if self.shreds is not None else None
         found = self._tile_instances(
-            data, psf_fwhm=psf[0] if psf else None, progress=progress, photometry=photometry
+            data,
+            psf_fwhm=psf[0] if psf else None,
+            progress=progress,
+            photometry=photometry,
+            shreds=self.shreds if shreds_skipped is None else None,
         )
         light = sky_subtracted_light(image, sources=source_pixels(found, data.shape[1:]))
         instances = _paint(found, light, data.shape[1:])
@@ -538,7 +543,9 @@ class Segmenter:
             instances.meta["psf_fwhm_pixels"], instances.meta["psf_fwhm_from"] = psf
         if skipped is not None:
             instances.meta["colour_typer_skipped"] = skipped
-        if self.shreds is None:
+        if shreds_skipped is not None:
+            instances.meta["shreds_skipped"] = shreds_skipped
+        if self.shreds is None or shreds_skipped is not None:
             instances.p_shred = None
         return instances
 
@@ -549,6 +556,7 @@ class Segmenter:
         psf_fwhm: float | None,
         progress: bool,
         photometry: tuple[np.ndarray, np.ndarray] | None = None,
+        shreds=None,
     ) -> list[dict[str, Any]]:
         import torch
 
@@ -593,7 +601,7 @@ class Segmenter:
                 centred = _centred_in(out["boxes"], t)
                 out = _chosen_detections(out, centred)
                 every_pixels = None
-                if self.second_looks or self.shreds is not None:
+                if self.second_looks or shreds is not None:
                     # they see each mask before the score cut
                     every_pixels = _mask_pixels(
                         out["masks"],
@@ -629,11 +637,11 @@ class Segmenter:
                         star_fraction=self.config.star_fraction,
                         neighbours=self._margin_pixels(detected, centred, tile),
                     )
-                if self.shreds is not None:
+                if shreds is not None:
                     out = unshred(
                         out,
                         bands,
-                        self.shreds,
+                        shreds,
                         psf_fwhm=psf_fwhm,
                         classes=classes,
                         masks=every_pixels,
@@ -683,7 +691,7 @@ class Segmenter:
                             typed, out, bands, self.galaxy_typer, classes=classes
                         )
                     out = typed
-                    if self.shreds is not None:
+                    if shreds is not None:
                         out = self._shreds_of_new_groups(out, bands, every_pixels, psf_fwhm)
                     scores = np.asarray(out["detection_scores"])
                     above = scores[keep] >= self.config.score_threshold
@@ -730,8 +738,20 @@ class Segmenter:
         return [refined.get(int(k), drawn) for k, drawn in zip(rows, pixels, strict=True)]
 
     def _colour_bands_skipped(self, image: Image) -> str | None:
-        """Why the colour typer is left out on ``image`` (its bands are named and are not
-        those the typer learned colours in; a warning says so), or None to run it."""
+        """Why the colour typer is left out on ``image`` (it has another number of bands, or
+        its bands are named and are not those the typer learned colours in; a warning says
+        so), or None to run it."""
+        if image.n_bands != self.colour_typer.bands:
+            reason = (
+                f"the image has {image.n_bands} band(s) ({', '.join(image.bands)}); the typer "
+                f"reads the colours of {self.colour_typer.bands} bands"
+            )
+            log.warning(
+                "segment: colour typer %r left out: %s; the looks' star/galaxy call stands",
+                self.colour_typer.card["name"],
+                reason,
+            )
+            return reason
         trained = self.colour_typer.other_bands(image.bands)
         if trained is None:
             return None
@@ -742,6 +762,23 @@ class Segmenter:
             self.colour_typer.card["name"],
             ", ".join(trained),
             ", ".join(image.bands),
+        )
+        return reason
+
+    def _shreds_skipped(self, image: Image) -> str | None:
+        """Why the shred classifier is left out on ``image`` (a single band, which the
+        detector reads repeated, holds none of the colours the classifier learned), or None
+        to run it."""
+        if image.n_bands == self.shreds.bands:
+            return None
+        reason = (
+            f"the image has {image.n_bands} band(s) ({', '.join(image.bands)}); the shred "
+            f"classifier reads {self.shreds.bands} bands"
+        )
+        log.warning(
+            "segment: shred classifier %r left out: %s; no galaxy is scored as a shred",
+            self.shreds.card["name"],
+            reason,
         )
         return reason
 
@@ -1271,6 +1308,8 @@ def segment(
         inside its mask; instances without one become new rows flagged
         ``unmatched_instance``. Without a catalog, one row per instance.
     config : SegmentConfig, optional
+        Default ``SegmentConfig()``: the ``segmenter`` network alone. The pipeline's segment
+        stage runs :meth:`SegmentConfig.recommended`, the chain that measured best.
     segmenter : Segmenter, optional
         A ready segmenter (reused across images).
     progress : bool
@@ -1335,7 +1374,9 @@ def segment(
         out.meta["segmenter_second_look"] = "+".join(
             look.card["name"] for look in segmenter.second_looks
         )
-    if segmenter.shreds is not None:
+    if "shreds_skipped" in instances.meta:
+        out.meta["segmenter_shreds_skipped"] = instances.meta["shreds_skipped"]
+    elif segmenter.shreds is not None:
         out.meta["segmenter_shreds"] = segmenter.shreds.card["name"]
     if segmenter.mask_refiner is not None:
         out.meta["segmenter_mask_refiner"] = segmenter.mask_refiner.card["name"]
