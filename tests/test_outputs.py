@@ -68,3 +68,34 @@ def test_regions_parse_back_with_one_based_shift_handled(tmp_path, catalog):
     flagged["p_shred"] = np.array([np.nan, 0.7, 0.2], np.float32)  # the galaxy is a shred
     parsed = Regions.read(write_regions(flagged, tmp_path / "shreds.reg"), format="ds9")
     assert [r.visual["edgecolor"] for r in parsed] == ["cyan", "magenta", "green"]
+
+
+def test_source_groups_prefer_the_segmenters_call_and_survive_a_file(tmp_path):
+    """The segmenter's ``morphology`` decides where it segmented a source, ``p_star`` where
+    it did not, a shred wins over both; the same groups come back from an ECSV file, whose
+    empty entries read back masked, and the regions and the report show the same ones."""
+    from astropy.table import QTable, Table
+
+    from skysift.catalog import source_groups
+    from skysift.report import _kinds
+
+    table = make_catalog(
+        {
+            "x": np.arange(6.0),
+            "y": np.arange(6.0),
+            "flux": np.ones(6),
+            "p_star": np.array([0.9, 0.9, 0.1, 0.9, np.nan, np.nan]),
+            "morphology": np.array(["", "spiral", "star", "other", "", "elliptical"]),
+            "p_shred": np.array([np.nan, np.nan, np.nan, 0.8, np.nan, np.nan]),
+        }
+    )
+    expected = ["star", "galaxy", "star", "shred", "", "galaxy"]
+    assert source_groups(table).tolist() == expected
+    back = Table.read(write_catalog(table, tmp_path / "cat.ecsv"))
+    assert np.ma.is_masked(back["morphology"][0])
+    assert source_groups(back).tolist() == expected
+    assert source_groups(QTable({"x": [1.0]})).tolist() == [""]
+    assert _kinds(back).tolist() == [g or "source" for g in expected]
+    parsed = Regions.read(write_regions(back, tmp_path / "groups.reg"), format="ds9")
+    colours = {"star": "cyan", "galaxy": "orange", "shred": "magenta", "": "green"}
+    assert [r.visual["edgecolor"] for r in parsed] == [colours[g] for g in expected]

@@ -23,6 +23,7 @@ __all__ = [
     "decode_flags",
     "empty_catalog",
     "make_catalog",
+    "source_groups",
 ]
 
 
@@ -91,6 +92,44 @@ FLAGS: dict[str, int] = {
     "saturated": 16,  # saturated pixels in the source
     "unmatched_instance": 32,  # segmenter instance with no localized source
 }
+
+
+def source_groups(catalog) -> np.ndarray:
+    """Each source's group as the outputs show it: ``"shred"``, ``"star"``, ``"galaxy"`` or
+    ``""`` (not classified).
+
+    A source with ``p_shred`` >= 0.5 is a shred (a clump of a larger galaxy). Otherwise the
+    segmenter's call where it segmented the source (``morphology``: star, or a galaxy type),
+    which reads each instance's mask, PSF and colours; else the classify stage's (``p_star``
+    >= 0.5 is a star); else not classified.
+
+    Parameters
+    ----------
+    catalog : astropy.table.Table or QTable
+        Any subset of the ``p_star``, ``morphology`` and ``p_shred`` columns.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(len(catalog),)`` strings.
+    """
+
+    def values(name: str, missing):  # a catalog read back from a file has masked entries
+        return np.ma.filled(np.ma.asanyarray(catalog[name]), missing)
+
+    groups = np.full(len(catalog), "", dtype="U6")
+    if "p_star" in catalog.colnames:
+        p = values("p_star", np.nan).astype(float)
+        known = np.isfinite(p)
+        groups[known] = np.where(p[known] >= 0.5, "star", "galaxy")
+    if "morphology" in catalog.colnames:
+        morphology = values("morphology", "").astype(str)
+        segmented = morphology != ""
+        groups[segmented] = np.where(morphology[segmented] == "star", "star", "galaxy")
+    if "p_shred" in catalog.colnames:
+        with np.errstate(invalid="ignore"):
+            groups[values("p_shred", np.nan).astype(float) >= 0.5] = "shred"  # NaN: not one
+    return groups
 
 
 def decode_flags(flags: int) -> list[str]:

@@ -282,9 +282,10 @@ def write_regions(
     """Write sources as a DS9 region file (circles labelled by id) through ``regions``.
 
     Positions are the catalog's 0-based ``x``, ``y``; ``regions`` writes DS9's 1-based image
-    coordinates. Circles are coloured by ``morphology`` (or by ``p_star`` >= 0.5 when there is
-    no morphology): stars cyan, galaxies orange, unknown green; a source with ``p_shred`` >=
-    0.5 (a clump of a larger galaxy, :mod:`skysift.shreds`) magenta.
+    coordinates. Circles are coloured by group (:func:`skysift.catalog.source_groups`: the
+    segmenter's ``morphology`` where it segmented the source, else ``p_star`` >= 0.5): stars
+    cyan, galaxies orange, not classified green; a source with ``p_shred`` >= 0.5 (a clump of
+    a larger galaxy, :mod:`skysift.shreds`) magenta.
     """
     from regions import CirclePixelRegion, PixCoord, RegionMeta, Regions, RegionVisual
 
@@ -308,23 +309,9 @@ def write_regions(
 
 
 def _region_kinds(table) -> list[str]:
-    kinds = _group_kinds(table)
-    if "p_shred" in table.colnames:
-        shred = np.asarray(table["p_shred"], dtype=float) >= 0.5  # NaN: not a shred
-        kinds = ["shred" if s else k for k, s in zip(kinds, shred, strict=True)]
-    return kinds
+    from skysift.catalog import source_groups
 
-
-def _group_kinds(table) -> list[str]:
-    n = len(table)
-    if "morphology" in table.colnames:
-        kinds = [str(m) for m in table["morphology"]]
-        if any(kinds):
-            return ["star" if k == "star" else ("galaxy" if k else "") for k in kinds]
-    if "p_star" in table.colnames:
-        p = np.asarray(table["p_star"], dtype=float)
-        return ["" if not np.isfinite(v) else ("star" if v >= 0.5 else "galaxy") for v in p]
-    return [""] * n
+    return [str(group) for group in source_groups(table)]
 
 
 # -- helpers ---------------------------------------------------------------------------------

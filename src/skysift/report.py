@@ -47,8 +47,9 @@ def _figure_bytes(fig) -> bytes:
 
 
 def overlay_png(image: Image, catalog, *, max_pixels: int = 1600) -> bytes:
-    """PNG bytes of the image (asinh, zscale) with the catalog's sources marked by class
-    (star, galaxy, shred: P(shred) >= 0.5, or source when unclassified)."""
+    """PNG bytes of the image (asinh, zscale) with the catalog's sources marked by group
+    (:func:`skysift.catalog.source_groups`: star, galaxy, shred, or source when not
+    classified; the segmenter's call where it segmented the source)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -96,15 +97,11 @@ def overlay_png(image: Image, catalog, *, max_pixels: int = 1600) -> bytes:
 
 
 def _kinds(catalog) -> np.ndarray:
-    n = len(catalog)
-    kinds = np.full(n, "source", dtype="U6")
-    if "p_star" in catalog.colnames:
-        p = np.asarray(catalog["p_star"], dtype=float)
-        kinds[np.isfinite(p) & (p >= 0.5)] = "star"
-        kinds[np.isfinite(p) & (p < 0.5)] = "galaxy"
-    if "p_shred" in catalog.colnames:  # a clump of a larger galaxy (skysift.shreds)
-        kinds[np.asarray(catalog["p_shred"], dtype=float) >= 0.5] = "shred"
-    return kinds
+    """Each source's group (:func:`skysift.catalog.source_groups`), "source" where none."""
+    from skysift.catalog import source_groups
+
+    groups = source_groups(catalog)
+    return np.where(groups == "", "source", groups)
 
 
 def _histograms(catalog) -> bytes:
