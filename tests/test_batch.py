@@ -96,3 +96,21 @@ def test_batch_killed_part_way_resumes_without_redoing_or_losing_work(tmp_path):
     assert not list(out.rglob("*.part*"))
     table = pyarrow.dataset.dataset(out / "catalogs", partitioning="hive").to_table()
     assert sorted(set(table.column("image").to_pylist())) == sorted(images)
+
+
+def test_the_batch_command_keeps_dasks_info_messages_off_the_console(monkeypatch):
+    """``skysift batch`` lowers ``distributed``'s loggers to warnings after importing it
+    (which sets them to INFO), unless ``--verbose`` asked for debugging details."""
+    import logging
+
+    from skysift.cli import _quiet_dask
+
+    dask_log = logging.getLogger("distributed")
+    monkeypatch.setattr(dask_log, "level", logging.INFO)
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "level", logging.DEBUG)
+    _quiet_dask()
+    assert dask_log.level == logging.INFO  # --verbose: Dask's messages stay
+    monkeypatch.setattr(root, "level", logging.WARNING)
+    _quiet_dask()
+    assert dask_log.level == logging.WARNING

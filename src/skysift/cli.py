@@ -245,6 +245,7 @@ def batch(
     from skysift.batch import run_batch
 
     def run() -> None:
+        _quiet_dask()
         paths = sorted({p for item in pattern for p in (glob.glob(item) or [item])})
         base = _stage_options(
             _pipeline_config(config),
@@ -260,6 +261,16 @@ def batch(
             raise typer.Exit(code=1)
 
     _guarded(run)
+
+
+def _quiet_dask() -> None:
+    """Keep Dask's scheduler, nanny and connection messages (INFO, about 25 lines a run) off
+    the console unless ``--verbose`` asked for debugging details. ``distributed`` sets its
+    loggers when it is imported, so this comes after the import (dask/distributed#7527)."""
+    import distributed  # noqa: F401  (configures its loggers on import)
+
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("distributed").setLevel(logging.WARNING)
 
 
 def _pipeline_config(path: Path | None):
