@@ -97,6 +97,7 @@ def test_classify_stage_fills_calibrated_p_star(frame):
     assert np.isfinite(p_star).all()
     assert ((p_star >= 0) & (p_star <= 1)).all()
     assert "classify" in result.timings
+    assert result.catalog.meta["stargalaxy_model"] == "stargalaxy"
     localized_only = skysift.Pipeline(PipelineConfig(stages=("localize",)))(field.image)
     assert np.isnan(np.asarray(localized_only.catalog["p_star"])).all()
 

@@ -100,3 +100,33 @@ def test_overlay_classes_mark_shreds_over_their_group():
         }
     )
     assert _kinds(catalog).tolist() == ["star", "shred", "galaxy", "source"]
+
+
+def test_the_report_names_every_stages_models():
+    """The report's Models section names the model of each stage that ran, and the parts of
+    the segmenter's chain with what they took (or why one was left out)."""
+    from skysift.report import stage_models
+
+    meta = {
+        "detector": "skysift-localizer",
+        "model": "localizer",
+        "stargalaxy_model": "stargalaxy",
+        "shred_model": "shred",
+        "segmenter": "segmenter_psf_typical",
+        "segmenter_second_look": "second_look_reject+second_look_reject_refined",
+        "segmenter_colour_typer_skipped": "the image has 1 band(s) (r)",
+        "segmenter_psf_fwhm_from": "config",
+        "stages_run": ["localize", "classify", "shreds", "segment"],
+    }
+    assert stage_models(meta) == {
+        "localize": "localizer",
+        "classify": "stargalaxy",
+        "shreds": "shred",
+        "segment": {
+            "detector": "segmenter_psf_typical",
+            "second_look": "second_look_reject+second_look_reject_refined",
+            "colour_typer_skipped": "the image has 1 band(s) (r)",
+            "psf_fwhm_from": "config",
+        },
+    }
+    assert stage_models({"model": "localizer"}) == {"localize": "localizer"}

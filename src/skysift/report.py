@@ -11,6 +11,7 @@ import html
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -201,6 +202,28 @@ pre { background: #f6f6f6; padding: 1em; font-size: 0.85em; }
 """
 
 
+def stage_models(meta) -> dict[str, Any]:
+    """The models each stage ran with, from a catalog's metadata: the localizer, the
+    star/galaxy classifier, the shred classifier, and the segmenter's chain (each network,
+    the PSF FWHM it took and where from, and why a part was left out)."""
+    stages: dict[str, Any] = {}
+    for stage, key in (
+        ("localize", "model"),
+        ("classify", "stargalaxy_model"),
+        ("shreds", "shred_model"),
+    ):
+        if key in meta:
+            stages[stage] = meta[key]
+    segment = {
+        ("detector" if key == "segmenter" else key.removeprefix("segmenter_")): value
+        for key, value in meta.items()
+        if key == "segmenter" or key.startswith("segmenter_")
+    }
+    if segment:
+        stages["segment"] = segment
+    return stages
+
+
 def write_report(
     result, image: Image, path, *, title: str = "skysift report", overwrite: bool = False
 ) -> Path:
@@ -210,7 +233,7 @@ def write_report(
     catalog = result.catalog
     overlay = base64.b64encode(overlay_png(image, catalog)).decode()
     histograms = base64.b64encode(_histograms(catalog)).decode()
-    models = {k: v for k, v in catalog.meta.items() if k in ("model", "detector")}
+    models = stage_models(catalog.meta)
     shown = min(len(catalog), MAX_TABLE_ROWS)
     note = (
         ""

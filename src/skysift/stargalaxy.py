@@ -389,8 +389,9 @@ def classify_stars(
     -------
     astropy.table.QTable
         A copy of the catalog with ``p_star`` filled (the input is not modified); sources whose
-        cutout reached the image edge get the ``edge`` flag. For a model with a seeing input,
-        ``meta["seeing_fwhm_pixels"]`` holds the seeing it measured on the image.
+        cutout reached the image edge get the ``edge`` flag; ``meta["stargalaxy_model"]``
+        names the model. For a model with a seeing input, ``meta["seeing_fwhm_pixels"]`` holds
+        the seeing it measured on the image.
     """
     from skysift.catalog import FLAGS
     from skysift.image import as_image
@@ -417,6 +418,7 @@ def classify_stars(
     y = np.asarray(getattr(catalog["y"], "value", catalog["y"]), float)
     p_star, edge = classifier(image, x, y, geometry=geometry, band=band, progress=progress)
     catalog["p_star"] = p_star
+    catalog.meta["stargalaxy_model"] = classifier.card.get("name", "")
     if classifier.seeing_fwhm is not None and np.isfinite(classifier.seeing_fwhm):
         catalog.meta["seeing_fwhm_pixels"] = classifier.seeing_fwhm
     if "flags" in catalog.colnames:
