@@ -619,3 +619,44 @@ def test_large_instances_are_painted_at_their_own_mask_threshold():
         SegmentConfig(large_mask_threshold=1.5)
     with pytest.raises(InvalidParameterError, match="large_mask_area must be"):
         SegmentConfig(large_mask_area=0)
+
+
+class _WideSegmenter(ThresholdSegmenter):
+    """The stand-in with boxes and masks 6 px wider than the bright regions: a mask drawn
+    at an edge of the data reaches past it, as the network's can (it reads masked pixels
+    as zero)."""
+
+    def forward(self, images):
+        from scipy import ndimage
+
+        outputs = super().forward(images)
+        for out in outputs:
+            masks = out["masks"].numpy()[:, 0] > 0.5
+            grown = [ndimage.binary_dilation(m, iterations=6) for m in masks]
+            out["masks"] = torch.from_numpy(np.array(grown, np.float32)).reshape(out["masks"].shape)
+            out["boxes"] = out["boxes"] + torch.tensor([-6.0, -6.0, 6.0, 6.0])
+        return outputs
+
+
+def test_footprints_hold_only_pixels_with_data():
+    """A source at the edge of flagged (or non-finite) pixels keeps only its pixels with data
+    in the label map, its area counts those, and a wider mask does not claim the rest."""
+    from skysift.image import Image
+
+    pixels = _blobs((120, 160), [(40.0, 60.0), (110.0, 60.0)], sigma=4.0)
+    flagged = np.zeros(pixels.shape, bool)
+    flagged[:, 44:70] = True  # the first source's right side, off the detector
+    pixels[:, 150:] = np.nan  # and a dead edge far from both
+    segmenter = Segmenter(
+        SegmentConfig(galaxy_types=None, tile=128, margin=16), module=_WideSegmenter(), card=CARD
+    )
+    catalog, labels = segment(Image.from_array(pixels, mask=flagged), segmenter=segmenter)
+    assert len(catalog) == 2
+    assert not labels[flagged].any()
+    assert not labels[:, 150:].any()
+    np.testing.assert_array_equal(
+        np.sort(np.asarray(catalog["area"])), np.sort(np.bincount(labels.ravel())[1:])
+    )
+    # without the flags the same source's footprint reaches into those columns
+    _, unflagged = segment(np.nan_to_num(pixels, nan=100.0), segmenter=segmenter)
+    assert unflagged[:, 44:70].any()

@@ -531,6 +531,7 @@ class Segmenter:
             photometry=photometry,
             shreds=self.shreds if shreds_skipped is None else None,
         )
+        found = on_pixels_with_data(found, np.asarray(image.mask))
         light = sky_subtracted_light(image, sources=source_pixels(found, data.shape[1:]))
         instances = _paint(found, light, data.shape[1:])
         instances.x, instances.y = instance_centroids(
@@ -1168,6 +1169,21 @@ def sky_subtracted_light(image: Image, *, sources: np.ndarray | None = None) -> 
         plane[bad] = 0.0
         light += plane
     return light
+
+
+def on_pixels_with_data(found: list[dict[str, Any]], masked: np.ndarray) -> list[dict[str, Any]]:
+    """Each instance with its masked pixels (non-finite, or flagged by the image's mask)
+    taken out: a source's footprint holds only pixels with data, as SExtractor's does where
+    the weight is zero. The network reads masked pixels as zero, so a mask drawn at an edge
+    of the data can reach past it; an instance left without pixels is dropped when the map
+    is painted."""
+    if not masked.any():
+        return found
+    out = []
+    for instance in found:
+        keep = ~masked[instance["rows"], instance["cols"]]
+        out.append(instance | {"rows": instance["rows"][keep], "cols": instance["cols"][keep]})
+    return out
 
 
 def source_pixels(found: list[dict[str, Any]], shape: tuple[int, int]) -> np.ndarray:
