@@ -206,8 +206,14 @@ def test_segment_stage_labels_are_catalog_ids(frame, tmp_path):
     for row in segmented[:5]:
         assert (segmentation == row["id"]).sum() == row["area"]
     paths = result.write(tmp_path, name="frame")
-    with fits.open(paths["segmentation"]) as hdul:
-        assert (hdul[0].data == segmentation).all()
+    with fits.open(paths["segmentation"]) as hdul:  # losslessly compressed, with the WCS
+        assert isinstance(hdul["SEGMENTATION"], fits.CompImageHDU)
+        assert (hdul["SEGMENTATION"].data == segmentation).all()
+        header = hdul["SEGMENTATION"].header
+        assert header["SEGMODEL"] == catalog.meta["segmenter"]
+        assert ("CTYPE1" in header) == (result.wcs is not None)
+    assert (fits.getdata(paths["segmentation"]) == segmentation).all()  # found without a name
+    assert paths["segmentation"].stat().st_size < segmentation.nbytes / 4
     # --no-segmap: the map stays in the result but is not written
     quiet = dataclasses.replace(result, config=result.config.with_overrides(segmentation_map=False))
     paths = quiet.write(tmp_path / "nomap", name="frame")

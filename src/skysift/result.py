@@ -92,9 +92,10 @@ class Result:
             write_catalog(self.catalog, targets[f"catalog_{fmt}"], format=fmt, overwrite=True)
         if "regions" in targets:
             write_regions(self.catalog, targets["regions"], overwrite=True)
-        for kind in ("probability_map", "segmentation"):
-            if kind in targets:
-                self._write_map(getattr(self, kind), targets[kind])
+        if "probability_map" in targets:
+            self._write_map(self.probability_map, targets["probability_map"])
+        if "segmentation" in targets:
+            self._write_segmentation(targets["segmentation"])
         if "overlay" in targets:
             from skysift.report import overlay_png
 
@@ -116,3 +117,21 @@ class Result:
         header = self.wcs.to_header() if self.wcs is not None else None
         with atomic_write(path) as tmp:
             fits.PrimaryHDU(data, header=header).writeto(tmp)
+
+    def _write_segmentation(self, path: Path) -> None:
+        """The label map as a losslessly tile-compressed image (RICE, as ``fpack`` writes
+        integer images: a 2048² map of 16.8 MB takes about 0.4 MB) in the ``SEGMENTATION``
+        extension, with the image's WCS; ``astropy.io.fits.getdata`` and DS9 find it there."""
+        from astropy.io import fits
+
+        header = self.wcs.to_header() if self.wcs is not None else fits.Header()
+        header["COMMENT"] = "skysift segmentation map: each pixel holds the catalog id of the"
+        header["COMMENT"] = "source it belongs to; 0 is no source (and every masked pixel)."
+        if "segmenter" in self.catalog.meta:
+            header["SEGMODEL"] = (str(self.catalog.meta["segmenter"]), "skysift segmenter")
+        segmentation = np.asarray(self.segmentation, dtype=np.int32)
+        hdu = fits.CompImageHDU(
+            segmentation, header=header, name="SEGMENTATION", compression_type="RICE_1"
+        )
+        with atomic_write(path) as tmp:
+            fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(tmp)
