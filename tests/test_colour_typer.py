@@ -26,6 +26,7 @@ from skysift.colour_typer import (
     sky_subtracted,
 )
 from skysift.errors import InvalidParameterError
+from skysift.image import Image
 from skysift.models.colour_typer import ColourTyperConfig, ColourTyperNet
 
 DETECTOR_CLASSES = ("star", "elliptical", "spiral", "other")
@@ -333,6 +334,45 @@ def test_the_segmenter_types_by_colour_last_in_every_tile(caplog):
         SegmentConfig(colour_typer="colour_typer")
     with pytest.raises(InvalidParameterError, match="zero_points"):
         SegmentConfig(second_look="second_look", colour_typer="x", zero_points=(np.nan,))
+
+
+def test_the_segmenter_takes_the_zero_points_from_the_bands_headers(tmp_path):
+    """Bands read one file each bring their headers' MAGZP (or MAGZERO): the typer scales the
+    bands by them, as by ``SegmentConfig(zero_points=)``, which wins over the headers; the
+    catalog's meta says where they came from. An image of another g zero point (26 where the
+    typer's is 25) holds g fluxes 2.5 times larger in its units: both sources are red."""
+    from astropy.io import fits
+
+    from skysift.io import read_image
+    from skysift.segment import segment
+    from test_second_look import _RecordingLook
+    from test_segment import _segmenter
+
+    image = _red_and_blue_field()
+    paths = []
+    for band, plane, keyword, value in zip(
+        "grz", image, ("MAGZP", "MAGZERO", "MAGZP"), (26.0, 25.0, 25.0), strict=True
+    ):
+        header = fits.Header({"FILTER": band, keyword: value})
+        fits.writeto(tmp_path / f"{band}.fits", plane, header)
+        paths.append(tmp_path / f"{band}.fits")
+    bands = read_image(paths)
+    assert bands.header_zero_points == (26.0, 25.0, 25.0)
+    assert read_image(paths[0]).header_zero_points == (26.0,)
+    assert read_image(paths[1:]).header_zero_points == (25.0, 25.0)
+
+    def typed(**options):
+        segmenter = _segmenter(tile=128, margin=32, psf_fwhm=4.0, **options)
+        segmenter.second_looks = (_RecordingLook(-np.log(3.0)),)
+        segmenter.colour_typer = _typer()
+        catalog, _ = segment(bands, segmenter=segmenter)
+        order = np.argsort(np.asarray(catalog["x"]))
+        return list(catalog["morphology"][order]), catalog.meta["segmenter_zero_points_from"]
+
+    assert typed() == (["star", "star"], "headers (MAGZP or MAGZERO)")
+    assert typed(zero_points=(25.0, 25.0, 25.0)) == (["star", "elliptical"], "config")
+    cube = Image.from_array(image, bands=("g", "r", "z"))  # one header: no zero points
+    assert cube.header_zero_points is None
 
 
 def test_the_segmenter_types_only_what_its_label_map_keeps():

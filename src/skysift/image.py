@@ -35,6 +35,23 @@ def seeing_arcsec(value: Any) -> float | None:
     return number if math.isfinite(number) and number > 0 else None
 
 
+#: Header keywords read, in this order, as the AB magnitude of one image unit.
+ZERO_POINT_KEYWORDS = ("MAGZP", "MAGZERO")
+
+
+def header_zero_point(header: Any) -> float | None:
+    """A header's zero point (:data:`ZERO_POINT_KEYWORDS`: the AB magnitude of one image
+    unit) as a finite number, or None."""
+    for keyword in ZERO_POINT_KEYWORDS:
+        try:
+            value = float(header.get(keyword)) if header is not None else math.nan
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(value):
+            return value
+    return None
+
+
 @dataclass(frozen=True, eq=False)
 class Image:
     """An astronomical image with one or more bands on the same pixel grid.
@@ -216,6 +233,18 @@ class Image:
         else:
             seeing = seeing_arcsec(self.header.get("SEEING") if self.header is not None else None)
         return seeing / self.pixel_scale if seeing and self.pixel_scale else None
+
+    @property
+    def header_zero_points(self) -> tuple[float, ...] | None:
+        """Each band's zero point from its header (:func:`header_zero_point`), when every
+        band has one: bands read one file each (``meta["band_zero_points"]``), or a single
+        band; None otherwise (one header cannot say which plane of a cube it is for)."""
+        per_band = self.meta.get("band_zero_points")
+        if per_band is None and self.n_bands == 1:
+            per_band = (header_zero_point(self.header),)
+        if per_band is None or len(per_band) != self.n_bands or None in per_band:
+            return None
+        return tuple(float(z) for z in per_band)
 
     def band_index(self, name: str | int | None = None) -> int:
         """Index of a band given by name or index; None is the middle band (the detection

@@ -24,7 +24,13 @@ from skysift.errors import (
     InvalidParameterError,
     WCSWarning,
 )
-from skysift.image import MIN_IMAGE_SIZE, Image, pixel_scale_from_wcs, seeing_arcsec
+from skysift.image import (
+    MIN_IMAGE_SIZE,
+    Image,
+    header_zero_point,
+    pixel_scale_from_wcs,
+    seeing_arcsec,
+)
 
 __all__ = [
     "CATALOG_FORMATS",
@@ -154,6 +160,12 @@ def read_image(
     if len(layers) > 1:  # one file per band: keep each band's own seeing (Image.header_fwhm)
         image.meta["band_seeing"] = tuple(
             seeing_arcsec(layer.header.get("SEEING"))
+            for layer in layers
+            for _ in range(layer.n_planes)
+        )
+        # and its zero point (Image.header_zero_points), for the colours of the segmenter
+        image.meta["band_zero_points"] = tuple(
+            header_zero_point(layer.header) if layer.n_planes == 1 else None
             for layer in layers
             for _ in range(layer.n_planes)
         )

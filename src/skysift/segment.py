@@ -157,7 +157,10 @@ class SegmentConfig:
     zero_points : tuple of float or None
         AB magnitude of one image unit in each band, for the colour typer: the bands are
         scaled to its training fields' zero points (its card's ``zero_points``) before the
-        colours are measured. None assumes the image has those zero points.
+        colours are measured. None takes each band's header ``MAGZP`` (or ``MAGZERO``) when
+        every band has one (:attr:`skysift.image.Image.header_zero_points`), else assumes
+        the image has the training fields' zero points; the catalog's meta
+        ``segmenter_zero_points_from`` says which.
     """
 
     model: str = "segmenter"
@@ -516,19 +519,21 @@ class Segmenter:
         )
         psf = self.psf_fwhm(image) if needs_psf else None
         data = self.network_input(image, psf_fwhm=psf[0] if psf else None)
-        photometry, skipped = None, None
+        photometry, skipped, zero_points = None, None, (None, None)
         if self.colour_typer is not None:
             skipped = self._colour_bands_skipped(image)
         if self.colour_typer is not None and skipped is None:
             from skysift.colour_typer import sky_subtracted
 
             photometry = sky_subtracted(np.asarray(image.data), np.asarray(image.mask))
+            zero_points = self._zero_points(image)
         shreds_skipped = self._shreds_skipped(image) if self.shreds is not None else None
         found = self._tile_instances(
             data,
             psf_fwhm=psf[0] if psf else None,
             progress=progress,
             photometry=photometry,
+            zero_points=zero_points[0],
             shreds=self.shreds if shreds_skipped is None else None,
         )
         found = on_pixels_with_data(found, np.asarray(image.mask))
@@ -544,6 +549,8 @@ class Segmenter:
             instances.meta["psf_fwhm_pixels"], instances.meta["psf_fwhm_from"] = psf
         if skipped is not None:
             instances.meta["colour_typer_skipped"] = skipped
+        if zero_points[1] is not None:
+            instances.meta["zero_points_from"] = zero_points[1]
         if shreds_skipped is not None:
             instances.meta["shreds_skipped"] = shreds_skipped
         if self.shreds is None or shreds_skipped is not None:
@@ -557,6 +564,7 @@ class Segmenter:
         psf_fwhm: float | None,
         progress: bool,
         photometry: tuple[np.ndarray, np.ndarray] | None = None,
+        zero_points: tuple[float, ...] | None = None,
         shreds=None,
     ) -> list[dict[str, Any]]:
         import torch
@@ -684,7 +692,7 @@ class Segmenter:
                         psf_fwhm=psf_fwhm,
                         classes=classes,
                         offset=(t.cols.start, t.rows.start),
-                        zero_points=self.config.zero_points,
+                        zero_points=zero_points,
                         only=keep,
                     )
                     if self.galaxy_typer is not None:  # a type for each star made a galaxy
@@ -765,6 +773,19 @@ class Segmenter:
             ", ".join(image.bands),
         )
         return reason
+
+    def _zero_points(self, image: Image) -> tuple[tuple[float, ...] | None, str]:
+        """The zero points the colour typer scales ``image``'s bands by, and where they came
+        from: ``SegmentConfig(zero_points=)``, else each band's header
+        (:attr:`Image.header_zero_points`), else none (the image is taken to have the
+        typer's training zero points)."""
+        if self.config.zero_points is not None:
+            return self.config.zero_points, "config"
+        found = image.header_zero_points
+        if found is None:
+            return None, "the typer's training fields (none given, none in the headers)"
+        self.colour_typer.unit_scales(found)  # one per band, or refused
+        return found, "headers (MAGZP or MAGZERO)"
 
     def _shreds_skipped(self, image: Image) -> str | None:
         """Why the shred classifier is left out on ``image`` (a single band, which the
@@ -1400,7 +1421,7 @@ def segment(
         out.meta["segmenter_colour_typer_skipped"] = instances.meta["colour_typer_skipped"]
     elif segmenter.colour_typer is not None:
         out.meta["segmenter_colour_typer"] = segmenter.colour_typer.card["name"]
-    for key in ("psf_fwhm_pixels", "psf_fwhm_from"):
+    for key in ("psf_fwhm_pixels", "psf_fwhm_from", "zero_points_from"):
         if key in instances.meta:
             out.meta[f"segmenter_{key}"] = instances.meta[key]
     return out, lookup[instances.labels]
