@@ -657,6 +657,32 @@ def test_footprints_hold_only_pixels_with_data():
     np.testing.assert_array_equal(
         np.sort(np.asarray(catalog["area"])), np.sort(np.bincount(labels.ravel())[1:])
     )
-    # without the flags the same source's footprint reaches into those columns
-    _, unflagged = segment(np.nan_to_num(pixels, nan=100.0), segmenter=segmenter)
+    # the source cut by the flags is flagged so; the other is whole
+    from skysift.catalog import FLAGS
+
+    cut = (np.asarray(catalog["flags"]) & FLAGS["truncated_footprint"]) > 0
+    np.testing.assert_array_equal(cut, np.asarray(catalog["x_segment"]) < 80)
+    # without the flags the same source's footprint reaches into those columns, and no
+    # footprint is cut
+    catalog, unflagged = segment(np.nan_to_num(pixels, nan=100.0), segmenter=segmenter)
     assert unflagged[:, 44:70].any()
+    assert not (np.asarray(catalog["flags"]) & FLAGS["truncated_footprint"]).any()
+
+
+def test_footprints_at_the_image_edge_are_flagged_truncated():
+    from skysift.catalog import FLAGS, decode_flags
+    from skysift.segment import truncated_footprints
+
+    labels = np.zeros((20, 30), np.int32)
+    labels[0:3, 5:8] = 1  # touches the first row
+    labels[8:12, 10:14] = 2  # whole
+    labels[15:19, 26:30] = 3  # touches the last column
+    labels[8:10, 20:22] = 4  # next to a masked pixel
+    masked = np.zeros(labels.shape, bool)
+    masked[10, 21] = True
+    np.testing.assert_array_equal(truncated_footprints(labels, masked), [True, False, True, True])
+    np.testing.assert_array_equal(
+        truncated_footprints(labels, np.zeros_like(masked)), [True, False, True, False]
+    )
+    assert truncated_footprints(np.zeros((5, 5), np.int32), masked[:5, :5]).size == 0
+    assert decode_flags(FLAGS["truncated_footprint"]) == ["truncated_footprint"]

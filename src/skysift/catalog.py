@@ -91,6 +91,7 @@ FLAGS: dict[str, int] = {
     "blended": 8,  # a neighbour overlaps the aperture/footprint
     "saturated": 16,  # saturated pixels in the source
     "unmatched_instance": 32,  # segmenter instance with no localized source
+    "truncated_footprint": 64,  # segmenter footprint at the image's edge or masked pixels
 }
 
 

@@ -1392,6 +1392,10 @@ def segment(
         out = _stack(out, added)
         owner[new] = len(out) - new.size + np.arange(new.size)
     rows = owner
+    truncated = truncated_footprints(instances.labels, np.asarray(image.mask))
+    out["flags"][rows] = np.asarray(out["flags"])[rows] | np.where(
+        truncated, FLAGS["truncated_footprint"], 0
+    )
     out["morphology"][rows] = instances.classes
     out["morphology_score"][rows] = instances.class_scores
     out["bbox_xmin"][rows] = instances.bbox[:, 0]
@@ -1425,6 +1429,22 @@ def segment(
         if key in instances.meta:
             out.meta[f"segmenter_{key}"] = instances.meta[key]
     return out, lookup[instances.labels]
+
+
+def truncated_footprints(labels: np.ndarray, masked: np.ndarray) -> np.ndarray:
+    """For each instance of a label map (label ``k + 1`` is instance ``k``), whether its
+    footprint touches the image's edge or a masked pixel: its area and light stop there, so
+    the catalog flags it ``truncated_footprint``."""
+    from scipy import ndimage
+
+    n = int(labels.max(initial=0))
+    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    touching = [edge]
+    if masked.any():
+        touching.append(labels[ndimage.binary_dilation(masked)])
+    hit = np.zeros(n + 1, dtype=bool)
+    hit[np.concatenate(touching)] = True
+    return hit[1:]
 
 
 def _owners(instances: Instances, catalog) -> np.ndarray:
