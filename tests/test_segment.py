@@ -686,3 +686,18 @@ def test_footprints_at_the_image_edge_are_flagged_truncated():
     )
     assert truncated_footprints(np.zeros((5, 5), np.int32), masked[:5, :5]).size == 0
     assert decode_flags(FLAGS["truncated_footprint"]) == ["truncated_footprint"]
+
+
+def test_footprints_that_touch_are_flagged_blended():
+    """Footprints that meet at a side or a corner were divided between two sources; one
+    with a pixel of sky between it and the next was not."""
+    from skysift.segment import touching_footprints
+
+    labels = np.zeros((12, 12), np.int32)
+    labels[1:4, 1:4] = 1
+    labels[1:4, 4:6] = 2  # side by side with 1
+    labels[6:8, 6:8] = 3
+    labels[8:10, 8:10] = 4  # corner to corner with 3
+    labels[6:8, 11:12] = 5  # a column of sky from 4, three from 3
+    np.testing.assert_array_equal(touching_footprints(labels), [True, True, True, True, False])
+    assert touching_footprints(np.zeros((3, 3), np.int32)).size == 0

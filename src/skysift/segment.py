@@ -1393,8 +1393,11 @@ def segment(
         owner[new] = len(out) - new.size + np.arange(new.size)
     rows = owner
     truncated = truncated_footprints(instances.labels, np.asarray(image.mask))
-    out["flags"][rows] = np.asarray(out["flags"])[rows] | np.where(
-        truncated, FLAGS["truncated_footprint"], 0
+    blended = touching_footprints(instances.labels)
+    out["flags"][rows] = (
+        np.asarray(out["flags"])[rows]
+        | np.where(truncated, FLAGS["truncated_footprint"], 0)
+        | np.where(blended, FLAGS["blended"], 0)
     )
     out["morphology"][rows] = instances.classes
     out["morphology_score"][rows] = instances.class_scores
@@ -1444,6 +1447,24 @@ def truncated_footprints(labels: np.ndarray, masked: np.ndarray) -> np.ndarray:
         touching.append(labels[ndimage.binary_dilation(masked)])
     hit = np.zeros(n + 1, dtype=bool)
     hit[np.concatenate(touching)] = True
+    return hit[1:]
+
+
+def touching_footprints(labels: np.ndarray) -> np.ndarray:
+    """For each instance of a label map (label ``k + 1`` is instance ``k``), whether its
+    footprint touches another's (side or corner): the two were deblended, and their areas
+    and light were divided where they meet, so the catalog flags both ``blended``."""
+    n = int(labels.max(initial=0))
+    hit = np.zeros(n + 1, dtype=bool)
+    for a, b in (
+        (labels[:, :-1], labels[:, 1:]),
+        (labels[:-1], labels[1:]),
+        (labels[:-1, :-1], labels[1:, 1:]),
+        (labels[:-1, 1:], labels[1:, :-1]),
+    ):
+        meet = (a != b) & (a > 0) & (b > 0)
+        hit[a[meet]] = True
+        hit[b[meet]] = True
     return hit[1:]
 
 
