@@ -254,6 +254,24 @@ def test_photometry_snr_and_flux():
     assert row["flags"] == 0
 
 
+def test_sources_whose_apertures_overlap_are_flagged_blended():
+    """Two stars 8 px apart with 6-px apertures overlap, and both are flagged; one 40 px from
+    them is not. The rule itself: centres closer than two radii."""
+    from skysift.catalog import FLAGS
+    from skysift.localizer import overlapping_apertures
+
+    data = star_image([(40.0, 64.0), (48.0, 64.0), (90.0, 64.0)], (128, 128), flux=4000.0)
+    catalog, _ = oracle_localizer(aperture_radius=6.0)(data)
+    catalog.sort("x")
+    blended = (np.asarray(catalog["flags"]) & FLAGS["blended"]) > 0
+    np.testing.assert_array_equal(blended, [True, True, False])
+    np.testing.assert_array_equal(
+        overlapping_apertures(np.array([0.0, 11.9, 30.0]), np.zeros(3), 6.0), [1, 1, 0]
+    )
+    assert overlapping_apertures(np.array([5.0]), np.array([5.0]), 6.0).tolist() == [False]
+    assert overlapping_apertures(np.zeros(0), np.zeros(0), 6.0).size == 0
+
+
 def test_multiband_detection_image_and_wcs():
     from astropy.wcs import WCS
 

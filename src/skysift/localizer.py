@@ -297,6 +297,19 @@ class Localizer:
         return _measure(image, probability, peaks, self.config, meta)
 
 
+def overlapping_apertures(x: np.ndarray, y: np.ndarray, radius: float) -> np.ndarray:
+    """For each source, whether a neighbour's aperture of ``radius`` overlaps its own (the
+    centres closer than two radii): its aperture flux holds some of the neighbour's light,
+    and the catalog flags it ``blended``."""
+    from scipy.spatial import cKDTree
+
+    close = np.zeros(len(x), dtype=bool)
+    if len(x) > 1:
+        pairs = cKDTree(np.column_stack([x, y])).query_pairs(2.0 * radius, output_type="ndarray")
+        close[pairs.ravel()] = True
+    return close
+
+
 def _measure(
     image: Image, probability: np.ndarray, peaks: np.ndarray, config: LocalizeConfig, meta: dict
 ):
@@ -332,6 +345,7 @@ def _measure(
     saturation = image.header.get("SATURATE") if image.header is not None else None
     if saturation:
         flags[raw_peaks >= 0.98 * float(saturation)] |= FLAGS["saturated"]
+    flags[overlapping_apertures(x, y, radius)] |= FLAGS["blended"]
     with np.errstate(invalid="ignore", divide="ignore"):
         snr = np.where(flux_err > 0, flux / flux_err, np.nan)
     values: dict[str, Any] = {
