@@ -130,3 +130,7 @@ def test_the_report_names_every_stages_models():
         },
     }
     assert stage_models({"model": "localizer"}) == {"localize": "localizer"}
+    shifted = {"stargalaxy_model": "stargalaxy", "stargalaxy_out_of_domain": "another scale"}
+    assert stage_models(shifted) == {
+        "classify": {"model": "stargalaxy", "out_of_domain": "another scale"}
+    }

@@ -164,6 +164,35 @@ def test_classify_stars_adds_p_star_without_touching_the_input(rng):
     assert np.isnan(np.asarray(catalog["p_star"])).all()  # the input was not modified
 
 
+def test_an_image_of_another_pixel_scale_is_classified_with_a_warning(rng, caplog):
+    """The classifier learned MeerLICHT's 0.56"/px: on a 0.262"/px image p_star is outside
+    what it learned, and the run says so (log and meta); within 25 % of 0.56, or with no
+    known scale, it does not."""
+    import logging
+
+    from skysift.stargalaxy import pixel_scale_note
+
+    card = {"name": "stargalaxy", "trained_on": {"preset": "meerlicht"}}
+    assert pixel_scale_note(card, 0.56) is None
+    assert pixel_scale_note(card, 0.45) is None
+    assert pixel_scale_note(card, None) is None
+    assert pixel_scale_note({"trained_on": {"preset": "hubble"}}, 0.05) is None
+    assert '0.56"/px and this image has 0.262"/px' in pixel_scale_note(card, 0.262)
+    assert pixel_scale_note(card, 1.2) is not None
+    classifier = _tiny_classifier()
+    classifier.card |= card
+    catalog = make_catalog({"x": [40.0], "y": [30.0]})
+    pixels = rng.normal(100, 5, (64, 80)).astype(np.float32)
+    for scale, expected in ((0.262, True), (0.6, False)):
+        image = Image.from_array(pixels, pixel_scale=scale)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="skysift.stargalaxy"):
+            out = skysift.classify_stars(image, catalog, classifier=classifier)
+        assert ("stargalaxy_out_of_domain" in out.meta) == expected
+        assert ("read its p_star as indicative" in caplog.text) == expected
+        assert out.meta["stargalaxy_model"] == "stargalaxy"
+
+
 def test_classify_stars_on_an_empty_catalog_warns_and_keeps_the_schema(rng):
     image = Image.from_array(rng.normal(size=(64, 64)).astype(np.float32))
     empty = make_catalog({"x": [], "y": []})

@@ -214,6 +214,11 @@ def stage_models(meta) -> dict[str, Any]:
     ):
         if key in meta:
             stages[stage] = meta[key]
+    if "stargalaxy_out_of_domain" in meta:
+        stages["classify"] = {
+            "model": meta.get("stargalaxy_model"),
+            "out_of_domain": meta["stargalaxy_out_of_domain"],
+        }
     segment = {
         ("detector" if key == "segmenter" else key.removeprefix("segmenter_")): value
         for key, value in meta.items()

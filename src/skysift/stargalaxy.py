@@ -38,6 +38,7 @@ __all__ = [
     "StarGalaxyClassifier",
     "classifier_inputs",
     "classify_stars",
+    "pixel_scale_note",
     "seeing_from_cutouts",
 ]
 
@@ -355,6 +356,34 @@ def _shipped_classifier() -> StarGalaxyClassifier:
     return StarGalaxyClassifier()
 
 
+#: How far (as a factor either way) an image's pixel scale may be from the training fields'
+#: before the classifier warns that ``p_star`` is outside what it learned.
+PIXEL_SCALE_TOLERANCE = 1.25
+
+
+def pixel_scale_note(card: dict, pixel_scale: float | None) -> str | None:
+    """Why ``p_star`` is outside what the classifier learned on an image of ``pixel_scale``
+    (arcsec/pixel), or None: within :data:`PIXEL_SCALE_TOLERANCE` of its training survey's
+    scale (the card's ``trained_on.preset``), or either scale unknown.
+
+    The network sees 32x32-pixel cutouts: on another pixel scale the same sources span other
+    numbers of pixels than it learned (docs/usage.md measures it on DECaLS-like fields)."""
+    from skysift.sim.presets import PRESETS
+
+    preset = card.get("trained_on", {}).get("preset")
+    if pixel_scale is None or preset not in PRESETS:
+        return None
+    trained = PRESETS[preset].pixel_scale
+    if 1 / PIXEL_SCALE_TOLERANCE <= pixel_scale / trained <= PIXEL_SCALE_TOLERANCE:
+        return None
+    return (
+        f"the {card.get('name', '')!r} star/galaxy classifier learned {preset} fields of "
+        f'{trained:g}"/px and this image has {pixel_scale:.3g}"/px; read its p_star as '
+        "indicative (on g, r, z images at DECaLS's or SDSS's scale the segment stage's "
+        "morphology is the better star/galaxy call)"
+    )
+
+
 def classify_stars(
     image,
     catalog=None,
@@ -391,7 +420,9 @@ def classify_stars(
         A copy of the catalog with ``p_star`` filled (the input is not modified); sources whose
         cutout reached the image edge get the ``edge`` flag; ``meta["stargalaxy_model"]``
         names the model. For a model with a seeing input, ``meta["seeing_fwhm_pixels"]`` holds
-        the seeing it measured on the image.
+        the seeing it measured on the image. An image whose pixel scale is far from the
+        model's training fields' is classified with a warning, repeated in
+        ``meta["stargalaxy_out_of_domain"]`` (:func:`pixel_scale_note`).
     """
     from skysift.catalog import FLAGS
     from skysift.image import as_image
@@ -419,6 +450,10 @@ def classify_stars(
     p_star, edge = classifier(image, x, y, geometry=geometry, band=band, progress=progress)
     catalog["p_star"] = p_star
     catalog.meta["stargalaxy_model"] = classifier.card.get("name", "")
+    note = pixel_scale_note(classifier.card, image.pixel_scale)
+    if note is not None:
+        log.warning("classify: %s", note)
+        catalog.meta["stargalaxy_out_of_domain"] = note
     if classifier.seeing_fwhm is not None and np.isfinite(classifier.seeing_fwhm):
         catalog.meta["seeing_fwhm_pixels"] = classifier.seeing_fwhm
     if "flags" in catalog.colnames:
