@@ -114,3 +114,43 @@ def test_the_batch_command_keeps_dasks_info_messages_off_the_console(monkeypatch
     monkeypatch.setattr(root, "level", logging.WARNING)
     _quiet_dask()
     assert dask_log.level == logging.WARNING
+
+
+def test_output_names_of_images_in_one_file_or_one_file_per_band():
+    from skysift.batch import image_name
+
+    assert image_name("data/frame7.fits.fz") == "frame7"
+    assert image_name(["t/f42_g.fits", "t/f42_r.fits", "t/f42_z.fits"]) == "f42_grz"
+    assert image_name(["g/f42.fits", "r/f42.fits"]) == "f42"
+    assert image_name(["f42-g-v2.fits", "f42-r-v2.fits"]) == "f42-gr-v2"
+
+
+def test_band_groups_pair_each_images_files_and_name_what_is_missing(tmp_path):
+    from skysift.batch import band_groups
+    from skysift.errors import InvalidParameterError
+
+    for name in ("a_g", "a_r", "a_z", "b_g", "b_r", "b_z", "c_g", "c_r"):
+        (tmp_path / f"{name}.fits").write_bytes(b"")
+    pattern = str(tmp_path / "[ab]_{band}.fits")
+    groups = band_groups([pattern], ["g", "r", "z"])
+    assert [[p.split("/")[-1] for p in group] for group in groups] == [
+        ["a_g.fits", "a_r.fits", "a_z.fits"],
+        ["b_g.fits", "b_r.fits", "b_z.fits"],
+    ]
+    with pytest.raises(InvalidParameterError, match=r"1 band file\(s\) missing.*c_z.fits"):
+        band_groups([str(tmp_path / "*_{band}.fits")], ["g", "r", "z"])
+    with pytest.raises(InvalidParameterError, match=r"has no \{band\}"):
+        band_groups([str(tmp_path / "*_g.fits")], ["g", "r", "z"])
+
+
+def test_batch_reads_an_images_bands_from_one_file_each(tmp_path):
+    """Each image's g, r, z files are read together: one task, one set of outputs named for
+    the image, the three bands in its catalog's run."""
+    field = simulate_field(FieldConfig(survey="decals", size=96, density=30, seed=2_000_611))
+    paths = field.write(tmp_path / "in", name="tile")
+    group = [str(paths[f"image_{band}"]) for band in "grz"]
+    summary = run_batch([group], tmp_path / "out", workers=1, progress=False)
+    assert summary.done == ["tile_grz"]
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["images"]["tile_grz"]["image"] == group
+    assert (tmp_path / "out" / "tile_grz" / "tile_grz.ecsv").exists()

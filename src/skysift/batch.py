@@ -23,7 +23,7 @@ from skysift.config import PipelineConfig
 from skysift.errors import InvalidParameterError
 from skysift.io import atomic_write
 
-__all__ = ["BatchSummary", "run_batch"]
+__all__ = ["BatchSummary", "band_groups", "image_name", "run_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +61,39 @@ def _stem(path: Path) -> str:
     return path.stem
 
 
-def process_image(path: str, out_dir: str, config: dict[str, Any]) -> dict[str, Any]:
-    """One batch task: read, run, write. Never raises; failures come back as records."""
+def image_name(image: str | Path | list) -> str:
+    """The name of one batch image's outputs: its file's stem, or for bands in several
+    files the stems' common start and end around their differing parts joined
+    (``f42_g``, ``f42_r``, ``f42_z`` -> ``f42_grz``; ``g/f42``, ``r/f42`` -> ``f42``)."""
+    if isinstance(image, str | Path):
+        return _stem(Path(image))
+    stems = [_stem(Path(p)) for p in image]
+    if len(set(stems)) == 1:
+        return stems[0]
+    start = _shared_start(stems)
+    end = _shared_start([s[start:][::-1] for s in stems])
+    middle = "".join(s[start : len(s) - end] for s in stems)
+    return stems[0][:start] + middle + stems[0][len(stems[0]) - end :]
+
+
+def _shared_start(strings: list[str]) -> int:
+    """Length of the characters every string starts with (the lexicographically first and
+    last share exactly those)."""
+    first, last = min(strings), max(strings)
+    n = 0
+    while n < len(first) and first[n] == last[n]:
+        n += 1
+    return n
+
+
+def process_image(path: str | list[str], out_dir: str, config: dict[str, Any]) -> dict[str, Any]:
+    """One batch task: read (one file, or one per band), run, write. Never raises; failures
+    come back as records."""
     from skysift.io import read_image, write_catalog
     from skysift.pipeline import Pipeline
 
     start = time.perf_counter()
-    stem = _stem(Path(path))
+    stem = image_name(path)
     record: dict[str, Any] = {"image": path, "name": stem}
     try:
         key = json.dumps(config, sort_keys=True)
@@ -94,6 +120,61 @@ def process_image(path: str, out_dir: str, config: dict[str, Any]) -> dict[str, 
         }
     record["seconds"] = time.perf_counter() - start
     return record
+
+
+def band_groups(patterns, bands) -> list[list[str]]:
+    """The images of ``patterns`` whose bands are one file each.
+
+    Parameters
+    ----------
+    patterns : iterable of str
+        File names or glob patterns, each holding ``{band}`` where the band's name stands in
+        its files' names (``tiles/*_{band}.fits``).
+    bands : sequence of str
+        The bands, in the order they are read (g, r, z for the shred classifier and the
+        segmenter's colours).
+
+    Returns
+    -------
+    list of list of str
+        For each file of the first band, its image's files in ``bands`` order, sorted.
+
+    Raises
+    ------
+    InvalidParameterError
+        A pattern without ``{band}``, or a file of the first band with another band's missing.
+    """
+    import fnmatch
+    import glob
+
+    bands = [str(b) for b in bands]
+    if not bands or not all(bands):
+        raise InvalidParameterError(f"bands must be band names, got {bands}")
+    groups, missing = [], []
+    for pattern in patterns:
+        if "{band}" not in pattern:
+            raise InvalidParameterError(
+                f"pattern {pattern!r} has no {{band}} to put the bands {bands} in"
+            )
+        before, after = pattern.split("{band}", 1)
+        first = pattern.replace("{band}", bands[0])
+        for path in sorted(glob.glob(first) or ([first] if Path(first).exists() else [])):
+            cut = next(
+                i
+                for i in range(len(path))
+                if path.startswith(bands[0], i)
+                and fnmatch.fnmatchcase(path[:i], before)
+                and fnmatch.fnmatchcase(path[i + len(bands[0]) :], after.replace("{band}", "*"))
+            )
+            group = [path[:cut] + band + path[cut + len(bands[0]) :] for band in bands]
+            missing += [p for p in group if not Path(p).exists()]
+            groups.append(group)
+    if missing:
+        raise InvalidParameterError(
+            f"{len(missing)} band file(s) missing, e.g. {missing[:3]}: every image needs "
+            f"its {', '.join(bands)} files"
+        )
+    return groups
 
 
 def _load_manifest(out: Path) -> dict[str, Any]:
@@ -141,8 +222,10 @@ def run_batch(
 
     Parameters
     ----------
-    paths : iterable of path
-        Image files (one task each).
+    paths : iterable of path or of sequences of paths
+        Images, one task each: a file, or the files of one image's bands (read together, as
+        ``skysift run g.fits r.fits z.fits`` does; its outputs are named by
+        :func:`image_name`).
     out_dir : path
         Output directory (per-image folders, ``catalogs/`` Parquet dataset, manifest).
     config : PipelineConfig, optional
@@ -160,10 +243,12 @@ def run_batch(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    images = [str(Path(p)) for p in paths]
+    images: list[str | list[str]] = [
+        str(Path(p)) if isinstance(p, str | Path) else [str(Path(b)) for b in p] for p in paths
+    ]
     if not images:
         raise InvalidParameterError("no input images given")
-    stems = [_stem(Path(p)) for p in images]
+    stems = [image_name(p) for p in images]
     duplicates = {s for s in stems if stems.count(s) > 1}
     if duplicates:
         raise InvalidParameterError(
@@ -195,7 +280,7 @@ def run_batch(
                     image,
                     str(out),
                     config.to_dict(),
-                    key=f"skysift-{_stem(Path(image))}-{time.time_ns()}",
+                    key=f"skysift-{image_name(image)}-{time.time_ns()}",
                     pure=False,
                 )
                 for image in todo

@@ -229,6 +229,12 @@ def batch(
     ),
     workers: int = typer.Option(2, help="Worker processes of the local cluster."),
     config: Path = typer.Option(None, help="YAML pipeline configuration."),
+    bands: str = typer.Option(
+        None,
+        help="Bands in one file each, comma-separated (e.g. g,r,z): each pattern holds "
+        "{band} where the band's name stands ('tiles/*_{band}.fits'), and each image is "
+        "its bands' files read together.",
+    ),
     segmenter: str = SEGMENTER,
     star_fraction: float = SEGMENT_STAR_FRACTION,
     psf_fwhm: float = PSF_FWHM,
@@ -239,14 +245,20 @@ def batch(
     Writes OUT/<image>/ (catalog, regions, config per image), OUT/catalogs/ (one partitioned
     Parquet dataset of all catalogs) and OUT/manifest.json (status, timings, counts, errors).
     Exits with code 1 if any image failed; a bad file fails only itself.
+
+    Example, g, r, z in one file each, segmented: skysift batch 'tiles/*_{band}.fits'
+    --bands g,r,z --out out/ --config segment.yaml
     """
     import glob
 
-    from skysift.batch import run_batch
+    from skysift.batch import band_groups, run_batch
 
     def run() -> None:
         _quiet_dask()
-        paths = sorted({p for item in pattern for p in (glob.glob(item) or [item])})
+        if bands:
+            paths = band_groups(pattern, bands.split(","))
+        else:
+            paths = sorted({p for item in pattern for p in (glob.glob(item) or [item])})
         base = _stage_options(
             _pipeline_config(config),
             segmenter=segmenter,
