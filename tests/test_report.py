@@ -134,3 +134,25 @@ def test_the_report_names_every_stages_models():
     assert stage_models(shifted) == {
         "classify": {"model": "stargalaxy", "out_of_domain": "another scale"}
     }
+
+
+def test_footprint_outlines_take_their_sources_colour():
+    """The outline of a footprint is its pixels next to another label or none, in the colour
+    of its source's kind; inside, outside and an unknown id's outline are as they should."""
+    from matplotlib.colors import to_rgba
+
+    from skysift.report import footprint_outlines
+
+    labels = np.zeros((9, 12), np.int32)
+    labels[1:8, 1:6] = 7  # a star's footprint, 7 x 5
+    labels[2:5, 6:9] = 9  # a galaxy touching it
+    labels[6:8, 9:11] = 4  # an id the catalog does not hold
+    palette = (("star", "cyan"), ("galaxy", "orange"), ("source", "green"))
+    rgba = footprint_outlines(labels, np.array([7, 9]), np.array(["star", "galaxy"]), palette)
+    assert rgba.shape == (9, 12, 4)
+    np.testing.assert_allclose(rgba[1, 3], to_rgba("cyan"))  # the star's top edge
+    np.testing.assert_allclose(rgba[3, 5], to_rgba("cyan"))  # where it meets the galaxy
+    np.testing.assert_allclose(rgba[3, 6], to_rgba("orange"))
+    np.testing.assert_allclose(rgba[6, 9], to_rgba("green"))
+    assert rgba[4, 3, 3] == 0  # inside the star: transparent
+    assert rgba[0, 0, 3] == 0  # no source

@@ -18,7 +18,7 @@ import numpy as np
 from skysift.image import Image
 from skysift.io import atomic_write
 
-__all__ = ["overlay_png", "write_report"]
+__all__ = ["footprint_outlines", "overlay_png", "stage_models", "write_report"]
 
 #: Rows shown in the report's table (the full catalog is in the catalog files).
 MAX_TABLE_ROWS = 5000
@@ -47,10 +47,13 @@ def _figure_bytes(fig) -> bytes:
     return buffer.getvalue()
 
 
-def overlay_png(image: Image, catalog, *, max_pixels: int = 1600) -> bytes:
+def overlay_png(
+    image: Image, catalog, *, segmentation: np.ndarray | None = None, max_pixels: int = 1600
+) -> bytes:
     """PNG bytes of the image (asinh, zscale) with the catalog's sources marked by group
     (:func:`skysift.catalog.source_groups`: star, galaxy, shred, or source when not
-    classified; the segmenter's call where it segmented the source)."""
+    classified; the segmenter's call where it segmented the source), and with a
+    ``segmentation`` (labels = catalog ids) each footprint's outline in its source's colour."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -77,6 +80,16 @@ def overlay_png(image: Image, catalog, *, max_pixels: int = 1600) -> bytes:
         ("shred", "#ff4081"),
         ("source", "#69f0ae"),
     )
+    if segmentation is not None and len(catalog):
+        outlines = footprint_outlines(
+            np.asarray(segmentation)[::step, ::step], np.asarray(catalog["id"]), kinds, palette
+        )
+        ax.imshow(
+            outlines,
+            origin="lower",
+            interpolation="nearest",
+            extent=(-0.5, image.shape[1] - 0.5, -0.5, image.shape[0] - 0.5),
+        )
     for kind, colour in palette:
         chosen = kinds == kind
         if chosen.any():
@@ -95,6 +108,27 @@ def overlay_png(image: Image, catalog, *, max_pixels: int = 1600) -> bytes:
     ax.set_ylabel("y (row)")
     fig.tight_layout()
     return _figure_bytes(fig)
+
+
+def footprint_outlines(
+    labels: np.ndarray, ids: np.ndarray, kinds: np.ndarray, palette
+) -> np.ndarray:
+    """An RGBA image of the footprints' outlines (a label's pixels that border another label
+    or none), each in the colour of its source's kind; transparent elsewhere."""
+    from matplotlib.colors import to_rgba
+
+    edge = np.zeros(labels.shape, dtype=bool)
+    edge[:, 1:] |= labels[:, 1:] != labels[:, :-1]
+    edge[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+    edge[1:] |= labels[1:] != labels[:-1]
+    edge[:-1] |= labels[:-1] != labels[1:]
+    edge &= labels > 0
+    colours = {kind: to_rgba(colour) for kind, colour in palette}
+    by_id = dict(zip(np.asarray(ids).tolist(), (colours[k] for k in kinds), strict=True))
+    table = np.zeros((int(labels.max(initial=0)) + 1, 4), dtype=np.float32)
+    for label in np.unique(labels[edge]):
+        table[label] = by_id.get(int(label), colours["source"])
+    return np.where(edge[..., None], table[labels], np.float32(0.0))
 
 
 def _kinds(catalog) -> np.ndarray:
@@ -236,7 +270,9 @@ def write_report(
     from skysift import __version__
 
     catalog = result.catalog
-    overlay = base64.b64encode(overlay_png(image, catalog)).decode()
+    overlay = base64.b64encode(
+        overlay_png(image, catalog, segmentation=result.segmentation)
+    ).decode()
     histograms = base64.b64encode(_histograms(catalog)).decode()
     models = stage_models(catalog.meta)
     shown = min(len(catalog), MAX_TABLE_ROWS)

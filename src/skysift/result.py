@@ -100,7 +100,9 @@ class Result:
             from skysift.report import overlay_png
 
             with atomic_write(targets["overlay"]) as tmp:
-                tmp.write_bytes(overlay_png(self.image, self.catalog))
+                tmp.write_bytes(
+                    overlay_png(self.image, self.catalog, segmentation=self.segmentation)
+                )
         if "report" in targets:
             from skysift.report import write_report
 
