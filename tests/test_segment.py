@@ -110,6 +110,11 @@ def test_brightest_source_inside_a_mask_owns_it():
     out, segmentation = segment(image, catalog, segmenter=_segmenter())
     assert set(np.unique(segmentation)) == {0, 2}
     assert out[out["id"] == 1][0]["area"] == -1
+    # the fainter peak lies inside the brighter source's footprint: flagged blended
+    from skysift.catalog import FLAGS
+
+    blended = (np.asarray(out["flags"]) & FLAGS["blended"]) > 0
+    np.testing.assert_array_equal(blended, np.asarray(out["id"]) == 1)
 
 
 def test_wrong_band_count_is_a_clear_error():

@@ -88,7 +88,7 @@ FLAGS: dict[str, int] = {
     "edge": 1,  # cutout or aperture truncated by the image edge
     "masked": 2,  # masked pixels inside the aperture/cutout
     "tile_seam": 4,  # merged across a tile seam
-    "blended": 8,  # a neighbour's aperture overlaps, or its footprint touches (deblended)
+    "blended": 8,  # a neighbour's aperture overlaps, or a footprint touches or holds it
     "saturated": 16,  # saturated pixels in the source
     "unmatched_instance": 32,  # segmenter instance with no localized source
     "truncated_footprint": 64,  # segmenter footprint at the image's edge or masked pixels

@@ -1431,7 +1431,26 @@ def segment(
     for key in ("psf_fwhm_pixels", "psf_fwhm_from", "zero_points_from"):
         if key in instances.meta:
             out.meta[f"segmenter_{key}"] = instances.meta[key]
-    return out, lookup[instances.labels]
+    segmentation = lookup[instances.labels]
+    inside = inside_other_footprints(out, segmentation)
+    out["flags"] = np.asarray(out["flags"]) | np.where(inside, FLAGS["blended"], 0)
+    return out, segmentation
+
+
+def inside_other_footprints(catalog, segmentation: np.ndarray) -> np.ndarray:
+    """For each catalog row, whether its position lies in another source's footprint (a
+    localizer peak inside a segmented galaxy: a clump of it, or a star on it), which the
+    catalog flags ``blended``."""
+    if not len(catalog):
+        return np.zeros(0, dtype=bool)
+    height, width = segmentation.shape
+    x = np.asarray(getattr(catalog["x"], "value", catalog["x"]), dtype=float)
+    y = np.asarray(getattr(catalog["y"], "value", catalog["y"]), dtype=float)
+    on = np.isfinite(x) & np.isfinite(y)
+    cols = np.clip(np.rint(np.where(on, x, 0)), 0, width - 1).astype(np.int64)
+    rows = np.clip(np.rint(np.where(on, y, 0)), 0, height - 1).astype(np.int64)
+    under = segmentation[rows, cols]
+    return on & (under > 0) & (under != np.asarray(catalog["id"]))
 
 
 def truncated_footprints(labels: np.ndarray, masked: np.ndarray) -> np.ndarray:
