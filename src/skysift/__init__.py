@@ -31,6 +31,8 @@ _LAZY = {
     "DetectorGeometry": "skysift.stargalaxy",
     "find_shreds": "skysift.shreds",
     "ShredClassifier": "skysift.shreds",
+    "Segmenter": "skysift.segment",
+    "SegmentConfig": "skysift.segment",
     "match_catalogs": "skysift.evaluate.matching",
     "detection_metrics": "skysift.evaluate.metrics",
     "classification_metrics": "skysift.evaluate.classification",
@@ -44,6 +46,8 @@ __all__ = [
     "Pipeline",
     "PipelineConfig",
     "Result",
+    "SegmentConfig",
+    "Segmenter",
     "ShredClassifier",
     "SimulatedField",
     "SkysiftError",
@@ -72,6 +76,7 @@ if TYPE_CHECKING:
     from skysift.localizer import Localizer, localize
     from skysift.pipeline import Pipeline, run
     from skysift.result import Result
+    from skysift.segment import SegmentConfig, Segmenter
     from skysift.shreds import ShredClassifier, find_shreds
     from skysift.sim.field import FieldConfig, SimulatedField, simulate_field
     from skysift.sim.presets import get_preset
