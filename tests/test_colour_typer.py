@@ -324,6 +324,9 @@ def test_the_segmenter_types_by_colour_last_in_every_tile(caplog):
     catalog, _ = segment(Image.from_array(image, bands=("g", "r", "z")), segmenter=segmenter)
     assert "segmenter_colour_typer_skipped" not in catalog.meta
     assert catalog.meta["segmenter_colour_typer"] == segmenter.colour_typer.card["name"]
+    # the catalog's P(star) is the typer's: the red source a star, the blue one a galaxy
+    order = np.argsort(np.asarray(catalog["x"]))
+    np.testing.assert_allclose(np.asarray(catalog["p_star_segment"])[order], [1, 0], atol=1e-3)
     # one band (read repeated by the detector) has no colours: left out, not an error
     single = segmenter(image[2])
     assert set(single.classes) == {"elliptical"}

@@ -706,3 +706,26 @@ def test_footprints_that_touch_are_flagged_blended():
     labels[6:8, 11:12] = 5  # a column of sky from 4, three from 3
     np.testing.assert_array_equal(touching_footprints(labels), [True, True, True, True, False])
     assert touching_footprints(np.zeros((3, 3), np.int32)).size == 0
+
+
+def test_the_chains_star_probability_is_its_last_calls():
+    """P(star | source): the colour typer's where it typed, else the looks' where they
+    decided, else the heads'; the looks' and the typer's P(false) divided out."""
+    from skysift.segment import star_probabilities
+
+    heads = {
+        "labels": np.array([1, 2, 2, 1]),
+        "p_star": np.array([0.6, 0.1, 0.2, 0.0]),
+        "p_galaxy": np.array([0.2, 0.8, 0.6, 0.0]),
+    }
+    np.testing.assert_allclose(star_probabilities(heads), [0.75, 1 / 9, 0.25, np.nan])
+    looked = heads | {
+        "p_star_second_look": np.array([np.nan, 0.3, 0.5, np.nan]),
+        "p_false_second_look": np.array([np.nan, 0.4, 0.0, np.nan]),
+    }
+    np.testing.assert_allclose(star_probabilities(looked), [0.75, 0.5, 0.5, np.nan])
+    typed = looked | {
+        "p_star_colour": np.array([0.1, np.nan, 0.9, np.nan]),
+        "p_false_colour": np.array([0.5, np.nan, 0.1, np.nan]),
+    }
+    np.testing.assert_allclose(star_probabilities(typed), [0.2, 0.5, 1.0, np.nan])

@@ -60,6 +60,13 @@ COLUMNS: tuple[Column, ...] = (
     ),
     Column("morphology", "U10", None, "", "star, elliptical, spiral or other"),
     Column("morphology_score", "f4", None, np.nan, "confidence of the morphology class"),
+    Column(
+        "p_star_segment",
+        "f4",
+        None,
+        np.nan,
+        "the segmenter's probability that the source is a star, given that it is one",
+    ),
     Column("bbox_xmin", "i8", None, -1, "bounding box, first column (pixel)"),
     Column("bbox_xmax", "i8", None, -1, "bounding box, last column (pixel)"),
     Column("bbox_ymin", "i8", None, -1, "bounding box, first row (pixel)"),

@@ -320,6 +320,9 @@ class Instances:
     p_shred : numpy.ndarray or None
         P(shred) of each galaxy instance (NaN for stars) when a shred classifier ran
         (``SegmentConfig.shreds``), else None.
+    p_star : numpy.ndarray or None
+        P(star | source) of each instance from the chain's last star/galaxy call
+        (:func:`star_probabilities`).
     """
 
     labels: np.ndarray
@@ -334,6 +337,7 @@ class Instances:
     y_mass: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
     p_shred: np.ndarray | None = None
+    p_star: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.scores.size)
@@ -709,8 +713,15 @@ class Segmenter:
                 class_scores = np.asarray(out["scores"])
                 labels = out["labels"][keep]
                 p_shred = np.asarray(out.get("p_shred", np.full(len(scores), np.nan)))[keep]
-                for (rows, cols), label, score, class_score, shred in zip(
-                    pixels, labels, scores[keep], class_scores[keep], p_shred, strict=True
+                p_star = star_probabilities(out)[keep]
+                for (rows, cols), label, score, class_score, shred, star in zip(
+                    pixels,
+                    labels,
+                    scores[keep],
+                    class_scores[keep],
+                    p_shred,
+                    p_star,
+                    strict=True,
                 ):
                     inside = (rows + t.rows.start < height) & (cols + t.cols.start < width)
                     if not inside.any():
@@ -723,6 +734,7 @@ class Segmenter:
                             "score": float(score),
                             "class_score": float(class_score),
                             "p_shred": float(shred),
+                            "p_star": float(star),
                         }
                     )
         return found
@@ -1317,6 +1329,9 @@ def _paint(found: list[dict[str, Any]], light: np.ndarray, shape: tuple[int, int
         p_shred=np.array([f.get("p_shred", np.nan) for f in found], dtype=np.float32)[alive]
         if n
         else np.zeros(0, np.float32),
+        p_star=np.array([f.get("p_star", np.nan) for f in found], dtype=np.float32)[alive]
+        if n
+        else np.zeros(0, np.float32),
     )
 
 
@@ -1400,6 +1415,8 @@ def segment(
         | np.where(blended, FLAGS["blended"], 0)
     )
     out["morphology"][rows] = instances.classes
+    if instances.p_star is not None:
+        out["p_star_segment"][rows] = instances.p_star
     out["morphology_score"][rows] = instances.class_scores
     out["bbox_xmin"][rows] = instances.bbox[:, 0]
     out["bbox_xmax"][rows] = instances.bbox[:, 1]
@@ -1451,6 +1468,31 @@ def inside_other_footprints(catalog, segmentation: np.ndarray) -> np.ndarray:
     rows = np.clip(np.rint(np.where(on, y, 0)), 0, height - 1).astype(np.int64)
     under = segmentation[rows, cols]
     return on & (under > 0) & (under != np.asarray(catalog["id"]))
+
+
+def star_probabilities(prediction: dict[str, Any]) -> np.ndarray:
+    """Each detection's probability of being a star, given that it is a source, from the
+    chain's last star/galaxy call: the colour typer's where it typed it, else the looks'
+    where they decided, else the Mask R-CNN heads'. The looks' and the typer's classes
+    include "false"; it is divided out, P(star) / (1 - P(false))."""
+    n = len(np.asarray(prediction["labels"]))
+    p = np.full(n, np.nan)
+    if "p_star" in prediction and "p_galaxy" in prediction:
+        star = np.asarray(prediction["p_star"], dtype=float)
+        total = star + np.asarray(prediction["p_galaxy"], dtype=float)
+        p = np.where(total > 0, star / np.where(total > 0, total, 1.0), np.nan)
+    for star_key, false_key in (
+        ("p_star_second_look", "p_false_second_look"),
+        ("p_star_colour", "p_false_colour"),
+    ):
+        if star_key not in prediction:
+            continue
+        star = np.asarray(prediction[star_key], dtype=float)
+        false = np.asarray(prediction.get(false_key, np.zeros(n)), dtype=float)
+        source = 1.0 - np.nan_to_num(false)
+        decided = np.isfinite(star) & (source > 0)
+        p = np.where(decided, star / np.where(decided, source, 1.0), p)
+    return np.clip(p, 0.0, 1.0)
 
 
 def truncated_footprints(labels: np.ndarray, masked: np.ndarray) -> np.ndarray:
