@@ -417,10 +417,11 @@ def test_the_segmenter_types_only_what_its_label_map_keeps():
 
 def _instances(n: int, seed: int, *, light: bool = False) -> dict[str, np.ndarray]:
     """Typer samples in which the colour alone tells stars from galaxies (with ``light``,
-    the mask's light and the aperture profile's features too, as noise)."""
+    the mask's light, the aperture profile's and the star/galaxy classifier's features too,
+    as noise)."""
     rng = np.random.default_rng(seed)
     label = rng.integers(0, 3, n)
-    width = len(FEATURES) + (len(MASK_LIGHT) + 3 * len(PROFILE_FWHM) if light else 0)
+    width = len(FEATURES) + (len(MASK_LIGHT) + 3 * len(PROFILE_FWHM) + 1 if light else 0)
     features = rng.normal(0.0, 1.0, (n, width)).astype(np.float32)
     features[:, G_MINUS_R] = np.where(label == 1, 1.0, 0.0) + rng.normal(0.0, 0.1, n)
     features[:, FEATURES.index("look_p_false")] = (label == 2) * 0.9
@@ -444,26 +445,30 @@ def test_training_writes_a_typer_the_chain_can_load(tmp_path):
     run.mkdir()
     # the chain's instances, as cached_instances leaves them, with the mask's light
     for role, seed in (("train", 0), ("validation", 1), ("test", 2)):
-        path = run / f"instances_{role}_mask_light_profile.npz"
+        path = run / f"instances_{role}_mask_light_profile_stargalaxy.npz"
         np.savez(path, **_instances(600, seed, light=True))
-    both = {"mask_light": True, "aperture_profile": True}  # every optional feature set
+    # every optional feature set
+    both = {"mask_light": True, "aperture_profile": True, "stargalaxy": "stargalaxy"}
     config = ColourTyperTrainingConfig(
         run_dir=str(run), epochs=40, hidden=(16,), batch_size=64, threads=1, **both
     )
     best = train_colour_typer(config, progress=False)
     summary = json.loads((run / "summary.json").read_text())
     assert [row["epoch"] for row in summary["history"]] == list(range(1, 41))
-    assert summary["features"] == list(feature_names(3, mask_light=True, profile=True))
+    assert summary["features"] == list(
+        feature_names(3, mask_light=True, profile=True, stargalaxy=True)
+    )
     finish_colour_typer(config, best, out_dir=tmp_path / "out", progress=False)
     card = json.loads((tmp_path / "out" / "colour_typer.json").read_text())
     assert card["training"]["command"] == (
-        "skysift train colour-typer --seed 0 --mask-light --aperture-profile --epochs 40 "
-        "--threads 1"
+        "skysift train colour-typer --seed 0 --mask-light --aperture-profile --stargalaxy "
+        "stargalaxy --epochs 40 --threads 1"
     )
     assert card["inputs"]["band_names"] == ["g", "r", "z"]
     assert card["inputs"]["mask_light"] is True
     assert card["inputs"]["aperture_profile"] is True
-    plain = dataclasses.replace(config, mask_light=False, aperture_profile=False)
+    assert card["inputs"]["stargalaxy"] == "stargalaxy"
+    plain = dataclasses.replace(config, mask_light=False, aperture_profile=False, stargalaxy=None)
     assert training_command(plain).endswith("--seed 0 --epochs 40 --threads 1")
     other_looks = dataclasses.replace(plain, second_look=("runs/a.json", "second_look"))
     assert "--epochs 40 --second-look runs/a.json --second-look second_look --threads 1" in (
@@ -472,6 +477,8 @@ def test_training_writes_a_typer_the_chain_can_load(tmp_path):
     typer = ColourTyper(str(tmp_path / "out" / "colour_typer.json"))
     assert typer.mask_light
     assert typer.profile
+    assert typer.stargalaxy is not None
+    assert not typer.stargalaxy.calibrated  # the typer learns its own scale
     test = _instances(200, 3, light=True)
     p = typer.probabilities(test["features"])
     assert p.shape == (200, 3)
@@ -643,3 +650,23 @@ def test_the_typer_command_trains_on_the_looks_it_is_given(monkeypatch, tmp_path
     assert training.training_command(seen[1]).endswith(
         "--second-look runs/a.json --second-look second_look"
     )
+
+
+def test_the_stargalaxy_feature_is_the_classifiers_logit_at_the_given_seeing():
+    """The typer's star/galaxy input: the classifier's raw P(star) as a clipped logit, read
+    on the middle band with the PSF FWHM as its seeing; positions that are not finite give
+    0 and leave the classifier uncalled for them."""
+    from skysift.colour_typer import LOGIT_LIMIT, stargalaxy_logits
+    from test_stargalaxy import _tiny_classifier
+
+    classifier = _tiny_classifier()
+    classifier.calibrated = False
+    bands = np.stack([_gaussian((64, 64), 30.0, 30.0, 2.0, f) for f in (100.0, 400.0, 300.0)])
+    x, y = np.array([30.0, np.nan, 12.0]), np.array([30.0, 3.0, 50.0])
+    logits = stargalaxy_logits(bands, x, y, psf_fwhm=4.2, classifier=classifier)
+    assert classifier.seeing_fwhm == 4.2 or not classifier.config.seeing_input
+    assert logits[1] == 0.0
+    assert np.all(np.abs(logits) <= LOGIT_LIMIT)
+    raw, _ = classifier(Image.from_array(bands[1]), x[[0, 2]], y[[0, 2]], seeing_fwhm=4.2)
+    p = np.asarray(raw, float)
+    np.testing.assert_allclose(logits[[0, 2]], np.log(p / (1 - p)), rtol=1e-5)

@@ -1024,6 +1024,12 @@ def train_colour_typer_command(
         help="Also read the light in apertures of 0.4 and 1.6 PSF FWHM: a source's extent "
         "from its pixels, whatever its mask (docs/models.md, session 47).",
     ),
+    stargalaxy: str = typer.Option(
+        None,
+        "--stargalaxy",
+        help="Also read this star/galaxy classifier's call on a cutout of each instance's "
+        "pixels, with no mask (e.g. 'stargalaxy'; docs/models.md, session 48).",
+    ),
     bright_weight: float = typer.Option(
         1.0,
         help="Loss weight of the instances Burke et al.'s figure counts at S/N >= 20 (false "
@@ -1070,6 +1076,7 @@ def train_colour_typer_command(
             epochs=epochs,
             mask_light=mask_light,
             aperture_profile=aperture_profile,
+            stargalaxy=stargalaxy,
             bright_weight=bright_weight,
             second_look=tuple(second_look),
             threads=threads,

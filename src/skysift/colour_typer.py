@@ -39,6 +39,7 @@ __all__ = [
     "FEATURES",
     "MASK_LIGHT",
     "PROFILE_FWHM",
+    "STARGALAXY",
     "ColourTyper",
     "aperture_fluxes",
     "aperture_noise",
@@ -50,6 +51,7 @@ __all__ = [
     "prediction_features",
     "retype_by_colour",
     "sky_subtracted",
+    "stargalaxy_logits",
 ]
 
 #: Aperture radius in PSF FWHM: near the best S/N of a point source's aperture flux.
@@ -75,12 +77,20 @@ OFFSET_LIMIT = 5.0
 PROFILE_FWHM = (0.4, 1.6)
 
 
+#: The star/galaxy classifier's call (:func:`stargalaxy_logits`), read from a cutout of the
+#: pixels alone, with no mask.
+STARGALAXY = ("logit_p_star_stargalaxy",)
+#: Its logit is clipped to this either way.
+LOGIT_LIMIT = 10.0
+
+
 def feature_names(
-    bands: int, *, mask_light: bool = False, profile: bool = False
+    bands: int, *, mask_light: bool = False, profile: bool = False, stargalaxy: bool = False
 ) -> tuple[str, ...]:
     """Names of the typer's inputs for an image of ``bands`` bands (reference band: the
     middle one, where the PSF FWHM is measured), then :data:`MASK_LIGHT` with
-    ``mask_light``, then the :func:`aperture_profile` with ``profile``."""
+    ``mask_light``, then the :func:`aperture_profile` with ``profile``, then
+    :data:`STARGALAXY` with ``stargalaxy``."""
     base = (
         "look_p_star",
         "look_p_false",
@@ -94,7 +104,14 @@ def feature_names(
     snr = tuple(f"asinh_snr_band{b}" for b in range(bands))
     colours = tuple(f"colour_band{b}" for b in range(bands) if b != bands // 2)
     extent = tuple(f"asinh_snr_r{r:g}fwhm_band{b}" for r in PROFILE_FWHM for b in range(bands))
-    return base + snr + colours + (MASK_LIGHT if mask_light else ()) + (extent if profile else ())
+    return (
+        base
+        + snr
+        + colours
+        + (MASK_LIGHT if mask_light else ())
+        + (extent if profile else ())
+        + (STARGALAXY if stargalaxy else ())
+    )
 
 
 #: The inputs of a three-band typer (g, r, z: colours g - r and z - r); one that reads the
@@ -335,6 +352,14 @@ class ColourTyper:
         self.mask_light = bool(self.card["inputs"].get("mask_light", False))
         #: whether it reads the light profile in apertures (:func:`aperture_profile`)
         self.profile = bool(self.card["inputs"].get("aperture_profile", False))
+        #: the star/galaxy classifier whose call it reads (:func:`stargalaxy_logits`), if any
+        self.stargalaxy = None
+        if self.card["inputs"].get("stargalaxy"):
+            from skysift.stargalaxy import StarGalaxyClassifier
+
+            self.stargalaxy = StarGalaxyClassifier(
+                self.card["inputs"]["stargalaxy"], calibrated=False
+            )
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """``(n, 3)`` probabilities of :data:`CLASSES` for :func:`instance_features` rows."""
@@ -343,7 +368,14 @@ class ColourTyper:
         from skysift.errors import InvalidParameterError
 
         features = np.asarray(features, dtype=np.float32)
-        width = len(feature_names(self.bands, mask_light=self.mask_light, profile=self.profile))
+        width = len(
+            feature_names(
+                self.bands,
+                mask_light=self.mask_light,
+                profile=self.profile,
+                stargalaxy=self.stargalaxy is not None,
+            )
+        )
         if features.ndim != 2 or features.shape[1] != width:
             raise InvalidParameterError(
                 f"the colour typer {self.card['name']!r} takes (n, {width}) features; got "
@@ -391,6 +423,7 @@ def prediction_features(
     unit_scales: np.ndarray | None = None,
     with_mask_light: bool = False,
     with_profile: bool = False,
+    stargalaxy=None,
 ) -> np.ndarray:
     """:func:`instance_features` of a prediction's instances: each one's aperture fluxes
     measured in ``image`` at the centroid of its ``pixels`` (shifted by ``offset``, the
@@ -413,7 +446,39 @@ def prediction_features(
         parts.append(mask_light(image, rms, pixels, psf_fwhm=psf_fwhm, offset=offset))
     if with_profile:
         parts.append(aperture_profile(image, rms, x + offset[0], y + offset[1], psf_fwhm=psf_fwhm))
+    if stargalaxy is not None:
+        parts.append(
+            stargalaxy_logits(
+                image, x + offset[0], y + offset[1], psf_fwhm=psf_fwhm, classifier=stargalaxy
+            )[:, None]
+        )
     return np.concatenate(parts, axis=1)
+
+
+def stargalaxy_logits(
+    image: np.ndarray, x: np.ndarray, y: np.ndarray, *, psf_fwhm: float, classifier
+) -> np.ndarray:
+    """The star/galaxy ``classifier``'s logit of P(star) (uncalibrated when it was loaded
+    with ``calibrated=False``, as the typer loads it: the typer learns its own scale) for a
+    cutout of the middle band at each ``x, y``, with the PSF FWHM as its seeing, clipped to
+    :data:`LOGIT_LIMIT`.
+
+    It reads the pixels alone, where the chain's looks also read the size of a mask that may
+    hold more than the source (docs/models.md, session 48). Positions that are not finite
+    give 0. The image's own frame is the classifier's detector."""
+    from skysift.image import Image
+
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    out = np.zeros(x.size)
+    finite = np.isfinite(x) & np.isfinite(y)
+    if not finite.any():
+        return out
+    band = np.asarray(image[image.shape[0] // 2], dtype=np.float32)
+    raw, _ = classifier(Image.from_array(band), x[finite], y[finite], seeing_fwhm=psf_fwhm)
+    p = np.clip(np.asarray(raw, dtype=float), 1e-12, 1 - 1e-12)
+    out[finite] = np.clip(np.log(p / (1 - p)), -LOGIT_LIMIT, LOGIT_LIMIT)
+    return out
 
 
 def retype_by_colour(
@@ -495,6 +560,7 @@ def retype_by_colour(
         unit_scales=typer.unit_scales(zero_points),
         with_mask_light=typer.mask_light,
         with_profile=typer.profile,
+        stargalaxy=typer.stargalaxy,
     )
     p = typer.probabilities(features)
     p_galaxy, p_star = p[:, CLASSES.index("galaxy")], p[:, CLASSES.index("star")]

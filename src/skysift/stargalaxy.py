@@ -313,9 +313,12 @@ class StarGalaxyClassifier:
         *,
         geometry: DetectorGeometry | None = None,
         band: str | int | None = None,
+        seeing_fwhm: float | None = None,
         progress: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``(p_star, edge)`` for the sources at ``x, y`` of ``image``."""
+        """``(p_star, edge)`` for the sources at ``x, y`` of ``image``; a model with a
+        seeing input takes ``seeing_fwhm`` (pixels) when given, else measures it on the
+        sources' cutouts."""
         from skysift.progress import progress_iter
 
         x = np.asarray(x, float)
@@ -327,7 +330,9 @@ class StarGalaxyClassifier:
         plane = _ClassifierPlane(image, image.band_index(band))
         m, size = CUTOUT_MARGIN, 32 + 2 * CUTOUT_MARGIN
         config = self.config
-        if config.seeing_input:
+        if config.seeing_input and seeing_fwhm is not None:
+            self.seeing_fwhm = float(seeing_fwhm)
+        elif config.seeing_input:
             self.seeing_fwhm = plane.seeing(x, y, softening=softening, size=size)
             if not np.isfinite(self.seeing_fwhm):
                 log.warning(

@@ -57,6 +57,8 @@ class ColourTyperTrainingConfig:
     mask_light: bool = False
     #: read the light profile in apertures too (skysift.colour_typer.aperture_profile)
     aperture_profile: bool = False
+    #: read this star/galaxy classifier's call too (skysift.colour_typer.stargalaxy_logits)
+    stargalaxy: str | None = None
     #: the loss weight of the instances Burke et al.'s figure counts at S/N >= bright_snr
     #: (those matched to a truth source that bright, and the false ones) against 1 for the
     #: fainter matches, which the figure leaves neutral (docs/models.md, session 46)
@@ -161,6 +163,7 @@ def instance_samples(
     star_label: int,
     mask_light: bool = False,
     profile: bool = False,
+    stargalaxy=None,
 ) -> dict[str, np.ndarray]:
     """The typer's inputs and labels for the chain's ``predictions`` on ``samples``.
 
@@ -197,6 +200,7 @@ def instance_samples(
             psf_fwhm=sample["psf_fwhm"],
             with_mask_light=mask_light,
             with_profile=profile,
+            stargalaxy=stargalaxy,
         )
         truth_labels = np.asarray(target["labels"])
         # sample_targets keeps the instances with pixels in the label map, in order
@@ -232,8 +236,10 @@ def cached_instances(
     from skysift.progress import progress_iter
     from skysift.train.segmenter import load_images, network_images, predict, refine
 
-    suffix = ("_mask_light" if config.mask_light else "") + (
-        "_profile" if config.aperture_profile else ""
+    suffix = (
+        ("_mask_light" if config.mask_light else "")
+        + ("_profile" if config.aperture_profile else "")
+        + (f"_{config.stargalaxy}" if config.stargalaxy else "")
     )
     path = Path(config.run_dir) / f"instances_{role}{suffix}.npz"
     if path.exists():
@@ -242,6 +248,11 @@ def cached_instances(
     torch.set_num_threads(config.threads)
     module, looks, shreds, refiner = chain_parts(config)
     classes = module.skysift_config.classes
+    stargalaxy = None
+    if config.stargalaxy:
+        from skysift.stargalaxy import StarGalaxyClassifier
+
+        stargalaxy = StarGalaxyClassifier(config.stargalaxy, calibrated=False)
     samples = load_images(config.directory(role))
     typer = GalaxyTyper()
     parts = []
@@ -266,6 +277,7 @@ def cached_instances(
                 star_label=star_label,
                 mask_light=config.mask_light,
                 profile=config.aperture_profile,
+                stargalaxy=stargalaxy,
             )
         )
     data = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
@@ -368,6 +380,7 @@ def train_colour_typer(config: ColourTyperTrainingConfig, *, progress: bool = Tr
                 _bands_of(train["features"], config),
                 mask_light=config.mask_light,
                 profile=config.aperture_profile,
+                stargalaxy=bool(config.stargalaxy),
             )
         ),
         "best_val_loss": best,
@@ -384,10 +397,13 @@ def _bands_of(features: np.ndarray, config: ColourTyperTrainingConfig) -> int:
     """Bands of the images whose instances gave ``features`` (8 chain outputs, a S/N per
     band, a colour per band but the reference, the mask's light when it is read, and a S/N
     per band and profile radius when those are)."""
-    from skysift.colour_typer import MASK_LIGHT, PROFILE_FWHM
+    from skysift.colour_typer import MASK_LIGHT, PROFILE_FWHM, STARGALAXY
 
     per_band = 2 + (len(PROFILE_FWHM) if config.aperture_profile else 0)
-    return (features.shape[1] - 7 - (len(MASK_LIGHT) if config.mask_light else 0)) // per_band
+    extra = (len(MASK_LIGHT) if config.mask_light else 0) + (
+        len(STARGALAXY) if config.stargalaxy else 0
+    )
+    return (features.shape[1] - 7 - extra) // per_band
 
 
 def _figures(probabilities: np.ndarray, data: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -473,6 +489,7 @@ def finish_colour_typer(
             "each band less SEP's background; noise from the background's RMS",
             "mask_light": config.mask_light,
             "aperture_profile": config.aperture_profile,
+            "stargalaxy": config.stargalaxy,
         },
         "chain": {
             "segmenter": config.segmenter,
@@ -519,6 +536,8 @@ def training_command(config: ColourTyperTrainingConfig) -> str:
         command += " --mask-light"
     if config.aperture_profile:
         command += " --aperture-profile"
+    if config.stargalaxy:
+        command += f" --stargalaxy {config.stargalaxy}"
     if config.bright_weight != defaults.bright_weight:
         command += f" --bright-weight {config.bright_weight:g}"
     if config.epochs != defaults.epochs:
