@@ -33,7 +33,18 @@ from skysift.catalog import FLAGS
 from skysift.errors import EmptyCatalogWarning, InvalidParameterError, PsfUnknownError
 from skysift.image import Image
 
-__all__ = ["Instances", "SegmentConfig", "Segmenter", "network_input", "segment"]
+__all__ = [
+    "Instances",
+    "SegmentConfig",
+    "Segmenter",
+    "inside_other_footprints",
+    "network_input",
+    "on_pixels_with_data",
+    "segment",
+    "star_probabilities",
+    "touching_footprints",
+    "truncated_footprints",
+]
 
 log = logging.getLogger(__name__)
 
