@@ -666,6 +666,7 @@ def test_the_stargalaxy_feature_is_the_classifiers_logit_at_the_given_seeing():
     logits = stargalaxy_logits(bands, x, y, psf_fwhm=4.2, classifier=classifier)
     assert classifier.seeing_fwhm == 4.2 or not classifier.config.seeing_input
     assert logits[1] == 0.0
+    assert logits.dtype == np.float32  # the typer's features are float32
     assert np.all(np.abs(logits) <= LOGIT_LIMIT)
     raw, _ = classifier(Image.from_array(bands[1]), x[[0, 2]], y[[0, 2]], seeing_fwhm=4.2)
     p = np.asarray(raw, float)

@@ -470,7 +470,7 @@ def stargalaxy_logits(
 
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
-    out = np.zeros(x.size)
+    out = np.zeros(x.size, dtype=np.float32)  # as the typer's other features
     finite = np.isfinite(x) & np.isfinite(y)
     if not finite.any():
         return out
