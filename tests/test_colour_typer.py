@@ -671,3 +671,29 @@ def test_the_stargalaxy_feature_is_the_classifiers_logit_at_the_given_seeing():
     raw, _ = classifier(Image.from_array(bands[1]), x[[0, 2]], y[[0, 2]], seeing_fwhm=4.2)
     p = np.asarray(raw, float)
     np.testing.assert_allclose(logits[[0, 2]], np.log(p / (1 - p)), rtol=1e-5)
+
+
+def test_the_stargalaxy_feature_computes_a_bands_background_once_per_image():
+    """The Segmenter types an image tile by tile with one array: the classifier's plane (the
+    band's background) is computed for its first tile only, and again for a new array; the
+    logits do not depend on it."""
+    from skysift.colour_typer import stargalaxy_logits
+    from test_stargalaxy import _tiny_classifier
+
+    classifier = _tiny_classifier()
+    made = []
+    real = classifier.plane
+    classifier.plane = lambda image, band=None: made.append(1) or real(image, band)
+    bands = np.stack([_gaussian((64, 64), 30.0, 30.0, 2.0, f) for f in (100.0, 400.0, 300.0)])
+    first = stargalaxy_logits(
+        bands, np.array([30.0]), np.array([30.0]), psf_fwhm=4.0, classifier=classifier
+    )
+    again = stargalaxy_logits(
+        bands, np.array([30.0]), np.array([30.0]), psf_fwhm=4.0, classifier=classifier
+    )
+    assert len(made) == 1
+    np.testing.assert_array_equal(first, again)
+    stargalaxy_logits(
+        bands.copy(), np.array([30.0]), np.array([30.0]), psf_fwhm=4.0, classifier=classifier
+    )
+    assert len(made) == 2

@@ -466,7 +466,6 @@ def stargalaxy_logits(
     It reads the pixels alone, where the chain's looks also read the size of a mask that may
     hold more than the source (docs/models.md, session 48). Positions that are not finite
     give 0. The image's own frame is the classifier's detector."""
-    from skysift.image import Image
 
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
@@ -474,11 +473,31 @@ def stargalaxy_logits(
     finite = np.isfinite(x) & np.isfinite(y)
     if not finite.any():
         return out
-    band = np.asarray(image[image.shape[0] // 2], dtype=np.float32)
-    raw, _ = classifier(Image.from_array(band), x[finite], y[finite], seeing_fwhm=psf_fwhm)
+    band_image, plane = _stargalaxy_plane(image, classifier)
+    raw, _ = classifier(band_image, x[finite], y[finite], seeing_fwhm=psf_fwhm, plane=plane)
     p = np.clip(np.asarray(raw, dtype=float), 1e-12, 1 - 1e-12)
     out[finite] = np.clip(np.log(p / (1 - p)), -LOGIT_LIMIT, LOGIT_LIMIT)
     return out
+
+
+#: The last image's middle band as the star/galaxy classifier reads it: ``(weak reference
+#: to the image array, band Image, classifier plane)``. The ``Segmenter`` types one image tile
+#: by tile, always with the same array, and the band's background is computed once.
+_LAST_PLANE: list = [None]
+
+
+def _stargalaxy_plane(image: np.ndarray, classifier) -> tuple:
+    import weakref
+
+    from skysift.image import Image
+
+    cached = _LAST_PLANE[0]
+    if cached is not None and cached[0]() is image:
+        return cached[1], cached[2]
+    band = Image.from_array(np.asarray(image[image.shape[0] // 2], dtype=np.float32))
+    plane = classifier.plane(band)
+    _LAST_PLANE[0] = (weakref.ref(image), band, plane)
+    return band, plane
 
 
 def retype_by_colour(

@@ -263,6 +263,11 @@ class StarGalaxyClassifier:
         #: Seeing FWHM (pixels) measured on the last image, for a model with a seeing input.
         self.seeing_fwhm: float | None = None
 
+    @staticmethod
+    def plane(image: Image, band: str | int | None = None):
+        """The background-subtracted band of ``image`` the cutouts are cut from."""
+        return _ClassifierPlane(image, image.band_index(band))
+
     @property
     def calibration(self):
         from skysift.calibration import PlattCalibration
@@ -314,11 +319,13 @@ class StarGalaxyClassifier:
         geometry: DetectorGeometry | None = None,
         band: str | int | None = None,
         seeing_fwhm: float | None = None,
+        plane=None,
         progress: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(p_star, edge)`` for the sources at ``x, y`` of ``image``; a model with a
         seeing input takes ``seeing_fwhm`` (pixels) when given, else measures it on the
-        sources' cutouts."""
+        sources' cutouts. ``plane``, from :meth:`plane`, saves computing the band's
+        background again when the same image is classified in parts."""
         from skysift.progress import progress_iter
 
         x = np.asarray(x, float)
@@ -327,7 +334,7 @@ class StarGalaxyClassifier:
             return np.empty(0, np.float32), np.empty(0, bool)
         geometry = geometry or DetectorGeometry.whole_image(image.shape)
         softening = self.card["normalization"]["softening"]
-        plane = _ClassifierPlane(image, image.band_index(band))
+        plane = plane if plane is not None else self.plane(image, band)
         m, size = CUTOUT_MARGIN, 32 + 2 * CUTOUT_MARGIN
         config = self.config
         if config.seeing_input and seeing_fwhm is not None:
