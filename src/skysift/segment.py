@@ -198,15 +198,18 @@ class SegmentConfig:
     @classmethod
     def recommended(cls, **overrides) -> SegmentConfig:
         """The chain that measured best on Burke et al.'s typical field (30 galaxies and 5
-        stars per arcmin², g, r, z bands; docs/models.md, sessions 24-26, 30, 34, 38 and 43).
+        stars per arcmin², g, r, z bands; docs/models.md, sessions 24-26, 30, 34, 38, 43 and
+        48).
 
         ``segmenter_psf_typical`` with the mean of two star/galaxy looks at 27 % stars
         (``star_fraction``): ``second_look_reject`` on the detector's masks and
         ``second_look_reject_refined`` on the mask refiner's; then the ``shred`` classifier,
         the ``mask_refiner`` and, last, the ``colour_typer``, which decides each instance's
-        group from all of theirs and its aperture colours. On 1,024 held-out typical fields
-        its precision at 80 % recall at S/N >= 20 / 50 / 100 is 0.970 / 0.990 / 0.989 for
-        galaxies and 0.967 / 0.984 / 0.983 for stars; on Galaxy-Zoo-like cutouts it meets
+        group from all of theirs, its aperture colours and the ``stargalaxy`` classifier's
+        call on a cutout of its pixels (docs/models.md, session 48). On 1,024 held-out
+        typical fields its precision at 80 % recall at S/N >= 20 / 50 / 100 is 0.971 / 0.989
+        / 0.984 for galaxies and 0.979 / 0.995 / 0.998 for stars; on Galaxy-Zoo-like cutouts
+        it meets
         the Mask Galaxy paper's central-galaxy targets (their g, r, i bands leave the colour
         typer out, as any image whose named bands are not g, r, z does). It needs the PSF
         FWHM (``psf_fwhm``, else the header's ``SEEING``, else measured on the image), three
