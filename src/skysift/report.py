@@ -116,13 +116,9 @@ def footprint_outlines(
     """An RGBA image of the footprints' outlines (a label's pixels that border another label
     or none), each in the colour of its source's kind; transparent elsewhere."""
     from matplotlib.colors import to_rgba
+    from skimage.segmentation import find_boundaries
 
-    edge = np.zeros(labels.shape, dtype=bool)
-    edge[:, 1:] |= labels[:, 1:] != labels[:, :-1]
-    edge[:, :-1] |= labels[:, :-1] != labels[:, 1:]
-    edge[1:] |= labels[1:] != labels[:-1]
-    edge[:-1] |= labels[:-1] != labels[1:]
-    edge &= labels > 0
+    edge = find_boundaries(labels, mode="inner", connectivity=1) & (labels > 0)
     colours = {kind: to_rgba(colour) for kind, colour in palette}
     by_id = dict(zip(np.asarray(ids).tolist(), (colours[k] for k in kinds), strict=True))
     table = np.zeros((int(labels.max(initial=0)) + 1, 4), dtype=np.float32)
