@@ -58,7 +58,9 @@ def parse_look(
     star fraction ``f`` (``SegmentConfig.star_fraction``); any of them followed by
     ``+<shreds>``: a shipped shred classifier scales the galaxies' scores by 1 - P(shred)
     (``SegmentConfig.shreds``); then by ``~<refiner>``: a mask refiner (a shipped name or
-    a card's path) draws the small instances' masks again (``SegmentConfig.mask_refiner``);
+    a card's path) draws the small instances' masks again (``SegmentConfig.mask_refiner``;
+    ``~<refiner>:<augment>``: averaged over the views of a test-time augmentation, ``flips``
+    or ``d4``);
     and then by ``^<typer>``: a colour typer (a shipped name or a card's path) decides each
     instance's group last (``SegmentConfig.colour_typer``).
     Returns ``(look, star fraction, shreds, refiner, colour typer)``, None for each one left
@@ -81,7 +83,6 @@ def chain_parts(spec: str) -> tuple:
     :func:`parse_look` spec names, loaded (None for each one left out): what :func:`rankings`
     takes per spec."""
     from skysift.colour_typer import ColourTyper
-    from skysift.mask_refine import MaskRefiner
     from skysift.shreds import ShredClassifier
 
     name, star_fraction, shreds, refiner, typer = parse_look(spec)
@@ -89,9 +90,17 @@ def chain_parts(spec: str) -> tuple:
         None if name is None else second_looks(name),
         star_fraction,
         None if shreds is None else ShredClassifier(shreds),
-        None if refiner is None else MaskRefiner(refiner),
+        None if refiner is None else _mask_refiner(refiner),
         None if typer is None else ColourTyper(typer),
     )
+
+
+def _mask_refiner(refiner: str):
+    """The :class:`~skysift.mask_refine.MaskRefiner` of a ``<refiner>[:<augment>]`` spec."""
+    from skysift.mask_refine import MaskRefiner
+
+    name, _, augment = refiner.partition(":")
+    return MaskRefiner(name, augment=augment or None)
 
 
 def rankings(

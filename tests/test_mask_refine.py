@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
+from skysift.errors import InvalidParameterError
 from skysift.mask_refine import MAX_BOX, STAMP, refinable, refined_masks, refiner_inputs
 
 
@@ -430,3 +432,32 @@ def test_a_refiner_trained_without_noise_declines_stamps_noisier_than_its_traini
     masks = refined_stamp_masks(network, np.concatenate([stamps, noisy]), max_noise=limit)
     assert (masks[:4] > 0.99).all()
     np.testing.assert_array_equal(masks[4:], noisy[:, 3])  # the detector's masks kept
+
+
+class _Ramp(torch.nn.Module):
+    """A stand-in refiner whose logit is the instance channel plus a left-to-right ramp: the
+    ramp is the kind of orientation-bound answer test-time augmentation averages away."""
+
+    def forward(self, x):
+        ramp = torch.linspace(-1.0, 1.0, x.shape[-1]).expand(x.shape[-2], -1)
+        return (x[:, 3:4] + ramp).float()
+
+
+def test_test_time_augmentation_averages_the_views_taken_back_to_the_stamp():
+    from skysift.mask_refine import MaskRefiner
+
+    card = {"architecture": {"config": {"in_channels": 6}}, "inputs": {}}
+    stamps = np.zeros((2, 6, STAMP, STAMP), dtype=np.float32)
+    stamps[0, 3, 10:20, 30:34] = 4.0  # an off-centre instance: it must come back in place
+    plain = MaskRefiner("x", module=_Ramp(), card=card)(stamps)
+    views = MaskRefiner("x", module=_Ramp(), card=card, augment="d4")(stamps)
+    flips = MaskRefiner("x", module=_Ramp(), card=card, augment="flips")(stamps)
+    # one view: the ramp shows; averaged over mirror images of it, it cancels
+    assert plain[1, 32, 0] < 0.3 < 0.7 < plain[1, 32, -1]
+    np.testing.assert_allclose(views[1], 0.5, atol=1e-6)
+    np.testing.assert_allclose(flips[1], 0.5, atol=1e-6)
+    # the instance's own channel, equivariant, lands where it was
+    assert views[0, 15, 32] > 0.97
+    assert views[0, 40, 32] < 0.51
+    with pytest.raises(InvalidParameterError, match="augment"):
+        MaskRefiner("x", module=_Ramp(), card=card, augment="spin")

@@ -71,12 +71,21 @@ class MaskRefiner:
         Shipped model name (``skysift models``), or the path of a card written elsewhere.
     module, card : optional
         A trained :class:`skysift.models.unet.UNet` and its card, instead of loading one.
+    augment : {None, "flips", "d4"}
+        Test-time augmentation (:data:`skysift.augmentation.AUGMENTATIONS`): each stamp is
+        shown in every view and the mask probabilities, taken back to the stamp, averaged.
     """
 
-    def __init__(self, name: str = "mask_refiner", *, module=None, card=None) -> None:
+    def __init__(
+        self, name: str = "mask_refiner", *, module=None, card=None, augment: str | None = None
+    ) -> None:
+        from skysift.augmentation import check_augment
         from skysift.models.registry import shipped_or_given
 
+        check_augment(augment)
         self.module, self.card = shipped_or_given(name, module, card, what="mask refiner")
+        #: test-time augmentation of every stamp (None: one view)
+        self.augment = augment
         #: whether the network also sees the stamp's measured noise (:func:`with_noise_channel`)
         self.noise_channel = bool(self.card.get("inputs", {}).get("noise_channel", False))
         #: stamps noisier than this (:func:`stamp_noise`) keep the detector's mask: the
@@ -100,10 +109,19 @@ class MaskRefiner:
                 f"the mask refiner takes (m, {self.bands + 3}, {STAMP}, {STAMP}) stamps; got "
                 f"{stamps.shape}"
             )
+        from skysift.augmentation import AUGMENTATIONS, from_view, to_view
+
         if self.noise_channel:
             stamps = with_noise_channel(stamps, bands=self.bands)
+        batch = torch.from_numpy(stamps)
+        views = AUGMENTATIONS[self.augment]
+        total = None
         with torch.no_grad():
-            return torch.sigmoid(self.module(torch.from_numpy(stamps)))[:, 0].numpy()
+            for quarter_turns, flip in views:
+                seen = to_view(batch, quarter_turns, flip).contiguous()
+                probability = from_view(torch.sigmoid(self.module(seen)), quarter_turns, flip)
+                total = probability if total is None else total + probability
+        return (total[:, 0] / len(views)).numpy()
 
 
 def stamp_noise(stamps: np.ndarray, *, bands: int) -> np.ndarray:
