@@ -114,14 +114,12 @@ class MaskRefiner:
         if self.noise_channel:
             stamps = with_noise_channel(stamps, bands=self.bands)
         batch = torch.from_numpy(stamps)
-        views = AUGMENTATIONS[self.augment]
-        total = None
         with torch.no_grad():
-            for quarter_turns, flip in views:
-                seen = to_view(batch, quarter_turns, flip).contiguous()
-                probability = from_view(torch.sigmoid(self.module(seen)), quarter_turns, flip)
-                total = probability if total is None else total + probability
-        return (total[:, 0] / len(views)).numpy()
+            views = [
+                from_view(torch.sigmoid(self.module(to_view(batch, turns, flip))), turns, flip)
+                for turns, flip in AUGMENTATIONS[self.augment]
+            ]
+        return torch.stack(views).mean(dim=0)[:, 0].numpy()
 
 
 def stamp_noise(stamps: np.ndarray, *, bands: int) -> np.ndarray:
