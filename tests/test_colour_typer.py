@@ -439,19 +439,18 @@ def test_training_writes_a_typer_the_chain_can_load(tmp_path):
         finish_colour_typer,
         train_colour_typer,
         training_command,
+        write_instance_cache,
     )
 
     run = tmp_path / "run"
-    run.mkdir()
-    # the chain's instances, as cached_instances leaves them, with the mask's light
-    for role, seed in (("train", 0), ("validation", 1), ("test", 2)):
-        path = run / f"instances_{role}_mask_light_profile_stargalaxy.npz"
-        np.savez(path, **_instances(600, seed, light=True))
     # every optional feature set
     both = {"mask_light": True, "aperture_profile": True, "stargalaxy": "stargalaxy"}
     config = ColourTyperTrainingConfig(
         run_dir=str(run), epochs=40, hidden=(16,), batch_size=64, threads=1, **both
     )
+    # the chain's instances, as cached_instances leaves them, with the mask's light
+    for role, seed in (("train", 0), ("validation", 1), ("test", 2)):
+        write_instance_cache(config, role, _instances(600, seed, light=True))
     best = train_colour_typer(config, progress=False)
     summary = json.loads((run / "summary.json").read_text())
     assert [row["epoch"] for row in summary["history"]] == list(range(1, 41))
@@ -515,6 +514,7 @@ def test_the_bright_weight_makes_the_typer_learn_what_the_figure_counts(tmp_path
         instance_weights,
         train_colour_typer,
         training_command,
+        write_instance_cache,
     )
 
     data = _conflicting_instances(8, 0)
@@ -529,18 +529,16 @@ def test_the_bright_weight_makes_the_typer_learn_what_the_figure_counts(tmp_path
     bright = test["snr"] >= 20
     right = {}
     for weight in (1.0, 10.0):
-        run = tmp_path / f"w{weight:g}"
-        run.mkdir()
-        for role, seed in (("train", 1), ("validation", 2)):
-            np.savez(run / f"instances_{role}.npz", **_conflicting_instances(2000, seed))
         config = ColourTyperTrainingConfig(
-            run_dir=str(run),
+            run_dir=str(tmp_path / f"w{weight:g}"),
             epochs=15,
             hidden=(8,),
             batch_size=128,
             threads=1,
             bright_weight=weight,
         )
+        for role, seed in (("train", 1), ("validation", 2)):
+            write_instance_cache(config, role, _conflicting_instances(2000, seed))
         module = ColourTyperNet(ColourTyperConfig(features=len(FEATURES), hidden=(8,)))
         module.load_state_dict(load_file(str(train_colour_typer(config, progress=False))))
         typer = ColourTyper(
@@ -697,3 +695,53 @@ def test_the_stargalaxy_feature_computes_a_bands_background_once_per_image():
         bands.copy(), np.array([30.0]), np.array([30.0]), psf_fwhm=4.0, classifier=classifier
     )
     assert len(made) == 2
+
+
+def test_the_chains_instances_come_from_the_named_fields_and_a_cache_keeps_its_run(
+    monkeypatch, tmp_path
+):
+    import skysift.train.colour_typer as training
+    import skysift.train.segmenter as segmenter
+
+    asked = []
+
+    def named_images(directory, configs):
+        asked.append([c.seed for c in configs])
+        return [{"seed": c.seed} for c in configs]
+
+    class Classes:
+        classes = ("star", "elliptical", "spiral", "other")
+
+    module = type("Detector", (), {"skysift_config": Classes()})()
+    monkeypatch.setattr(training, "chain_parts", lambda config: (module, (), None, None))
+    monkeypatch.setattr(segmenter, "named_images", named_images)
+    monkeypatch.setattr(segmenter, "network_images", lambda module, chunk: chunk)
+    monkeypatch.setattr(segmenter, "predict", lambda module, images: images)
+    monkeypatch.setattr(segmenter, "refine", lambda predictions, *args, **kwargs: predictions)
+    monkeypatch.setattr(
+        training,
+        "instance_samples",
+        lambda refined, chunk, **kwargs: {"field": np.array([s["seed"] for s in chunk])},
+    )
+    config = training.ColourTyperTrainingConfig(run_dir=str(tmp_path), n_train_fields=3)
+    data = training.cached_instances(config, "train", progress=False)
+    seeds = [c.seed for c in training.field_configs("train", 3)]
+    assert asked == [seeds]  # those fields alone, whatever else the folder holds
+    np.testing.assert_array_equal(data["field"], seeds)
+    again = training.cached_instances(config, "train", progress=False)
+    assert len(asked) == 1  # read back, the chain not run again
+    np.testing.assert_array_equal(again["field"], seeds)
+    assert set(again) == {"field"}
+    # another run's fields, chain or features in the same folder: refused by name
+    path = tmp_path / "instances_train.npz"
+    for other in (
+        dataclasses.replace(config, n_train_fields=4),
+        dataclasses.replace(config, star_fraction=0.3),
+        dataclasses.replace(config, second_look=("second_look_reject",)),
+    ):
+        with pytest.raises(InvalidParameterError, match=r"instances_train\.npz: computed by"):
+            training.cached_instances(other, "train", progress=False)
+    # a cache from before the settings were kept is not taken for this run's either
+    np.savez(path, field=np.arange(3))
+    with pytest.raises(InvalidParameterError, match="computed by another run"):
+        training.cached_instances(config, "train", progress=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -222,13 +224,10 @@ def test_training_writes_a_refiner_the_segmenter_can_load(tmp_path):
         finish_mask_refiner,
         stamp_metrics,
         train_mask_refiner,
+        write_stamp_cache,
     )
 
     run = tmp_path / "run"
-    run.mkdir()
-    # the stamps as cut from a segmenter's detections
-    for role, seed in (("train", 0), ("validation", 1), ("test", 4)):
-        np.savez(run / f"stamps_{role}.npz", **_disc_stamps(48, seed))
     config = MaskRefinerTrainingConfig(
         run_dir=str(run),
         widths=(4, 8),
@@ -240,6 +239,9 @@ def test_training_writes_a_refiner_the_segmenter_can_load(tmp_path):
         batch_size=16,
         threads=1,
     )
+    # the stamps as cut from a segmenter's detections
+    for role, seed in (("train", 0), ("validation", 1), ("test", 4)):
+        write_stamp_cache(config, role, _disc_stamps(48, seed))
     best = train_mask_refiner(config, progress=False) / "best.safetensors"
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [entry["epoch"] for entry in log] == [1, 2]
@@ -413,12 +415,12 @@ def test_a_refiner_trained_without_noise_declines_stamps_noisier_than_its_traini
         MaskRefinerTrainingConfig,
         noise_limit,
         refined_stamp_masks,
+        write_stamp_cache,
     )
 
     run = tmp_path / "run"
-    run.mkdir()
-    np.savez(run / "stamps_train.npz", **_disc_stamps(48, 0))  # sky noise 0.3
-    limit = noise_limit(MaskRefinerTrainingConfig(run_dir=str(run)))
+    write_stamp_cache(MaskRefinerTrainingConfig(run_dir=str(run)), "train", _disc_stamps(48, 0))
+    limit = noise_limit(MaskRefinerTrainingConfig(run_dir=str(run)))  # sky noise 0.3
     assert limit == pytest.approx(0.3, rel=0.1)
     assert noise_limit(MaskRefinerTrainingConfig(run_dir=str(run), noise_max=0.1)) is None
     stamps = _disc_stamps(4, 1)["stamps"].astype(np.float32)
@@ -461,3 +463,22 @@ def test_test_time_augmentation_averages_the_views_taken_back_to_the_stamp():
     assert views[0, 40, 32] < 0.51
     with pytest.raises(InvalidParameterError, match="augment"):
         MaskRefiner("x", module=_Ramp(), card=card, augment="spin")
+
+
+def test_stamps_cut_for_other_fields_or_another_segmenter_are_refused(tmp_path):
+    from skysift.train.mask_refiner import (
+        MaskRefinerTrainingConfig,
+        cached_stamps,
+        write_stamp_cache,
+    )
+
+    config = MaskRefinerTrainingConfig(run_dir=str(tmp_path), n_train_fields=4)
+    write_stamp_cache(config, "train", _disc_stamps(8, 0))
+    kept = cached_stamps(config, "train")
+    np.testing.assert_array_equal(kept["stamps"], _disc_stamps(8, 0)["stamps"])
+    for other in (
+        dataclasses.replace(config, n_train_fields=5),
+        dataclasses.replace(config, segmenter="segmenter_psf"),
+    ):
+        with pytest.raises(InvalidParameterError, match=r"stamps_train\.npz: computed by"):
+            cached_stamps(other, "train")

@@ -240,7 +240,7 @@ def test_segmenter_typical_fields_join_the_training_images_and_the_card(tmp_path
     assert [s["seed"] for s in images] == [standard[0].seed, small[0].seed]
     assert len(_training_images(dataclasses.replace(config, n_typical=0))) == 1
     assert len(_training_images(dataclasses.replace(config, n_train=2, n_typical=2))) == 4
-    with pytest.raises(SkysiftError, match="holds 2 of the 3 training fields"):
+    with pytest.raises(SkysiftError, match="holds 2 of the 3 fields"):
         _training_images(dataclasses.replace(config, n_train=3))
     card = card_for(config)
     assert card["training"]["command"].endswith("--schedule long --typical-fields 1")

@@ -315,9 +315,11 @@ def write_role_datasets(
     description: str,
     workers: int = 1,
     progress: bool = True,
+    extra_fields: bool = False,
 ) -> None:
     """:func:`write_dataset` for each ``(directory, role, n)``: the ``n`` fields
-    ``configs(role, n)``; ``description`` is formatted with ``role``."""
+    ``configs(role, n)``; ``description`` is formatted with ``role``; ``extra_fields`` as
+    there (for readers that take only the fields they name)."""
     for directory, role, n in datasets:
         write_dataset(
             directory,
@@ -326,4 +328,5 @@ def write_role_datasets(
             progress=progress,
             description=description.format(role=role),
             workers=workers,
+            extra_fields=extra_fields,
         )

@@ -1,5 +1,6 @@
-"""Shared bookkeeping of the training loops: the JSON-lines log, the best weights, and the
-random streams a checkpoint must carry for a resumed run to equal an uninterrupted one."""
+"""Shared bookkeeping of the training loops: the JSON-lines log, the best weights, the
+random streams a checkpoint must carry for a resumed run to equal an uninterrupted one, and
+the caches of arrays a run computes once (kept with the settings that made them)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["append_log", "random_state", "restore_random_state", "save_weights"]
+__all__ = [
+    "append_log",
+    "random_state",
+    "read_cache",
+    "restore_random_state",
+    "save_weights",
+    "write_cache",
+]
 
 log = logging.getLogger(__name__)
 
@@ -58,3 +66,43 @@ def restore_random_state(rng: np.random.Generator, checkpoint: dict[str, Any]) -
             "this checkpoint does not hold torch's random state: the resumed run will not be "
             "bit-identical to an uninterrupted one"
         )
+
+
+def read_cache(path: Path, settings: dict[str, Any]) -> dict[str, np.ndarray] | None:
+    """The arrays :func:`write_cache` kept in ``path`` with these ``settings``; None when
+    there is no such file.
+
+    Raises
+    ------
+    InvalidParameterError
+        If the file was written with other settings, or before settings were kept: another
+        run's arrays in the same run folder are never taken for this run's.
+    """
+    from skysift.errors import InvalidParameterError
+
+    path = Path(path)
+    if not path.exists():
+        return None
+    with np.load(path) as cached:
+        if "settings" in cached.files and str(cached["settings"]) == _settings_text(settings):
+            return {key: cached[key] for key in cached.files if key != "settings"}
+    raise InvalidParameterError(
+        f"{path}: computed by another run (other fields, models or options); delete it or "
+        "choose another run folder"
+    )
+
+
+def write_cache(path: Path, settings: dict[str, Any], arrays: dict[str, np.ndarray]) -> Path:
+    """Keep ``arrays`` in ``path`` (npz, written atomically) with the ``settings`` that
+    :func:`read_cache` will ask for."""
+    from skysift.io import atomic_write
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, settings=np.array(_settings_text(settings)), **arrays)
+    return path
+
+
+def _settings_text(settings: dict[str, Any]) -> str:
+    return json.dumps(settings, sort_keys=True, default=list)

@@ -29,11 +29,14 @@ import numpy as np
 
 __all__ = [
     "ColourTyperTrainingConfig",
+    "cached_instances",
     "finish_colour_typer",
+    "instance_cache",
     "instance_samples",
     "instance_weights",
     "prepare_data",
     "train_colour_typer",
+    "write_instance_cache",
 ]
 
 #: The typer's fields start this far into each role's seeds.
@@ -120,18 +123,18 @@ def field_configs(role: str, n: int):
 
 def prepare_data(config: ColourTyperTrainingConfig, *, progress: bool = True) -> None:
     """Simulate the fields of every role that are missing (resumable)."""
-    from skysift.sim.dataset import write_dataset
+    from skysift.sim.dataset import write_role_datasets
     from skysift.train.segmenter_data import SegmenterSamples
 
-    for role in ROLES:
-        write_dataset(
-            Path(config.directory(role)),
-            field_configs(role, config.fields(role)),
-            SegmenterSamples(),
-            description=f"typical DECaLS fields for the colour typer ({role} seeds)",
-            workers=config.workers,
-            progress=progress,
-        )
+    write_role_datasets(
+        ((config.directory(role), role, config.fields(role)) for role in ROLES),
+        field_configs,
+        SegmenterSamples(),
+        description="typical DECaLS fields for the colour typer ({role} seeds)",
+        workers=config.workers,
+        progress=progress,
+        extra_fields=True,  # another run's --n-train-fields; only the named ones are read
+    )
 
 
 def chain_parts(config: ColourTyperTrainingConfig) -> tuple:
@@ -225,26 +228,49 @@ def instance_samples(
     return {key: np.concatenate(value) for key, value in parts.items()}
 
 
-def cached_instances(
-    config: ColourTyperTrainingConfig, role: str, *, progress: bool = True
-) -> dict[str, np.ndarray]:
-    """:func:`instance_samples` of the chain on ``role``'s fields, cached in ``run_dir`` (one
-    file per feature set)."""
-    import torch
-
-    from skysift.morphology import GalaxyTyper
-    from skysift.progress import progress_iter
-    from skysift.train.segmenter import load_images, network_images, predict, refine
-
+def instance_cache(config: ColourTyperTrainingConfig, role: str) -> tuple[Path, dict[str, Any]]:
+    """Where :func:`cached_instances` keeps ``role``'s instances (one file per feature set),
+    and the settings that made them: the chain, the feature sets, and the fields."""
     suffix = (
         ("_mask_light" if config.mask_light else "")
         + ("_profile" if config.aperture_profile else "")
         + (f"_{config.stargalaxy}" if config.stargalaxy else "")
     )
-    path = Path(config.run_dir) / f"instances_{role}{suffix}.npz"
-    if path.exists():
-        with np.load(path) as cached:
-            return {key: cached[key] for key in cached.files}
+    keys = ("segmenter", "second_look", "star_fraction", "shreds", "mask_refiner")
+    keys += ("mask_light", "aperture_profile", "stargalaxy")
+    settings = {key: getattr(config, key) for key in keys}
+    seeds = [c.seed for c in field_configs(role, config.fields(role))]
+    settings |= {"role": role, "fields": len(seeds), "first_seed": seeds[0]}
+    return Path(config.run_dir) / f"instances_{role}{suffix}.npz", settings
+
+
+def write_instance_cache(
+    config: ColourTyperTrainingConfig, role: str, data: dict[str, np.ndarray]
+) -> Path:
+    """Keep ``role``'s instances (:func:`instance_samples`' arrays) where
+    :func:`cached_instances` finds them, with the settings that made them."""
+    from skysift.train.checkpoints import write_cache
+
+    return write_cache(*instance_cache(config, role), data)
+
+
+def cached_instances(
+    config: ColourTyperTrainingConfig, role: str, *, progress: bool = True
+) -> dict[str, np.ndarray]:
+    """:func:`instance_samples` of the chain on ``role``'s fields, cached in ``run_dir``
+    (:func:`instance_cache`). Only the fields the config names are read, whatever else the
+    data folder holds. A cache made with other settings (another ``--n-train-fields``, chain
+    or feature set in the same run folder) is refused by name, never read as this run's."""
+    import torch
+
+    from skysift.morphology import GalaxyTyper
+    from skysift.progress import progress_iter
+    from skysift.train.checkpoints import read_cache
+    from skysift.train.segmenter import named_images, network_images, predict, refine
+
+    cached = read_cache(*instance_cache(config, role))
+    if cached is not None:
+        return cached
     torch.set_num_threads(config.threads)
     module, looks, shreds, refiner = chain_parts(config)
     classes = module.skysift_config.classes
@@ -253,7 +279,7 @@ def cached_instances(
         from skysift.stargalaxy import StarGalaxyClassifier
 
         stargalaxy = StarGalaxyClassifier(config.stargalaxy, calibrated=False)
-    samples = load_images(config.directory(role))
+    samples = named_images(config.directory(role), field_configs(role, config.fields(role)))
     typer = GalaxyTyper()
     parts = []
     chunks = range(0, len(samples), CHUNK)
@@ -281,11 +307,7 @@ def cached_instances(
             )
         )
     data = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    from skysift.io import atomic_write
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **data)
+    write_instance_cache(config, role, data)
     return data
 
 

@@ -140,6 +140,7 @@ def prepare_data(config: MaskRefinerTrainingConfig, *, progress: bool = True) ->
         description="mask refiner: typical fields, {role}",
         workers=config.workers,
         progress=progress,
+        extra_fields=True,  # another run's field counts; only the named ones are read
     )
 
 
@@ -202,28 +203,53 @@ def refiner_stamps(
     return {key: np.asarray(value) for key, value in parts.items()}
 
 
+def stamp_cache(config: MaskRefinerTrainingConfig, role: str) -> tuple[Path, dict[str, Any]]:
+    """Where :func:`cached_stamps` keeps ``role``'s stamps, and the settings that cut them:
+    the segmenter and the fields."""
+    seeds = [c.seed for c in field_configs(role, _role_fields(config, role))]
+    settings = {"segmenter": config.segmenter, "role": role, "fields": len(seeds)}
+    settings["first_seed"] = seeds[0]
+    return Path(config.run_dir) / f"stamps_{role}.npz", settings
+
+
+def write_stamp_cache(
+    config: MaskRefinerTrainingConfig, role: str, stamps: dict[str, np.ndarray]
+) -> Path:
+    """Keep ``role``'s stamps (:func:`refiner_stamps`' arrays) where :func:`cached_stamps`
+    finds them, with the settings that cut them."""
+    from skysift.train.checkpoints import write_cache
+
+    return write_cache(*stamp_cache(config, role), stamps)
+
+
 def cached_stamps(
     config: MaskRefinerTrainingConfig, role: str, *, progress: bool = False
 ) -> dict[str, np.ndarray]:
     """The stamps of the ``role`` ("train", "validation" or "test") fields, cut once and
-    cached in the run directory."""
-    from skysift.io import atomic_write
+    cached in the run directory (:func:`stamp_cache`). Only the fields the config names are
+    read; stamps cut with other settings in the same run folder are refused by name."""
     from skysift.models.registry import load_model, model_location
-    from skysift.train.segmenter import load_images
+    from skysift.train.checkpoints import read_cache
+    from skysift.train.segmenter import named_images
 
-    path = Path(config.run_dir) / f"stamps_{role}.npz"
-    if not path.exists():
-        name, folder = model_location(config.segmenter)
-        module, _ = load_model(name, directory=folder)
-        directory = {"train": config.train_dir, "validation": config.val_dir}.get(
-            role, config.test_dir
-        )
-        stamps = refiner_stamps(module, load_images(directory), progress=progress)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(path) as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, **stamps)
-    with np.load(path) as data:
-        return {key: data[key] for key in data.files}
+    cached = read_cache(*stamp_cache(config, role))
+    if cached is not None:
+        return cached
+    name, folder = model_location(config.segmenter)
+    module, _ = load_model(name, directory=folder)
+    directory = {"train": config.train_dir, "validation": config.val_dir}.get(role, config.test_dir)
+    fields = field_configs(role, _role_fields(config, role))
+    stamps = refiner_stamps(module, named_images(directory, fields), progress=progress)
+    write_stamp_cache(config, role, stamps)
+    return stamps
+
+
+def _role_fields(config: MaskRefinerTrainingConfig, role: str) -> int:
+    return {
+        "train": config.n_train_fields,
+        "validation": config.n_val_fields,
+        "test": config.n_test_fields,
+    }[role]
 
 
 def _loss(logits, targets):

@@ -870,18 +870,19 @@ def checked_model_name(name: str) -> str:
 def _training_images(config: SegmenterTrainingConfig) -> list[dict[str, Any]]:
     truth = config.truth_masks
     named = segmenter_field_configs("train", config.n_train, **truth)
-    train = _named_images(config.train_dir, named, annotations=config.masks)
+    train = named_images(config.train_dir, named, annotations=config.masks)
     if config.n_typical:
         typical = typical_field_configs("train", config.n_typical, **truth)
-        train += _named_images(config.typical_dir, typical, annotations=config.masks)
+        train += named_images(config.typical_dir, typical, annotations=config.masks)
     return train
 
 
-def _named_images(directory: str, configs, *, annotations: str) -> list[dict[str, Any]]:
-    """The images of ``configs`` in ``directory``, and only those: a data folder may hold
-    more fields (another run's ``--n-train`` or ``--typical-fields``), and reading them all
-    would train on another set than the card records. A folder holding none of them (data of
-    one's own) is read whole."""
+def named_images(directory: str, configs, *, annotations: str = "truth") -> list[dict[str, Any]]:
+    """The images of ``configs`` in ``directory``, and only those (:func:`load_images`, in
+    the folder's order): a data folder may hold more fields (another run's ``--n-train``,
+    ``--typical-fields`` or ``--n-train-fields``), and reading them all would train on
+    another set than the card records. A folder holding none of them (data of one's own)
+    is read whole; one holding some of them is refused by name."""
     from skysift.errors import InvalidParameterError
     from skysift.sim.dataset import dataset_seeds
 
@@ -892,8 +893,8 @@ def _named_images(directory: str, configs, *, annotations: str) -> list[dict[str
         return load_images(directory, annotations=annotations)
     if len(found) < len(wanted):
         raise InvalidParameterError(
-            f"{directory}: holds {len(found)} of the {len(wanted)} training fields the run "
-            "names; simulate the rest first (skysift train segmenter does)"
+            f"{directory}: holds {len(found)} of the {len(wanted)} fields the run names; "
+            "simulate the rest first (the training commands do)"
         )
     return load_images(directory, annotations=annotations, seeds=wanted)
 
