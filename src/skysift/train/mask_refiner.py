@@ -116,14 +116,6 @@ class MaskRefinerTrainingConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"widths": list(self.widths)}
 
-    def fields(self, role: str) -> int:
-        """The number of fields of ``role`` ("train", "validation" or "test")."""
-        return {
-            "train": self.n_train_fields,
-            "validation": self.n_val_fields,
-            "test": self.n_test_fields,
-        }[role]
-
 
 def field_configs(role: str, n: int):
     """The refiner's ``n`` typical fields of ``role``."""
@@ -214,7 +206,7 @@ def refiner_stamps(
 def stamp_cache(config: MaskRefinerTrainingConfig, role: str) -> tuple[Path, dict[str, Any]]:
     """Where :func:`cached_stamps` keeps ``role``'s stamps, and the settings that cut them:
     the segmenter and the fields."""
-    seeds = [c.seed for c in field_configs(role, config.fields(role))]
+    seeds = [c.seed for c in field_configs(role, _role_fields(config, role))]
     settings = {"segmenter": config.segmenter, "role": role, "fields": len(seeds)}
     settings["first_seed"] = seeds[0]
     return Path(config.run_dir) / f"stamps_{role}.npz", settings
@@ -246,10 +238,18 @@ def cached_stamps(
     name, folder = model_location(config.segmenter)
     module, _ = load_model(name, directory=folder)
     directory = {"train": config.train_dir, "validation": config.val_dir}.get(role, config.test_dir)
-    fields = field_configs(role, config.fields(role))
+    fields = field_configs(role, _role_fields(config, role))
     stamps = refiner_stamps(module, named_images(directory, fields), progress=progress)
     write_stamp_cache(config, role, stamps)
     return stamps
+
+
+def _role_fields(config: MaskRefinerTrainingConfig, role: str) -> int:
+    return {
+        "train": config.n_train_fields,
+        "validation": config.n_val_fields,
+        "test": config.n_test_fields,
+    }[role]
 
 
 def _loss(logits, targets):
